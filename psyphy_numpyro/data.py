@@ -1,0 +1,219 @@
+"""Trial data: validated container, CSV input/output and simulation."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import jax
+import numpy as np
+
+from .validation import as_key, check_points, check_responses
+
+__all__ = ["TrialData", "simulate_trials", "as_trial_data", "csv_columns"]
+
+_AXES = ("x", "y", "z")
+
+
+def csv_columns(input_dim: int) -> list[str]:
+    """CSV header for ``input_dim``: ``ref_x,...,comparison_x,...,response``."""
+    axes = _AXES[:input_dim]
+    return [f"ref_{a}" for a in axes] + [f"comparison_{a}" for a in axes] + ["response"]
+
+
+class TrialData:
+    """Oddity-task trials: stimuli and 0/1 responses (1 = correct).
+
+    Parameters
+    ----------
+    stimuli : array (N, 2, d), or a psyphy ``TrialData``/``ResponseData``
+        ``stimuli[:, 0]`` are references, ``stimuli[:, 1]`` comparisons, all in
+        ``[-1, 1]``, ``d`` in {1, 2, 3}. A psyphy data object may be passed
+        alone: its ``stimuli`` and ``responses`` are taken over.
+    responses : array (N,) or (N, 1) of 0/1
+
+    Attributes
+    ----------
+    stimuli : numpy array (N, 2, d), float64
+    responses : numpy array (N,), int8
+    """
+
+    __slots__ = ("stimuli", "responses")
+
+    def __init__(self, stimuli, responses=None):
+        if responses is None:
+            if hasattr(stimuli, "to_trial_data"):  # psyphy ResponseData
+                stimuli = stimuli.to_trial_data()
+            if hasattr(stimuli, "stimuli") and hasattr(stimuli, "responses"):
+                stimuli, responses = stimuli.stimuli, stimuli.responses
+            else:
+                raise TypeError("TrialData needs stimuli and responses")
+        s = np.asarray(stimuli)
+        if s.dtype == object or not np.issubdtype(s.dtype, np.number):
+            raise TypeError(f"stimuli must be a numeric array, got dtype {s.dtype}")
+        if s.ndim != 3 or s.shape[1] != 2 or s.shape[2] not in (1, 2, 3):
+            raise ValueError(
+                "stimuli must have shape (N, 2, d) with d in {1, 2, 3} "
+                f"([:, 0] = reference, [:, 1] = comparison), got {s.shape}"
+            )
+        if s.shape[0] == 0:
+            raise ValueError("TrialData is empty: at least one trial is needed")
+        check_points(s, s.shape[2], "stimuli")
+        y = check_responses(responses, s.shape[0])
+        self.stimuli = np.array(s, dtype=np.float64)
+        self.responses = y
+
+    # -- constructors ---------------------------------------------------------
+    @classmethod
+    def from_arrays(cls, ref, comparison, responses) -> TrialData:
+        """Build from references (N, d), comparisons (N, d) and responses (N,)."""
+        ref = np.asarray(ref)
+        comparison = np.asarray(comparison)
+        if ref.shape != comparison.shape or ref.ndim != 2:
+            raise ValueError(
+                f"ref and comparison must both have shape (N, d), got {ref.shape} and "
+                f"{comparison.shape}"
+            )
+        return cls(np.stack([ref, comparison], axis=1), responses)
+
+    @classmethod
+    def from_csv(cls, path) -> TrialData:
+        """Read a CSV file with header (see :func:`csv_columns`).
+
+        Errors name the file, the row (1 = first data row) and the column.
+        """
+        path = os.fspath(path)
+        with open(path, newline="") as fh:
+            reader = csv.reader(fh)
+            try:
+                header = [h.strip() for h in next(reader)]
+            except StopIteration:
+                raise ValueError(f"{path}: file is empty (no header)") from None
+            dims = [d for d in (1, 2, 3) if set(header) == set(csv_columns(d))]
+            if not dims:
+                expected = " | ".join(",".join(csv_columns(d)) for d in (1, 2, 3))
+                unknown = [h for h in header if h not in csv_columns(3)]
+                raise ValueError(
+                    f"{path}: header {','.join(header)!r} does not match any layout "
+                    f"({expected})" + (f"; unknown columns {unknown}" if unknown else "")
+                )
+            d = dims[0]
+            cols = csv_columns(d)
+            order = [header.index(c) for c in cols]
+            rows = []
+            for r, row in enumerate(reader, start=1):
+                if not row or all(not v.strip() for v in row):
+                    continue
+                if len(row) != len(header):
+                    raise ValueError(
+                        f"{path}: row {r} has {len(row)} fields, expected {len(header)}"
+                    )
+                vals = []
+                for c, j in zip(cols, order, strict=True):
+                    try:
+                        v = float(row[j])
+                    except ValueError:
+                        raise ValueError(
+                            f"{path}: row {r}, column {c!r}: {row[j]!r} is not a number"
+                        ) from None
+                    if not np.isfinite(v):
+                        raise ValueError(f"{path}: row {r}, column {c!r} is {row[j]!r}")
+                    if c == "response" and v not in (0.0, 1.0):
+                        raise ValueError(
+                            f"{path}: row {r}, column 'response' must be 0 or 1, got {row[j]!r}"
+                        )
+                    if c != "response" and abs(v) > 1.0 + 1e-6:
+                        raise ValueError(
+                            f"{path}: row {r}, column {c!r} = {v:g} is outside [-1, 1]"
+                        )
+                    vals.append(v)
+                rows.append(vals)
+        if not rows:
+            raise ValueError(f"{path}: no data rows")
+        a = np.asarray(rows)
+        stim = np.stack([a[:, :d], a[:, d : 2 * d]], axis=1)
+        return cls(stim, a[:, -1].astype(np.int8))
+
+    def to_csv(self, path) -> None:
+        """Write the CSV layout read by :meth:`from_csv` (lossless: 17 digits)."""
+        d = self.input_dim
+        flat = np.concatenate([self.stimuli[:, 0], self.stimuli[:, 1]], axis=1)
+        tmp = os.fspath(path) + ".tmp"
+        with open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(csv_columns(d))
+            for row, y in zip(flat, self.responses, strict=True):
+                w.writerow([repr(float(v)) for v in row] + [int(y)])
+        os.replace(tmp, path)
+
+    # -- views ------------------------------------------------------------------
+    @property
+    def ref(self) -> np.ndarray:
+        """References, shape (N, d)."""
+        return self.stimuli[:, 0]
+
+    @property
+    def comparison(self) -> np.ndarray:
+        """Comparisons, shape (N, d)."""
+        return self.stimuli[:, 1]
+
+    @property
+    def input_dim(self) -> int:
+        return self.stimuli.shape[2]
+
+    def __len__(self) -> int:
+        return self.stimuli.shape[0]
+
+    def __getitem__(self, idx) -> TrialData:
+        idx = np.arange(len(self))[idx]
+        return TrialData(self.stimuli[np.atleast_1d(idx)], self.responses[np.atleast_1d(idx)])
+
+    def __eq__(self, other) -> bool:
+        return (
+            isinstance(other, TrialData)
+            and np.array_equal(self.stimuli, other.stimuli)
+            and np.array_equal(self.responses, other.responses)
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"TrialData(num_trials={len(self)}, input_dim={self.input_dim}, "
+            f"proportion_correct={self.responses.mean():.3f})"
+        )
+
+
+def as_trial_data(data) -> TrialData:
+    """Coerce ``data`` (ours, psyphy's TrialData/ResponseData) to :class:`TrialData`."""
+    if isinstance(data, TrialData):
+        return data
+    if hasattr(data, "stimuli") or hasattr(data, "to_trial_data"):
+        return TrialData(data)
+    raise TypeError(
+        f"data must be a TrialData (or psyphy TrialData/ResponseData), got {type(data).__name__}"
+    )
+
+
+def simulate_trials(model, params, ref, comparison, *, key) -> TrialData:
+    """Simulate oddity responses from a WPPM observer.
+
+    Parameters
+    ----------
+    model : WPPM
+    params : dict with ``"W"``
+    ref, comparison : array (N, d)
+    key : jax PRNG key or int seed
+
+    Returns
+    -------
+    TrialData
+        Responses drawn as ``Bernoulli(p_correct)`` with the model's estimator.
+    """
+    ref = np.asarray(check_points(ref, model.input_dim, "ref"))
+    comparison = np.asarray(check_points(comparison, model.input_dim, "comparison"))
+    ref, comparison = np.broadcast_arrays(ref, comparison)
+    if ref.ndim != 2:
+        raise ValueError(f"ref and comparison must be (N, d), got {ref.shape}")
+    k_p, k_y = jax.random.split(as_key(key))
+    p = model.p_correct(params, ref, comparison, key=k_p)
+    y = jax.random.bernoulli(k_y, p)
+    return TrialData(np.stack([ref, comparison], axis=1), np.asarray(y, dtype=np.int8))

@@ -1,0 +1,339 @@
+"""MAP fits: AutoDelta guide + SVI + an optax optimiser."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import warnings
+from dataclasses import dataclass, field
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from numpyro.infer import SVI, Trace_ELBO
+from numpyro.infer.autoguide import AutoDelta
+from numpyro.optim import optax_to_numpyro
+
+from .data import TrialData, as_trial_data
+from .model import WPPM, wppm_model
+from .validation import check_params
+
+__all__ = ["MAPFit", "fit_map", "default_optimizer", "FitDivergedError", "resolve_model"]
+
+
+class FitDivergedError(RuntimeError):
+    """A fit produced a non-finite loss or parameters and could not recover."""
+
+
+def default_optimizer(
+    steps: int, learning_rate: float = 0.05, model: WPPM | None = None
+) -> optax.GradientTransformation:
+    """Adam in prior-whitened coordinates, with warm-up and cosine decay.
+
+    Adam's step is about ``learning_rate`` in every coordinate whatever the
+    gradient's size. Multiplying its updates by the prior standard deviation
+    of each weight (when ``model`` is given) makes that step
+    ``learning_rate`` prior standard deviations instead, which is the same as
+    running Adam on ``W / prior_std``: high-degree weights, whose prior scale
+    is ``decay_rate**degree`` times smaller, no longer take steps far larger
+    than their own scale. The cosine decay to 1/50 of the peak removes most of
+    the stochastic-gradient jitter from the final estimate.
+    """
+    warmup = max(1, min(100, steps // 10))
+    schedule = optax.warmup_cosine_decay_schedule(
+        init_value=learning_rate / 10,
+        peak_value=learning_rate,
+        warmup_steps=warmup,
+        decay_steps=max(steps, warmup + 1),
+        end_value=learning_rate / 50,
+    )
+    adam = optax.adam(schedule)
+    if model is None:
+        return adam
+    sd = jnp.asarray(model.prior_std())
+
+    def update(updates, state, params=None):
+        return jax.tree_util.tree_map(lambda u: u * sd.astype(u.dtype), updates), state
+
+    precondition = optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+    return optax.chain(adam, precondition)
+
+
+def resolve_model(data, model) -> tuple[TrialData, WPPM]:
+    """Coerce data, default the model to ``WPPM(input_dim=data's d)``, check they agree."""
+    data = as_trial_data(data)
+    if model is None:
+        model = WPPM(input_dim=data.input_dim)
+    if not isinstance(model, WPPM):
+        raise TypeError(f"model must be a psyphy_numpyro.WPPM, got {type(model).__name__}")
+    if model.input_dim != data.input_dim:
+        raise ValueError(
+            f"data has stimulus dimension {data.input_dim} but the model has "
+            f"input_dim={model.input_dim}"
+        )
+    return data, model
+
+
+def _check_count(name, value, lo=1):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < lo:
+        raise ValueError(f"{name} must be >= {lo}, got {value}")
+    return int(value)
+
+
+def _use_progress(progress) -> bool:
+    if progress is None:
+        return not os.environ.get("CI")
+    return bool(progress)
+
+
+@dataclass
+class MAPFit:
+    """Result of :func:`fit_map`.
+
+    Attributes
+    ----------
+    params : dict
+        ``{"W": array}`` in psyphy's layout.
+    model : WPPM
+    data : TrialData
+    loss_history : numpy array (steps,)
+        SVI loss (negative log joint, one noisy Monte Carlo evaluation per
+        step) of the chosen restart.
+    restart_histories : numpy array (num_restarts, steps)
+    restart_losses : numpy array (num_restarts,)
+        Low-noise negative log joint at the end of each restart (``inf`` for a
+        restart that diverged); the smallest one was kept.
+    best_restart : int
+    init_params : dict
+        The starting point (``{"W": ...}``) of the kept restart.
+    """
+
+    params: dict
+    model: WPPM
+    data: TrialData
+    loss_history: np.ndarray
+    restart_histories: np.ndarray = field(repr=False)
+    restart_losses: np.ndarray
+    best_restart: int
+    init_params: dict = field(repr=False, default=None)
+    seed: int = 0
+
+    def covariance(self, x):
+        """``Sigma(x)`` of the MAP field, shape ``(..., d, d)``."""
+        return self.model.covariance(self.params, x)
+
+    def sqrt_covariance(self, x):
+        """``U(x)`` of the MAP field, shape ``(..., d, d+e)``."""
+        return self.model.sqrt_covariance(self.params, x)
+
+    def p_correct(self, ref, comparison, *, key=0, num_samples=None):
+        """p(correct) of trials under the MAP field (``key`` fixes the noise)."""
+        return self.model.p_correct(
+            self.params, ref, comparison, key=key, num_samples=num_samples
+        )
+
+    def log_likelihood(self, *, key=0, num_samples=None):
+        """Pointwise log-likelihood of the fitted data, shape ``(N,)``."""
+        return self.model.log_likelihood(self.params, self.data, key=key, num_samples=num_samples)
+
+    def weight_draws(self) -> np.ndarray:
+        """``W`` as a single draw, shape ``(1, 1, *weight_shape)`` (chain, draw, ...)."""
+        return np.asarray(self.params["W"])[None, None]
+
+    def to_arviz(self, *, key=0, num_samples=None, grid=None):
+        """ArviZ InferenceData with a one-chain, one-draw posterior.
+
+        Groups: ``posterior`` (``W`` and ``Sigma`` on ``grid``),
+        ``observed_data``, ``constant_data``, ``log_likelihood`` and
+        ``sample_stats`` (final loss).
+        """
+        from .arviz_io import to_inference_data
+
+        loglik = np.asarray(self.log_likelihood(key=key, num_samples=num_samples))
+        return to_inference_data(
+            self.model,
+            self.data,
+            self.weight_draws(),
+            loglik[None, None],
+            sample_stats={"loss": np.array([[self.restart_losses[self.best_restart]]])},
+            grid=grid,
+            attrs={"inference": "map", "steps": int(self.loss_history.shape[0])},
+        )
+
+
+def fit_map(
+    data,
+    model: WPPM | None = None,
+    *,
+    steps: int = 2000,
+    optimizer: optax.GradientTransformation | None = None,
+    learning_rate: float = 0.05,
+    num_restarts: int = 3,
+    seed: int = 0,
+    progress: bool | None = None,
+    init_params: dict | None = None,
+    batch_size: int | None = None,
+    eval_samples: int | None = None,
+) -> MAPFit:
+    """Maximum a posteriori fit of a WPPM through NumPyro SVI with an AutoDelta guide.
+
+    Parameters
+    ----------
+    data : TrialData (or psyphy TrialData/ResponseData)
+    model : WPPM, optional
+        Defaults to ``WPPM(input_dim=data.input_dim)``.
+    steps : int
+        SVI steps per restart.
+    optimizer : optax.GradientTransformation, optional
+        Defaults to :func:`default_optimizer`: Adam in prior-whitened
+        coordinates with warm-up and cosine decay.
+    learning_rate : float
+        Peak learning rate of the default optimiser, in units of each weight's
+        prior standard deviation (ignored if ``optimizer`` is given).
+    num_restarts : int
+        Independent starts from prior draws; the restart with the lowest
+        low-noise final loss is returned.
+    seed : int
+        Seeds the initial draws and the Monte Carlo noise: equal seeds give
+        bit-identical fits.
+    progress : bool, optional
+        tqdm progress bar with the current loss per trial. Default: on, unless
+        the ``CI`` environment variable is set.
+    init_params : dict, optional
+        ``{"W": ...}`` to start the first restart from (e.g. psyphy params).
+    batch_size : int, optional
+        Minibatch size for the ``"trials"`` plate (stochastic subsampling);
+        ``None`` uses every trial every step.
+    eval_samples : int, optional
+        Monte Carlo samples per trial for the final loss used to pick the best
+        restart (default ``max(8 * model.num_samples, 1024)``).
+
+    Returns
+    -------
+    MAPFit
+
+    Raises
+    ------
+    FitDivergedError
+        If every restart produced a non-finite loss (the message names the
+        step).
+    """
+    data, model = resolve_model(data, model)
+    steps = _check_count("steps", steps)
+    num_restarts = _check_count("num_restarts", num_restarts)
+    seed = _check_count("seed", seed, lo=0)
+    if batch_size is not None:
+        batch_size = _check_count("batch_size", batch_size)
+        if batch_size >= len(data):
+            batch_size = None
+    if optimizer is None:
+        optimizer = default_optimizer(steps, learning_rate, model)
+    elif not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}"
+        )
+    if init_params is not None:
+        init_params = {"W": check_params(init_params, model.weight_shape)}
+    eval_samples = _check_count("eval_samples", eval_samples or max(8 * model.num_samples, 1024))
+
+    n = len(data)
+    stimuli = jnp.asarray(data.stimuli, dtype=jnp.result_type(float))
+    responses = jnp.asarray(data.responses)
+    model_fn = partial(wppm_model, config=model, subsample_size=batch_size)
+    guide = AutoDelta(model_fn)
+    svi = SVI(model_fn, guide, optax_to_numpyro(optimizer), Trace_ELBO())
+
+    chunk = min(steps, 50)
+
+    @partial(jax.jit, static_argnums=2)
+    def run(state, args, length):
+        def body(s, _):
+            s, loss = svi.update(s, *args)
+            return s, loss
+
+        return jax.lax.scan(body, state, None, length=length)
+
+    show = _use_progress(progress)
+    bar = None
+    if show:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps * num_restarts, desc="fit_map", unit="step")
+
+    root = jax.random.PRNGKey(seed)
+    eval_key = jax.random.fold_in(root, 10**6)
+    histories = np.full((num_restarts, steps), np.nan)
+    finals = np.full(num_restarts, np.inf)
+    results = []
+    starts = []
+    failures = []
+    try:
+        for r in range(num_restarts):
+            k_init, k_svi = jax.random.split(jax.random.fold_in(root, r))
+            W0 = init_params if (r == 0 and init_params is not None) else model.sample_prior(k_init)
+            starts.append(W0)
+            state = svi.init(
+                k_svi, stimuli, responses, init_params={"W_auto_loc": jnp.asarray(W0["W"])}
+            )
+            done = 0
+            failed = None
+            while done < steps:
+                length = min(chunk, steps - done)
+                state, losses = run(state, (stimuli, responses), length)
+                losses = np.asarray(losses)
+                histories[r, done : done + length] = losses
+                bad = ~np.isfinite(losses)
+                if bad.any():
+                    failed = done + int(np.argmax(bad))
+                    break
+                done += length
+                if bar is not None:
+                    bar.update(length)
+                    bar.set_postfix(restart=r, loss_per_trial=f"{losses[-1] / n:.4f}")
+            W = svi.get_params(state)["W_auto_loc"]
+            if failed is None and not bool(jnp.all(jnp.isfinite(W))):
+                failed = steps - 1
+            if failed is not None:
+                failures.append(f"restart {r} diverged at step {failed}")
+                if bar is not None:
+                    bar.update(steps - done)
+                results.append(None)
+                continue
+            ll = model.log_likelihood({"W": W}, data, key=eval_key, num_samples=eval_samples)
+            finals[r] = -float(jnp.sum(ll) + model.prior().log_prob(W))
+            results.append(W)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    if all(w is None for w in results):
+        raise FitDivergedError(
+            "fit_map diverged: the loss became NaN/Inf ("
+            + "; ".join(failures)
+            + "). Try a smaller learning_rate, a larger model.diag_term, or check the data."
+        )
+    if failures:
+        warnings.warn(
+            "fit_map: " + "; ".join(failures) + "; the best finite restart was kept",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    best = int(np.argmin(finals))
+    if not math.isfinite(finals[best]):
+        raise FitDivergedError("fit_map: the final loss of every restart is non-finite")
+    return MAPFit(
+        params={"W": results[best]},
+        model=model,
+        data=data,
+        loss_history=histories[best],
+        restart_histories=histories,
+        restart_losses=finals,
+        best_restart=best,
+        init_params=starts[best],
+        seed=seed,
+    )

@@ -1,0 +1,333 @@
+"""The WPPM configuration object and the NumPyro model function."""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+
+from . import field, oddity
+from .validation import as_key, check_params, check_points
+
+__all__ = ["WPPM", "wppm_model"]
+
+
+def _check_int(name, value, lo, hi=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        rng = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name} must be {rng}, got {value}")
+
+
+def _check_pos(name, value, *, allow_zero=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        cond = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {cond}, got {value}")
+
+
+@dataclass(frozen=True)
+class WPPM:
+    """Wishart Process Psychophysical Model configuration (immutable).
+
+    Parameters
+    ----------
+    input_dim : int
+        Stimulus dimension ``d`` (1, 2 or 3). Stimuli live in ``[-1, 1]^d``.
+    basis_degree : int
+        Highest Chebyshev degree ``K`` per axis (``K + 1`` functions per axis).
+    extra_dims : int
+        Extra embedding dimensions ``e``: ``U(x)`` is ``d x (d + e)``.
+    variance_scale : float
+        Prior variance of the degree-0 weights.
+    decay_rate : float
+        Prior variance of a weight of total degree ``t`` is
+        ``variance_scale * decay_rate**t``. Must be in (0, 1].
+    diag_term : float
+        Added to the diagonal of every ``Sigma(x)`` (>= 0).
+    num_samples : int
+        Monte Carlo samples per trial for p(correct).
+    bandwidth : float
+        Logistic smoothing of the oddity decision variable.
+    estimator : {"cv", "reparam", "mc"}
+        p(correct) estimator (see :mod:`psyphy_numpyro.oddity`). All three
+        estimate the same expectation; ``"cv"`` is the most accurate per sample.
+
+    Examples
+    --------
+    >>> import jax, psyphy_numpyro as pn
+    >>> model = pn.WPPM(input_dim=2)
+    >>> params = model.sample_prior(jax.random.PRNGKey(0))
+    >>> params["W"].shape
+    (5, 5, 2, 3)
+    """
+
+    input_dim: int = 2
+    basis_degree: int = 4
+    extra_dims: int = 1
+    variance_scale: float = 4e-3
+    decay_rate: float = 0.4
+    diag_term: float = 1e-4
+    num_samples: int = 128
+    bandwidth: float = 1e-2
+    estimator: str = "cv"
+
+    def __post_init__(self):
+        _check_int("input_dim", self.input_dim, 1, 3)
+        _check_int("basis_degree", self.basis_degree, 0)
+        _check_int("extra_dims", self.extra_dims, 0)
+        _check_int("num_samples", self.num_samples, 1)
+        _check_pos("variance_scale", self.variance_scale)
+        _check_pos("decay_rate", self.decay_rate)
+        if self.decay_rate > 1:
+            raise ValueError(f"decay_rate must be in (0, 1], got {self.decay_rate}")
+        _check_pos("diag_term", self.diag_term, allow_zero=True)
+        _check_pos("bandwidth", self.bandwidth)
+        if self.estimator not in oddity.ESTIMATORS:
+            raise ValueError(
+                f"estimator must be one of {oddity.ESTIMATORS}, got {self.estimator!r}"
+            )
+
+    # -- shapes and prior ----------------------------------------------------
+    @property
+    def embedding_dim(self) -> int:
+        """``d + e``, the number of columns of ``U(x)``."""
+        return self.input_dim + self.extra_dims
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        """Shape of ``W``: ``(K+1,)*d + (d, d+e)``."""
+        return field.weight_shape(self.input_dim, self.basis_degree, self.extra_dims)
+
+    def replace(self, **changes) -> WPPM:
+        """A copy with some settings changed (``dataclasses.replace``)."""
+        return dataclasses.replace(self, **changes)
+
+    def prior_std(self) -> np.ndarray:
+        """Prior standard deviation of every entry of ``W`` (shape ``weight_shape``)."""
+        return field.prior_std(
+            self.input_dim,
+            self.basis_degree,
+            self.extra_dims,
+            self.variance_scale,
+            self.decay_rate,
+        )
+
+    def prior(self) -> dist.Distribution:
+        """The prior of ``W`` as one NumPyro distribution (event shape ``weight_shape``)."""
+        return dist.Normal(0.0, jnp.asarray(self.prior_std())).to_event(len(self.weight_shape))
+
+    def sample_prior(self, key) -> dict:
+        """Draw ``{"W": W}`` from the prior.
+
+        Parameters
+        ----------
+        key : jax PRNG key or int seed
+        """
+        key = as_key(key)
+        return {"W": jnp.asarray(self.prior_std()) * jax.random.normal(key, self.weight_shape)}
+
+    def noise_shape(self, num_samples: int | None = None) -> tuple[int, ...]:
+        """Per-trial shape of the standard-normal noise the estimator consumes."""
+        return oddity.noise_shape(
+            self.estimator, num_samples or self.num_samples, self.input_dim, self.extra_dims
+        )
+
+    def draw_noise(self, key, num_trials: int, num_samples: int | None = None):
+        """IID noise for ``num_trials`` trials, shape ``(num_trials,) + noise_shape``."""
+        return oddity.draw_noise(
+            as_key(key),
+            (num_trials,),
+            self.estimator,
+            num_samples or self.num_samples,
+            self.input_dim,
+            self.extra_dims,
+        )
+
+    # -- read-outs (validated) ----------------------------------------------
+    def sqrt_covariance(self, params, x) -> jnp.ndarray:
+        """``U(x)``, shape ``(..., d, d+e)``, for ``x`` of shape ``(..., d)``."""
+        W = check_params(params, self.weight_shape)
+        x = check_points(x, self.input_dim, "x")
+        return field.sqrt_field(W, x)
+
+    def covariance(self, params, x) -> jnp.ndarray:
+        """``Sigma(x)``, shape ``(..., d, d)``, for ``x`` of shape ``(..., d)``."""
+        W = check_params(params, self.weight_shape)
+        x = check_points(x, self.input_dim, "x")
+        return field.covariance_field(W, x, self.diag_term)
+
+    def p_correct(self, params, ref, comparison, *, key=None, noise=None, num_samples=None):
+        """Estimated p(correct) of oddity trials.
+
+        Parameters
+        ----------
+        params : dict with ``"W"``
+        ref, comparison : array (..., d)
+            Broadcast against each other.
+        key : jax PRNG key or int seed
+            Draws fresh estimator noise; required unless ``noise`` is given.
+        noise : array (..., *noise_shape), optional
+            Fixed standard normals (e.g. from :meth:`draw_noise`).
+        num_samples : int, optional
+            Overrides the configured sample count when drawing noise.
+
+        Returns
+        -------
+        array (...,) in (0, 1)
+        """
+        W = check_params(params, self.weight_shape)
+        ref = check_points(ref, self.input_dim, "ref")
+        comparison = check_points(comparison, self.input_dim, "comparison")
+        ref, comparison = jnp.broadcast_arrays(ref, comparison)
+        if noise is None:
+            if key is None:
+                raise ValueError("p_correct needs a PRNG key (key=...) or fixed noise (noise=...)")
+            noise = oddity.draw_noise(
+                as_key(key),
+                ref.shape[:-1],
+                self.estimator,
+                num_samples or self.num_samples,
+                self.input_dim,
+                self.extra_dims,
+            )
+        return _p_correct_jit(self, W, ref, comparison, jnp.asarray(noise))
+
+    def log_likelihood(self, params, data, *, key=0, num_samples=None, chunk_size=4096):
+        """Pointwise Bernoulli log-likelihood of every trial, shape ``(N,)``.
+
+        Evaluated in chunks of ``chunk_size`` trials so that memory does not
+        grow with ``N * num_samples``. ``key`` fixes the estimator noise, so
+        repeated calls are identical.
+        """
+        from .data import as_trial_data
+
+        data = as_trial_data(data)
+        if data.input_dim != self.input_dim:
+            raise ValueError(
+                f"data has stimulus dimension {data.input_dim}, the model has "
+                f"input_dim={self.input_dim}"
+            )
+        W = check_params(params, self.weight_shape)
+        return _chunked_loglik(
+            self,
+            W,
+            jnp.asarray(data.stimuli, dtype=W.dtype),
+            jnp.asarray(data.responses),
+            as_key(key),
+            num_samples or self.num_samples,
+            int(chunk_size),
+        )
+
+    # -- unvalidated, jittable core -----------------------------------------
+    def p_correct_from_weights(self, W, ref, comparison, noise):
+        """Jittable p(correct) given ``W`` and explicit noise (no input checks)."""
+        if self.estimator == "mc":
+            U_r = field.sqrt_field(W, ref)
+            U_c = field.sqrt_field(W, comparison)
+            return oddity.p_correct_mc(
+                U_r, U_c, ref, comparison, noise, self.diag_term, self.bandwidth
+            )
+        Sigma_r = field.covariance_field(W, ref, self.diag_term)
+        Sigma_c = field.covariance_field(W, comparison, self.diag_term)
+        return oddity.p_correct_from_cov(
+            Sigma_r,
+            Sigma_c,
+            ref,
+            comparison,
+            noise,
+            self.bandwidth,
+            control_variate=self.estimator == "cv",
+        )
+
+    def log_likelihood_from_weights(self, W, stimuli, responses, noise):
+        """Pointwise Bernoulli log-likelihood (jittable), shape ``(N,)``."""
+        p = self.p_correct_from_weights(W, stimuli[:, 0], stimuli[:, 1], noise)
+        y = responses.astype(p.dtype)
+        return y * jnp.log(p) + (1.0 - y) * jnp.log1p(-p)
+
+
+_p_correct_jit = jax.jit(WPPM.p_correct_from_weights, static_argnums=0)
+
+
+@partial(jax.jit, static_argnums=(0, 5, 6))
+def _chunked_loglik(config, W, stimuli, responses, key, num_samples, chunk_size):
+    """Pointwise log-likelihood, chunk by chunk with ``lax.map`` (jittable)."""
+    n = stimuli.shape[0]
+    chunk = min(chunk_size, n)
+    n_chunks = -(-n // chunk)
+    pad = n_chunks * chunk - n
+    stim = jnp.concatenate([stimuli, jnp.broadcast_to(stimuli[:1], (pad,) + stimuli.shape[1:])])
+    y = jnp.concatenate([responses, jnp.zeros((pad,), responses.dtype)])
+    stim = stim.reshape((n_chunks, chunk) + stimuli.shape[1:])
+    y = y.reshape(n_chunks, chunk)
+
+    def one(args):
+        i, s, yy = args
+        noise = oddity.draw_noise(
+            jax.random.fold_in(key, i),
+            (chunk,),
+            config.estimator,
+            num_samples,
+            config.input_dim,
+            config.extra_dims,
+            dtype=W.dtype,
+        )
+        return config.log_likelihood_from_weights(W, s, yy, noise)
+
+    out = jax.lax.map(one, (jnp.arange(n_chunks), stim, y))
+    return out.reshape(-1)[:n]
+
+
+def wppm_model(stimuli, responses=None, *, config: WPPM, noise=None, subsample_size=None):
+    """The WPPM as a NumPyro model.
+
+    Sample sites: ``"W"`` (weights, prior from ``config``) and ``"y"``
+    (Bernoulli responses, observed when ``responses`` is given) inside the
+    ``"trials"`` plate.
+
+    Parameters
+    ----------
+    stimuli : array (N, 2, d)
+        ``[:, 0]`` references, ``[:, 1]`` comparisons (already validated).
+    responses : array (N,) of 0/1, optional
+        Observed responses; ``None`` samples them (prior/posterior predictive).
+    config : WPPM
+        Model configuration (keyword only, so the function can be partially
+        applied).
+    noise : array (N, *config.noise_shape()), optional
+        Fixed estimator noise. ``None`` draws fresh normals from
+        ``numpyro.prng_key()`` on every evaluation (stochastic-gradient SVI).
+        NUTS needs fixed noise so that the log density is deterministic.
+    subsample_size : int, optional
+        Minibatch size for the ``"trials"`` plate (likelihood rescaled by
+        NumPyro).
+    """
+    n = stimuli.shape[0]
+    W = numpyro.sample("W", config.prior())
+    with numpyro.plate("trials", n, subsample_size=subsample_size) as idx:
+        stim = stimuli[idx] if subsample_size is not None else stimuli
+        if noise is None:
+            key = numpyro.prng_key()
+            if key is None:
+                raise ValueError(
+                    "wppm_model needs fixed noise (noise=...) or a seeded context "
+                    "(numpyro.handlers.seed) to draw Monte Carlo noise"
+                )
+            eps = config.draw_noise(key, stim.shape[0])
+        else:
+            eps = noise[idx] if subsample_size is not None else noise
+        p = config.p_correct_from_weights(W, stim[:, 0], stim[:, 1], eps)
+        obs = None
+        if responses is not None:
+            obs = responses[idx] if subsample_size is not None else responses
+        numpyro.sample("y", dist.Bernoulli(probs=p), obs=obs)

@@ -1,0 +1,312 @@
+"""Monte Carlo estimators of p(correct) on a 3-alternative oddity trial.
+
+The observer sees the reference ``r`` twice and the comparison ``c`` once:
+``z0, z1 ~ N(r, Sigma_r)``, ``z2 ~ N(c, Sigma_c)``. With the pooled metric
+``S = (2/3) Sigma_r + (1/3) Sigma_c`` and ``d_ij = (z_i - z_j)' S^-1 (z_i - z_j)``
+the trial is answered correctly when ``delta = min(d_02, d_12) - d_01 > 0``.
+The model's p(correct) is ``E[sigmoid(delta / bandwidth)]`` clipped to
+``[eps, 1 - eps]``. Three estimators of that one expectation live here:
+
+``"mc"``
+    Plain Monte Carlo with the three-sample rule, drawing
+    ``z = U n + m + sqrt(diag_term) n'`` exactly as psyphy does
+    (``3 (2d + e)`` standard normals per sample).
+``"reparam"``
+    The exact 4-normal reparameterisation. ``a = z0 - z1 ~ N(0, 2 Sigma_r)``
+    and ``b = z2 - (z0 + z1)/2 ~ N(c - r, Sigma_c + Sigma_r/2)`` are
+    independent, and ``delta = b'Mb - |a'Mb| - (3/4) a'Ma`` with
+    ``M = S^-1``: ``2d`` normals per sample, same expectation.
+``"cv"`` (default)
+    ``"reparam"`` plus a control variate: the same normals pushed through the
+    equal-covariance trial, whose expectation ``f(d')`` depends only on the
+    Mahalanobis distance ``d'`` and is tabulated once per
+    ``(input_dim, bandwidth)``. Unbiased, and several times more accurate at
+    equal sample count.
+
+All functions are pure and jittable; the noise is always an explicit argument.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "ESTIMATORS",
+    "P_EPS",
+    "noise_shape",
+    "draw_noise",
+    "random_orthogonal",
+    "qmc_noise",
+    "equal_cov_table",
+    "p_correct_from_cov",
+    "p_correct_mc",
+]
+
+ESTIMATORS = ("cv", "reparam", "mc")
+P_EPS = 1e-6
+_TABLE_MAX_DPRIME = 12.0
+_TABLE_POINTS = 481
+_TABLE_LOG2_SAMPLES = 16
+
+
+def noise_shape(estimator: str, num_samples: int, input_dim: int, extra_dims: int):
+    """Per-trial shape of the standard-normal noise an estimator consumes."""
+    if estimator == "mc":
+        return (num_samples, 3, 2 * input_dim + extra_dims)
+    return (num_samples, 2, input_dim)
+
+
+def draw_noise(key, batch_shape, estimator, num_samples, input_dim, extra_dims, dtype=None):
+    """Fresh standard normals of shape ``batch_shape + noise_shape(...)``.
+
+    For ``"mc"`` every number is drawn independently. For the 4-normal
+    estimators (``"cv"``, ``"reparam"``) one block of ``num_samples x 2``
+    independent ``d``-vectors is drawn and each trial gets it through its own
+    random orthogonal maps (one per block). A fixed orthogonal map of iid
+    ``N(0, I)`` vectors is again iid ``N(0, I)``, so every trial's noise has
+    exactly the iid distribution (its estimate is unbiased with the iid
+    variance), while the random rotations decorrelate trials. This is several
+    times cheaper than drawing ``N x num_samples x 2d`` normals, which
+    dominates the cost of a gradient step on a CPU.
+    """
+    dtype = dtype or jnp.result_type(float)
+    batch_shape = tuple(batch_shape)
+    if estimator == "mc":
+        shape = batch_shape + noise_shape(estimator, num_samples, input_dim, extra_dims)
+        return jax.random.normal(key, shape, dtype=dtype)
+    k_z, k_q = jax.random.split(key)
+    z = jax.random.normal(k_z, (num_samples, 2, input_dim), dtype=dtype)
+    Q = random_orthogonal(k_q, batch_shape + (2,), input_dim, dtype)
+    return jnp.einsum("...kij,mkj->...mki", Q, z)
+
+
+def random_orthogonal(key, batch_shape, d, dtype=None):
+    """Haar-distributed orthogonal ``d x d`` matrices (d <= 3), shape ``batch + (d, d)``."""
+    dtype = dtype or jnp.result_type(float)
+    batch_shape = tuple(batch_shape)
+    k_r, k_s = jax.random.split(key)
+    sign = jnp.where(jax.random.bernoulli(k_s, 0.5, batch_shape), 1.0, -1.0).astype(dtype)
+    if d == 1:
+        return sign[..., None, None]
+    if d == 2:
+        t = jax.random.uniform(k_r, batch_shape, dtype, 0.0, 2 * jnp.pi)
+        c, s = jnp.cos(t), jnp.sin(t)
+        return jnp.stack([jnp.stack([c, -sign * s], -1), jnp.stack([s, sign * c], -1)], -2)
+    # d == 3: a uniform unit quaternion gives a Haar rotation; the sign adds reflections
+    q = jax.random.normal(k_r, batch_shape + (4,), dtype)
+    w, x, y, z = jnp.moveaxis(q / jnp.linalg.norm(q, axis=-1, keepdims=True), -1, 0)
+    R = jnp.stack(
+        [
+            jnp.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+            jnp.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+            jnp.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        -2,
+    )
+    return R * sign[..., None, None]
+
+
+def qmc_noise(seed, num_trials, estimator, num_samples, input_dim, extra_dims):
+    """Randomised quasi-Monte Carlo normals, fixed by ``seed`` (numpy array).
+
+    One scrambled Sobol point set is shifted per trial modulo 1
+    (Cranley-Patterson rotation) and mapped through the normal quantile, so
+    every point is exactly N(0, I) while each trial keeps a low-discrepancy
+    set. Used for deterministic surrogate likelihoods (NUTS, read-outs).
+    """
+    from scipy.special import ndtri
+    from scipy.stats import qmc
+
+    shape = noise_shape(estimator, num_samples, input_dim, extra_dims)
+    dim = int(np.prod(shape[1:]))
+    rng = np.random.default_rng(seed)
+    pts = qmc.Sobol(dim, scramble=True, seed=rng).random(num_samples)
+    shift = rng.random((num_trials, 1, dim))
+    u = np.mod(pts[None] + shift, 1.0)
+    u = np.clip(u, 1e-12, 1 - 1e-12)
+    return ndtri(u).reshape((num_trials,) + shape)
+
+
+# ---------------------------------------------------------------------------
+# small dense linear algebra, unrolled for d <= 3 so it vectorises over trials
+# ---------------------------------------------------------------------------
+def _cholesky(A):
+    d = A.shape[-1]
+    L = [[None] * d for _ in range(d)]
+    for j in range(d):
+        s = A[..., j, j] - sum(L[j][k] ** 2 for k in range(j))
+        L[j][j] = jnp.sqrt(s)
+        for i in range(j + 1, d):
+            L[i][j] = (A[..., i, j] - sum(L[i][k] * L[j][k] for k in range(j))) / L[j][j]
+    zero = jnp.zeros_like(A[..., 0, 0])
+    rows = [jnp.stack([L[i][j] if j <= i else zero for j in range(d)], -1) for i in range(d)]
+    return jnp.stack(rows, -2)
+
+
+def _solve_lower(L, B):
+    """Solve ``L X = B`` for lower-triangular ``L`` (..., d, d), ``B`` (..., d, n)."""
+    d = L.shape[-1]
+    X = []
+    for i in range(d):
+        acc = B[..., i, :] - sum(L[..., i, k, None] * X[k] for k in range(i))
+        X.append(acc / L[..., i, i, None])
+    return jnp.stack(X, -2)
+
+
+def _matvec(R, n):
+    """``R n`` for R (..., d, m) and n (..., M, m) -> (..., M, d)."""
+    return jnp.sum(R[..., None, :, :] * n[..., :, None, :], axis=-1)
+
+
+def _oddity_delta(a, b):
+    """``b'b - |a'b| - 0.75 a'a`` for whitened difference vectors."""
+    return (
+        jnp.sum(b * b, -1)
+        - jnp.abs(jnp.sum(a * b, -1))
+        - 0.75 * jnp.sum(a * a, -1)
+    )
+
+
+# ---------------------------------------------------------------------------
+# equal-covariance table f(d')
+# ---------------------------------------------------------------------------
+@lru_cache(maxsize=32)
+def equal_cov_table(input_dim: int, bandwidth: float):
+    """Tabulate ``f(d') = E[sigmoid(delta / bandwidth)]`` when Sigma_r = Sigma_c.
+
+    Whitened by the common covariance, ``a ~ N(0, 2 I)``, ``b ~ N(d' e_1, 1.5 I)``
+    and the expectation depends on ``d'`` only. Computed once in float64 with
+    2**16 scrambled Sobol points (fixed seed) on a grid of ``d'`` in [0, 12].
+
+    Returns
+    -------
+    (q, f) : numpy arrays
+        ``q = d'**2`` grid (interpolating in ``d'**2`` keeps gradients finite
+        at ``d' = 0``) and ``f`` values.
+    """
+    from scipy.special import expit, ndtri
+    from scipy.stats import qmc
+
+    pts = qmc.Sobol(2 * input_dim, scramble=True, seed=20260101).random_base2(
+        _TABLE_LOG2_SAMPLES
+    )
+    z = ndtri(np.clip(pts, 1e-15, 1 - 1e-15))
+    a = np.sqrt(2.0) * z[:, :input_dim]
+    n2 = np.sqrt(1.5) * z[:, input_dim:]
+    aa = np.sum(a * a, 1)
+    dprime = np.linspace(0.0, _TABLE_MAX_DPRIME, _TABLE_POINTS)
+    f = np.empty_like(dprime)
+    for i, dp in enumerate(dprime):
+        b = n2.copy()
+        b[:, 0] += dp
+        delta = np.sum(b * b, 1) - np.abs(np.sum(a * b, 1)) - 0.75 * aa
+        f[i] = expit(delta / bandwidth).mean()
+    return dprime**2, f
+
+
+# ---------------------------------------------------------------------------
+# estimators
+# ---------------------------------------------------------------------------
+def p_correct_from_cov(
+    Sigma_r,
+    Sigma_c,
+    ref,
+    comparison,
+    noise,
+    bandwidth,
+    *,
+    control_variate=True,
+    eps=P_EPS,
+):
+    """p(correct) from the 4-normal reparameterisation (``"reparam"``/``"cv"``).
+
+    Parameters
+    ----------
+    Sigma_r, Sigma_c : array (..., d, d)
+        Covariances at the reference and the comparison.
+    ref, comparison : array (..., d)
+    noise : array (..., M, 2, d)
+        Standard normals (``[..., 0, :]`` drives ``a``, ``[..., 1, :]`` drives ``b``).
+    bandwidth : float
+        Logistic smoothing of the decision variable.
+    control_variate : bool
+        Subtract the equal-covariance trial driven by the same normals and add
+        back its tabulated expectation.
+    eps : float
+        Clip to ``[eps, 1 - eps]``.
+
+    Returns
+    -------
+    array (...,)
+    """
+    d = Sigma_r.shape[-1]
+    S = (2.0 / 3.0) * Sigma_r + (1.0 / 3.0) * Sigma_c
+    L = _cholesky(S)
+    Ra = _solve_lower(L, _cholesky(2.0 * Sigma_r))
+    Rb = _solve_lower(L, _cholesky(Sigma_c + 0.5 * Sigma_r))
+    mu = _solve_lower(L, (comparison - ref)[..., :, None])[..., 0]
+    n1, n2 = noise[..., 0, :], noise[..., 1, :]
+    a = _matvec(Ra, n1)
+    b = mu[..., None, :] + _matvec(Rb, n2)
+    s = jax.nn.sigmoid(_oddity_delta(a, b) / bandwidth)
+    if control_variate:
+        q_grid, f_grid = equal_cov_table(d, float(bandwidth))
+        a_eq = np.sqrt(2.0) * n1
+        b_eq = mu[..., None, :] + np.sqrt(1.5) * n2
+        s_eq = jax.nn.sigmoid(_oddity_delta(a_eq, b_eq) / bandwidth)
+        q = jnp.sum(mu * mu, -1)
+        f = jnp.interp(q, jnp.asarray(q_grid, q.dtype), jnp.asarray(f_grid, q.dtype))
+        p_cv = f + jnp.mean(s - s_eq, -1)
+        # Where the corrected estimate leaves (eps, 1 - eps) - possible when
+        # Sigma_r and Sigma_c differ a lot and the correction is noisy - fall
+        # back to the plain estimate, which always lies in [0, 1] and keeps a
+        # gradient, instead of clipping to a flat constant.
+        p_plain = jnp.mean(s, -1)
+        p = jnp.where((p_cv > eps) & (p_cv < 1.0 - eps), p_cv, p_plain)
+    else:
+        p = jnp.mean(s, -1)
+    return jnp.clip(p, eps, 1.0 - eps)
+
+
+def p_correct_mc(U_r, U_c, ref, comparison, noise, diag_term, bandwidth, *, eps=P_EPS):
+    """Plain Monte Carlo three-sample oddity rule (estimator ``"mc"``).
+
+    Parameters
+    ----------
+    U_r, U_c : array (..., d, m)
+        Square roots at the reference and comparison (``m = d + e``).
+    ref, comparison : array (..., d)
+    noise : array (..., M, 3, m + d)
+        Standard normals: ``[..., k, :m]`` drive ``U n`` and ``[..., k, m:]``
+        the ``sqrt(diag_term) n'`` part of sample ``z_k``.
+    diag_term, bandwidth, eps : float
+
+    Returns
+    -------
+    array (...,)
+    """
+    d, m = U_r.shape[-2], U_r.shape[-1]
+    sq = jnp.sqrt(diag_term)
+
+    def draw(U, mean, n):
+        return mean[..., None, :] + _matvec(U, n[..., :m]) + sq * n[..., m:]
+
+    z0 = draw(U_r, ref, noise[..., 0, :])
+    z1 = draw(U_r, ref, noise[..., 1, :])
+    z2 = draw(U_c, comparison, noise[..., 2, :])
+    eye = jnp.eye(d, dtype=U_r.dtype)
+    Sigma_r = jnp.einsum("...ik,...jk->...ij", U_r, U_r) + diag_term * eye
+    Sigma_c = jnp.einsum("...ik,...jk->...ij", U_c, U_c) + diag_term * eye
+    L = _cholesky((2.0 / 3.0) * Sigma_r + (1.0 / 3.0) * Sigma_c)
+
+    def dist(u, v):
+        w = _solve_lower(L, jnp.swapaxes(u - v, -1, -2))
+        return jnp.sum(w * w, -2)
+
+    delta = jnp.minimum(dist(z0, z2), dist(z1, z2)) - dist(z0, z1)
+    p = jnp.mean(jax.nn.sigmoid(delta / bandwidth), -1)
+    return jnp.clip(p, eps, 1.0 - eps)

@@ -1,0 +1,138 @@
+"""fit_map: recovery of a known field, determinism, divergence handling, ArviZ output."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import psyphy_numpyro as pn
+from psyphy_numpyro.plotting import grid_points
+
+TRUTH = pn.WPPM(input_dim=2, basis_degree=2, num_samples=64)
+GRID7 = grid_points(7, -1.0, 1.0)
+
+
+def _simulate(n, seed=0, truth_seed=4):
+    truth = TRUTH.sample_prior(truth_seed)
+    rng = np.random.default_rng(seed)
+    ref = rng.uniform(-1, 1, (n, 2))
+    ang = rng.uniform(0, 2 * np.pi, n)
+    L = np.linalg.cholesky(np.asarray(TRUTH.covariance(truth, ref), dtype=np.float64))
+    radius = rng.uniform(1.0, 4.0, n)
+    step = radius[:, None] * np.einsum("nij,nj->ni", L, np.stack([np.cos(ang), np.sin(ang)], -1))
+    comp = np.clip(ref + step, -1, 1)
+    return truth, pn.simulate_trials(TRUTH, truth, ref, comp, key=seed + 100)
+
+
+def field_error(params, truth):
+    S_true = np.asarray(TRUTH.covariance(truth, GRID7), dtype=np.float64)
+    S = np.asarray(TRUTH.covariance(params, GRID7), dtype=np.float64)
+    return float(np.mean(np.linalg.norm(S - S_true, axis=(1, 2))
+                         / np.linalg.norm(S_true, axis=(1, 2))))
+
+
+@pytest.fixture(scope="module")
+def recovery():
+    errs = {}
+    for n in (300, 3000):
+        truth, data = _simulate(n)
+        fit = pn.fit_map(data, TRUTH, steps=600, num_restarts=2, seed=0, progress=False)
+        errs[n] = field_error(fit.params, truth)
+    prior_err = np.mean([field_error(TRUTH.sample_prior(k), truth) for k in range(20, 40)])
+    return errs, prior_err, fit, data
+
+
+def test_fit_map_recovers_known_field(recovery):
+    errs, prior_err, _, _ = recovery
+    msg = (f"field error: prior draws {prior_err:.3f}, fit(300) {errs[300]:.3f}, "
+           f"fit(3000) {errs[3000]:.3f}")
+    assert errs[3000] < 0.4 * prior_err, msg
+    assert errs[3000] < 0.55, msg
+    assert errs[3000] < 0.75 * errs[300], msg  # error falls as trials grow
+
+
+def test_fit_result_interface(recovery):
+    _, _, fit, data = recovery
+    assert fit.params["W"].shape == TRUTH.weight_shape
+    assert fit.loss_history.shape == (600,)
+    assert np.isfinite(fit.loss_history).all()
+    # the loss goes down: last 50 steps well below the first 50
+    assert fit.loss_history[-50:].mean() < fit.loss_history[:50].mean()
+    x = jnp.array([[0.1, -0.2], [0.5, 0.5]])
+    np.testing.assert_allclose(fit.covariance(x), TRUTH.covariance(fit.params, x))
+    p = fit.p_correct(x, x + 0.05)
+    assert p.shape == (2,) and np.all((p > 0) & (p < 1))
+    assert fit.log_likelihood().shape == (len(data),)
+
+
+def test_to_arviz_has_named_dims_and_groups(recovery):
+    _, _, fit, data = recovery
+    idata = fit.to_arviz()
+    for group in ("posterior", "sample_stats", "observed_data", "log_likelihood",
+                  "constant_data"):
+        assert group in idata.groups(), group
+    W = idata.posterior["W"]
+    assert W.dims == ("chain", "draw", "basis_0", "basis_1", "stimulus_dim", "embedding_dim")
+    np.testing.assert_allclose(W.values[0, 0], fit.params["W"])
+    assert idata.log_likelihood["y"].dims == ("chain", "draw", "trial")
+    np.testing.assert_allclose(idata.log_likelihood["y"].values[0, 0].sum(),
+                               float(fit.log_likelihood().sum()), rtol=1e-5)
+    np.testing.assert_array_equal(idata.observed_data["y"].values, data.responses)
+    np.testing.assert_array_equal(idata.constant_data["ref"].values, data.ref)
+    grid = idata.constant_data["grid"].values
+    np.testing.assert_allclose(idata.posterior["Sigma"].values[0, 0], fit.covariance(grid),
+                               rtol=1e-5)
+    assert idata.posterior["Sigma"].dims[2:] == ("grid_point", "stimulus_dim", "stimulus_dim_")
+
+
+def test_same_seed_gives_bit_identical_fit():
+    _, data = _simulate(200, seed=5)
+    fits = [pn.fit_map(data, TRUTH, steps=60, num_restarts=2, seed=7, progress=False)
+            for _ in range(2)]
+    np.testing.assert_array_equal(fits[0].params["W"], fits[1].params["W"])
+    np.testing.assert_array_equal(fits[0].loss_history, fits[1].loss_history)
+    other = pn.fit_map(data, TRUTH, steps=60, num_restarts=2, seed=8, progress=False)
+    assert not np.array_equal(other.params["W"], fits[0].params["W"])
+    # best restart is the one with the lowest low-noise final loss
+    assert fits[0].best_restart == int(np.argmin(fits[0].restart_losses))
+
+
+def _nan_after(k):
+    """An optax transformation that behaves like SGD, then emits NaN updates from step k."""
+
+    def init(params):
+        return jnp.zeros((), jnp.int32)
+
+    def update(updates, count, params=None):
+        scale = jnp.where(count >= k, jnp.nan, -1e-4)
+        return jax.tree_util.tree_map(lambda u: scale * u, updates), count + 1
+
+    return optax.GradientTransformation(init, update)
+
+
+def test_diverging_fit_raises_naming_the_step():
+    _, data = _simulate(100, seed=6)
+    with pytest.raises(pn.FitDivergedError, match="restart 0 diverged at step 4"):
+        pn.fit_map(data, TRUTH, steps=20, num_restarts=1, optimizer=_nan_after(3),
+                   progress=False)
+
+
+def test_fit_map_rejects_bad_arguments():
+    _, data = _simulate(50, seed=7)
+    with pytest.raises(ValueError, match="stimulus dimension 2 but the model has input_dim=1"):
+        pn.fit_map(data, pn.WPPM(input_dim=1))
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        pn.fit_map(data, steps=0)
+    with pytest.raises(TypeError, match="optimizer must be an optax.GradientTransformation"):
+        pn.fit_map(data, optimizer="adam")
+    with pytest.raises(TypeError, match="data must be a TrialData"):
+        pn.fit_map(np.zeros((5, 2, 2)))
+
+
+def test_default_model_and_psyphy_init_params():
+    _, data = _simulate(80, seed=8)
+    init = TRUTH.sample_prior(1)
+    fit = pn.fit_map(data, TRUTH, steps=1, num_restarts=1, init_params=init, progress=False)
+    np.testing.assert_array_equal(fit.init_params["W"], init["W"])
+    assert pn.fit_map(data, steps=2, num_restarts=1, progress=False).model == pn.WPPM(input_dim=2)

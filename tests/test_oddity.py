@@ -1,0 +1,111 @@
+"""p(correct) estimators: agreement with independent Monte Carlo, psyphy and theory."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import psyphy_numpyro as pn
+from psyphy_numpyro import oddity
+
+ESTIMATORS = ["cv", "reparam", "mc"]
+
+
+def _trials(model, params, d, radii, seed=0):
+    """References and comparisons at Mahalanobis radii (easy / threshold / hard trials)."""
+    rng = np.random.default_rng(seed)
+    ref = rng.uniform(-0.6, 0.6, (len(radii), d))
+    u = rng.standard_normal((len(radii), d))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    L = np.linalg.cholesky(np.asarray(model.covariance(params, ref), dtype=np.float64))
+    comp = np.clip(ref + np.asarray(radii)[:, None] * np.einsum("nij,nj->ni", L, u), -1, 1)
+    return ref, comp
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_p_correct_agrees_with_independent_mc(d, estimator, ref_mc):
+    model = pn.WPPM(input_dim=d, basis_degree=2, estimator=estimator, num_samples=20000)
+    params = model.sample_prior(jax.random.PRNGKey(3 + d))
+    radii = [0.0, 1.0, 2.5, 4.0, 7.0]  # chance, hard, threshold, easy, very easy
+    ref, comp = _trials(model, params, d, radii)
+    p = np.asarray(model.p_correct(params, ref, comp, key=jax.random.PRNGKey(1)))
+    Sr = np.asarray(model.covariance(params, ref), dtype=np.float64)
+    Sc = np.asarray(model.covariance(params, comp), dtype=np.float64)
+    for i in range(len(radii)):
+        expect, se = ref_mc(Sr[i], Sc[i], ref[i], comp[i], model.bandwidth, seed=i)
+        # both sides have Monte Carlo error of about se; 5 combined sigmas + float32 slack
+        tol = 5 * np.sqrt(2) * se + 2e-3
+        assert abs(p[i] - expect) < tol, (d, estimator, radii[i], p[i], expect, tol)
+    assert np.all((p > 0) & (p < 1))
+
+
+def test_p_correct_agrees_with_psyphy_simulation():
+    from psyphy import WPPM, GaussianNoise, OddityTask, Prior
+    from psyphy.model.likelihood import OddityTaskConfig
+
+    model = pn.WPPM(input_dim=2, num_samples=20000)
+    params = model.sample_prior(jax.random.PRNGKey(0))
+    theirs = WPPM(Prior(input_dim=2), OddityTask(OddityTaskConfig(num_samples=20000,
+                                                                  bandwidth=1e-2)),
+                  GaussianNoise(), input_dim=2, diag_term=model.diag_term)
+    ref, comp = _trials(model, params, 2, [0.0, 1.5, 2.8, 5.0])
+    ours = np.asarray(model.p_correct(params, ref, comp, key=0))
+    for i in range(len(ref)):
+        p_theirs = float(theirs.predict_prob(params, (jnp.asarray(ref[i]), jnp.asarray(comp[i]))))
+        assert abs(ours[i] - p_theirs) < 0.012, (i, ours[i], p_theirs)
+
+
+def test_one_dimensional_triangle_values():
+    """Equal-covariance 1-D oddity reproduces the classical triangle-test values."""
+    q, f = oddity.equal_cov_table(1, 1e-4)
+    dprime = np.sqrt(q)
+    for dp, expected in [(1.0, 0.4180), (2.0, 0.6048), (3.0, 0.7814)]:
+        assert abs(np.interp(dp, dprime, f) - expected) < 3e-3
+    q2, f2 = oddity.equal_cov_table(2, 1e-4)
+    assert abs(f2[0] - 1 / 3) < 2e-3
+    for dp, expected in [(1.0, 0.402), (2.0, 0.566), (3.0, 0.743), (4.0, 0.874)]:
+        assert abs(np.interp(dp**2, q2, f2) - expected) < 4e-3
+
+
+def test_control_variate_halves_rms_error_at_equal_samples():
+    model = pn.WPPM(input_dim=2, basis_degree=3)
+    params = model.sample_prior(jax.random.PRNGKey(7))
+    rng = np.random.default_rng(1)
+    radii = rng.uniform(0.0, 5.0, 40)
+    ref, comp = _trials(model, params, 2, radii, seed=2)
+    exact = np.asarray(model.replace(num_samples=200_000).p_correct(params, ref, comp, key=99))
+    errs = {}
+    for est in ["mc", "cv"]:
+        m = model.replace(estimator=est, num_samples=128)
+        reps = np.stack([np.asarray(m.p_correct(params, ref, comp, key=k)) for k in range(20)])
+        errs[est] = float(np.sqrt(np.mean((reps - exact) ** 2)))
+    assert errs["cv"] <= 0.5 * errs["mc"], errs
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_rotated_noise_is_standard_normal_per_trial(d):
+    noise = oddity.draw_noise(jax.random.PRNGKey(0), (3,), "cv", 4096, d, 1)
+    assert noise.shape == (3, 4096, 2, d)
+    for t in range(3):
+        for k in range(2):
+            z = np.asarray(noise[t, :, k], dtype=np.float64)
+            np.testing.assert_allclose(z.mean(0), 0, atol=0.08)
+            np.testing.assert_allclose(np.cov(z.T).reshape(d, d), np.eye(d), atol=0.08)
+    Q = np.asarray(oddity.random_orthogonal(jax.random.PRNGKey(1), (50,), d), dtype=np.float64)
+    np.testing.assert_allclose(Q @ np.swapaxes(Q, -1, -2), np.broadcast_to(np.eye(d), Q.shape),
+                               atol=1e-5)
+
+
+def test_p_correct_needs_key_or_noise_and_is_deterministic_with_noise():
+    model = pn.WPPM(input_dim=2)
+    params = model.sample_prior(0)
+    ref = jnp.zeros((4, 2))
+    comp = jnp.full((4, 2), 0.1)
+    with pytest.raises(ValueError, match="needs a PRNG key"):
+        model.p_correct(params, ref, comp)
+    noise = model.draw_noise(5, 4)
+    a = model.p_correct(params, ref, comp, noise=noise)
+    b = model.p_correct(params, ref, comp, noise=noise)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, model.p_correct(params, ref, comp, key=6))
