@@ -1,8 +1,11 @@
 """psyphy_numpyro: the Wishart Process Psychophysical Model as a NumPyro model."""
 
 from .data import TrialData, as_trial_data, simulate_trials
+from .laplace import fit_laplace
 from .map_fit import FitDivergedError, MAPFit, fit_map
+from .mcmc import fit_mcmc
 from .model import WPPM, wppm_model
+from .posterior import LaplaceFit, MCMCFit, PosteriorFit
 
 __version__ = "0.1.0"
 
@@ -15,4 +18,9 @@ __all__ = [
     "fit_map",
     "MAPFit",
     "FitDivergedError",
+    "fit_mcmc",
+    "fit_laplace",
+    "MCMCFit",
+    "LaplaceFit",
+    "PosteriorFit",
 ]

@@ -94,5 +94,6 @@ def to_inference_data(
         coords=coords,
         dims=dims,
         attrs=meta,
+        posterior_attrs=meta,
     )
     return idata

@@ -231,6 +231,8 @@ def p_correct_from_cov(
     ref, comparison : array (..., d)
     noise : array (..., M, 2, d)
         Standard normals (``[..., 0, :]`` drives ``a``, ``[..., 1, :]`` drives ``b``).
+        With ``M = 0`` the result is the deterministic equal-covariance
+        surrogate ``f(d')`` (exact when ``Sigma_r == Sigma_c``).
     bandwidth : float
         Logistic smoothing of the decision variable.
     control_variate : bool
@@ -246,20 +248,24 @@ def p_correct_from_cov(
     d = Sigma_r.shape[-1]
     S = (2.0 / 3.0) * Sigma_r + (1.0 / 3.0) * Sigma_c
     L = _cholesky(S)
+    mu = _solve_lower(L, (comparison - ref)[..., :, None])[..., 0]
+    q = jnp.sum(mu * mu, -1)
+    if control_variate or noise.shape[-3] == 0:
+        q_grid, f_grid = equal_cov_table(d, float(bandwidth))
+        f = jnp.interp(q, jnp.asarray(q_grid, q.dtype), jnp.asarray(f_grid, q.dtype))
+    if noise.shape[-3] == 0:
+        # zero samples: the deterministic equal-covariance surrogate f(d')
+        return jnp.clip(f, eps, 1.0 - eps)
     Ra = _solve_lower(L, _cholesky(2.0 * Sigma_r))
     Rb = _solve_lower(L, _cholesky(Sigma_c + 0.5 * Sigma_r))
-    mu = _solve_lower(L, (comparison - ref)[..., :, None])[..., 0]
     n1, n2 = noise[..., 0, :], noise[..., 1, :]
     a = _matvec(Ra, n1)
     b = mu[..., None, :] + _matvec(Rb, n2)
     s = jax.nn.sigmoid(_oddity_delta(a, b) / bandwidth)
     if control_variate:
-        q_grid, f_grid = equal_cov_table(d, float(bandwidth))
         a_eq = np.sqrt(2.0) * n1
         b_eq = mu[..., None, :] + np.sqrt(1.5) * n2
         s_eq = jax.nn.sigmoid(_oddity_delta(a_eq, b_eq) / bandwidth)
-        q = jnp.sum(mu * mu, -1)
-        f = jnp.interp(q, jnp.asarray(q_grid, q.dtype), jnp.asarray(f_grid, q.dtype))
         p_cv = f + jnp.mean(s - s_eq, -1)
         # Where the corrected estimate leaves (eps, 1 - eps) - possible when
         # Sigma_r and Sigma_c differ a lot and the correction is noisy - fall

@@ -1,0 +1,196 @@
+"""Fits represented by posterior draws of ``W`` (NUTS and Laplace)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .data import TrialData
+from .model import WPPM
+from .validation import as_key, check_points
+
+__all__ = ["PosteriorFit", "MCMCFit", "LaplaceFit"]
+
+
+@dataclass
+class PosteriorFit:
+    """Common interface of draw-based fits.
+
+    Attributes
+    ----------
+    model : WPPM
+    data : TrialData
+    draws : numpy array (chains, draws_per_chain, *weight_shape)
+        Posterior draws of ``W`` grouped by chain.
+    """
+
+    model: WPPM
+    data: TrialData
+    draws: np.ndarray = field(repr=False)
+
+    @property
+    def samples(self) -> dict:
+        """``{"W": array (num_draws, *weight_shape)}`` with chains concatenated."""
+        return {"W": self.draws.reshape((-1,) + self.draws.shape[2:])}
+
+    @property
+    def num_draws(self) -> int:
+        return int(self.draws.shape[0] * self.draws.shape[1])
+
+    def weight_draws(self) -> np.ndarray:
+        """Draws of ``W`` grouped by chain, ``(chains, draws, *weight_shape)``."""
+        return self.draws
+
+    def covariance(self, x) -> jnp.ndarray:
+        """``Sigma(x)`` per draw, shape ``(num_draws, ..., d, d)``."""
+        x = check_points(x, self.model.input_dim, "x")
+        W = jnp.asarray(self.samples["W"])
+        return _cov_draws(W, x, self.model.diag_term)
+
+    def p_correct(self, ref, comparison, *, key=0, num_samples=None):
+        """p(correct) per draw, shape ``(num_draws, ...)``.
+
+        The same estimator noise (fixed by ``key``) is used for every draw, so
+        differences between draws reflect the posterior, not Monte Carlo noise.
+        """
+        m = self.model
+        ref = check_points(ref, m.input_dim, "ref")
+        comparison = check_points(comparison, m.input_dim, "comparison")
+        ref, comparison = jnp.broadcast_arrays(ref, comparison)
+        noise = m.draw_noise(as_key(key), int(np.prod(ref.shape[:-1])), num_samples)
+        noise = noise.reshape(ref.shape[:-1] + noise.shape[1:])
+        W = jnp.asarray(self.samples["W"])
+        return jax.lax.map(lambda w: m.p_correct_from_weights(w, ref, comparison, noise), W)
+
+    def log_likelihood(self, *, key=0, num_samples=None) -> np.ndarray:
+        """Pointwise log-likelihood per draw, ``(chains, draws, N)`` (fixed noise)."""
+        W = self.samples["W"]
+        out = np.stack(
+            [
+                np.asarray(
+                    self.model.log_likelihood({"W": w}, self.data, key=key, num_samples=num_samples)
+                )
+                for w in W
+            ]
+        )
+        return out.reshape(self.draws.shape[:2] + (len(self.data),))
+
+    def _sample_stats(self):
+        return None
+
+    def _attrs(self):
+        return {}
+
+    def to_arviz(self, *, key=0, num_samples=None, grid=None, log_likelihood=True):
+        """ArviZ InferenceData (``posterior`` with ``W`` and ``Sigma`` on a grid,
+        ``sample_stats``, ``log_likelihood``, ``observed_data``, ``constant_data``)."""
+        from .arviz_io import to_inference_data
+
+        ll = self.log_likelihood(key=key, num_samples=num_samples) if log_likelihood else None
+        return to_inference_data(
+            self.model,
+            self.data,
+            self.draws,
+            ll,
+            sample_stats=self._sample_stats(),
+            grid=grid,
+            attrs=self._attrs(),
+        )
+
+    def summary(self, *, var_names=("Sigma",), grid=None, **kwargs):
+        """ArviZ summary table of identifiable quantities (``Sigma`` on a grid).
+
+        ``W`` is identified only up to rotation, so its r_hat means little; the
+        default reports ``Sigma`` at the grid points of :meth:`to_arviz`.
+        """
+        import arviz as az
+
+        idata = self.to_arviz(grid=grid, log_likelihood=False)
+        return az.summary(idata, var_names=list(var_names), **kwargs)
+
+
+@jax.jit
+def _cov_draws(W, x, diag_term):
+    from .field import covariance_field
+
+    return jax.vmap(lambda w: covariance_field(w, x, diag_term))(W)
+
+
+@dataclass
+class MCMCFit(PosteriorFit):
+    """Result of :func:`fit_mcmc`.
+
+    Attributes
+    ----------
+    mcmc : numpyro.infer.MCMC
+        The NumPyro MCMC object (``mcmc.print_summary()``, extra fields ...).
+    surrogate : dict
+        The deterministic likelihood NUTS sampled: ``num_samples`` (fixed
+        quasi-Monte Carlo draws per trial; 0 = equal-covariance table),
+        ``bandwidth``, and ``rms_error``, the RMS difference between the
+        surrogate's p(correct) and a high-sample estimate at the initial point.
+    """
+
+    mcmc: object = field(default=None, repr=False)
+    surrogate: dict = field(default_factory=dict)
+    init_fit: object = field(default=None, repr=False)
+
+    def _sample_stats(self):
+        ex = self.mcmc.get_extra_fields(group_by_chain=True)
+        stats = {"diverging": np.asarray(ex["diverging"])}
+        if "num_steps" in ex:
+            n = np.asarray(ex["num_steps"])
+            stats["n_steps"] = n
+            stats["tree_depth"] = np.floor(np.log2(np.maximum(n, 1))).astype(int) + 1
+        if "accept_prob" in ex:
+            stats["acceptance_rate"] = np.asarray(ex["accept_prob"])
+        if "energy" in ex:
+            stats["energy"] = np.asarray(ex["energy"])
+        if "adapt_state.step_size" in ex:
+            stats["step_size"] = np.asarray(ex["adapt_state.step_size"])
+        if "potential_energy" in ex:
+            stats["lp"] = -np.asarray(ex["potential_energy"])
+        return stats
+
+    def _attrs(self):
+        return {"inference": "nuts", **{f"surrogate_{k}": v for k, v in self.surrogate.items()}}
+
+    @property
+    def divergences(self) -> int:
+        """Number of divergent transitions after warm-up."""
+        return int(np.asarray(self.mcmc.get_extra_fields()["diverging"]).sum())
+
+
+@dataclass
+class LaplaceFit(PosteriorFit):
+    """Result of :func:`fit_laplace`: Gaussian draws around the MAP.
+
+    Attributes
+    ----------
+    map_fit : MAPFit
+    mean : numpy array (*weight_shape)
+        The MAP weights.
+    cov : numpy array (P, P)
+        Covariance of the flattened weights (inverse Hessian, with
+        eigenvalues floored, see :func:`fit_laplace`).
+    num_floored : int
+        How many curvature eigenvalues were raised to the floor.
+    curvature : str
+        ``"fisher"`` or ``"hessian"``.
+    """
+
+    map_fit: object = field(default=None, repr=False)
+    mean: np.ndarray = field(default=None, repr=False)
+    cov: np.ndarray = field(default=None, repr=False)
+    num_floored: int = 0
+    curvature: str = "fisher"
+
+    def _attrs(self):
+        return {
+            "inference": "laplace",
+            "num_floored": int(self.num_floored),
+            "curvature": self.curvature,
+        }

@@ -1,0 +1,139 @@
+"""fit_mcmc (NUTS), ArviZ InferenceData for every fit type, LOO/compare, NetCDF."""
+
+import warnings
+from functools import partial
+
+import arviz as az
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from numpyro.infer.util import log_density
+
+import psyphy_numpyro as pn
+from psyphy_numpyro.mcmc import surrogate_noise
+from psyphy_numpyro.plotting import grid_points
+
+
+def _simulate(model, truth, n, seed, radius=(1.0, 4.0)):
+    rng = np.random.default_rng(seed)
+    ref = rng.uniform(-1, 1, (n, model.input_dim))
+    ang = rng.uniform(0, 2 * np.pi, n)
+    u = np.stack([np.cos(ang), np.sin(ang)], -1)
+    L = np.linalg.cholesky(np.asarray(model.covariance(truth, ref), np.float64))
+    comp = np.clip(ref + rng.uniform(*radius, n)[:, None] * np.einsum("nij,nj->ni", L, u), -1, 1)
+    return pn.simulate_trials(model, truth, ref, comp, key=seed + 1)
+
+
+@pytest.fixture(scope="module")
+def small_nuts():
+    model = pn.WPPM(input_dim=2, basis_degree=1, num_samples=32)
+    truth = model.sample_prior(2)
+    data = _simulate(model, truth, 300, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fit = pn.fit_mcmc(data, model, num_warmup=100, num_samples=100, num_chains=2,
+                          seed=1, progress=False, map_steps=200)
+    return model, data, fit
+
+
+@pytest.mark.parametrize("samples", [0, 8])
+def test_surrogate_log_density_is_deterministic(samples):
+    model = pn.WPPM(input_dim=2, basis_degree=1)
+    data = _simulate(model, model.sample_prior(0), 50, seed=3)
+    noise = surrogate_noise(model, len(data), samples, seed=4)
+    assert noise.shape == (50, samples, 2, 2)
+    np.testing.assert_array_equal(noise, surrogate_noise(model, len(data), samples, seed=4))
+    W = model.sample_prior(5)
+    fn = partial(pn.wppm_model, config=model, noise=noise)
+    args = (jnp.asarray(data.stimuli, jnp.float32), jnp.asarray(data.responses))
+    a = log_density(fn, args, {}, W)[0]
+    b = log_density(fn, args, {}, W)[0]
+    assert np.isfinite(float(a)) and float(a) == float(b)
+
+
+def test_mcmc_fit_interface(small_nuts):
+    model, data, fit = small_nuts
+    assert fit.draws.shape == (2, 100) + model.weight_shape
+    assert fit.samples["W"].shape == (200,) + model.weight_shape
+    x = np.array([[0.0, 0.0], [0.5, -0.5]])
+    assert fit.covariance(x).shape == (200, 2, 2, 2)
+    p = fit.p_correct(x, x + 0.1)
+    assert p.shape == (200, 2) and np.all((p > 0) & (p < 1))
+    assert fit.surrogate["num_samples"] == 0 and 0 <= fit.surrogate["rms_error"] < 0.1
+    table = fit.summary()
+    assert {"mean", "sd", "r_hat", "ess_bulk"} <= set(table.columns)
+    assert table.index[0].startswith("Sigma[")
+
+
+def test_mcmc_inference_data(small_nuts, tmp_path):
+    model, data, fit = small_nuts
+    idata = fit.to_arviz()
+    for group in ("posterior", "sample_stats", "observed_data", "log_likelihood",
+                  "constant_data"):
+        assert group in idata.groups()
+    assert idata.posterior["W"].dims == ("chain", "draw", "basis_0", "basis_1", "stimulus_dim",
+                                         "embedding_dim")
+    for stat in ("diverging", "tree_depth", "step_size", "energy", "acceptance_rate"):
+        assert idata.sample_stats[stat].shape == (2, 100), stat
+    assert idata.log_likelihood["y"].shape == (2, 100, len(data))
+    np.testing.assert_array_equal(idata.constant_data["comparison"].values, data.comparison)
+    assert idata.posterior.attrs["inference"] == "nuts"
+    # NetCDF round trip is lossless
+    path = tmp_path / "fit.nc"
+    idata.to_netcdf(str(path))
+    back = az.from_netcdf(str(path))
+    for group in idata.groups():
+        for name, var in getattr(idata, group).data_vars.items():
+            np.testing.assert_array_equal(getattr(back, group)[name].values, var.values)
+    loo = az.loo(idata)
+    assert np.isfinite(loo.elpd_loo)
+
+
+def test_mcmc_rejects_bad_arguments(small_nuts):
+    model, data, _ = small_nuts
+    with pytest.raises(ValueError, match="chain_method must be one of"):
+        pn.fit_mcmc(data, model, chain_method="threads")
+    with pytest.raises(ValueError, match="target_accept_prob must be in"):
+        pn.fit_mcmc(data, model, target_accept_prob=1.5)
+    with pytest.raises(TypeError, match="init must be a MAPFit"):
+        pn.fit_mcmc(data, model, init="map")
+    with pytest.raises(ValueError, match='estimator "cv" or "reparam"'):
+        pn.fit_mcmc(data, model.replace(estimator="mc"), init=model.sample_prior(0))
+
+
+def test_compare_prefers_the_well_specified_model():
+    rich = pn.WPPM(input_dim=2, basis_degree=2, num_samples=64)
+    truth = rich.sample_prior(11)
+    data = _simulate(rich, truth, 1500, seed=5)
+    fits = {}
+    for name, m in {"degree2": rich, "degree0": rich.replace(basis_degree=0)}.items():
+        mp = pn.fit_map(data, m, steps=600, num_restarts=1, progress=False)
+        fits[name] = pn.fit_laplace(data, m, init=mp, num_draws=100).to_arviz()
+        assert fits[name].posterior.attrs["inference"] == "laplace"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = az.compare(fits)
+    assert table.index[0] == "degree2", table
+    assert table.loc["degree0", "elpd_diff"] > 2 * table.loc["degree0", "dse"], table
+
+
+@pytest.mark.slow
+def test_nuts_recovers_known_field_with_calibrated_intervals():
+    """basis_degree 2, 1 500 trials, 2 chains (about 2 minutes on 2 cores)."""
+    model = pn.WPPM(input_dim=2, basis_degree=2, num_samples=64)
+    truth = model.sample_prior(4)
+    data = _simulate(model, truth, 1500, seed=1)
+    fit = pn.fit_mcmc(data, model, num_warmup=300, num_samples=300, num_chains=2, seed=0,
+                      progress=False, map_steps=800)
+    idata = fit.to_arviz(log_likelihood=False)
+    rhat = float(az.rhat(idata, var_names=["Sigma"])["Sigma"].max())
+    div = fit.divergences / fit.num_draws
+    grid = grid_points(7, -1.0, 1.0)
+    S = np.asarray(fit.covariance(grid))
+    S_true = np.asarray(model.covariance(truth, grid))
+    lo, hi = np.percentile(S, 5, axis=0), np.percentile(S, 95, axis=0)
+    coverage = float(((S_true >= lo) & (S_true <= hi)).mean())
+    msg = f"r_hat {rhat:.3f}, divergences {div:.1%}, 90% coverage {coverage:.2f}"
+    assert rhat < 1.05, msg
+    assert div < 0.02, msg
+    assert coverage > 0.75, msg
