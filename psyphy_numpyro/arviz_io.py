@@ -32,6 +32,7 @@ def to_inference_data(
     sample_stats=None,
     grid=None,
     attrs=None,
+    posterior_predictive=None,
 ):
     """Build InferenceData from weight draws.
 
@@ -47,7 +48,10 @@ def to_inference_data(
         Points where ``Sigma`` is added to the posterior as a derived variable
         (identifiable, unlike ``W``); default :func:`default_grid`.
     attrs : dict, optional
-        Extra attributes (``inference`` method etc.), stored on every group.
+        Extra attributes (``inference`` method etc.), stored on the posterior
+        and the InferenceData.
+    posterior_predictive : array (chain, draw, N), optional
+        Replicated responses ``y``.
     """
     import arviz as az
 
@@ -84,7 +88,10 @@ def to_inference_data(
     idata = az.from_dict(
         posterior={"W": W_draws, "Sigma": Sigma},
         sample_stats=sample_stats,
-        log_likelihood={"y": np.asarray(log_likelihood)},
+        log_likelihood=None if log_likelihood is None else {"y": np.asarray(log_likelihood)},
+        posterior_predictive=(
+            None if posterior_predictive is None else {"y": np.asarray(posterior_predictive)}
+        ),
         observed_data={"y": np.asarray(data.responses)},
         constant_data={
             "ref": data.stimuli[:, 0],

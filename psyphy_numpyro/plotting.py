@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ellipse_points", "auto_scale", "plot_field", "plot_learning_curve", "grid_points"]
+__all__ = [
+    "ellipse_points",
+    "auto_scale",
+    "plot_field",
+    "plot_field_band",
+    "plot_learning_curve",
+    "grid_points",
+]
 
 
 def _plt():
@@ -82,6 +89,57 @@ def plot_field(covs, centers, *, ax=None, scale=None, label=None, **style):
     for i, (c, S) in enumerate(zip(centers, covs, strict=True)):
         pts = ellipse_points(c, S, scale)
         ax.plot(pts[:, 0], pts[:, 1], label=label if i == 0 else None, **style)
+    ax.set_aspect("equal")
+    return ax
+
+
+def plot_field_band(cov_draws, centers, *, ax=None, scale=None, level=0.9, label=None,
+                    num=120, **style):
+    """Draw a credible band of ellipses per center from posterior draws.
+
+    In every direction ``u`` the ellipse of a draw reaches
+    ``scale / sqrt(u' Sigma^-1 u)``; the band spans the central ``level``
+    fraction of those radii over the draws.
+
+    Parameters
+    ----------
+    cov_draws : array (D, G, 2, 2)
+        Covariances per draw, e.g. ``fit.covariance(centers)`` of an MCMC fit.
+    centers : array (G, 2)
+    scale : float, optional
+        Mahalanobis radius; default :func:`auto_scale` of the median field.
+    level : float
+        Central probability of the band (0.9: 5th to 95th percentile).
+    **style
+        Passed to ``ax.fill`` (color, alpha ...).
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    plt = _plt()
+    ax = ax if ax is not None else plt.gca()
+    cov_draws = np.asarray(cov_draws, dtype=float)
+    centers = np.asarray(centers, dtype=float)
+    if cov_draws.ndim != 4 or cov_draws.shape[1:] != (len(centers), 2, 2):
+        raise ValueError(
+            f"plot_field_band needs cov_draws (D, G, 2, 2) for G={len(centers)} centers, "
+            f"got {cov_draws.shape}"
+        )
+    if scale is None:
+        scale = auto_scale(centers, np.median(cov_draws, axis=0))
+    t = np.linspace(0.0, 2 * np.pi, num)
+    u = np.stack([np.cos(t), np.sin(t)], -1)  # (num, 2)
+    prec = np.linalg.inv(cov_draws)  # (D, G, 2, 2)
+    radius = scale / np.sqrt(np.einsum("ti,dgij,tj->dgt", u, prec, u))
+    q = 50 * (1 - level)
+    lo, hi = np.percentile(radius, [q, 100 - q], axis=0)  # (G, num)
+    style.setdefault("alpha", 0.35)
+    for g, c in enumerate(centers):
+        outer = c + hi[g][:, None] * u
+        inner = c + lo[g][::-1, None] * u[::-1]
+        ring = np.concatenate([outer, inner])
+        ax.fill(ring[:, 0], ring[:, 1], label=label if g == 0 else None, lw=0, **style)
     ax.set_aspect("equal")
     return ax
 

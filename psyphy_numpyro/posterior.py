@@ -84,12 +84,29 @@ class PosteriorFit:
     def _attrs(self):
         return {}
 
-    def to_arviz(self, *, key=0, num_samples=None, grid=None, log_likelihood=True):
-        """ArviZ InferenceData (``posterior`` with ``W`` and ``Sigma`` on a grid,
-        ``sample_stats``, ``log_likelihood``, ``observed_data``, ``constant_data``)."""
+    def posterior_predictive(self, *, key=0, num_samples=None) -> np.ndarray:
+        """Replicated responses of the observed trials, ``(chains, draws, N)`` of 0/1."""
+        k_p, k_y = jax.random.split(as_key(key))
+        p = self.p_correct(self.data.ref, self.data.comparison, key=k_p, num_samples=num_samples)
+        y = jax.random.bernoulli(k_y, p)
+        return np.asarray(y, dtype=np.int8).reshape(self.draws.shape[:2] + (len(self.data),))
+
+    def to_arviz(
+        self, *, key=0, num_samples=None, grid=None, log_likelihood=True,
+        posterior_predictive=False,
+    ):
+        """ArviZ InferenceData.
+
+        Groups: ``posterior`` (``W`` and the identifiable ``Sigma`` on
+        ``grid``), ``sample_stats``, ``log_likelihood`` (pointwise ``y``, for
+        ``az.loo``/``az.waic``; skip with ``log_likelihood=False``),
+        ``observed_data``, ``constant_data`` and, on request,
+        ``posterior_predictive``. ``key`` fixes the estimator noise.
+        """
         from .arviz_io import to_inference_data
 
         ll = self.log_likelihood(key=key, num_samples=num_samples) if log_likelihood else None
+        pp = self.posterior_predictive(key=key) if posterior_predictive else None
         return to_inference_data(
             self.model,
             self.data,
@@ -98,6 +115,7 @@ class PosteriorFit:
             sample_stats=self._sample_stats(),
             grid=grid,
             attrs=self._attrs(),
+            posterior_predictive=pp,
         )
 
     def summary(self, *, var_names=("Sigma",), grid=None, **kwargs):

@@ -137,3 +137,25 @@ def test_nuts_recovers_known_field_with_calibrated_intervals():
     assert rhat < 1.05, msg
     assert div < 0.02, msg
     assert coverage > 0.75, msg
+
+
+def test_posterior_predictive_and_arviz_plots(small_nuts, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    model, data, fit = small_nuts
+    idata = fit.to_arviz(log_likelihood=False, posterior_predictive=True)
+    assert "log_likelihood" not in idata.groups()
+    y_rep = idata.posterior_predictive["y"].values
+    assert y_rep.shape == (2, 100, len(data)) and set(np.unique(y_rep)) <= {0, 1}
+    # replicated proportion correct brackets the observed one
+    lo, hi = np.percentile(y_rep.mean(-1), [1, 99])
+    assert lo <= data.responses.mean() <= hi
+    axes = az.plot_trace(idata, var_names=["Sigma"], coords={"grid_point": [0]})
+    assert axes.shape[1] == 2
+    plt.savefig(tmp_path / "trace.png")
+    ax = az.plot_rank(idata, var_names=["Sigma"], coords={"grid_point": [0]})
+    assert np.size(ax) == 4
+    plt.close("all")
