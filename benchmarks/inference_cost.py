@@ -29,10 +29,7 @@ from psyphy_numpyro.plotting import grid_points  # noqa: E402
 def simulate(model, truth, n, seed):
     rng = np.random.default_rng(seed)
     ref = rng.uniform(-1, 1, (n, 2))
-    ang = rng.uniform(0, 2 * np.pi, n)
-    u = np.stack([np.cos(ang), np.sin(ang)], -1)
-    L = np.linalg.cholesky(np.asarray(model.covariance(truth, ref), dtype=float))
-    comp = np.clip(ref + rng.uniform(1, 4, n)[:, None] * np.einsum("nij,nj->ni", L, u), -1, 1)
+    comp = pn.comparisons_at_radius(model, truth, ref, rng.uniform(1, 4, n), key=seed)
     return pn.simulate_trials(model, truth, ref, comp, key=seed + 1)
 
 

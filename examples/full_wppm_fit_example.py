@@ -41,13 +41,8 @@ from psyphy_numpyro.plotting import (  # noqa: E402
 
 def make_trials(truth_model, truth, trials_per_ref, radius, seed):
     """References on a 5x5 grid, comparisons at Mahalanobis ``radius`` in random directions."""
-    refs = grid_points(5, -0.8, 0.8)
-    ref = np.repeat(refs, trials_per_ref, axis=0)
-    rng = np.random.default_rng(seed)
-    angle = rng.uniform(0.0, 2 * np.pi, len(ref))
-    direction = np.stack([np.cos(angle), np.sin(angle)], -1)
-    L = np.linalg.cholesky(np.asarray(truth_model.covariance(truth, ref), dtype=float))
-    comparison = np.clip(ref + radius * np.einsum("nij,nj->ni", L, direction), -1.0, 1.0)
+    ref = np.repeat(grid_points(5, -0.8, 0.8), trials_per_ref, axis=0)
+    comparison = pn.comparisons_at_radius(truth_model, truth, ref, radius, key=seed)
     return ref, comparison
 
 

@@ -39,10 +39,7 @@ def simulate(model, truth, n, seed):
     """References uniform in the box, comparisons at Mahalanobis radius 1-4."""
     rng = np.random.default_rng(seed)
     ref = rng.uniform(-1, 1, (n, 2))
-    angle = rng.uniform(0, 2 * np.pi, n)
-    u = np.stack([np.cos(angle), np.sin(angle)], -1)
-    L = np.linalg.cholesky(np.asarray(model.covariance(truth, ref), dtype=float))
-    comp = np.clip(ref + rng.uniform(1, 4, n)[:, None] * np.einsum("nij,nj->ni", L, u), -1, 1)
+    comp = pn.comparisons_at_radius(model, truth, ref, rng.uniform(1, 4, n), key=seed)
     return pn.simulate_trials(model, truth, ref, comp, key=seed + 1)
 
 

@@ -1,6 +1,6 @@
 """psyphy_numpyro: the Wishart Process Psychophysical Model as a NumPyro model."""
 
-from .data import TrialData, as_trial_data, simulate_trials
+from .data import TrialData, as_trial_data, comparisons_at_radius, simulate_trials
 from .laplace import fit_laplace
 from .map_fit import FitDivergedError, MAPFit, fit_map
 from .mcmc import fit_mcmc
@@ -14,6 +14,7 @@ __all__ = [
     "TrialData",
     "as_trial_data",
     "simulate_trials",
+    "comparisons_at_radius",
     "wppm_model",
     "fit_map",
     "MAPFit",

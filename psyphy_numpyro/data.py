@@ -10,7 +10,13 @@ import numpy as np
 
 from .validation import as_key, check_points, check_responses
 
-__all__ = ["TrialData", "simulate_trials", "as_trial_data", "csv_columns"]
+__all__ = [
+    "TrialData",
+    "simulate_trials",
+    "as_trial_data",
+    "csv_columns",
+    "comparisons_at_radius",
+]
 
 _AXES = ("x", "y", "z")
 
@@ -217,3 +223,32 @@ def simulate_trials(model, params, ref, comparison, *, key) -> TrialData:
     p = model.p_correct(params, ref, comparison, key=k_p)
     y = jax.random.bernoulli(k_y, p)
     return TrialData(np.stack([ref, comparison], axis=1), np.asarray(y, dtype=np.int8))
+
+
+def comparisons_at_radius(model, params, ref, radius, *, key) -> np.ndarray:
+    """Comparisons at Mahalanobis ``radius`` from ``ref`` along random directions.
+
+    ``comparison = ref + radius * L u`` with ``L L^T = Sigma(ref)`` under
+    ``params`` and ``u`` a uniformly random unit vector, clipped to
+    ``[-1, 1]`` (the usual design for simulated oddity experiments).
+
+    Parameters
+    ----------
+    model : WPPM
+    params : dict with ``"W"``
+    ref : array (N, d)
+    radius : float or array (N,)
+    key : jax PRNG key or int seed
+
+    Returns
+    -------
+    numpy array (N, d)
+    """
+    ref = np.asarray(check_points(ref, model.input_dim, "ref"), dtype=np.float64)
+    if ref.ndim != 2:
+        raise ValueError(f"ref must be (N, d), got {ref.shape}")
+    u = np.asarray(jax.random.normal(as_key(key), ref.shape), dtype=np.float64)
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    L = np.linalg.cholesky(np.asarray(model.covariance(params, ref), dtype=np.float64))
+    step = np.broadcast_to(np.asarray(radius, dtype=np.float64), (len(ref),))[:, None]
+    return np.clip(ref + step * np.einsum("nij,nj->ni", L, u), -1.0, 1.0)

@@ -117,3 +117,17 @@ def test_simulate_trials_matches_p_correct():
     assert abs(data.responses.mean() - p) < 0.03
     again = pn.simulate_trials(model, params, ref, comp, key=3)
     assert again == data
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_comparisons_at_radius_have_that_mahalanobis_distance(d):
+    model = pn.WPPM(input_dim=d, variance_scale=1e-3)
+    params = model.sample_prior(0)
+    ref = np.random.default_rng(0).uniform(-0.5, 0.5, (50, d))
+    comp = pn.comparisons_at_radius(model, params, ref, 2.0, key=1)
+    S = np.asarray(model.covariance(params, ref), np.float64)
+    diff = comp - ref
+    dist = np.sqrt(np.einsum("ni,nij,nj->n", diff, np.linalg.inv(S), diff))
+    inside = np.all(np.abs(ref + diff) < 1, axis=1)  # clipping only shortens
+    np.testing.assert_allclose(dist[inside], 2.0, rtol=1e-4)
+    assert np.all(dist <= 2.0 + 1e-4)

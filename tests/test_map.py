@@ -17,11 +17,7 @@ def _simulate(n, seed=0, truth_seed=4):
     truth = TRUTH.sample_prior(truth_seed)
     rng = np.random.default_rng(seed)
     ref = rng.uniform(-1, 1, (n, 2))
-    ang = rng.uniform(0, 2 * np.pi, n)
-    L = np.linalg.cholesky(np.asarray(TRUTH.covariance(truth, ref), dtype=np.float64))
-    radius = rng.uniform(1.0, 4.0, n)
-    step = radius[:, None] * np.einsum("nij,nj->ni", L, np.stack([np.cos(ang), np.sin(ang)], -1))
-    comp = np.clip(ref + step, -1, 1)
+    comp = pn.comparisons_at_radius(TRUTH, truth, ref, rng.uniform(1.0, 4.0, n), key=seed)
     return truth, pn.simulate_trials(TRUTH, truth, ref, comp, key=seed + 100)
 
 
@@ -136,3 +132,14 @@ def test_default_model_and_psyphy_init_params():
     fit = pn.fit_map(data, TRUTH, steps=1, num_restarts=1, init_params=init, progress=False)
     np.testing.assert_array_equal(fit.init_params["W"], init["W"])
     assert pn.fit_map(data, steps=2, num_restarts=1, progress=False).model == pn.WPPM(input_dim=2)
+
+
+def test_minibatch_fit_recovers_field():
+    truth, data = _simulate(1200, seed=9)
+    fit = pn.fit_map(data, TRUTH, steps=1000, num_restarts=2, batch_size=300, progress=False)
+    prior_err = np.mean([field_error(TRUTH.sample_prior(k), truth) for k in range(20, 30)])
+    err = field_error(fit.params, truth)
+    assert err < 0.5 * prior_err, (err, prior_err)
+    # the minibatch loss is rescaled to the full data set (plate subsample scaling)
+    best = fit.restart_losses[fit.best_restart]
+    assert abs(fit.loss_history[-50:].mean() - best) < 0.2 * abs(best)
