@@ -23,7 +23,7 @@ _CHAIN_METHODS = ("sequential", "parallel", "vectorized")
 def surrogate_noise(model, num_trials, num_samples, seed):
     """Fixed quasi-Monte Carlo noise for a deterministic likelihood.
 
-    Returns an array of shape ``(num_trials, num_samples, 2, d)`` (``"cv"`` /
+    Returns an array of shape ``(num_trials, 2, d, num_samples)`` (``"cv"`` /
     ``"reparam"`` estimators); ``num_samples = 0`` gives an empty array, which
     selects the equal-covariance table surrogate ``f(d')``.
     """
@@ -32,7 +32,7 @@ def surrogate_noise(model, num_trials, num_samples, seed):
     if num_samples == 0:
         if model.estimator != "cv":
             raise ValueError('surrogate_samples=0 (table surrogate) needs estimator="cv"')
-        return jnp.zeros((num_trials, 0, 2, model.input_dim), dtype=jnp.result_type(float))
+        return jnp.zeros((num_trials, 2, model.input_dim, 0), dtype=jnp.result_type(float))
     z = oddity.qmc_noise(seed, num_trials, model.estimator, num_samples, model.input_dim,
                          model.extra_dims)
     return jnp.asarray(z, dtype=jnp.result_type(float))

@@ -54,10 +54,15 @@ _TABLE_LOG2_SAMPLES = 16
 
 
 def noise_shape(estimator: str, num_samples: int, input_dim: int, extra_dims: int):
-    """Per-trial shape of the standard-normal noise an estimator consumes."""
+    """Per-trial shape of the standard-normal noise an estimator consumes.
+
+    Samples are on the last axis (contiguous), which lets the per-sample
+    arithmetic vectorise: ``(2, d, M)`` for ``"cv"``/``"reparam"`` and
+    ``(3, 2d + e, M)`` for ``"mc"``.
+    """
     if estimator == "mc":
-        return (num_samples, 3, 2 * input_dim + extra_dims)
-    return (num_samples, 2, input_dim)
+        return (3, 2 * input_dim + extra_dims, num_samples)
+    return (2, input_dim, num_samples)
 
 
 def draw_noise(key, batch_shape, estimator, num_samples, input_dim, extra_dims, dtype=None):
@@ -79,9 +84,9 @@ def draw_noise(key, batch_shape, estimator, num_samples, input_dim, extra_dims, 
         shape = batch_shape + noise_shape(estimator, num_samples, input_dim, extra_dims)
         return jax.random.normal(key, shape, dtype=dtype)
     k_z, k_q = jax.random.split(key)
-    z = jax.random.normal(k_z, (num_samples, 2, input_dim), dtype=dtype)
+    z = jax.random.normal(k_z, (2, input_dim, num_samples), dtype=dtype)
     Q = random_orthogonal(k_q, batch_shape + (2,), input_dim, dtype)
-    return jnp.einsum("...kij,mkj->...mki", Q, z)
+    return jnp.einsum("...kij,kjm->...kim", Q, z)
 
 
 def random_orthogonal(key, batch_shape, d, dtype=None):
@@ -122,11 +127,13 @@ def qmc_noise(seed, num_trials, estimator, num_samples, input_dim, extra_dims):
     from scipy.stats import qmc
 
     shape = noise_shape(estimator, num_samples, input_dim, extra_dims)
-    dim = int(np.prod(shape[1:]))
+    dim = int(np.prod(shape[:-1]))
+    if num_samples == 0:
+        return np.zeros((num_trials,) + shape)
     rng = np.random.default_rng(seed)
-    pts = qmc.Sobol(dim, scramble=True, seed=rng).random(num_samples)
-    shift = rng.random((num_trials, 1, dim))
-    u = np.mod(pts[None] + shift, 1.0)
+    pts = qmc.Sobol(dim, scramble=True, seed=rng).random(num_samples)  # (M, dim)
+    shift = rng.random((num_trials, dim, 1))
+    u = np.mod(pts.T[None] + shift, 1.0)
     u = np.clip(u, 1e-12, 1 - 1e-12)
     return ndtri(u).reshape((num_trials,) + shape)
 
@@ -158,17 +165,19 @@ def _solve_lower(L, B):
 
 
 def _matvec(R, n):
-    """``R n`` for R (..., d, m) and n (..., M, m) -> (..., M, d)."""
-    return jnp.sum(R[..., None, :, :] * n[..., :, None, :], axis=-1)
+    """``R n`` for R (..., d, m) and n (..., m, M) -> list of d arrays (..., M)."""
+    d, m = R.shape[-2], R.shape[-1]
+    return [sum(R[..., i, j, None] * n[..., j, :] for j in range(m)) for i in range(d)]
+
+
+def _dot(u, v):
+    """Sum of products of two lists of arrays (one entry per coordinate)."""
+    return sum(a * b for a, b in zip(u, v, strict=True))
 
 
 def _oddity_delta(a, b):
-    """``b'b - |a'b| - 0.75 a'a`` for whitened difference vectors."""
-    return (
-        jnp.sum(b * b, -1)
-        - jnp.abs(jnp.sum(a * b, -1))
-        - 0.75 * jnp.sum(a * a, -1)
-    )
+    """``b'b - |a'b| - 0.75 a'a`` for whitened difference vectors (coordinate lists)."""
+    return _dot(b, b) - jnp.abs(_dot(a, b)) - 0.75 * _dot(a, a)
 
 
 # ---------------------------------------------------------------------------
@@ -229,8 +238,9 @@ def p_correct_from_cov(
     Sigma_r, Sigma_c : array (..., d, d)
         Covariances at the reference and the comparison.
     ref, comparison : array (..., d)
-    noise : array (..., M, 2, d)
-        Standard normals (``[..., 0, :]`` drives ``a``, ``[..., 1, :]`` drives ``b``).
+    noise : array (..., 2, d, M)
+        Standard normals (``[..., 0, :, :]`` drives ``a``, ``[..., 1, :, :]``
+        drives ``b``; samples on the last axis).
         With ``M = 0`` the result is the deterministic equal-covariance
         surrogate ``f(d')`` (exact when ``Sigma_r == Sigma_c``).
     bandwidth : float
@@ -250,21 +260,21 @@ def p_correct_from_cov(
     L = _cholesky(S)
     mu = _solve_lower(L, (comparison - ref)[..., :, None])[..., 0]
     q = jnp.sum(mu * mu, -1)
-    if control_variate or noise.shape[-3] == 0:
+    if control_variate or noise.shape[-1] == 0:
         q_grid, f_grid = equal_cov_table(d, float(bandwidth))
         f = jnp.interp(q, jnp.asarray(q_grid, q.dtype), jnp.asarray(f_grid, q.dtype))
-    if noise.shape[-3] == 0:
+    if noise.shape[-1] == 0:
         # zero samples: the deterministic equal-covariance surrogate f(d')
         return jnp.clip(f, eps, 1.0 - eps)
     Ra = _solve_lower(L, _cholesky(2.0 * Sigma_r))
     Rb = _solve_lower(L, _cholesky(Sigma_c + 0.5 * Sigma_r))
-    n1, n2 = noise[..., 0, :], noise[..., 1, :]
+    n1, n2 = noise[..., 0, :, :], noise[..., 1, :, :]
     a = _matvec(Ra, n1)
-    b = mu[..., None, :] + _matvec(Rb, n2)
+    b = [mu[..., i, None] + v for i, v in enumerate(_matvec(Rb, n2))]
     s = jax.nn.sigmoid(_oddity_delta(a, b) / bandwidth)
     if control_variate:
-        a_eq = np.sqrt(2.0) * n1
-        b_eq = mu[..., None, :] + np.sqrt(1.5) * n2
+        a_eq = [np.sqrt(2.0) * n1[..., i, :] for i in range(d)]
+        b_eq = [mu[..., i, None] + np.sqrt(1.5) * n2[..., i, :] for i in range(d)]
         s_eq = jax.nn.sigmoid(_oddity_delta(a_eq, b_eq) / bandwidth)
         p_cv = f + jnp.mean(s - s_eq, -1)
         # Where the corrected estimate leaves (eps, 1 - eps) - possible when
@@ -286,9 +296,9 @@ def p_correct_mc(U_r, U_c, ref, comparison, noise, diag_term, bandwidth, *, eps=
     U_r, U_c : array (..., d, m)
         Square roots at the reference and comparison (``m = d + e``).
     ref, comparison : array (..., d)
-    noise : array (..., M, 3, m + d)
-        Standard normals: ``[..., k, :m]`` drive ``U n`` and ``[..., k, m:]``
-        the ``sqrt(diag_term) n'`` part of sample ``z_k``.
+    noise : array (..., 3, m + d, M)
+        Standard normals: ``[..., k, :m, :]`` drive ``U n`` and
+        ``[..., k, m:, :]`` the ``sqrt(diag_term) n'`` part of sample ``z_k``.
     diag_term, bandwidth, eps : float
 
     Returns
@@ -299,18 +309,21 @@ def p_correct_mc(U_r, U_c, ref, comparison, noise, diag_term, bandwidth, *, eps=
     sq = jnp.sqrt(diag_term)
 
     def draw(U, mean, n):
-        return mean[..., None, :] + _matvec(U, n[..., :m]) + sq * n[..., m:]
+        return jnp.stack(
+            [mean[..., i, None] + v + sq * n[..., m + i, :] for i, v in enumerate(_matvec(U, n))],
+            -2,
+        )
 
-    z0 = draw(U_r, ref, noise[..., 0, :])
-    z1 = draw(U_r, ref, noise[..., 1, :])
-    z2 = draw(U_c, comparison, noise[..., 2, :])
+    z0 = draw(U_r, ref, noise[..., 0, :, :])
+    z1 = draw(U_r, ref, noise[..., 1, :, :])
+    z2 = draw(U_c, comparison, noise[..., 2, :, :])
     eye = jnp.eye(d, dtype=U_r.dtype)
     Sigma_r = jnp.einsum("...ik,...jk->...ij", U_r, U_r) + diag_term * eye
     Sigma_c = jnp.einsum("...ik,...jk->...ij", U_c, U_c) + diag_term * eye
     L = _cholesky((2.0 / 3.0) * Sigma_r + (1.0 / 3.0) * Sigma_c)
 
     def dist(u, v):
-        w = _solve_lower(L, jnp.swapaxes(u - v, -1, -2))
+        w = _solve_lower(L, u - v)
         return jnp.sum(w * w, -2)
 
     delta = jnp.minimum(dist(z0, z2), dist(z1, z2)) - dist(z0, z1)

@@ -38,7 +38,7 @@ def test_surrogate_log_density_is_deterministic(samples):
     model = pn.WPPM(input_dim=2, basis_degree=1)
     data = _simulate(model, model.sample_prior(0), 50, seed=3)
     noise = surrogate_noise(model, len(data), samples, seed=4)
-    assert noise.shape == (50, samples, 2, 2)
+    assert noise.shape == (50, 2, 2, samples)
     np.testing.assert_array_equal(noise, surrogate_noise(model, len(data), samples, seed=4))
     W = model.sample_prior(5)
     fn = partial(pn.wppm_model, config=model, noise=noise)

@@ -86,10 +86,10 @@ def test_control_variate_halves_rms_error_at_equal_samples():
 @pytest.mark.parametrize("d", [1, 2, 3])
 def test_rotated_noise_is_standard_normal_per_trial(d):
     noise = oddity.draw_noise(jax.random.PRNGKey(0), (3,), "cv", 4096, d, 1)
-    assert noise.shape == (3, 4096, 2, d)
+    assert noise.shape == (3, 2, d, 4096)
     for t in range(3):
         for k in range(2):
-            z = np.asarray(noise[t, :, k], dtype=np.float64)
+            z = np.asarray(noise[t, k].T, dtype=np.float64)
             np.testing.assert_allclose(z.mean(0), 0, atol=0.08)
             np.testing.assert_allclose(np.cov(z.T).reshape(d, d), np.eye(d), atol=0.08)
     Q = np.asarray(oddity.random_orthogonal(jax.random.PRNGKey(1), (50,), d), dtype=np.float64)
