@@ -6,6 +6,7 @@ from .map_fit import FitDivergedError, MAPFit, fit_map
 from .mcmc import fit_mcmc
 from .model import WPPM, wppm_model
 from .posterior import LaplaceFit, MCMCFit, PosteriorFit
+from .readout import Thresholds, fit_ellipse, psychometric, thresholds
 
 __version__ = "0.1.0"
 
@@ -24,4 +25,8 @@ __all__ = [
     "MCMCFit",
     "LaplaceFit",
     "PosteriorFit",
+    "psychometric",
+    "thresholds",
+    "Thresholds",
+    "fit_ellipse",
 ]

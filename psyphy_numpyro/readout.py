@@ -1,0 +1,580 @@
+"""Read-outs of a fitted WPPM: psychometric functions and discrimination thresholds.
+
+Both read-outs evaluate the model's p(correct) with *fixed* estimator noise:
+one block of standard normals (drawn once from ``key``) is shared by every
+distance, every ray and every posterior draw. The curves are then smooth,
+deterministic functions of the distance, root finding is well defined, and
+differences between posterior draws reflect the posterior rather than Monte
+Carlo noise.
+
+The threshold along a ray ``ref + t u`` (``|u| = 1``) is the distance ``t``
+at which p(correct) crosses ``target`` (default 2/3). It is found for all
+rays at once by vectorised bisection on ``[0, t_max]``, ``t_max`` being the
+largest distance that keeps the ray inside ``[-1, 1]^d`` (or
+``max_distance``), followed by one linear-interpolation (regula falsi) step
+inside the final bracket. Rays whose p(correct) at ``t_max`` is still below
+``target`` have no crossing in the domain: their length is NaN and a warning
+says how many there are.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from dataclasses import dataclass, field
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .validation import DOMAIN_TOL, as_key, check_points
+
+__all__ = [
+    "DEFAULT_READOUT_SAMPLES",
+    "Thresholds",
+    "psychometric",
+    "thresholds",
+    "fit_ellipse",
+    "unit_directions",
+    "ray_extent",
+]
+
+DEFAULT_READOUT_SAMPLES = 1024
+"""Estimator samples used by the read-outs when ``num_samples`` is not given
+(at least the model's own ``num_samples``)."""
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+def _fit_weights(fit):
+    """``(model, W, is_draws)``: weights of a MAP fit or the draws of a posterior fit.
+
+    A ``(model, params)`` pair (e.g. a ground-truth field) is read like a MAP fit.
+    """
+    if isinstance(fit, tuple) and len(fit) == 2:
+        model, params = fit
+        return _fit_weights(_Params(model, params))
+    model = getattr(fit, "model", None)
+    if model is None or not hasattr(model, "p_correct_from_weights"):
+        raise TypeError(
+            "fit must be a MAPFit or a draw-based fit (MCMCFit, LaplaceFit), "
+            f"got {type(fit).__name__}"
+        )
+    if hasattr(fit, "draws") and hasattr(fit, "samples"):
+        W = np.asarray(fit.samples["W"])
+        if W.ndim != len(model.weight_shape) + 1 or W.shape[1:] != model.weight_shape:
+            raise ValueError(
+                f"posterior draws of W have shape {W.shape}, expected "
+                f"(num_draws,) + {model.weight_shape}"
+            )
+        return model, jnp.asarray(W), True
+    params = getattr(fit, "params", None)
+    if not isinstance(params, dict) or "W" not in params:
+        raise TypeError(
+            "fit must be a MAPFit (with params['W']) or a draw-based fit "
+            f"(MCMCFit, LaplaceFit), got {type(fit).__name__}"
+        )
+    W = np.asarray(params["W"])
+    if W.shape != model.weight_shape:
+        raise ValueError(f"params['W'] has shape {W.shape}, the model expects {model.weight_shape}")
+    return model, jnp.asarray(W), False
+
+
+@dataclass(frozen=True)
+class _Params:
+    model: object
+    params: dict
+
+
+def _num_samples(model, num_samples):
+    if num_samples is None:
+        return max(int(model.num_samples), DEFAULT_READOUT_SAMPLES)
+    if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral):
+        raise TypeError(f"num_samples must be an integer, got {num_samples!r}")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    return int(num_samples)
+
+
+def _fixed_noise(model, key, num_samples):
+    """One block of estimator noise (``noise_shape``), shared by every evaluation."""
+    return model.draw_noise(as_key(key), 1, num_samples)[0]
+
+
+def _check_level(name, value, lo, hi):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    if not (lo < float(value) < hi):
+        raise ValueError(f"{name} must be in ({lo:.4g}, {hi:.4g}), got {value}")
+    return float(value)
+
+
+def unit_directions(input_dim: int, num_directions: int = 16) -> np.ndarray:
+    """Evenly spread unit directions, shape ``(D, input_dim)``.
+
+    - 1-D: the two directions ``+1`` and ``-1`` (``num_directions`` is ignored);
+    - 2-D: angles ``2 pi k / D``, ``k = 0 .. D-1``;
+    - 3-D: ``D`` points of a Fibonacci (golden-angle) lattice on the sphere.
+    """
+    if isinstance(num_directions, bool) or not isinstance(num_directions, numbers.Integral):
+        raise TypeError(f"num_directions must be an integer, got {num_directions!r}")
+    if input_dim == 1:
+        return np.array([[1.0], [-1.0]])
+    need = {2: 3, 3: 6}[input_dim]
+    if num_directions < need:
+        raise ValueError(
+            f"num_directions must be >= {need} in {input_dim}-D (an ellipse has "
+            f"{need} free parameters), got {num_directions}"
+        )
+    k = np.arange(num_directions)
+    if input_dim == 2:
+        a = 2 * np.pi * k / num_directions
+        return np.stack([np.cos(a), np.sin(a)], -1)
+    z = 1.0 - 2.0 * (k + 0.5) / num_directions
+    r = np.sqrt(1.0 - z * z)
+    phi = k * np.pi * (3.0 - np.sqrt(5.0))
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], -1)
+
+
+def ray_extent(refs, directions):
+    """Largest ``t >= 0`` with ``refs + t * directions`` inside ``[-1, 1]^d``.
+
+    Parameters
+    ----------
+    refs : array (..., d)
+    directions : array (..., d)
+        Unit (or any non-zero) directions, broadcast against ``refs``.
+
+    Returns
+    -------
+    array (...,)
+    """
+    refs = jnp.asarray(refs)
+    u = jnp.asarray(directions)
+    big = jnp.asarray(jnp.inf, refs.dtype)
+    step = jnp.where(u > 0, (1.0 - refs) / jnp.where(u > 0, u, 1.0), big)
+    step = jnp.where(u < 0, (-1.0 - refs) / jnp.where(u < 0, u, 1.0), step)
+    return jnp.maximum(jnp.min(step, -1), 0.0)
+
+
+# ---------------------------------------------------------------------------
+# psychometric functions
+# ---------------------------------------------------------------------------
+@partial(jax.jit, static_argnums=0)
+def _curve(model, W, ref, comp, noise):
+    noise = jnp.broadcast_to(noise, comp.shape[:-1] + noise.shape)
+    return model.p_correct_from_weights(W, jnp.broadcast_to(ref, comp.shape), comp, noise)
+
+
+@partial(jax.jit, static_argnums=0)
+def _curve_draws(model, Ws, ref, comp, noise):
+    return jax.lax.map(lambda w: _curve(model, w, ref, comp, noise), Ws)
+
+
+def psychometric(fit, ref, direction, distances, *, key=0, num_samples=None):
+    """p(correct) along the ray ``ref + t * direction / |direction|``.
+
+    Parameters
+    ----------
+    fit : MAPFit, PosteriorFit (MCMCFit, LaplaceFit) or (WPPM, params) pair
+    ref : array (d,)
+        Reference stimulus.
+    direction : array (d,)
+        Non-zero direction (normalised to unit length).
+    distances : array (T,)
+        Distances ``t`` from the reference; every point must stay in ``[-1, 1]^d``.
+    key : jax PRNG key or int seed
+        Fixes the estimator noise, shared by every distance and every draw, so
+        the curve is a smooth deterministic function of ``t``.
+    num_samples : int, optional
+        Estimator samples (default ``max(model.num_samples, 1024)``).
+
+    Returns
+    -------
+    numpy array
+        ``(T,)`` for a MAP fit, ``(num_draws, T)`` for a draw-based fit.
+
+    Raises
+    ------
+    ValueError
+        Bad shapes, a zero direction, or a point of the ray outside ``[-1, 1]^d``.
+    """
+    model, W, is_draws = _fit_weights(fit)
+    d = model.input_dim
+    ref = np.asarray(check_points(ref, d, "ref"), dtype=float)
+    if ref.shape != (d,):
+        raise ValueError(f"ref must have shape ({d},), got {ref.shape}")
+    u = np.asarray(direction, dtype=float)
+    if u.shape != (d,) or not np.all(np.isfinite(u)):
+        raise ValueError(f"direction must be a finite array of shape ({d},), got {u.shape}")
+    norm = float(np.linalg.norm(u))
+    if norm == 0.0:
+        raise ValueError("direction must be non-zero")
+    u = u / norm
+    t = np.asarray(distances, dtype=float)
+    if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t)):
+        raise ValueError(f"distances must be a non-empty finite 1-D array, got shape {t.shape}")
+    pts = ref + t[:, None] * u
+    outside = np.any(np.abs(pts) > 1.0 + DOMAIN_TOL, -1)
+    if outside.any():
+        hi = float(ray_extent(ref, u))
+        lo = float(ray_extent(ref, -u))
+        i = int(np.argmax(outside))
+        raise ValueError(
+            f"distances[{i}] = {t[i]:.4g} puts the point outside the domain [-1, 1]^{d}; "
+            f"along this ray distances must lie in [{-lo:.4g}, {hi:.4g}]"
+        )
+    noise = _fixed_noise(model, key, _num_samples(model, num_samples))
+    comp = jnp.asarray(np.clip(pts, -1.0, 1.0), W.dtype)
+    ref_j = jnp.asarray(ref, W.dtype)
+    if is_draws:
+        return np.asarray(_curve_draws(model, W, ref_j, comp, noise))
+    return np.asarray(_curve(model, W, ref_j, comp, noise))
+
+
+# ---------------------------------------------------------------------------
+# thresholds
+# ---------------------------------------------------------------------------
+def _bisect(model, W, origin, u, t_max, noise, target, num_iter):
+    """Crossing of p(correct) = target on ``[0, t_max]`` for every ray (jittable).
+
+    Parameters
+    ----------
+    origin, u : array (n, d)
+        Ray origins and unit directions.
+    t_max : array (n,)
+    noise : array (*noise_shape)
+        Shared by every ray.
+
+    Returns
+    -------
+    array (n,)
+        The crossing distance, NaN where ``p(t_max) < target`` or ``p(0) >= target``.
+    """
+    noise = jnp.broadcast_to(noise, origin.shape[:-1] + noise.shape)
+
+    def p_at(t):
+        comp = jnp.clip(origin + t[:, None] * u, -1.0, 1.0)
+        return model.p_correct_from_weights(W, origin, comp, noise)
+
+    lo = jnp.zeros_like(t_max)
+    hi = t_max
+    p_lo, p_hi = p_at(lo), p_at(hi)
+    valid = (p_hi >= target) & (p_lo < target)
+
+    def body(_, state):
+        lo, hi, p_lo, p_hi = state
+        mid = 0.5 * (lo + hi)
+        p_mid = p_at(mid)
+        up = p_mid >= target
+        return (
+            jnp.where(up, lo, mid),
+            jnp.where(up, mid, hi),
+            jnp.where(up, p_lo, p_mid),
+            jnp.where(up, p_mid, p_hi),
+        )
+
+    lo, hi, p_lo, p_hi = jax.lax.fori_loop(0, num_iter, body, (lo, hi, p_lo, p_hi))
+    # one regula falsi step inside the final bracket
+    frac = jnp.clip((target - p_lo) / jnp.maximum(p_hi - p_lo, 1e-30), 0.0, 1.0)
+    t = lo + frac * (hi - lo)
+    return jnp.where(valid, t, jnp.nan)
+
+
+@partial(jax.jit, static_argnums=(0, 7))
+def _lengths_map(model, W, origin, u, t_max, noise, target, num_iter):
+    return _bisect(model, W, origin, u, t_max, noise, target, num_iter)
+
+
+@partial(jax.jit, static_argnums=(0, 7))
+def _lengths_draws(model, Ws, origin, u, t_max, noise, target, num_iter):
+    return jax.lax.map(
+        lambda w: _bisect(model, w, origin, u, t_max, noise, target, num_iter), Ws
+    )
+
+
+def fit_ellipse(offsets):
+    """Least-squares ellipse (centred at the origin) through boundary offsets.
+
+    For offsets ``v_k`` (boundary point minus centre) solves
+    ``min_A sum_k (v_k' A v_k - 1)^2`` over symmetric ``A`` and returns
+    ``E = A^-1``, so the fitted boundary is ``{v : v' E^-1 v = 1}``. Noise-free
+    points of an ellipse are recovered exactly.
+
+    Parameters
+    ----------
+    offsets : array (..., K, d)
+        Leading dimensions are batch dimensions. Rows containing NaN are left
+        out of the fit.
+
+    Returns
+    -------
+    numpy array (..., d, d)
+        NaN where fewer than ``d (d + 1) / 2`` finite offsets remain or the
+        fitted ``A`` is not positive definite.
+    """
+    v = jnp.asarray(offsets)
+    if v.ndim < 2 or v.shape[-1] not in (1, 2, 3):
+        raise ValueError(f"offsets must have shape (..., K, d) with d in 1..3, got {v.shape}")
+    return np.asarray(_fit_ellipse(v))
+
+
+@jax.jit
+def _fit_ellipse(v):
+    d = v.shape[-1]
+    ok = jnp.all(jnp.isfinite(v), -1)
+    v = jnp.where(ok[..., None], v, 0.0)
+    # rescale for conditioning: fit A' for v / s, then A = A' / s^2
+    n_ok = jnp.sum(ok, -1)
+    s = jnp.sqrt(jnp.sum(v * v, (-1, -2)) / jnp.maximum(n_ok, 1))
+    s = jnp.where(s > 0, s, 1.0)
+    w = v / s[..., None, None]
+    iu, ju = np.triu_indices(d)
+    coef = np.where(iu == ju, 1.0, 2.0)
+    X = w[..., iu] * w[..., ju] * coef  # (..., K, p)
+    y = ok.astype(v.dtype)
+    a = jnp.einsum("...pk,...k->...p", jnp.linalg.pinv(X), y)
+    A = jnp.zeros(v.shape[:-2] + (d, d), v.dtype)
+    A = A.at[..., iu, ju].set(a).at[..., ju, iu].set(a) / (s * s)[..., None, None]
+    good = (n_ok >= len(iu)) & (jnp.linalg.eigvalsh(A)[..., 0] > 0)
+    E = jnp.linalg.inv(jnp.where(good[..., None, None], A, jnp.eye(d, dtype=v.dtype)))
+    return jnp.where(good[..., None, None], E, jnp.nan)
+
+
+def _quantiles(lengths, qs):
+    """Quantiles over draws, treating NaN (no crossing inside the domain) as +inf.
+
+    A ray without a crossing has a threshold beyond the domain edge, so it
+    counts as larger than every finite length; a quantile that lands on such
+    draws is reported as NaN.
+    """
+    big = 1e30  # stands for +inf without inf - inf in the interpolation
+    x = np.where(np.isnan(lengths), big, lengths)
+    out = np.quantile(x, qs, axis=0, method="linear")
+    return np.where(out < 1e20, out, np.nan)
+
+
+def _intervals_1d(refs, lengths):
+    """1-D threshold intervals ``[r - t(-1), r + t(+1)]``, shape ``(..., R, 2)``."""
+    return np.stack([refs[:, 0] - lengths[..., 1], refs[:, 0] + lengths[..., 0]], -1)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Discrimination thresholds around a set of references.
+
+    Attributes
+    ----------
+    refs : numpy array (R, d)
+    directions : numpy array (D, d)
+        Unit directions of the rays.
+    lengths : numpy array (R, D) or (num_draws, R, D)
+        Distance from each reference to the ``target`` contour along each
+        direction; NaN where p(correct) stays below ``target`` up to the domain
+        edge (or ``max_distance``).
+    points : numpy array (..., R, D, d)
+        Boundary points ``refs + lengths * directions``.
+    ellipses : numpy array (..., R, d, d) or, in 1-D, (..., R, 2)
+        Least-squares threshold ellipses ``E`` (boundary ``(x-r)' E^-1 (x-r) = 1``,
+        see :func:`fit_ellipse`); in 1-D the intervals ``[lower, upper]``.
+    max_lengths : numpy array (R, D)
+        Upper end of each ray's search bracket.
+    target : float
+        The p(correct) level of the contour.
+    median, interval : numpy arrays (R, D) and (2, R, D), draw-based fits only
+        Posterior median and central credible interval (``level``) of the lengths.
+    level : float, draw-based fits only
+    """
+
+    refs: np.ndarray
+    directions: np.ndarray
+    lengths: np.ndarray
+    points: np.ndarray
+    ellipses: np.ndarray
+    max_lengths: np.ndarray = field(repr=False)
+    target: float = 2.0 / 3.0
+    median: np.ndarray | None = None
+    interval: np.ndarray | None = None
+    level: float | None = None
+
+    @property
+    def input_dim(self) -> int:
+        return int(self.refs.shape[-1])
+
+    @property
+    def has_draws(self) -> bool:
+        """True for results of a draw-based fit (``lengths`` has a draws axis)."""
+        return self.lengths.ndim == 3
+
+    @property
+    def median_points(self) -> np.ndarray:
+        """Boundary points of the median lengths, ``(R, D, d)``."""
+        lengths = self.median if self.has_draws else self.lengths
+        return self.refs[:, None, :] + lengths[..., None] * self.directions[None]
+
+    @property
+    def median_ellipses(self) -> np.ndarray:
+        """Ellipses (intervals in 1-D) fitted to the median lengths, ``(R, d, d)``."""
+        if not self.has_draws:
+            return self.ellipses
+        if self.input_dim == 1:
+            return _intervals_1d(self.refs, self.median)
+        return fit_ellipse(self.median_points - self.refs[:, None, :])
+
+
+def thresholds(
+    fit,
+    refs,
+    *,
+    target: float = 2.0 / 3.0,
+    num_directions: int = 16,
+    directions=None,
+    max_distance: float | None = None,
+    key=0,
+    num_samples: int | None = None,
+    tol: float = 1e-4,
+    level: float = 0.9,
+    num_draws: int | None = None,
+) -> Thresholds:
+    """Threshold contours: where p(correct) crosses ``target`` around each reference.
+
+    For every reference ``r`` and unit direction ``u`` the length ``t`` with
+    ``p(r, r + t u) = target`` is found by vectorised bisection over all rays
+    (and draws) at once on the bracket ``[0, t_max]``, ``t_max`` being the
+    largest distance that keeps ``r + t u`` in ``[-1, 1]^d`` (capped at
+    ``max_distance``). ``ceil(log2(t_max / tol))`` halvings are followed by
+    one linear-interpolation step. The estimator noise is fixed by ``key`` and
+    shared by every ray and every draw.
+
+    Parameters
+    ----------
+    fit : MAPFit, PosteriorFit (MCMCFit, LaplaceFit) or (WPPM, params) pair
+    refs : array (R, d) or (d,)
+        References, inside ``[-1, 1]^d``.
+    target : float
+        p(correct) level of the contour, in (1/3, 1) (default 2/3).
+    num_directions : int
+        Evenly spread directions (see :func:`unit_directions`; 1-D always
+        uses ``+1`` and ``-1``).
+    directions : array (D, d), optional
+        Explicit directions (normalised); overrides ``num_directions``.
+    max_distance : float, optional
+        Search no farther than this from the reference.
+    key : jax PRNG key or int seed
+        Fixes the estimator noise.
+    num_samples : int, optional
+        Estimator samples (default ``max(model.num_samples, 1024)``).
+    tol : float
+        Bracket width at which bisection stops.
+    level : float
+        Central probability of the credible interval (draw-based fits).
+    num_draws : int, optional
+        Use only this many posterior draws (evenly thinned); default all.
+
+    Returns
+    -------
+    Thresholds
+        Rays without a crossing inside the bracket have NaN length (with a
+        ``RuntimeWarning``), and are left out of the ellipse fits.
+
+    Raises
+    ------
+    ValueError
+        References outside the domain, wrong shapes, or a bad ``target``,
+        ``tol``, ``max_distance`` or ``level``.
+    """
+    model, W, is_draws = _fit_weights(fit)
+    d = model.input_dim
+    refs = np.asarray(check_points(refs, d, "refs"), dtype=float)
+    if refs.ndim == 1:
+        refs = refs[None]
+    if refs.ndim != 2:
+        raise ValueError(f"refs must have shape (R, {d}), got {refs.shape}")
+    target = _check_level("target", target, 1.0 / 3.0, 1.0)
+    tol = float(tol)
+    if not (np.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be finite and > 0, got {tol}")
+    level = _check_level("level", level, 0.0, 1.0)
+    if directions is None:
+        dirs = unit_directions(d, num_directions)
+    else:
+        dirs = np.asarray(directions, dtype=float)
+        if dirs.ndim != 2 or dirs.shape[1] != d or len(dirs) == 0:
+            raise ValueError(f"directions must have shape (D, {d}), got {dirs.shape}")
+        norms = np.linalg.norm(dirs, axis=1)
+        if not np.all(np.isfinite(norms)) or np.any(norms == 0):
+            raise ValueError("directions must be finite and non-zero")
+        dirs = dirs / norms[:, None]
+    if max_distance is not None:
+        max_distance = float(max_distance)
+        if not (np.isfinite(max_distance) and max_distance > 0):
+            raise ValueError(f"max_distance must be finite and > 0, got {max_distance}")
+    if is_draws and num_draws is not None:
+        if isinstance(num_draws, bool) or not isinstance(num_draws, numbers.Integral):
+            raise TypeError(f"num_draws must be an integer, got {num_draws!r}")
+        if num_draws < 1:
+            raise ValueError(f"num_draws must be >= 1, got {num_draws}")
+        if num_draws < W.shape[0]:
+            W = W[np.linspace(0, W.shape[0] - 1, num_draws).round().astype(int)]
+
+    R, D = len(refs), len(dirs)
+    origin = np.repeat(refs, D, axis=0)  # (R*D, d), reference-major
+    u = np.tile(dirs, (R, 1))
+    t_max = np.asarray(ray_extent(origin, u), dtype=float)
+    if max_distance is not None:
+        t_max = np.minimum(t_max, max_distance)
+    span = float(t_max.max()) if t_max.size else 0.0
+    num_iter = max(1, math.ceil(math.log2(max(span, tol) / tol)))
+
+    noise = _fixed_noise(model, key, _num_samples(model, num_samples))
+    dt = W.dtype
+    args = (
+        jnp.asarray(origin, dt),
+        jnp.asarray(u, dt),
+        jnp.asarray(t_max, dt),
+        noise.astype(dt),
+        jnp.asarray(target, dt),
+        num_iter,
+    )
+    if is_draws:
+        flat = np.asarray(_lengths_draws(model, W, *args), dtype=float)
+        lengths = flat.reshape(-1, R, D)
+    else:
+        lengths = np.asarray(_lengths_map(model, W, *args), dtype=float).reshape(R, D)
+
+    n_bad = int(np.isnan(lengths).sum())
+    if n_bad:
+        where = "the domain edge" if max_distance is None else "max_distance/the domain edge"
+        warnings.warn(
+            f"thresholds: {n_bad} of {lengths.size} rays never reach p(correct) = "
+            f"{target:.4g} before {where}; their lengths are NaN",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+    points = refs[:, None, :] + lengths[..., None] * dirs[None]
+    if d == 1:
+        ellipses = _intervals_1d(refs, lengths)
+    else:
+        ellipses = fit_ellipse(points - refs[:, None, :])
+    median = interval = lvl = None
+    if is_draws:
+        q = 0.5 * (1.0 - level)
+        median, lo, hi = _quantiles(lengths, [0.5, q, 1.0 - q])
+        interval = np.stack([lo, hi])
+        lvl = level
+    return Thresholds(
+        refs=refs,
+        directions=dirs,
+        lengths=lengths,
+        points=points,
+        ellipses=ellipses,
+        max_lengths=t_max.reshape(R, D),
+        target=target,
+        median=median,
+        interval=interval,
+        level=lvl,
+    )
