@@ -118,7 +118,7 @@ def test_compare_prefers_the_well_specified_model():
 
 @pytest.mark.slow
 def test_nuts_recovers_known_field_with_calibrated_intervals():
-    """basis_degree 2, 1 500 trials, 2 chains (about 2 minutes on 2 cores)."""
+    """basis_degree 2, 1 500 trials, 2 chains, plus threshold intervals (about 2 min)."""
     model = pn.WPPM(input_dim=2, basis_degree=2, num_samples=64)
     truth = model.sample_prior(4)
     data = _simulate(model, truth, 1500, seed=1)
@@ -132,10 +132,21 @@ def test_nuts_recovers_known_field_with_calibrated_intervals():
     S_true = np.asarray(model.covariance(truth, grid))
     lo, hi = np.percentile(S, 5, axis=0), np.percentile(S, 95, axis=0)
     coverage = float(((S_true >= lo) & (S_true <= hi)).mean())
-    msg = f"r_hat {rhat:.3f}, divergences {div:.1%}, 90% coverage {coverage:.2f}"
+    # posterior threshold intervals (90%) contain the truth's thresholds on most rays
+    refs = grid_points(3, -0.5, 0.5)
+    th = pn.thresholds(fit, refs, num_directions=8, num_draws=200)
+    th_true = pn.thresholds((model, truth), refs, num_directions=8)
+    lo, hi = th.interval
+    valid = np.isfinite(th_true.lengths) & np.isfinite(lo) & np.isfinite(hi)
+    inside = (th_true.lengths >= lo) & (th_true.lengths <= hi)
+    th_coverage = float(inside[valid].mean())
+    msg = (f"r_hat {rhat:.3f}, divergences {div:.1%}, 90% coverage {coverage:.2f}, "
+           f"threshold coverage {th_coverage:.2f} on {int(valid.sum())} rays")
     assert rhat < 1.05, msg
     assert div < 0.02, msg
     assert coverage > 0.75, msg
+    assert valid.sum() >= 60, msg
+    assert th_coverage > 0.6, msg
 
 
 def test_posterior_predictive_and_arviz_plots(small_nuts, tmp_path):
