@@ -8,7 +8,7 @@ The psyphy tutorial "Full WPPM fit", end to end with psyphy_numpyro:
    radius 2.8 (under the truth) along random directions, clipped to the domain;
 3. oddity responses simulated from the truth;
 4. a MAP fit (diag_term 1e-4) with ``pn.fit_map``;
-5. figures: truth, the initial prior draw and the MAP field as ellipses on one
+5. figures: truth, the starting point (0.3 x a prior draw) and the MAP field as ellipses on one
    axis, and the learning curve.
 
 The defaults run on a 2-core CPU in a few minutes. Scale up to the tutorial's
@@ -86,7 +86,7 @@ def main(argv=None):
     err_fit = field_error(model, fit.params, truth, g7)
     err_init = field_error(model, init, truth, g7)
     print(f"fit_map: {elapsed:.1f} s; field error (7x7 grid, mean rel. Frobenius): "
-          f"initial prior draw {err_init:.3f} -> MAP {err_fit:.3f}")
+          f"start (0.3 x prior draw) {err_init:.3f} -> MAP {err_fit:.3f}")
 
     grid = grid_points(5, -0.8, 0.8)
     S_true = np.asarray(model.covariance(truth, grid))
@@ -94,7 +94,7 @@ def main(argv=None):
     fig, ax = plt.subplots(figsize=(6.5, 6.5))
     plot_field(S_true, grid, ax=ax, scale=scale, color="k", lw=2, label="ground truth")
     plot_field(np.asarray(model.covariance(init, grid)), grid, ax=ax, scale=scale,
-               color="0.6", ls="--", label="initial prior draw")
+               color="0.6", ls="--", label="start (0.3 x prior draw)")
     plot_field(np.asarray(fit.covariance(grid)), grid, ax=ax, scale=scale,
                color="C3", lw=1.5, label=f"MAP fit (error {err_fit:.2f})")
     ax.scatter(grid[:, 0], grid[:, 1], s=6, color="k")
