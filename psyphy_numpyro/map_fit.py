@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from numpyro.optim import optax_to_numpyro
 
 from .data import TrialData, as_trial_data
 from .model import WPPM, wppm_model
-from .validation import check_params
+from .validation import check_int, check_params
 
 __all__ = ["MAPFit", "fit_map", "default_optimizer", "FitDivergedError", "resolve_model"]
 
@@ -78,11 +77,7 @@ def resolve_model(data, model) -> tuple[TrialData, WPPM]:
 
 
 def _check_count(name, value, lo=1):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < lo:
-        raise ValueError(f"{name} must be >= {lo}, got {value}")
-    return int(value)
+    return check_int(name, value, lo)
 
 
 def _use_progress(progress) -> bool:

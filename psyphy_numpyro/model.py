@@ -14,17 +14,9 @@ import numpyro
 import numpyro.distributions as dist
 
 from . import field, oddity
-from .validation import as_key, check_params, check_points
+from .validation import as_key, check_int, check_params, check_points
 
 __all__ = ["WPPM", "wppm_model"]
-
-
-def _check_int(name, value, lo, hi=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    if value < lo or (hi is not None and value > hi):
-        rng = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name} must be {rng}, got {value}")
 
 
 def _check_pos(name, value, *, allow_zero=False):
@@ -82,10 +74,10 @@ class WPPM:
     estimator: str = "cv"
 
     def __post_init__(self):
-        _check_int("input_dim", self.input_dim, 1, 3)
-        _check_int("basis_degree", self.basis_degree, 0)
-        _check_int("extra_dims", self.extra_dims, 0)
-        _check_int("num_samples", self.num_samples, 1)
+        check_int("input_dim", self.input_dim, 1, 3)
+        check_int("basis_degree", self.basis_degree, 0)
+        check_int("extra_dims", self.extra_dims, 0)
+        check_int("num_samples", self.num_samples, 1)
         _check_pos("variance_scale", self.variance_scale)
         _check_pos("decay_rate", self.decay_rate)
         if self.decay_rate > 1:

@@ -12,7 +12,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["as_key", "check_params", "check_points", "check_responses", "DOMAIN_TOL"]
+__all__ = [
+    "as_key",
+    "check_int",
+    "check_params",
+    "check_points",
+    "check_responses",
+    "DOMAIN_TOL",
+]
 
 DOMAIN_TOL = 1e-6
 
@@ -26,6 +33,16 @@ def as_key(key):
     if isinstance(key, (jax.Array, np.ndarray)):
         return key
     raise TypeError(f"expected a jax.random key or an integer seed, got {type(key).__name__}")
+
+
+def check_int(name, value, lo, hi=None) -> int:
+    """Return ``value`` as an int after checking it is an integer in ``[lo, hi]``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        rng = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name} must be {rng}, got {value}")
+    return int(value)
 
 
 def _concrete(x):
