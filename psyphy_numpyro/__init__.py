@@ -1,12 +1,19 @@
 """psyphy_numpyro: the Wishart Process Psychophysical Model as a NumPyro model."""
 
-from .data import TrialData, as_trial_data, comparisons_at_radius, simulate_trials
+from .data import (
+    TrialData,
+    as_trial_data,
+    comparisons_at_radius,
+    simulate_experiment,
+    simulate_trials,
+)
 from .laplace import fit_laplace
 from .map_fit import FitDivergedError, MAPFit, fit_map
 from .mcmc import fit_mcmc
 from .model import WPPM, wppm_model
+from .persist import load_fit
 from .posterior import LaplaceFit, MCMCFit, PosteriorFit
-from .readout import Thresholds, fit_ellipse, psychometric, thresholds
+from .readout import Thresholds, field_error, fit_ellipse, psychometric, thresholds
 
 __version__ = "0.1.0"
 
@@ -16,6 +23,7 @@ __all__ = [
     "as_trial_data",
     "simulate_trials",
     "comparisons_at_radius",
+    "simulate_experiment",
     "wppm_model",
     "fit_map",
     "MAPFit",
@@ -29,4 +37,6 @@ __all__ = [
     "thresholds",
     "Thresholds",
     "fit_ellipse",
+    "field_error",
+    "load_fit",
 ]

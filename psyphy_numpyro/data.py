@@ -8,7 +8,7 @@ import os
 import jax
 import numpy as np
 
-from .validation import as_key, check_points, check_responses
+from .validation import DOMAIN_TOL, as_key, check_array, check_points, check_responses
 
 __all__ = [
     "TrialData",
@@ -16,15 +16,45 @@ __all__ = [
     "as_trial_data",
     "csv_columns",
     "comparisons_at_radius",
+    "simulate_experiment",
 ]
 
 _AXES = ("x", "y", "z")
+_ROLES = ("reference", "comparison")
+
+
+def _locate_stimulus(idx) -> str:
+    """``(trial, role, coordinate)`` index of a stimuli array, in words."""
+    trial, role, coord = idx
+    return f"trial {trial} ({_ROLES[role]}, coordinate {coord})"
 
 
 def csv_columns(input_dim: int) -> list[str]:
     """CSV header for ``input_dim``: ``ref_x,...,comparison_x,...,response``."""
     axes = _AXES[:input_dim]
     return [f"ref_{a}" for a in axes] + [f"comparison_{a}" for a in axes] + ["response"]
+
+
+def _csv_layout(path, header) -> int:
+    """Stimulus dimension of a CSV header; errors name the bad columns."""
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:
+        raise ValueError(f"{path}: header (file line 1) repeats column(s) {dup}")
+    for d in (1, 2, 3):
+        if set(header) == set(csv_columns(d)):
+            return d
+    known = csv_columns(3)
+    unknown = [h for h in header if h not in known]
+    axes = [_AXES.index(h.rsplit("_", 1)[1]) for h in header if h in known and h != "response"]
+    d = max(axes, default=0) + 1
+    missing = [c for c in csv_columns(d) if c not in header]
+    expected = " | ".join(",".join(csv_columns(k)) for k in (1, 2, 3))
+    raise ValueError(
+        f"{path}: header (file line 1) {','.join(header)!r} does not match any layout "
+        f"({expected})"
+        + (f"; unknown columns {unknown}" if unknown else "")
+        + (f"; missing columns {missing} for the {d}-D layout" if missing else "")
+    )
 
 
 class TrialData:
@@ -54,7 +84,12 @@ class TrialData:
                 stimuli, responses = stimuli.stimuli, stimuli.responses
             else:
                 raise TypeError("TrialData needs stimuli and responses")
-        s = np.asarray(stimuli)
+        try:
+            s = np.asarray(stimuli)
+        except (ValueError, TypeError) as exc:  # ragged nested sequences
+            raise ValueError(
+                f"stimuli must be a rectangular numeric array of shape (N, 2, d) ({exc})"
+            ) from None
         if s.dtype == object or not np.issubdtype(s.dtype, np.number):
             raise TypeError(f"stimuli must be a numeric array, got dtype {s.dtype}")
         if s.ndim != 3 or s.shape[1] != 2 or s.shape[2] not in (1, 2, 3):
@@ -64,7 +99,7 @@ class TrialData:
             )
         if s.shape[0] == 0:
             raise ValueError("TrialData is empty: at least one trial is needed")
-        check_points(s, s.shape[2], "stimuli")
+        check_points(s, s.shape[2], "stimuli", locate=_locate_stimulus)
         y = check_responses(responses, s.shape[0])
         self.stimuli = np.array(s, dtype=np.float64)
         self.responses = y
@@ -86,33 +121,28 @@ class TrialData:
     def from_csv(cls, path) -> TrialData:
         """Read a CSV file with header (see :func:`csv_columns`).
 
-        Errors name the file, the row (1 = first data row) and the column.
+        Errors name the file, the row (1 = first data row; the physical file
+        line is given too) and the column. A UTF-8 byte-order mark is ignored.
         """
         path = os.fspath(path)
-        with open(path, newline="") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
             try:
                 header = [h.strip() for h in next(reader)]
             except StopIteration:
                 raise ValueError(f"{path}: file is empty (no header)") from None
-            dims = [d for d in (1, 2, 3) if set(header) == set(csv_columns(d))]
-            if not dims:
-                expected = " | ".join(",".join(csv_columns(d)) for d in (1, 2, 3))
-                unknown = [h for h in header if h not in csv_columns(3)]
-                raise ValueError(
-                    f"{path}: header {','.join(header)!r} does not match any layout "
-                    f"({expected})" + (f"; unknown columns {unknown}" if unknown else "")
-                )
-            d = dims[0]
+            d = _csv_layout(path, header)
             cols = csv_columns(d)
             order = [header.index(c) for c in cols]
             rows = []
             for r, row in enumerate(reader, start=1):
                 if not row or all(not v.strip() for v in row):
                     continue
+                line = f" (file line {reader.line_num})"
                 if len(row) != len(header):
                     raise ValueError(
-                        f"{path}: row {r} has {len(row)} fields, expected {len(header)}"
+                        f"{path}: row {r} has {len(row)} fields, expected {len(header)} "
+                        f"({','.join(header)}){line}"
                     )
                 vals = []
                 for c, j in zip(cols, order, strict=True):
@@ -120,17 +150,23 @@ class TrialData:
                         v = float(row[j])
                     except ValueError:
                         raise ValueError(
-                            f"{path}: row {r}, column {c!r}: {row[j]!r} is not a number"
+                            f"{path}: row {r}, column {c!r}: {row[j]!r} is not a number{line}"
                         ) from None
                     if not np.isfinite(v):
-                        raise ValueError(f"{path}: row {r}, column {c!r} is {row[j]!r}")
+                        raise ValueError(
+                            f"{path}: row {r}, column {c!r} is {row[j]!r}; NaN and Inf are "
+                            f"not allowed{line}"
+                        )
                     if c == "response" and v not in (0.0, 1.0):
                         raise ValueError(
-                            f"{path}: row {r}, column 'response' must be 0 or 1, got {row[j]!r}"
+                            f"{path}: row {r}, column 'response' must be 0 or 1 "
+                            f"(1 = correct), got {row[j]!r}{line}"
                         )
-                    if c != "response" and abs(v) > 1.0 + 1e-6:
+                    if c != "response" and abs(v) > 1.0 + DOMAIN_TOL:
                         raise ValueError(
-                            f"{path}: row {r}, column {c!r} = {v:g} is outside [-1, 1]"
+                            f"{path}: row {r}, column {c!r} = {v:g} is outside [-1, 1]{line}; "
+                            "rescale the stimuli into [-1, 1] (e.g. x' = 2 (x - lo) / (hi - lo) "
+                            "- 1 per axis)"
                         )
                     vals.append(v)
                 rows.append(vals)
@@ -216,7 +252,13 @@ def simulate_trials(model, params, ref, comparison, *, key) -> TrialData:
     """
     ref = np.asarray(check_points(ref, model.input_dim, "ref"))
     comparison = np.asarray(check_points(comparison, model.input_dim, "comparison"))
-    ref, comparison = np.broadcast_arrays(ref, comparison)
+    try:
+        ref, comparison = np.broadcast_arrays(ref, comparison)
+    except ValueError:
+        raise ValueError(
+            f"ref {ref.shape} and comparison {comparison.shape} do not broadcast to one (N, d) "
+            "shape"
+        ) from None
     if ref.ndim != 2:
         raise ValueError(f"ref and comparison must be (N, d), got {ref.shape}")
     k_p, k_y = jax.random.split(as_key(key))
@@ -247,8 +289,61 @@ def comparisons_at_radius(model, params, ref, radius, *, key) -> np.ndarray:
     ref = np.asarray(check_points(ref, model.input_dim, "ref"), dtype=np.float64)
     if ref.ndim != 2:
         raise ValueError(f"ref must be (N, d), got {ref.shape}")
+    radius = check_array("radius", radius)
+    if np.any(radius < 0):
+        raise ValueError(f"radius must be >= 0, got minimum {radius.min():g}")
+    try:
+        step = np.broadcast_to(radius, (len(ref),))[:, None]
+    except ValueError:
+        raise ValueError(
+            f"radius must be a number or have shape ({len(ref)},), got shape {radius.shape}"
+        ) from None
     u = np.asarray(jax.random.normal(as_key(key), ref.shape), dtype=np.float64)
-    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    u = u / np.linalg.norm(u, axis=1, keepdims=True)  # u may be a read-only view
     L = np.linalg.cholesky(np.asarray(model.covariance(params, ref), dtype=np.float64))
-    step = np.broadcast_to(np.asarray(radius, dtype=np.float64), (len(ref),))[:, None]
     return np.clip(ref + step * np.einsum("nij,nj->ni", L, u), -1.0, 1.0)
+
+
+def simulate_experiment(
+    model, params, num_trials, *, key, radius=(1.0, 4.0), ref_range=(-1.0, 1.0)
+) -> TrialData:
+    """Simulate a random-design oddity experiment from a WPPM observer.
+
+    References are uniform in ``[ref_range]^d``; each comparison lies at a
+    Mahalanobis radius (under ``params``) drawn uniformly from ``radius``
+    along a uniformly random direction (:func:`comparisons_at_radius`,
+    clipped to the domain); responses are drawn with :func:`simulate_trials`.
+    Radii 1-4 span chance to near-ceiling performance, which is the design
+    used by the examples, benchmarks and calibration scripts.
+
+    Parameters
+    ----------
+    model : WPPM
+    params : dict with ``"W"``
+    num_trials : int
+    key : jax PRNG key or int seed
+    radius : (low, high)
+        Range of Mahalanobis radii.
+    ref_range : (low, high)
+        Range of every reference coordinate, inside ``[-1, 1]``.
+
+    Returns
+    -------
+    TrialData
+    """
+    from .validation import check_int
+
+    num_trials = check_int("num_trials", num_trials, 1)
+    r_lo, r_hi = (float(v) for v in radius)
+    x_lo, x_hi = (float(v) for v in ref_range)
+    if not 0 <= r_lo <= r_hi:
+        raise ValueError(f"radius must be (low, high) with 0 <= low <= high, got {radius}")
+    if not -1 <= x_lo <= x_hi <= 1:
+        raise ValueError(f"ref_range must lie inside [-1, 1] with low <= high, got {ref_range}")
+    k_ref, k_rad, k_dir, k_y = jax.random.split(as_key(key), 4)
+    d = model.input_dim
+    ref = np.asarray(jax.random.uniform(k_ref, (num_trials, d), minval=x_lo, maxval=x_hi))
+    rad = np.asarray(jax.random.uniform(k_rad, (num_trials,), minval=r_lo, maxval=r_hi))
+    ref = np.clip(ref.astype(np.float64), -1.0, 1.0)
+    comparison = comparisons_at_radius(model, params, ref, rad, key=k_dir)
+    return simulate_trials(model, params, ref, comparison, key=k_y)

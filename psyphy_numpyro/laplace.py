@@ -14,6 +14,7 @@ from .map_fit import MAPFit, _check_count, _use_progress, fit_map, resolve_model
 from .mcmc import surrogate_noise
 from .model import wppm_model
 from .posterior import LaplaceFit
+from .validation import check_params, check_real
 
 __all__ = ["fit_laplace", "negative_log_joint", "rotation_tangents"]
 
@@ -135,6 +136,23 @@ def fit_laplace(
     hessian_samples = _check_count("hessian_samples", hessian_samples, lo=0)
     if curvature not in ("fisher", "hessian"):
         raise ValueError(f'curvature must be "fisher" or "hessian", got {curvature!r}')
+    map_steps = _check_count("map_steps", map_steps)
+    if hessian_bandwidth is not None:
+        hessian_bandwidth = check_real("hessian_bandwidth", hessian_bandwidth, 0.0)
+    if model.estimator == "mc":
+        raise ValueError(
+            'fit_laplace needs estimator "cv" or "reparam" (the curvature uses fixed '
+            'quasi-Monte Carlo noise), not "mc": pass model.replace(estimator="cv")'
+        )
+    if hessian_samples == 0 and model.estimator != "cv":
+        raise ValueError(
+            'hessian_samples=0 (the equal-covariance table surrogate) needs estimator="cv"; '
+            "pass model.replace(estimator=\"cv\") or hessian_samples > 0"
+        )
+    if isinstance(init, MAPFit):
+        check_params(init.params, model.weight_shape, "init.params")
+    elif init is not None:
+        raise TypeError(f"init must be a MAPFit or None, got {type(init).__name__}")
     if init is None:
         init = fit_map(data, model, steps=map_steps, seed=seed, progress=_use_progress(progress))
     if not isinstance(init, MAPFit):
@@ -144,7 +162,11 @@ def fit_laplace(
     noise = surrogate_noise(hmodel, len(data), hessian_samples, seed)
     H = np.asarray(_curvature(hmodel, W0, data, noise, curvature), dtype=np.float64)
     if not np.all(np.isfinite(H)):
-        raise FloatingPointError("fit_laplace: the curvature at the MAP is not finite")
+        raise FloatingPointError(
+            "fit_laplace: the curvature at the MAP is not finite (NaN/Inf), so no Gaussian "
+            "can be built there; check that init is a converged fit_map result, or try "
+            "curvature='fisher', a larger hessian_bandwidth or a larger model.diag_term"
+        )
     H = 0.5 * (H + H.T)
     P = W0.size
 

@@ -16,9 +16,10 @@ from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoDelta
 from numpyro.optim import optax_to_numpyro
 
+from . import oddity
 from .data import TrialData, as_trial_data
 from .model import WPPM, wppm_model
-from .validation import check_int, check_params
+from .validation import check_int, check_params, check_real
 
 __all__ = ["MAPFit", "fit_map", "default_optimizer", "FitDivergedError", "resolve_model"]
 
@@ -160,6 +161,26 @@ class MAPFit:
             attrs={"inference": "map", "steps": int(self.loss_history.shape[0])},
         )
 
+    def save(self, path) -> None:
+        """Save the fit to a NetCDF file, atomically; reload with :func:`~psyphy_numpyro.load_fit`.
+
+        The file holds the exact ``W``, the model configuration, the data, the
+        loss histories, restart losses, starting point and seed (see
+        :mod:`psyphy_numpyro.persist`).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Target file (conventionally ``*.nc``); replaced if it exists.
+        """
+        from .persist import save_fit
+
+        save_fit(self, path)
+
+
+AUTO_FULL_BATCH = 16384
+AUTO_BATCH_SIZE = 8192
+
 
 def fit_map(
     data,
@@ -172,7 +193,7 @@ def fit_map(
     seed: int = 0,
     progress: bool | None = None,
     init_params: dict | None = None,
-    batch_size: int | None = None,
+    batch_size: int | str | None = "auto",
     eval_samples: int | None = None,
     init_scale: float = 0.3,
 ) -> MAPFit:
@@ -202,9 +223,13 @@ def fit_map(
         the ``CI`` environment variable is set.
     init_params : dict, optional
         ``{"W": ...}`` to start the first restart from (e.g. psyphy params).
-    batch_size : int, optional
-        Minibatch size for the ``"trials"`` plate (stochastic subsampling);
-        ``None`` uses every trial every step.
+    batch_size : int, "auto" or None
+        Minibatch size for the ``"trials"`` plate (stochastic subsampling,
+        likelihood rescaled to the full data); ``None`` uses every trial every
+        step. ``"auto"`` (default) uses every trial up to
+        ``AUTO_FULL_BATCH`` (16 384) trials and minibatches of
+        ``AUTO_BATCH_SIZE`` (8 192) above, so a step costs the same for
+        10^4 or 10^6 trials (see docs/performance.md for the trade-off).
     eval_samples : int, optional
         Monte Carlo samples per trial for the final loss used to pick the best
         restart (default ``max(8 * model.num_samples, 1024)``).
@@ -221,28 +246,39 @@ def fit_map(
     Raises
     ------
     FitDivergedError
-        If every restart produced a non-finite loss (the message names the
-        step).
+        If every restart produced a non-finite loss, or ended with a loss above
+        both its starting loss and the largest loss ``W = 0`` can have (an
+        optimiser that blew up). The message names the step or the losses and
+        says what to try. A restart that fails this way is dropped with a
+        warning when another one succeeds.
     """
     data, model = resolve_model(data, model)
     steps = _check_count("steps", steps)
     num_restarts = _check_count("num_restarts", num_restarts)
     seed = _check_count("seed", seed, lo=0)
+    if isinstance(batch_size, str):
+        if batch_size != "auto":
+            raise ValueError(f'batch_size must be an int, None or "auto", got {batch_size!r}')
+        batch_size = AUTO_BATCH_SIZE if len(data) > AUTO_FULL_BATCH else None
     if batch_size is not None:
         batch_size = _check_count("batch_size", batch_size)
         if batch_size >= len(data):
             batch_size = None
-    if optimizer is None:
-        optimizer = default_optimizer(steps, learning_rate, model)
-    elif not isinstance(optimizer, optax.GradientTransformation):
+    learning_rate = check_real("learning_rate", learning_rate, 0.0)
+    custom_optimizer = optimizer is not None
+    if custom_optimizer and not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(
             f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}"
         )
-    if init_params is not None:
-        init_params = {"W": check_params(init_params, model.weight_shape)}
-    eval_samples = _check_count("eval_samples", eval_samples or max(8 * model.num_samples, 1024))
-    if not (isinstance(init_scale, (int, float)) and init_scale > 0):
+    if eval_samples is None:
+        eval_samples = max(8 * model.num_samples, 1024)
+    eval_samples = _check_count("eval_samples", eval_samples)
+    if check_real("init_scale", init_scale) <= 0:
         raise ValueError(f"init_scale must be > 0, got {init_scale!r}")
+    if init_params is not None:  # last: the only check that builds a JAX array
+        init_params = {"W": check_params(init_params, model.weight_shape, "init_params")}
+    if optimizer is None:
+        optimizer = default_optimizer(steps, learning_rate, model)
 
     n = len(data)
     stimuli = jnp.asarray(data.stimuli, dtype=jnp.result_type(float))
@@ -272,6 +308,18 @@ def fit_map(
     eval_key = jax.random.fold_in(root, 10**6)
     histories = np.full((num_restarts, steps), np.nan)
     finals = np.full(num_restarts, np.inf)
+
+    def low_noise_loss(W):
+        ll = model.log_likelihood({"W": W}, data, key=eval_key, num_samples=eval_samples)
+        return -float(jnp.sum(ll) + model.prior().log_prob(W))
+
+    # Every p(correct) is clipped to [P_EPS, 1 - P_EPS], so W = 0 (the prior mode) has a
+    # loss of at most -log prior(0) + n (-log P_EPS). A final loss above that, and above
+    # the restart's own starting loss, means the optimiser made things worse: divergence.
+    # (No ratio to the best loss: the loss can be negative.)
+    loss_bound = -float(model.prior().log_prob(jnp.zeros(model.weight_shape))) + n * (
+        0.1 - math.log(oddity.P_EPS)
+    )
     results = []
     starts = []
     failures = []
@@ -310,18 +358,34 @@ def fit_map(
                     bar.update(steps - done)
                 results.append(None)
                 continue
-            ll = model.log_likelihood({"W": W}, data, key=eval_key, num_samples=eval_samples)
-            finals[r] = -float(jnp.sum(ll) + model.prior().log_prob(W))
+            final = low_noise_loss(W)
+            if not final <= loss_bound:  # also NaN
+                start = low_noise_loss(jnp.asarray(W0["W"], W.dtype))
+                if not final <= start:
+                    failures.append(
+                        f"restart {r} ended at loss {final:.4g}, above its starting loss "
+                        f"{start:.4g} and above the loss W = 0 can have ({loss_bound:.4g})"
+                    )
+                    results.append(None)
+                    continue
+            finals[r] = final
             results.append(W)
     finally:
         if bar is not None:
             bar.close()
 
     if all(w is None for w in results):
+        step_hint = (
+            "a smaller step size in the optax optimizer you passed (or optimizer=None for the "
+            "default)"
+            if custom_optimizer
+            else f"a smaller learning_rate (now {learning_rate:g})"
+        )
         raise FitDivergedError(
-            "fit_map diverged: the loss became NaN/Inf ("
+            "fit_map diverged: the loss or the weights became NaN/Inf or blew up ("
             + "; ".join(failures)
-            + "). Try a smaller learning_rate, a larger model.diag_term, or check the data."
+            + f"). Try {step_hint} or a smaller init_scale; if it persists, a larger "
+            f"model.diag_term (now {model.diag_term:g}) keeps Sigma(x) well conditioned."
         )
     if failures:
         warnings.warn(
@@ -331,7 +395,11 @@ def fit_map(
         )
     best = int(np.argmin(finals))
     if not math.isfinite(finals[best]):
-        raise FitDivergedError("fit_map: the final loss of every restart is non-finite")
+        raise FitDivergedError(
+            "fit_map: the optimisation ended but the final (low-noise) loss of every restart "
+            "is NaN/Inf, so no estimate can be trusted. Try a smaller learning rate, more "
+            f"steps, or a larger model.diag_term (now {model.diag_term:g})."
+        )
     return MAPFit(
         params={"W": results[best]},
         model=model,

@@ -14,6 +14,7 @@ from . import oddity
 from .map_fit import MAPFit, _check_count, _use_progress, fit_map, resolve_model
 from .model import wppm_model
 from .posterior import MCMCFit
+from .validation import check_params, check_real
 
 __all__ = ["fit_mcmc", "surrogate_noise"]
 
@@ -126,12 +127,31 @@ def fit_mcmc(
     surrogate_samples = _check_count("surrogate_samples", surrogate_samples, lo=0)
     if chain_method not in _CHAIN_METHODS:
         raise ValueError(f"chain_method must be one of {_CHAIN_METHODS}, got {chain_method!r}")
-    if not 0 < target_accept_prob < 1:
-        raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob}")
+    target_accept_prob = check_real("target_accept_prob", target_accept_prob, 0.0, 1.0)
+    init_jitter = check_real("init_jitter", init_jitter, 0.0, lo_closed=True)
+    max_tree_depth = _check_count("max_tree_depth", max_tree_depth)
+    map_steps = _check_count("map_steps", map_steps)
+    if model.estimator == "mc":
+        raise ValueError(
+            'fit_mcmc needs estimator "cv" or "reparam" (NUTS samples a smooth deterministic '
+            'surrogate of p(correct)), not "mc": pass model.replace(estimator="cv")'
+        )
+    if surrogate_samples == 0 and model.estimator != "cv":
+        raise ValueError(
+            'surrogate_samples=0 (the equal-covariance table surrogate) needs estimator="cv"; '
+            "pass model.replace(estimator=\"cv\") or surrogate_samples > 0"
+        )
+    if isinstance(init, dict):
+        check_params(init, model.weight_shape, "init")
+    elif isinstance(init, MAPFit):
+        check_params(init.params, model.weight_shape, "init.params")
+    elif init is not None:
+        raise TypeError(
+            f"init must be a MAPFit, a dict {{'W': ...}} or None, got {type(init).__name__}"
+        )
     if surrogate_bandwidth is None:
         surrogate_bandwidth = model.bandwidth if surrogate_samples == 0 else 0.1
-    if not surrogate_bandwidth > 0:
-        raise ValueError(f"surrogate_bandwidth must be > 0, got {surrogate_bandwidth}")
+    surrogate_bandwidth = check_real("surrogate_bandwidth", surrogate_bandwidth, 0.0)
     surrogate_model = model.replace(bandwidth=float(surrogate_bandwidth))
     noise = surrogate_noise(surrogate_model, len(data), surrogate_samples, seed)
 
@@ -185,7 +205,11 @@ def fit_mcmc(
         )
     draws = np.asarray(mcmc.get_samples(group_by_chain=True)["W"])
     if not np.all(np.isfinite(draws)):
-        raise FloatingPointError("fit_mcmc: NUTS produced non-finite draws of W")
+        raise FloatingPointError(
+            "fit_mcmc: NUTS produced non-finite draws of W; try init=fit_map(...) as the "
+            "starting point, a higher target_accept_prob (e.g. 0.95), or a larger "
+            "model.diag_term"
+        )
 
     # error of the surrogate against a high-sample estimate at the starting point
     p_sur = surrogate_model.p_correct_from_weights(W0, stimuli[:, 0], stimuli[:, 1], noise)

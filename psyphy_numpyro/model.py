@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from dataclasses import dataclass
 from functools import partial
 
@@ -14,17 +13,13 @@ import numpyro
 import numpyro.distributions as dist
 
 from . import field, oddity
-from .validation import as_key, check_int, check_params, check_points
+from .validation import as_key, check_int, check_params, check_points, check_real
 
 __all__ = ["WPPM", "wppm_model"]
 
 
 def _check_pos(name, value, *, allow_zero=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        cond = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be finite and {cond}, got {value}")
+    check_real(name, value, 0, lo_closed=allow_zero)
 
 
 @dataclass(frozen=True)
@@ -79,9 +74,7 @@ class WPPM:
         check_int("extra_dims", self.extra_dims, 0)
         check_int("num_samples", self.num_samples, 1)
         _check_pos("variance_scale", self.variance_scale)
-        _check_pos("decay_rate", self.decay_rate)
-        if self.decay_rate > 1:
-            raise ValueError(f"decay_rate must be in (0, 1], got {self.decay_rate}")
+        check_real("decay_rate", self.decay_rate, 0, 1, hi_closed=True)
         _check_pos("diag_term", self.diag_term, allow_zero=True)
         _check_pos("bandwidth", self.bandwidth)
         if self.estimator not in oddity.ESTIMATORS:
@@ -131,7 +124,7 @@ class WPPM:
     def noise_shape(self, num_samples: int | None = None) -> tuple[int, ...]:
         """Per-trial shape of the standard-normal noise the estimator consumes."""
         return oddity.noise_shape(
-            self.estimator, num_samples or self.num_samples, self.input_dim, self.extra_dims
+            self.estimator, self._samples(num_samples), self.input_dim, self.extra_dims
         )
 
     def draw_noise(self, key, num_trials: int, num_samples: int | None = None):
@@ -140,10 +133,30 @@ class WPPM:
             as_key(key),
             (num_trials,),
             self.estimator,
-            num_samples or self.num_samples,
+            self._samples(num_samples),
             self.input_dim,
             self.extra_dims,
         )
+
+    def _samples(self, num_samples) -> int:
+        """``num_samples`` checked (>= 1), or the configured count when ``None``."""
+        if num_samples is None:
+            return self.num_samples
+        return check_int("num_samples", num_samples, 1)
+
+    def fresh_noise(self, key, batch_shape, num_samples: int | None = None, dtype=None):
+        """Fresh estimator noise in the fastest form the estimator accepts.
+
+        For ``"cv"``/``"reparam"`` this is :class:`~psyphy_numpyro.oddity.SharedNoise`
+        (per-trial noise never materialised; equal to :meth:`draw_noise` after
+        ``.materialize()``), for ``"mc"`` an array. What fits use internally.
+        """
+        num_samples = self._samples(num_samples)
+        if self.estimator == "mc":
+            return oddity.draw_noise(
+                key, batch_shape, "mc", num_samples, self.input_dim, self.extra_dims, dtype
+            )
+        return oddity.draw_shared_noise(key, batch_shape, num_samples, self.input_dim, dtype)
 
     # -- read-outs (validated) ----------------------------------------------
     def sqrt_covariance(self, params, x) -> jnp.ndarray:
@@ -184,15 +197,10 @@ class WPPM:
         if noise is None:
             if key is None:
                 raise ValueError("p_correct needs a PRNG key (key=...) or fixed noise (noise=...)")
-            noise = oddity.draw_noise(
-                as_key(key),
-                ref.shape[:-1],
-                self.estimator,
-                num_samples or self.num_samples,
-                self.input_dim,
-                self.extra_dims,
-            )
-        return _p_correct_jit(self, W, ref, comparison, jnp.asarray(noise))
+            noise = self.fresh_noise(as_key(key), ref.shape[:-1], num_samples)
+        else:
+            noise = jnp.asarray(noise)
+        return _p_correct_jit(self, W, ref, comparison, noise)
 
     def log_likelihood(self, params, data, *, key=0, num_samples=None, chunk_size=4096):
         """Pointwise Bernoulli log-likelihood of every trial, shape ``(N,)``.
@@ -216,8 +224,8 @@ class WPPM:
             jnp.asarray(data.stimuli, dtype=W.dtype),
             jnp.asarray(data.responses),
             as_key(key),
-            num_samples or self.num_samples,
-            int(chunk_size),
+            self._samples(num_samples),
+            check_int("chunk_size", chunk_size, 1),
         )
 
     # -- unvalidated, jittable core -----------------------------------------
@@ -265,15 +273,7 @@ def _chunked_loglik(config, W, stimuli, responses, key, num_samples, chunk_size)
 
     def one(args):
         i, s, yy = args
-        noise = oddity.draw_noise(
-            jax.random.fold_in(key, i),
-            (chunk,),
-            config.estimator,
-            num_samples,
-            config.input_dim,
-            config.extra_dims,
-            dtype=W.dtype,
-        )
+        noise = config.fresh_noise(jax.random.fold_in(key, i), (chunk,), num_samples, W.dtype)
         return config.log_likelihood_from_weights(W, s, yy, noise)
 
     out = jax.lax.map(one, (jnp.arange(n_chunks), stim, y))
@@ -315,7 +315,7 @@ def wppm_model(stimuli, responses=None, *, config: WPPM, noise=None, subsample_s
                     "wppm_model needs fixed noise (noise=...) or a seeded context "
                     "(numpyro.handlers.seed) to draw Monte Carlo noise"
                 )
-            eps = config.draw_noise(key, stim.shape[0])
+            eps = config.fresh_noise(key, (stim.shape[0],), dtype=W.dtype)
         else:
             eps = noise[idx] if subsample_size is not None else noise
         p = config.p_correct_from_weights(W, stim[:, 0], stim[:, 1], eps)

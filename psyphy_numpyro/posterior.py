@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +11,7 @@ import numpy as np
 
 from .data import TrialData
 from .model import WPPM
-from .validation import as_key, check_points
+from .validation import as_key, check_int, check_points
 
 __all__ = ["PosteriorFit", "MCMCFit", "LaplaceFit"]
 
@@ -59,11 +60,12 @@ class PosteriorFit:
         m = self.model
         ref = check_points(ref, m.input_dim, "ref")
         comparison = check_points(comparison, m.input_dim, "comparison")
+        if num_samples is not None:
+            check_int("num_samples", num_samples, 1)
         ref, comparison = jnp.broadcast_arrays(ref, comparison)
-        noise = m.draw_noise(as_key(key), int(np.prod(ref.shape[:-1])), num_samples)
-        noise = noise.reshape(ref.shape[:-1] + noise.shape[1:])
+        noise = m.fresh_noise(as_key(key), ref.shape[:-1], num_samples)
         W = jnp.asarray(self.samples["W"])
-        return jax.lax.map(lambda w: m.p_correct_from_weights(w, ref, comparison, noise), W)
+        return _p_correct_draws(m, W, ref, comparison, noise)
 
     def log_likelihood(self, *, key=0, num_samples=None) -> np.ndarray:
         """Pointwise log-likelihood per draw, ``(chains, draws, N)`` (fixed noise)."""
@@ -118,6 +120,25 @@ class PosteriorFit:
             posterior_predictive=pp,
         )
 
+    def save(self, path, *, log_likelihood: bool = True) -> None:
+        """Save the fit to a NetCDF file, atomically; reload with :func:`~psyphy_numpyro.load_fit`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Target file (conventionally ``*.nc``); replaced if it exists.
+        log_likelihood : bool
+            Also store the pointwise log-likelihood (one evaluation per draw);
+            not needed to restore the fit.
+
+        See Also
+        --------
+        psyphy_numpyro.persist.save_fit : the file layout.
+        """
+        from .persist import save_fit
+
+        save_fit(self, path, log_likelihood=log_likelihood)
+
     def summary(self, *, var_names=("Sigma",), grid=None, **kwargs):
         """ArviZ summary table of identifiable quantities (``Sigma`` on a grid).
 
@@ -143,20 +164,30 @@ class MCMCFit(PosteriorFit):
 
     Attributes
     ----------
-    mcmc : numpyro.infer.MCMC
-        The NumPyro MCMC object (``mcmc.print_summary()``, extra fields ...).
+    mcmc : numpyro.infer.MCMC or None
+        The NumPyro MCMC object (``mcmc.print_summary()``, extra fields ...);
+        ``None`` for a fit loaded from a file.
     surrogate : dict
         The deterministic likelihood NUTS sampled: ``num_samples`` (fixed
         quasi-Monte Carlo draws per trial; 0 = equal-covariance table),
         ``bandwidth``, and ``rms_error``, the RMS difference between the
         surrogate's p(correct) and a high-sample estimate at the initial point.
+    init_fit : MAPFit or None
+        The MAP fit the chains started from, if one was made or given.
+    sample_stats : dict or None
+        Sampler statistics ``(chains, draws)`` (``diverging``, ``tree_depth``
+        ...) used when ``mcmc`` is ``None`` (a fit loaded from a file);
+        otherwise they are read from ``mcmc``.
     """
 
     mcmc: object = field(default=None, repr=False)
     surrogate: dict = field(default_factory=dict)
     init_fit: object = field(default=None, repr=False)
+    sample_stats: dict | None = field(default=None, repr=False)
 
     def _sample_stats(self):
+        if self.mcmc is None:
+            return None if self.sample_stats is None else dict(self.sample_stats)
         ex = self.mcmc.get_extra_fields(group_by_chain=True)
         stats = {"diverging": np.asarray(ex["diverging"])}
         if "num_steps" in ex:
@@ -179,6 +210,11 @@ class MCMCFit(PosteriorFit):
     @property
     def divergences(self) -> int:
         """Number of divergent transitions after warm-up."""
+        if self.mcmc is None:
+            stats = self.sample_stats or {}
+            if "diverging" not in stats:
+                raise ValueError("this MCMCFit has neither an MCMC object nor sample statistics")
+            return int(np.asarray(stats["diverging"]).sum())
         return int(np.asarray(self.mcmc.get_extra_fields()["diverging"]).sum())
 
 
@@ -212,3 +248,9 @@ class LaplaceFit(PosteriorFit):
             "num_floored": int(self.num_floored),
             "curvature": self.curvature,
         }
+
+
+@partial(jax.jit, static_argnums=0)
+def _p_correct_draws(model, W, ref, comparison, noise):
+    """p(correct) for every draw of ``W`` (compiled once per model and shapes)."""
+    return jax.lax.map(lambda w: model.p_correct_from_weights(w, ref, comparison, noise), W)

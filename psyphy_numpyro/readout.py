@@ -20,7 +20,6 @@ says how many there are.
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from dataclasses import dataclass, field
 from functools import partial
@@ -29,7 +28,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .validation import DOMAIN_TOL, as_key, check_points
+from .validation import (
+    DOMAIN_TOL,
+    as_key,
+    check_array,
+    check_int,
+    check_params,
+    check_points,
+    check_real,
+)
 
 __all__ = [
     "DEFAULT_READOUT_SAMPLES",
@@ -39,6 +46,7 @@ __all__ = [
     "fit_ellipse",
     "unit_directions",
     "ray_extent",
+    "field_error",
 ]
 
 DEFAULT_READOUT_SAMPLES = 1024
@@ -70,6 +78,9 @@ def _fit_weights(fit):
                 f"posterior draws of W have shape {W.shape}, expected "
                 f"(num_draws,) + {model.weight_shape}"
             )
+        if W.shape[0] == 0:
+            raise ValueError("the fit has no posterior draws of W")
+        check_array("posterior draws of W", W)
         return model, jnp.asarray(W), True
     params = getattr(fit, "params", None)
     if not isinstance(params, dict) or "W" not in params:
@@ -77,10 +88,7 @@ def _fit_weights(fit):
             "fit must be a MAPFit (with params['W']) or a draw-based fit "
             f"(MCMCFit, LaplaceFit), got {type(fit).__name__}"
         )
-    W = np.asarray(params["W"])
-    if W.shape != model.weight_shape:
-        raise ValueError(f"params['W'] has shape {W.shape}, the model expects {model.weight_shape}")
-    return model, jnp.asarray(W), False
+    return model, check_params(params, model.weight_shape), False
 
 
 @dataclass(frozen=True)
@@ -92,24 +100,12 @@ class _Params:
 def _num_samples(model, num_samples):
     if num_samples is None:
         return max(int(model.num_samples), DEFAULT_READOUT_SAMPLES)
-    if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral):
-        raise TypeError(f"num_samples must be an integer, got {num_samples!r}")
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    return int(num_samples)
+    return check_int("num_samples", num_samples, 1)
 
 
 def _fixed_noise(model, key, num_samples):
     """One block of estimator noise (``noise_shape``), shared by every evaluation."""
     return model.draw_noise(as_key(key), 1, num_samples)[0]
-
-
-def _check_level(name, value, lo, hi):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    if not (lo < float(value) < hi):
-        raise ValueError(f"{name} must be in ({lo:.4g}, {hi:.4g}), got {value}")
-    return float(value)
 
 
 def unit_directions(input_dim: int, num_directions: int = 16) -> np.ndarray:
@@ -119,8 +115,7 @@ def unit_directions(input_dim: int, num_directions: int = 16) -> np.ndarray:
     - 2-D: angles ``2 pi k / D``, ``k = 0 .. D-1``;
     - 3-D: ``D`` points of a Fibonacci (golden-angle) lattice on the sphere.
     """
-    if isinstance(num_directions, bool) or not isinstance(num_directions, numbers.Integral):
-        raise TypeError(f"num_directions must be an integer, got {num_directions!r}")
+    check_int("num_directions", num_directions, 1)
     if input_dim == 1:
         return np.array([[1.0], [-1.0]])
     need = {2: 3, 3: 6}[input_dim]
@@ -207,16 +202,18 @@ def psychometric(fit, ref, direction, distances, *, key=0, num_samples=None):
     ref = np.asarray(check_points(ref, d, "ref"), dtype=float)
     if ref.shape != (d,):
         raise ValueError(f"ref must have shape ({d},), got {ref.shape}")
-    u = np.asarray(direction, dtype=float)
-    if u.shape != (d,) or not np.all(np.isfinite(u)):
+    u = check_array("direction", direction)
+    if u.shape != (d,):
         raise ValueError(f"direction must be a finite array of shape ({d},), got {u.shape}")
     norm = float(np.linalg.norm(u))
     if norm == 0.0:
         raise ValueError("direction must be non-zero")
     u = u / norm
-    t = np.asarray(distances, dtype=float)
-    if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t)):
+    t = check_array("distances", distances)
+    if t.ndim != 1 or t.size == 0:
         raise ValueError(f"distances must be a non-empty finite 1-D array, got shape {t.shape}")
+    num_samples = _num_samples(model, num_samples)
+    key = as_key(key)
     pts = ref + t[:, None] * u
     outside = np.any(np.abs(pts) > 1.0 + DOMAIN_TOL, -1)
     if outside.any():
@@ -227,7 +224,7 @@ def psychometric(fit, ref, direction, distances, *, key=0, num_samples=None):
             f"distances[{i}] = {t[i]:.4g} puts the point outside the domain [-1, 1]^{d}; "
             f"along this ray distances must lie in [{-lo:.4g}, {hi:.4g}]"
         )
-    noise = _fixed_noise(model, key, _num_samples(model, num_samples))
+    noise = _fixed_noise(model, key, num_samples)
     comp = jnp.asarray(np.clip(pts, -1.0, 1.0), W.dtype)
     ref_j = jnp.asarray(ref, W.dtype)
     if is_draws:
@@ -493,30 +490,28 @@ def thresholds(
         refs = refs[None]
     if refs.ndim != 2:
         raise ValueError(f"refs must have shape (R, {d}), got {refs.shape}")
-    target = _check_level("target", target, 1.0 / 3.0, 1.0)
-    tol = float(tol)
-    if not (np.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be finite and > 0, got {tol}")
-    level = _check_level("level", level, 0.0, 1.0)
+    if len(refs) == 0:
+        raise ValueError(f"refs is empty: pass at least one reference of shape ({d},)")
+    target = check_real("target", target, 1.0 / 3.0, 1.0)
+    tol = check_real("tol", tol, 0.0)
+    level = check_real("level", level, 0.0, 1.0)
     if directions is None:
         dirs = unit_directions(d, num_directions)
     else:
-        dirs = np.asarray(directions, dtype=float)
+        dirs = check_array("directions", directions)
         if dirs.ndim != 2 or dirs.shape[1] != d or len(dirs) == 0:
             raise ValueError(f"directions must have shape (D, {d}), got {dirs.shape}")
         norms = np.linalg.norm(dirs, axis=1)
-        if not np.all(np.isfinite(norms)) or np.any(norms == 0):
-            raise ValueError("directions must be finite and non-zero")
+        if np.any(norms == 0):
+            raise ValueError(f"directions must be non-zero; row {int(np.argmin(norms))} is zero")
         dirs = dirs / norms[:, None]
     if max_distance is not None:
-        max_distance = float(max_distance)
-        if not (np.isfinite(max_distance) and max_distance > 0):
-            raise ValueError(f"max_distance must be finite and > 0, got {max_distance}")
+        max_distance = check_real("max_distance", max_distance, 0.0)
+    if num_draws is not None:
+        num_draws = check_int("num_draws", num_draws, 1)
+    num_samples = _num_samples(model, num_samples)
+    key = as_key(key)
     if is_draws and num_draws is not None:
-        if isinstance(num_draws, bool) or not isinstance(num_draws, numbers.Integral):
-            raise TypeError(f"num_draws must be an integer, got {num_draws!r}")
-        if num_draws < 1:
-            raise ValueError(f"num_draws must be >= 1, got {num_draws}")
         if num_draws < W.shape[0]:
             W = W[np.linspace(0, W.shape[0] - 1, num_draws).round().astype(int)]
 
@@ -529,7 +524,7 @@ def thresholds(
     span = float(t_max.max()) if t_max.size else 0.0
     num_iter = max(1, math.ceil(math.log2(max(span, tol) / tol)))
 
-    noise = _fixed_noise(model, key, _num_samples(model, num_samples))
+    noise = _fixed_noise(model, key, num_samples)
     dt = W.dtype
     args = (
         jnp.asarray(origin, dt),
@@ -578,3 +573,30 @@ def thresholds(
         interval=interval,
         level=lvl,
     )
+
+
+def field_error(model, params, truth, grid=None) -> float:
+    """Mean relative Frobenius error of ``Sigma(x)`` against a known field.
+
+    ``mean_x |Sigma_params(x) - Sigma_truth(x)|_F / |Sigma_truth(x)|_F`` over
+    ``grid`` (default: 7 points per axis over ``[-1, 1]^d``). Invariant to
+    the rotation ambiguity of ``W``; the accuracy score of the examples,
+    benchmarks and recovery tests.
+
+    Parameters
+    ----------
+    model : WPPM
+    params, truth : dict with ``"W"``
+    grid : array (..., d), optional
+
+    Returns
+    -------
+    float
+    """
+    if grid is None:
+        axes = [np.linspace(-1.0, 1.0, 7)] * model.input_dim
+        grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, model.input_dim)
+    S = np.asarray(model.covariance(params, grid), dtype=np.float64)
+    S_true = np.asarray(model.covariance(truth, grid), dtype=np.float64)
+    err = np.linalg.norm(S - S_true, axis=(-2, -1)) / np.linalg.norm(S_true, axis=(-2, -1))
+    return float(np.mean(err))

@@ -6,6 +6,7 @@ raise ``ValueError``/``TypeError`` messages that name the offending input.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import jax
@@ -15,6 +16,8 @@ import numpy as np
 __all__ = [
     "as_key",
     "check_int",
+    "check_real",
+    "check_array",
     "check_params",
     "check_points",
     "check_responses",
@@ -23,15 +26,29 @@ __all__ = [
 
 DOMAIN_TOL = 1e-6
 
+_RESCALE_HINT = (
+    "rescale the stimuli into [-1, 1] (e.g. x' = 2 (x - lo) / (hi - lo) - 1 per axis) "
+    "before fitting"
+)
+
 
 def as_key(key):
-    """Accept a JAX PRNG key (raw or typed) or an integer seed."""
+    """Accept a JAX PRNG key (raw ``uint32`` pair or typed) or an integer seed."""
     if isinstance(key, bool):
         raise TypeError("a PRNG key or integer seed is required, got a bool")
     if isinstance(key, numbers.Integral):
         return jax.random.PRNGKey(int(key))
     if isinstance(key, (jax.Array, np.ndarray)):
-        return key
+        if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+            return key
+        if key.dtype == np.uint32 and key.ndim >= 1 and key.shape[-1] == 2:
+            return key
+        if key.ndim == 0 and np.issubdtype(key.dtype, np.integer) and _concrete(key):
+            return jax.random.PRNGKey(int(key))
+        raise TypeError(
+            "key must be a jax.random key (e.g. jax.random.PRNGKey(0)) or an integer seed, "
+            f"got an array of shape {tuple(key.shape)} and dtype {key.dtype}"
+        )
     raise TypeError(f"expected a jax.random key or an integer seed, got {type(key).__name__}")
 
 
@@ -45,56 +62,125 @@ def check_int(name, value, lo, hi=None) -> int:
     return int(value)
 
 
+def check_real(name, value, lo=None, hi=None, *, lo_closed=False, hi_closed=False) -> float:
+    """Return ``value`` as a float after checking it is a finite real number in range.
+
+    ``lo``/``hi`` are open bounds unless ``lo_closed``/``hi_closed``; ``None``
+    leaves that side unbounded. Messages read ``"{name} must be finite and > 0"``
+    (one bound) or ``"{name} must be in (0, 1]"`` (two bounds).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    v = float(value)
+    ok = math.isfinite(v)
+    if lo is not None:
+        ok = ok and (v >= lo if lo_closed else v > lo)
+    if hi is not None:
+        ok = ok and (v <= hi if hi_closed else v < hi)
+    if not ok:
+        if lo is not None and hi is not None:
+            cond = (
+                f"in {'[' if lo_closed else '('}{lo:.4g}, {hi:.4g}{']' if hi_closed else ')'}"
+            )
+        elif lo is not None:
+            cond = f"finite and {'>=' if lo_closed else '>'} {lo:.4g}"
+        elif hi is not None:
+            cond = f"finite and {'<=' if hi_closed else '<'} {hi:.4g}"
+        else:
+            cond = "finite"
+        raise ValueError(f"{name} must be {cond}, got {value!r}")
+    return v
+
+
 def _concrete(x):
     return not isinstance(x, jax.core.Tracer)
 
 
-def check_params(params, shape):
+def _where(idx, locate):
+    idx = tuple(int(i) for i in idx)
+    if locate is not None:
+        return locate(idx)
+    return f"index {idx[0]}" if len(idx) == 1 else f"index {idx}"
+
+
+def check_array(name, x, *, locate=None) -> np.ndarray:
+    """Return ``x`` as a float64 numpy array after checking it is real, numeric and finite.
+
+    ``locate`` (optional) turns the index tuple of the first bad entry into
+    words for the message (e.g. ``"trial 5 (comparison, coordinate 0)"``).
+    """
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as exc:  # ragged nested sequences
+        raise ValueError(f"{name} must be a rectangular numeric array ({exc})") from None
+    if arr.dtype == object or arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
+    bad = ~np.isfinite(arr)
+    if bad.any() and arr.ndim == 0:
+        raise ValueError(f"{name} must be finite, got {arr.item()!r}")
+    if bad.any():
+        idx = np.argwhere(bad)[0]
+        raise ValueError(
+            f"{name} contains NaN or Inf ({int(bad.sum())} of {arr.size} values; first at "
+            f"{_where(idx, locate)}: {arr[tuple(idx)].item()!r})"
+        )
+    return arr.astype(np.float64, copy=False)
+
+
+def check_params(params, shape, name="params"):
     """Return ``params["W"]`` after checking its presence, shape and finiteness."""
     if not isinstance(params, dict) or "W" not in params:
-        raise TypeError('params must be a dict with key "W" (psyphy layout)')
+        raise TypeError(
+            f'{name} must be a dict with key "W" (psyphy layout), got {type(params).__name__}'
+        )
     W = params["W"]
     if not hasattr(W, "shape"):
         W = np.asarray(W, dtype=float)
     if tuple(W.shape) != tuple(shape):
         raise ValueError(
-            f"params['W'] has shape {tuple(W.shape)}, the model expects {tuple(shape)}"
+            f"{name}['W'] has shape {tuple(W.shape)}, the model expects {tuple(shape)} "
+            "(basis_degree + 1 per axis, then input_dim x (input_dim + extra_dims))"
         )
-    if _concrete(W) and not bool(np.all(np.isfinite(np.asarray(W)))):
-        raise ValueError("params['W'] contains NaN or Inf")
+    if _concrete(W):
+        check_array(f"{name}['W']", W)
     return jnp.asarray(W)
 
 
-def check_points(x, input_dim, name="x"):
-    """Check a stimulus array of shape ``(..., input_dim)`` inside ``[-1, 1]``."""
+def check_points(x, input_dim, name="x", *, locate=None):
+    """Check a stimulus array of shape ``(..., input_dim)`` inside ``[-1, 1]``.
+
+    ``locate`` (optional) describes an index tuple in words for the messages.
+    Returns ``x`` as a JAX array; traced arrays pass through unchecked.
+    """
     if not _concrete(x):
         return x
-    arr = np.asarray(x)
-    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
-        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    arr = check_array(name, x, locate=locate)
     if arr.ndim == 0 or arr.shape[-1] != input_dim:
         raise ValueError(
             f"{name} must have shape (..., {input_dim}) for input_dim={input_dim}, "
             f"got shape {arr.shape}"
         )
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"{name} contains NaN or Inf (first at index {idx})")
     outside = np.abs(arr) > 1.0 + DOMAIN_TOL
     if outside.any():
-        idx = tuple(int(i) for i in np.argwhere(outside)[0])
+        idx = np.argwhere(outside)[0]
+        n_bad = int(outside.any(-1).sum())
+        n_pts = int(np.prod(arr.shape[:-1]))
         raise ValueError(
-            f"{name} has coordinates outside the domain [-1, 1] (first at index {idx}; "
-            f"observed range [{arr.min():.4g}, {arr.max():.4g}]); rescale stimuli "
-            "into [-1, 1] before fitting"
+            f"{name} has coordinates outside the domain [-1, 1]: first at {_where(idx, locate)} "
+            f"= {arr[tuple(idx)]:.6g} ({n_bad} of {n_pts} points outside; observed range "
+            f"[{arr.min():.4g}, {arr.max():.4g}]); {_RESCALE_HINT}"
         )
     return jnp.asarray(x)
 
 
 def check_responses(y, num_trials=None, name="responses"):
     """Return responses as an int8 numpy vector of 0/1; accepts (N,) or (N, 1)."""
-    arr = np.asarray(y)
+    try:
+        arr = np.asarray(y)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} must be a vector of 0/1 ({exc})") from None
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
@@ -107,5 +193,8 @@ def check_responses(y, num_trials=None, name="responses"):
         bad = ~np.isin(arr, (0, 1))
         if bad.any():
             i = int(np.argmax(bad))
-            raise ValueError(f"{name} must be 0 or 1; entry {i} is {arr[i]!r}")
+            raise ValueError(
+                f"{name} must be 0 or 1; entry {i} is {arr[i].item()!r} ({int(bad.sum())} of "
+                f"{arr.size} entries are not 0/1; 1 = correct, 0 = incorrect)"
+            )
     return arr.astype(np.int8)

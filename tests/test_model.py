@@ -123,3 +123,31 @@ def test_readouts_reject_bad_points_and_params():
         model.covariance({"W": jnp.zeros((3, 3, 2, 3))}, jnp.zeros((1, 2)))
     with pytest.raises(TypeError, match='dict with key "W"'):
         model.covariance(jnp.zeros(3), jnp.zeros((1, 2)))
+
+
+def test_float64_is_available_end_to_end():
+    """float32 by default; under ``jax.enable_x64`` every stage runs in float64
+    and agrees with the float32 result (same noise: to rounding; fresh noise:
+    within Monte Carlo error)."""
+    model = pn.WPPM(input_dim=2, basis_degree=2, num_samples=64)
+    truth = model.sample_prior(0)
+    data = pn.simulate_experiment(model, truth, 200, key=1)
+    noise = np.asarray(model.draw_noise(0, len(data)))
+    p32 = model.p_correct(truth, data.ref, data.comparison, noise=noise)
+    ll32 = model.log_likelihood(truth, data)
+    assert p32.dtype == jnp.float32 and ll32.dtype == jnp.float32
+    with jax.enable_x64(True):
+        truth64 = {"W": jnp.asarray(np.asarray(truth["W"]), jnp.float64)}
+        p64 = model.p_correct(truth64, data.ref, data.comparison,
+                              noise=noise.astype(np.float64))
+        ll64 = model.log_likelihood(truth64, data)
+        stim = jnp.asarray(data.stimuli, jnp.float64)
+        fresh = model.fresh_noise(jax.random.PRNGKey(0), (len(data),), dtype=jnp.float64)
+        grad = jax.grad(lambda w: jnp.sum(model.log_likelihood_from_weights(
+            w, stim, jnp.asarray(data.responses), fresh)))(truth64["W"])
+        assert p64.dtype == jnp.float64 and ll64.dtype == jnp.float64
+        assert grad.dtype == jnp.float64 and np.all(np.isfinite(np.asarray(grad)))
+    np.testing.assert_allclose(np.asarray(p64), np.asarray(p32), atol=1e-4)
+    total32 = float(np.sum(np.asarray(ll32)))
+    total64 = float(np.sum(np.asarray(ll64)))
+    assert abs(total64 - total32) < 0.02 * abs(total32), (total32, total64)

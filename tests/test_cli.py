@@ -1,0 +1,162 @@
+"""The psyphy-numpyro command line: fit -> summary -> thresholds, and one-line errors."""
+
+import csv
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import psyphy_numpyro as pn
+from psyphy_numpyro import cli
+from psyphy_numpyro.arviz_io import default_grid
+
+# "reparam" compiles several times faster than the default "cv" estimator
+MODEL = pn.WPPM(input_dim=2, basis_degree=1, num_samples=16, estimator="reparam")
+PREFIX = "psyphy-numpyro: error:"
+
+
+def _run(*args, cwd):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "CI": "1"}
+    return subprocess.run([sys.executable, "-m", "psyphy_numpyro", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A trials CSV and a MAP fit made from it by ``psyphy-numpyro fit``."""
+    tmp = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    ref = rng.uniform(-0.9, 0.9, (200, 2))
+    comp = np.clip(ref + rng.normal(0.0, 0.15, ref.shape), -1.0, 1.0)
+    dist = np.linalg.norm(comp - ref, axis=1)
+    p = 1 / 3 + (2 / 3) * (1 - np.exp(-((dist / 0.12) ** 2)))  # a plausible observer
+    data = pn.TrialData.from_arrays(ref, comp, rng.uniform(size=200) < p)
+    data.to_csv(tmp / "trials.csv")
+    res = _run("fit", "trials.csv", "--method", "map", "--steps", "30", "--restarts", "1",
+               "--basis-degree", "1", "--num-samples", "16", "--estimator", "reparam",
+               "--no-progress", "--out", "fit.nc", "--plot", "field.png", cwd=tmp)
+    return tmp, data, res
+
+
+def test_fit_summary_thresholds(workdir):
+    tmp, data, res = workdir
+    assert res.returncode == 0, res.stderr
+    assert "saved fit.nc" in res.stdout and "200 trials (2-D)" in res.stdout
+    assert (tmp / "field.png").stat().st_size > 1000
+    fit = pn.load_fit(tmp / "fit.nc")
+    assert isinstance(fit, pn.MAPFit)
+    assert fit.data == data  # the CSV round trip is exact
+    assert fit.model == MODEL and fit.loss_history.shape == (30,)
+
+    res = _run("summary", "fit.nc", cwd=tmp)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "kind: map" in out and "trials: 200 (2-D)" in out and "basis_degree=1" in out
+    loss = float(fit.restart_losses[fit.best_restart])
+    assert f"final loss: {loss:.6g}" in out
+
+    res = _run("thresholds", "fit.nc", "--refs", "grid", "--points-per-axis", "2",
+               "--num-directions", "8", "--target", "0.6", "--out", "th.csv",
+               "--plot", "th.png", cwd=tmp)
+    assert res.returncode == 0, res.stderr
+    assert "written to th.csv" in res.stdout
+    assert (tmp / "th.png").stat().st_size > 1000
+    with open(tmp / "th.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    header = rows[0]
+    assert header[:8] == ["ref_x", "ref_y", "E_xx", "E_xy", "E_yy", "semi_major", "semi_minor",
+                          "angle_deg"]
+    values = np.array(rows[1:], dtype=float)
+    refs = default_grid(2, 2)
+    np.testing.assert_array_equal(values[:, :2], refs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        th = pn.thresholds(fit, refs, target=0.6, num_directions=8)
+    E = th.ellipses
+    np.testing.assert_allclose(values[:, 2:5], np.stack([E[:, 0, 0], E[:, 0, 1], E[:, 1, 1]], 1),
+                               rtol=1e-6)
+    lam = np.linalg.eigvalsh(E)
+    np.testing.assert_allclose(values[:, 5], np.sqrt(lam[:, 1]), rtol=1e-5)
+    np.testing.assert_allclose(values[:, 6], np.sqrt(lam[:, 0]), rtol=1e-5)
+    np.testing.assert_array_equal(values[:, -1], np.isnan(th.lengths).sum(1))
+
+
+def test_errors_are_one_line_with_exit_code_2(workdir):
+    tmp, _, _ = workdir
+    res = _run("summary", "no_such_fit.nc", cwd=tmp)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(PREFIX) and "no_such_fit.nc" in lines[0]
+    bad = tmp / "bad.csv"
+    bad.write_text("ref_x,ref_y,comparison_x,comparison_y,response\n"
+                   "0.1,0.2,0.3,0.4,1\n0.1,zero,0.3,0.4,0\n")
+    res = _run("fit", "bad.csv", "--out", "bad.nc", cwd=tmp)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(PREFIX), res.stderr
+    assert "bad.csv: row 2, column 'ref_y'" in lines[0]
+    assert not (tmp / "bad.nc").exists()
+
+
+def _main(capsys, *args):
+    code = cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_in_process_errors(workdir, capsys):
+    tmp, _, _ = workdir
+    fit = tmp / "fit.nc"
+    cases = [
+        (["summary", tmp / "trials.csv"], "trials.csv: not a NetCDF fit file"),
+        (["thresholds", fit, "--target", "2"], "target must be in"),
+        (["thresholds", fit, "--refs", tmp / "nope.csv"], "nope.csv: no such file"),
+        (["thresholds", fit, "--out", tmp / "missing_dir" / "t.csv"], "missing_dir"),
+        (["fit", tmp / "trials.csv", "--out", tmp / "x.nc", "--input-dim", "3"],
+         "--input-dim 3 does not match"),
+        (["fit", tmp / "trials.csv", "--out", tmp / "x.nc", "--steps", "0"],
+         "steps must be >= 1"),
+    ]
+    for args, message in cases:
+        code, out, err = _main(capsys, *args)
+        assert code == 2, (args, err)
+        assert err.startswith(PREFIX) and err.count("\n") == 1 and message in err, (args, err)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["fit", str(tmp / "trials.csv"), "--out", "x.nc", "--method", "svi"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_posterior_fit_summary_and_thresholds(workdir, capsys):
+    tmp, _, _ = workdir
+    fit = pn.load_fit(tmp / "fit.nc")
+    # a LaplaceFit built by hand (fit_laplace is tested elsewhere): draws around the MAP
+    W = np.asarray(fit.params["W"])
+    sd = 0.2 * fit.model.prior_std()
+    noise = np.random.default_rng(1).standard_normal((1, 20) + W.shape)
+    post = pn.LaplaceFit(model=fit.model, data=fit.data, draws=(W + sd * noise).astype(W.dtype),
+                         map_fit=fit, mean=W, cov=np.diag(sd.ravel() ** 2))
+    post.save(tmp / "laplace.nc", log_likelihood=False)
+    code, out, err = _main(capsys, "summary", tmp / "laplace.nc")
+    assert code == 0, err
+    assert "kind: laplace" in out and "1 chain(s) x 20 draws" in out
+    assert "Sigma[0, x, x]" in out and "r_hat" in out
+
+    refs = tmp / "refs.csv"
+    refs.write_text("ref_y,ref_x\n0.5,-0.25\n0.0,0.0\n")
+    code, out, err = _main(capsys, "thresholds", tmp / "laplace.nc", "--refs", refs,
+                           "--num-directions", "8", "--level", "0.8")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    names = lines[0].split(",")
+    assert names[-5:] == ["semi_major_lo", "semi_major_hi", "semi_minor_lo", "semi_minor_hi",
+                          "missing_rays"]
+    values = np.array([line.split(",") for line in lines[1:]], dtype=float)
+    np.testing.assert_array_equal(values[:, :2], [[-0.25, 0.5], [0.0, 0.0]])
+    for q in ("semi_major", "semi_minor"):
+        lo, hi = values[:, names.index(f"{q}_lo")], values[:, names.index(f"{q}_hi")]
+        ok = np.isfinite(lo) & np.isfinite(hi)
+        assert ok.any() and np.all(lo[ok] <= hi[ok])
