@@ -9,6 +9,7 @@ after one compiling call is reported, in milliseconds.
 
 Run:  python benchmarks/step_time.py            (full grid, psyphy on the cheaper cells)
       python benchmarks/step_time.py --quick    (N = 4000, samples = 500 only)
+      python benchmarks/step_time.py --trials 1000 --samples 500 2000   (some cells)
 """
 
 from __future__ import annotations
@@ -105,9 +106,11 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--psyphy-max-work", type=float, default=4000 * 500,
                     help="skip psyphy where trials x samples exceeds this")
+    ap.add_argument("--trials", type=int, nargs="+", default=[1000, 4000, 16000])
+    ap.add_argument("--samples", type=int, nargs="+", default=[100, 500, 2000])
     args = ap.parse_args()
     grid = [(4000, 500)] if args.quick else [
-        (n, m) for n in (1000, 4000, 16000) for m in (100, 500, 2000)
+        (n, m) for n in args.trials for m in args.samples
     ]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, backend "
           f"{jax.default_backend()}; jax {jax.__version__}, numpyro {numpyro.__version__}")

@@ -150,3 +150,22 @@ def test_minibatch_fit_recovers_field():
     # the minibatch loss is rescaled to the full data set (plate subsample scaling)
     best = fit.restart_losses[fit.best_restart]
     assert abs(fit.loss_history[-50:].mean() - best) < 0.2 * abs(best)
+
+
+@pytest.mark.slow
+def test_fast_estimator_recovers_field_at_least_as_well_as_plain_mc():
+    """Same data, same samples per trial (64), same optimiser: the default "cv"
+    estimator (factored, control variate) recovers the field at least as well
+    as psyphy's plain three-sample Monte Carlo rule, on two data sets.
+    (Measured: cv 0.365 / 0.340 against mc 0.386 / 0.377. At 16 samples the
+    control-variate correction is heavy-tailed and cv can lose; see
+    docs/performance.md.)"""
+    errs = {"cv": [], "mc": []}
+    for seed in (11, 12):
+        truth, data = _simulate(2000, seed=seed)
+        for est in errs:
+            model = TRUTH.replace(estimator=est, num_samples=64)
+            fit = pn.fit_map(data, model, steps=800, num_restarts=1, seed=1, progress=False)
+            errs[est].append(pn.field_error(model, fit.params, truth, GRID7))
+    assert np.mean(errs["cv"]) <= np.mean(errs["mc"]) + 0.02, errs
+    assert max(errs["cv"]) < 0.5, errs
