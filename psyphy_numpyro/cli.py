@@ -365,16 +365,11 @@ def _read_refs(path, d):
 
 
 def _kind_name(fit):
-    from .map_fit import MAPFit
-    from .posterior import LaplaceFit, MCMCFit
+    """The fit kind for display (``persist.fit_kind``, NUTS named)."""
+    from .persist import fit_kind
 
-    if isinstance(fit, MAPFit):
-        return "map"
-    if isinstance(fit, LaplaceFit):
-        return "laplace"
-    if isinstance(fit, MCMCFit):
-        return "mcmc (nuts)"
-    return "posterior draws"
+    kind = fit_kind(fit)
+    return {"mcmc": "mcmc (nuts)", "posterior": "posterior draws"}.get(kind, kind)
 
 
 def _model_line(model):

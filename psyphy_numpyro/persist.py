@@ -36,7 +36,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["save_fit", "load_fit", "FORMAT_VERSION", "FIT_KINDS"]
+__all__ = ["save_fit", "load_fit", "fit_kind", "FORMAT_VERSION", "FIT_KINDS"]
 
 FORMAT_VERSION = 1
 """Version of the fit-file layout written by :func:`save_fit`."""
@@ -81,7 +81,8 @@ def _model_from_config(text, path):
     return WPPM(**cfg)
 
 
-def _fit_kind(fit) -> str:
+def fit_kind(fit) -> str:
+    """``"map"``, ``"laplace"``, ``"mcmc"`` or ``"posterior"``: what a fit file records."""
     from .map_fit import MAPFit
     from .posterior import LaplaceFit, MCMCFit, PosteriorFit
 
@@ -132,7 +133,7 @@ def _build(fit, log_likelihood):
 
     from . import __version__
 
-    kind = _fit_kind(fit)
+    kind = fit_kind(fit)
     # at least one variable: ArviZ drops a group that holds attributes only
     extras: dict = {"format_version": ((), np.int64(FORMAT_VERSION))}
     attrs = {
