@@ -17,22 +17,38 @@ The model's p(correct) is ``E[sigmoid(delta / bandwidth)]`` clipped to
     independent, and ``delta = b'Mb - |a'Mb| - (3/4) a'Ma`` with
     ``M = S^-1``: ``2d`` normals per sample, same expectation.
 ``"cv"`` (default)
-    ``"reparam"`` plus a control variate: the same normals pushed through the
-    equal-covariance trial, whose expectation ``f(d')`` depends only on the
-    Mahalanobis distance ``d'`` and is tabulated once per
-    ``(input_dim, bandwidth)``. Unbiased, and several times more accurate at
-    equal sample count.
+    The 4-normal form with two exact variance reductions.
+
+    *Radial integration.* Write ``a = Ra z_a`` with ``z_a = rho v``
+    (``rho = |z_a| ~ chi_d`` independent of the direction ``v``). Given
+    ``v`` and ``b``, ``delta = B - k rho - m rho^2`` with ``B = b'Mb``,
+    ``k = |(Ra v)'M b|`` and ``m = (3/4)(Ra v)'M(Ra v)`` falls with ``rho``.
+    The logistic smoothing is itself an expectation,
+    ``sigmoid(delta / h) = P(delta > h T)`` with ``T`` standard logistic, so
+    ``E[sigmoid(delta / h) | v, b, T] = F_chi_d(rho*)`` where ``rho* >= 0``
+    solves ``delta(rho*) = h T``: a smooth function of the parameters. ``T``
+    need not be drawn: ``logit(F_chi_d(rho))`` of the radius that was
+    integrated out is exactly standard logistic and independent of ``v`` and
+    ``b``.
+
+    *Control variate.* The same normals pushed through the equal-covariance
+    trial, whose expectation ``f(d')`` depends only on the Mahalanobis
+    distance ``d'`` and is tabulated once per ``(input_dim, bandwidth)``.
+
+    Unbiased; at equal samples its RMS error is 4-40x below plain Monte Carlo
+    (more in low dimensions), for about the same cost per sample.
 
 All functions are pure and jittable; the noise is always an explicit argument.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.special as jsp
 import numpy as np
 
 __all__ = [
@@ -223,6 +239,86 @@ def _oddity_delta(a, b):
     return _dot(b, b) - jnp.abs(_dot(a, b)) - 0.75 * _dot(a, a)
 
 
+# ---------------------------------------------------------------------------
+# radial integration (estimator "cv"); xp / sp are numpy + scipy.special or
+# jax.numpy + jax.scipy.special, so the table and the estimator share one code
+# ---------------------------------------------------------------------------
+_SQRT_HALF = float(np.sqrt(0.5))
+_SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
+
+
+def _chi_cdf(r, d, xp, sp):
+    """CDF of the chi distribution with ``d`` degrees of freedom (closed forms, d <= 3)."""
+    if d == 1:
+        return sp.erf(_SQRT_HALF * r)
+    if d == 2:
+        return -xp.expm1(-0.5 * r * r)
+    return sp.erf(_SQRT_HALF * r) - _SQRT_2_OVER_PI * r * xp.exp(-0.5 * r * r)
+
+
+def _radial_split(z1, xp, sp):
+    """Direction ``v = z1 / |z1|`` and the logistic variate ``logit(F_chi(|z1|))``.
+
+    ``z1`` is ``(..., d, M)`` standard normals. ``|z1|`` is chi_d distributed
+    and independent of ``v``, so ``logit(F_chi_d(|z1|))`` is exactly standard
+    logistic and independent of ``v`` (computed from both tails, so it stays
+    finite far into either).
+    """
+    d = z1.shape[-2]
+    rho2 = xp.sum(z1 * z1, -2, keepdims=True)
+    tiny = xp.finfo(rho2.dtype).tiny
+    v = z1 / xp.sqrt(xp.maximum(rho2, tiny))
+    x = 0.5 * rho2[..., 0, :]
+    lower, upper = sp.gammainc(0.5 * d, x), sp.gammaincc(0.5 * d, x)
+    t = xp.log(xp.maximum(lower, tiny)) - xp.log(xp.maximum(upper, tiny))
+    return v, t
+
+
+def _radial_root(B, k, m, y, xp):
+    """``rho* >= 0`` solving ``B - k rho - m rho^2 = y`` (0 when ``B <= y``), and ``k + 2 m rho*``.
+
+    Uses the cancellation-free form ``rho* = 2c / (k + sqrt(k^2 + 4mc))`` with
+    ``c = B - y``; ``k + 2 m rho* = sqrt(k^2 + 4mc)``.
+    """
+    c = xp.maximum(B - y, 0.0)
+    root = xp.sqrt(xp.maximum(k * k + 4.0 * m * c, xp.finfo(c.dtype).tiny))
+    return 2.0 * c / (k + root), root
+
+
+def _radial_p(B, k, m, y, d, xp, sp):
+    """``P(rho < rho*)``, ``rho ~ chi_d``: ``E[sigmoid(delta / h) | v, b, T]`` for ``y = h T``."""
+    return _chi_cdf(_radial_root(B, k, m, y, xp)[0], d, xp, sp)
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(4,))
+def _radial_p_jax(B, k, m, y, d):
+    """:func:`_radial_p` in JAX with its derivative in closed form.
+
+    Implicit differentiation of ``B - y - k rho - m rho^2 = 0`` gives
+    ``d rho = (dB - dy - rho dk - rho^2 dm) / (k + 2 m rho)``, and
+    ``dF = chi_pdf(rho) d rho``: a few multiplies instead of differentiating
+    through the square root, the division and the CDF.
+    """
+    return _radial_p(B, k, m, y, d, jnp, jsp)
+
+
+@_radial_p_jax.defjvp
+def _radial_p_jvp(d, primals, tangents):
+    B, k, m, y = primals
+    dB, dk, dm, dy = tangents
+    r, root = _radial_root(B, k, m, y, jnp)
+    gauss = jnp.exp(-0.5 * r * r)
+    if d == 1:
+        F, pdf = jsp.erf(_SQRT_HALF * r), _SQRT_2_OVER_PI * gauss
+    elif d == 2:
+        F, pdf = 1.0 - gauss, r * gauss
+    else:
+        F = jsp.erf(_SQRT_HALF * r) - _SQRT_2_OVER_PI * r * gauss
+        pdf = _SQRT_2_OVER_PI * r * r * gauss
+    g = jnp.where(B > y, pdf / root, 0.0)
+    return F, g * (dB - dy - r * dk - r * r * dm)
+
+
 def _pairs(d):
     return [(i, j) for i in range(d) for j in range(i, d)]
 
@@ -264,6 +360,21 @@ def _mean_sigmoid_shared(cq, cx, c0, phi_q, phi_x, bandwidth):
     return jnp.mean(jax.nn.sigmoid(delta / bandwidth), -1)
 
 
+def _mean_radial_shared(cq, cx, c0, phi_q, phi_x, y, d, m=None):
+    """``mean_m F_chi(rho*_m)`` from the factored features of ``(v, z_b)``.
+
+    ``cq`` holds ``-(3/4) (Ra v)'(Ra v)`` on the first ``d(d+1)/2`` features
+    and ``b'b - mu'mu`` on the rest; ``m`` overrides the first part with a
+    constant (``1.5`` for the equal-covariance trial, where ``|v| = 1``).
+    """
+    n_a = d * (d + 1) // 2
+    B = cq[:, n_a:] @ phi_q[n_a:] + c0[..., None]
+    if m is None:
+        m = -(cq[:, :n_a] @ phi_q[:n_a])
+    k = jnp.abs(cx @ phi_x)
+    return jnp.mean(_radial_p_jax(B, k, jnp.asarray(m, B.dtype), y, d), -1)
+
+
 _CHUNK_ELEMENTS = 2**16
 
 
@@ -300,7 +411,8 @@ def equal_cov_table(input_dim: int, bandwidth: float):
 
     Whitened by the common covariance, ``a ~ N(0, 2 I)``, ``b ~ N(d' e_1, 1.5 I)``
     and the expectation depends on ``d'`` only. Computed once in float64 with
-    2**16 scrambled Sobol points (fixed seed) on a grid of ``d'`` in [0, 12].
+    the radially integrated estimator of ``"cv"`` on 2**16 scrambled Sobol
+    points (fixed seed), on a grid of ``d'`` in [0, 12].
 
     Returns
     -------
@@ -308,23 +420,22 @@ def equal_cov_table(input_dim: int, bandwidth: float):
         ``q = d'**2`` grid (interpolating in ``d'**2`` keeps gradients finite
         at ``d' = 0``) and ``f`` values.
     """
-    from scipy.special import expit, ndtri
+    import scipy.special as sp
     from scipy.stats import qmc
 
-    pts = qmc.Sobol(2 * input_dim, scramble=True, seed=20260101).random_base2(
-        _TABLE_LOG2_SAMPLES
-    )
-    z = ndtri(np.clip(pts, 1e-15, 1 - 1e-15))
-    a = np.sqrt(2.0) * z[:, :input_dim]
-    n2 = np.sqrt(1.5) * z[:, input_dim:]
-    aa = np.sum(a * a, 1)
+    d = input_dim
+    pts = qmc.Sobol(2 * d, scramble=True, seed=20260101).random_base2(_TABLE_LOG2_SAMPLES)
+    z = sp.ndtri(np.clip(pts, 1e-15, 1 - 1e-15)).T  # (2d, M)
+    v, t = _radial_split(z[:d], np, sp)
+    n2 = np.sqrt(1.5) * z[d:]
+    y = bandwidth * t
     dprime = np.linspace(0.0, _TABLE_MAX_DPRIME, _TABLE_POINTS)
     f = np.empty_like(dprime)
     for i, dp in enumerate(dprime):
         b = n2.copy()
-        b[:, 0] += dp
-        delta = np.sum(b * b, 1) - np.abs(np.sum(a * b, 1)) - 0.75 * aa
-        f[i] = expit(delta / bandwidth).mean()
+        b[0] += dp
+        k = np.sqrt(2.0) * np.abs(np.sum(v * b, 0))
+        f[i] = _radial_p(np.sum(b * b, 0), k, 1.5, y, d, np, sp).mean()
     return dprime**2, f
 
 
@@ -342,7 +453,7 @@ def p_correct_from_cov(
     control_variate=True,
     eps=P_EPS,
 ):
-    """p(correct) from the 4-normal reparameterisation (``"reparam"``/``"cv"``).
+    """p(correct) from the 4-normal reparameterisation (``"cv"``/``"reparam"``).
 
     Parameters
     ----------
@@ -358,8 +469,10 @@ def p_correct_from_cov(
     bandwidth : float
         Logistic smoothing of the decision variable.
     control_variate : bool
-        Subtract the equal-covariance trial driven by the same normals and add
-        back its tabulated expectation.
+        ``True`` is estimator ``"cv"``: integrate the radius of ``z_a`` in
+        closed form, subtract the equal-covariance trial driven by the same
+        normals and add back its tabulated expectation. ``False`` is
+        ``"reparam"``: the plain 4-normal average of ``sigmoid(delta / h)``.
     eps : float
         Clip to ``[eps, 1 - eps]``.
 
@@ -383,38 +496,51 @@ def p_correct_from_cov(
     Rb = _solve_lower(L, _cholesky(Sigma_c + 0.5 * Sigma_r))
     if isinstance(noise, SharedNoise):
         # delta is a quadratic form in the shared normals: fold the per-trial
-        # maps Q into the coefficients, then two small matrix products give
-        # every trial's decision variable for all samples.
-        phi_q, phi_x = _shared_features(noise.z)
+        # maps Q into the coefficients, then small matrix products give every
+        # trial's decision terms for all samples.
+        z = noise.z
+        if control_variate:
+            # radial integration: features of the direction v = z_a / |z_a|
+            # (|Q z_a| = |z_a|, so the logistic variate is shared by all trials)
+            v, t = _radial_split(z[0], jnp, jsp)
+            z = jnp.stack([v, z[1]])
+        phi_q, phi_x = _shared_features(z)
         Q1, Q2 = noise.Q[..., 0, :, :], noise.Q[..., 1, :, :]
         batch = q.shape
         cq, cx = _feature_coeffs(Ra @ Q1, Rb @ Q2, mu)
         coeffs = [cq.reshape(-1, cq.shape[-1]), cx.reshape(-1, cx.shape[-1]), q.reshape(-1)]
-        if control_variate:
-            cq_eq, cx_eq = _feature_coeffs(np.sqrt(2.0) * Q1, np.sqrt(1.5) * Q2, mu)
-            coeffs += [cq_eq.reshape(-1, cq.shape[-1]), cx_eq.reshape(-1, cx.shape[-1])]
-
-        def block(cq, cx, c0, *eq):
-            p = _mean_sigmoid_shared(cq, cx, c0, phi_q, phi_x, bandwidth)
-            if not eq:
-                return p, p
-            return p, _mean_sigmoid_shared(eq[0], eq[1], c0, phi_q, phi_x, bandwidth)
-
-        p_plain, p_eq = _chunked_over_trials(block, coeffs, num_samples)
-        p_plain, p_eq = p_plain.reshape(batch), p_eq.reshape(batch)
         if not control_variate:
-            return jnp.clip(p_plain, eps, 1.0 - eps)
-        return _combine_cv(f + p_plain - p_eq, p_plain, eps)
+
+            def block(cq, cx, c0):
+                return _mean_sigmoid_shared(cq, cx, c0, phi_q, phi_x, bandwidth)
+
+            p = _chunked_over_trials(block, coeffs, num_samples).reshape(batch)
+            return jnp.clip(p, eps, 1.0 - eps)
+        y = bandwidth * t
+        cq_eq, cx_eq = _feature_coeffs(np.sqrt(2.0) * Q1, np.sqrt(1.5) * Q2, mu)
+        coeffs += [cq_eq.reshape(-1, cq.shape[-1]), cx_eq.reshape(-1, cx.shape[-1])]
+
+        def block(cq, cx, c0, cq_eq, cx_eq):
+            p = _mean_radial_shared(cq, cx, c0, phi_q, phi_x, y, d)
+            return p, _mean_radial_shared(cq_eq, cx_eq, c0, phi_q, phi_x, y, d, m=1.5)
+
+        p_rad, p_eq = _chunked_over_trials(block, coeffs, num_samples)
+        p_rad, p_eq = p_rad.reshape(batch), p_eq.reshape(batch)
+        return _combine_cv(f + p_rad - p_eq, p_rad, eps)
     n1, n2 = noise[..., 0, :, :], noise[..., 1, :, :]
-    a = _matvec(Ra, n1)
     b = [mu[..., i, None] + v for i, v in enumerate(_matvec(Rb, n2))]
-    s = jax.nn.sigmoid(_oddity_delta(a, b) / bandwidth)
-    if control_variate:
-        a_eq = [np.sqrt(2.0) * n1[..., i, :] for i in range(d)]
-        b_eq = [mu[..., i, None] + np.sqrt(1.5) * n2[..., i, :] for i in range(d)]
-        s_eq = jax.nn.sigmoid(_oddity_delta(a_eq, b_eq) / bandwidth)
-        return _combine_cv(f + jnp.mean(s - s_eq, -1), jnp.mean(s, -1), eps)
-    return jnp.clip(jnp.mean(s, -1), eps, 1.0 - eps)
+    if not control_variate:
+        s = jax.nn.sigmoid(_oddity_delta(_matvec(Ra, n1), b) / bandwidth)
+        return jnp.clip(jnp.mean(s, -1), eps, 1.0 - eps)
+    v, t = _radial_split(n1, jnp, jsp)
+    y = bandwidth * t
+    av = _matvec(Ra, v)
+    p_rad = _radial_p_jax(_dot(b, b), jnp.abs(_dot(av, b)), 0.75 * _dot(av, av), y, d)
+    b_eq = [mu[..., i, None] + np.sqrt(1.5) * n2[..., i, :] for i in range(d)]
+    k_eq = np.sqrt(2.0) * jnp.abs(_dot([v[..., i, :] for i in range(d)], b_eq))
+    p_eq = _radial_p_jax(_dot(b_eq, b_eq), k_eq, jnp.full_like(k_eq, 1.5), y, d)
+    p_rad, p_eq = jnp.mean(p_rad, -1), jnp.mean(p_eq, -1)
+    return _combine_cv(f + p_rad - p_eq, p_rad, eps)
 
 
 def _combine_cv(p_cv, p_plain, eps):
