@@ -73,11 +73,14 @@ def fit_mcmc(
       a minute, no divergences, max r_hat 1.01 on Sigma, 90% intervals
       covering 90% of the true Sigma entries.
     - ``surrogate_samples=M > 0``: the model's estimator with ``M`` fixed
-      quasi-Monte Carlo draws per trial (scrambled Sobol, shifted per trial)
-      and bandwidth ``surrogate_bandwidth``. Its error shrinks with ``M``, but
-      a fixed-sample Monte Carlo density is rough: NUTS takes tiny steps
-      (measured: step size 2e-4, 250 leapfrog steps per iteration, r_hat far
-      above 1.05 with M = 16), so use it only with large ``M`` and bandwidth.
+      quasi-Monte Carlo draws per trial (scrambled Sobol, shifted per trial).
+      With ``"cv"`` (radius integrated in closed form) this density is smooth
+      in ``W`` at the model's own bandwidth, and its error is several times
+      smaller than the table's. Measured (2-D, basis_degree 3, 1 000 trials,
+      2 chains x (200 + 200)): ``M = 16`` had RMS error 0.005 against 0.021
+      for the table, 0 divergences, 50 leapfrog steps per iteration, at
+      2.2x the table's wall time. (``"reparam"`` on fixed draws is a sum of
+      near-steps: NUTS takes tiny steps there.)
 
     The surrogate's error against a high-sample estimate of the exact
     p(correct) is measured at the starting point and reported in
@@ -107,8 +110,7 @@ def fit_mcmc(
     surrogate_samples : int
         Fixed QMC draws per trial of the surrogate likelihood (0 = table).
     surrogate_bandwidth : float, optional
-        Logistic bandwidth of the surrogate (default: the model's for the
-        table, 0.1 for fixed draws).
+        Logistic bandwidth of the surrogate (default: the model's).
 
     Returns
     -------
@@ -150,7 +152,7 @@ def fit_mcmc(
             f"init must be a MAPFit, a dict {{'W': ...}} or None, got {type(init).__name__}"
         )
     if surrogate_bandwidth is None:
-        surrogate_bandwidth = model.bandwidth if surrogate_samples == 0 else 0.1
+        surrogate_bandwidth = model.bandwidth
     surrogate_bandwidth = check_real("surrogate_bandwidth", surrogate_bandwidth, 0.0)
     surrogate_model = model.replace(bandwidth=float(surrogate_bandwidth))
     noise = surrogate_noise(surrogate_model, len(data), surrogate_samples, seed)
