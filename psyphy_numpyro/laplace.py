@@ -99,9 +99,11 @@ def fit_laplace(
       precision. Positive definite and built from first derivatives only, so
       it is insensitive to the Monte Carlo roughness of second derivatives.
     - ``curvature="hessian"``: the exact ``jax.hessian`` of the negative log
-      joint. Second derivatives of a fixed-noise Monte Carlo estimate are
-      rough; use it with a smooth likelihood (``hessian_samples=0``, the
-      equal-covariance table surrogate, or a large ``hessian_bandwidth``).
+      joint. Second derivatives of a fixed-noise average of near-steps
+      (estimators ``"reparam"``/``"mc"``) are rough; the default ``"cv"``
+      integrates one radius per draw in closed form and is smooth in ``W``
+      (apart from kinks on measure-zero sets), as is ``hessian_samples=0``
+      (the equal-covariance table surrogate).
 
     ``W`` is identified only up to rotations ``U -> U R`` of its embedding
     columns, so the true Hessian is singular along ``m (m - 1) / 2``

@@ -155,11 +155,9 @@ def test_minibatch_fit_recovers_field():
 @pytest.mark.slow
 def test_fast_estimator_recovers_field_at_least_as_well_as_plain_mc():
     """Same data, same samples per trial (64), same optimiser: the default "cv"
-    estimator (factored, control variate) recovers the field at least as well
-    as psyphy's plain three-sample Monte Carlo rule, on two data sets.
-    (Measured: cv 0.365 / 0.340 against mc 0.386 / 0.377. At 16 samples the
-    control-variate correction is heavy-tailed and cv can lose; see
-    docs/performance.md.)"""
+    estimator (radially integrated, control variate) recovers the field at
+    least as well as psyphy's plain three-sample Monte Carlo rule, on two data
+    sets (measured figures in docs/performance.md)."""
     errs = {"cv": [], "mc": []}
     for seed in (11, 12):
         truth, data = _simulate(2000, seed=seed)
@@ -167,5 +165,6 @@ def test_fast_estimator_recovers_field_at_least_as_well_as_plain_mc():
             model = TRUTH.replace(estimator=est, num_samples=64)
             fit = pn.fit_map(data, model, steps=800, num_restarts=1, seed=1, progress=False)
             errs[est].append(pn.field_error(model, fit.params, truth, GRID7))
-    assert np.mean(errs["cv"]) <= np.mean(errs["mc"]) + 0.02, errs
-    assert max(errs["cv"]) < 0.5, errs
+    # measured: cv 0.284 / 0.264 against mc 0.446 / 0.398
+    assert np.mean(errs["cv"]) <= 0.8 * np.mean(errs["mc"]), errs
+    assert max(errs["cv"]) < 0.35, errs
