@@ -8,8 +8,9 @@ near chance through threshold to near ceiling) is evaluated with
 
 - ours ``"mc"``: plain Monte Carlo with psyphy's three-sample rule,
 - ours ``"reparam"``: the exact 4-normal reparameterisation,
-- ours ``"cv"`` (default estimator): ``"reparam"`` plus the equal-covariance
-  control variate,
+- ours ``"cv"`` (default estimator): ``"reparam"`` with the radius of the
+  ``a`` normals integrated in closed form, plus the equal-covariance control
+  variate,
 - psyphy 0.0.5's own estimator: ``OddityTask(OddityTaskConfig(num_samples=M)).predict``
   vmapped over the trials with one split key per trial (exactly what its
   ``loglik`` does), on a psyphy ``WPPM`` holding the same ``W`` (psyphy's

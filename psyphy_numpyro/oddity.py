@@ -35,8 +35,9 @@ The model's p(correct) is ``E[sigmoid(delta / bandwidth)]`` clipped to
     trial, whose expectation ``f(d')`` depends only on the Mahalanobis
     distance ``d'`` and is tabulated once per ``(input_dim, bandwidth)``.
 
-    Unbiased; at equal samples its RMS error is 4-40x below plain Monte Carlo
-    (more in low dimensions), for about the same cost per sample.
+    Unbiased; at equal samples its RMS error is 5-9x below plain Monte Carlo
+    in 2-D and 3-D and 35-70x in 1-D, at 1.5-2x the cost per sample of
+    ``"reparam"``.
 
 All functions are pure and jittable; the noise is always an explicit argument.
 """
@@ -91,8 +92,8 @@ class SharedNoise(NamedTuple):
     ``a``, ``k = 1`` drives ``b``): one block ``z`` shared by all trials and a
     random orthogonal map per trial and block. :func:`p_correct_from_cov`
     folds ``Q`` into the trial's small matrices, so the per-trial noise
-    ``(..., 2, d, M)`` is never formed and the per-sample work becomes two
-    small matrix products plus one sigmoid per sample.
+    ``(..., 2, d, M)`` is never formed and the per-sample work becomes a few
+    small matrix products plus one elementwise function per sample.
 
     Attributes
     ----------
@@ -245,6 +246,7 @@ def _oddity_delta(a, b):
 # ---------------------------------------------------------------------------
 _SQRT_HALF = float(np.sqrt(0.5))
 _SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
+_RHO_MAX = 40.0
 
 
 def _chi_cdf(r, d, xp, sp):
@@ -282,7 +284,8 @@ def _radial_root(B, k, m, y, xp):
     """
     c = xp.maximum(B - y, 0.0)
     root = xp.sqrt(xp.maximum(k * k + 4.0 * m * c, xp.finfo(c.dtype).tiny))
-    return 2.0 * c / (k + root), root
+    # F_chi(40) = 1 in double precision; the cap keeps rho*^2 finite when k = m = 0
+    return xp.minimum(2.0 * c / (k + root), _RHO_MAX), root
 
 
 def _radial_p(B, k, m, y, d, xp, sp):
@@ -308,15 +311,9 @@ def _radial_p_jvp(d, primals, tangents):
     dB, dk, dm, dy = tangents
     r, root = _radial_root(B, k, m, y, jnp)
     gauss = jnp.exp(-0.5 * r * r)
-    if d == 1:
-        F, pdf = jsp.erf(_SQRT_HALF * r), _SQRT_2_OVER_PI * gauss
-    elif d == 2:
-        F, pdf = 1.0 - gauss, r * gauss
-    else:
-        F = jsp.erf(_SQRT_HALF * r) - _SQRT_2_OVER_PI * r * gauss
-        pdf = _SQRT_2_OVER_PI * r * r * gauss
-    g = jnp.where(B > y, pdf / root, 0.0)
-    return F, g * (dB - dy - r * dk - r * r * dm)
+    pdf = {1: _SQRT_2_OVER_PI, 2: r, 3: _SQRT_2_OVER_PI * r * r}[d] * gauss
+    g = jnp.where((B > y) & (r < _RHO_MAX), pdf / root, 0.0)
+    return _chi_cdf(r, d, jnp, jsp), g * (dB - dy - r * dk - r * r * dm)
 
 
 def _pairs(d):
@@ -369,10 +366,11 @@ def _mean_radial_shared(cq, cx, c0, phi_q, phi_x, y, d, m=None):
     """
     n_a = d * (d + 1) // 2
     B = cq[:, n_a:] @ phi_q[n_a:] + c0[..., None]
-    if m is None:
-        m = -(cq[:, :n_a] @ phi_q[:n_a])
+    if m is None:  # >= 0 exactly; clamp float rounding
+        m = jnp.maximum(-(cq[:, :n_a] @ phi_q[:n_a]), 0.0)
+    m = jnp.broadcast_to(jnp.asarray(m, B.dtype), B.shape)
     k = jnp.abs(cx @ phi_x)
-    return jnp.mean(_radial_p_jax(B, k, jnp.asarray(m, B.dtype), y, d), -1)
+    return jnp.mean(_radial_p_jax(B, k, m, y, d), -1)
 
 
 _CHUNK_ELEMENTS = 2**16
@@ -528,7 +526,7 @@ def p_correct_from_cov(
         p_rad, p_eq = p_rad.reshape(batch), p_eq.reshape(batch)
         return _combine_cv(f + p_rad - p_eq, p_rad, eps)
     n1, n2 = noise[..., 0, :, :], noise[..., 1, :, :]
-    b = [mu[..., i, None] + v for i, v in enumerate(_matvec(Rb, n2))]
+    b = [mu[..., i, None] + w for i, w in enumerate(_matvec(Rb, n2))]
     if not control_variate:
         s = jax.nn.sigmoid(_oddity_delta(_matvec(Ra, n1), b) / bandwidth)
         return jnp.clip(jnp.mean(s, -1), eps, 1.0 - eps)
@@ -543,12 +541,12 @@ def p_correct_from_cov(
     return _combine_cv(f + p_rad - p_eq, p_rad, eps)
 
 
-def _combine_cv(p_cv, p_plain, eps):
-    """Control-variate estimate, or the plain one where it leaves ``(eps, 1 - eps)``."""
+def _combine_cv(p_cv, p_fallback, eps):
+    """Control-variate estimate, or the fallback where it leaves ``(eps, 1 - eps)``."""
     # Possible when Sigma_r and Sigma_c differ a lot and the correction is
-    # noisy: the plain estimate always lies in [0, 1] and keeps a gradient,
-    # where clipping would leave a flat constant.
-    p = jnp.where((p_cv > eps) & (p_cv < 1.0 - eps), p_cv, p_plain)
+    # noisy: the radially integrated mean (the fallback) always lies in [0, 1]
+    # and keeps a gradient, where clipping would leave a flat constant.
+    p = jnp.where((p_cv > eps) & (p_cv < 1.0 - eps), p_cv, p_fallback)
     return jnp.clip(p, eps, 1.0 - eps)
 
 
