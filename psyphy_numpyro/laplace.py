@@ -11,7 +11,7 @@ import numpy as np
 from numpyro.infer.util import log_density
 
 from .map_fit import MAPFit, _check_count, _use_progress, fit_map, resolve_model
-from .mcmc import surrogate_noise
+from .mcmc import check_fixed_noise_estimator, surrogate_noise
 from .model import wppm_model
 from .posterior import LaplaceFit
 from .validation import check_params, check_real
@@ -141,16 +141,10 @@ def fit_laplace(
     map_steps = _check_count("map_steps", map_steps)
     if hessian_bandwidth is not None:
         hessian_bandwidth = check_real("hessian_bandwidth", hessian_bandwidth, 0.0)
-    if model.estimator == "mc":
-        raise ValueError(
-            'fit_laplace needs estimator "cv" or "reparam" (the curvature uses fixed '
-            'quasi-Monte Carlo noise), not "mc": pass model.replace(estimator="cv")'
-        )
-    if hessian_samples == 0 and model.estimator != "cv":
-        raise ValueError(
-            'hessian_samples=0 (the equal-covariance table surrogate) needs estimator="cv"; '
-            "pass model.replace(estimator=\"cv\") or hessian_samples > 0"
-        )
+    check_fixed_noise_estimator(
+        model, "fit_laplace", "the curvature uses fixed quasi-Monte Carlo noise",
+        "hessian_samples", hessian_samples,
+    )
     if isinstance(init, MAPFit):
         check_params(init.params, model.weight_shape, "init.params")
     elif init is not None:

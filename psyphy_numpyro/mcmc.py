@@ -21,6 +21,25 @@ __all__ = ["fit_mcmc", "surrogate_noise"]
 _CHAIN_METHODS = ("sequential", "parallel", "vectorized")
 
 
+def check_fixed_noise_estimator(model, caller, reason, samples_name, num_samples):
+    """Reject estimators a deterministic (fixed-noise or table) likelihood cannot use.
+
+    ``"mc"`` has no fixed-noise form here, and ``num_samples = 0`` (the
+    equal-covariance table surrogate) exists only for ``"cv"``. Shared by
+    :func:`fit_mcmc` and :func:`~psyphy_numpyro.laplace.fit_laplace`.
+    """
+    if model.estimator == "mc":
+        raise ValueError(
+            f'{caller} needs estimator "cv" or "reparam" ({reason}), not "mc": '
+            'pass model.replace(estimator="cv")'
+        )
+    if num_samples == 0 and model.estimator != "cv":
+        raise ValueError(
+            f'{samples_name}=0 (the equal-covariance table surrogate) needs estimator="cv"; '
+            f'pass model.replace(estimator="cv") or {samples_name} > 0'
+        )
+
+
 def surrogate_noise(model, num_trials, num_samples, seed):
     """Fixed quasi-Monte Carlo noise for a deterministic likelihood.
 
@@ -135,16 +154,10 @@ def fit_mcmc(
     init_jitter = check_real("init_jitter", init_jitter, 0.0, lo_closed=True)
     max_tree_depth = _check_count("max_tree_depth", max_tree_depth)
     map_steps = _check_count("map_steps", map_steps)
-    if model.estimator == "mc":
-        raise ValueError(
-            'fit_mcmc needs estimator "cv" or "reparam" (NUTS samples a smooth deterministic '
-            'surrogate of p(correct)), not "mc": pass model.replace(estimator="cv")'
-        )
-    if surrogate_samples == 0 and model.estimator != "cv":
-        raise ValueError(
-            'surrogate_samples=0 (the equal-covariance table surrogate) needs estimator="cv"; '
-            "pass model.replace(estimator=\"cv\") or surrogate_samples > 0"
-        )
+    check_fixed_noise_estimator(
+        model, "fit_mcmc", "NUTS samples a smooth deterministic surrogate of p(correct)",
+        "surrogate_samples", surrogate_samples,
+    )
     if isinstance(init, dict):
         check_params(init, model.weight_shape, "init")
     elif isinstance(init, MAPFit):
