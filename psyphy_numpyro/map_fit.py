@@ -4,62 +4,28 @@ from __future__ import annotations
 
 import math
 import os
+import time
 import warnings
 from dataclasses import dataclass, field
-from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from numpyro.infer import SVI, Trace_ELBO
-from numpyro.infer.autoguide import AutoDelta
-from numpyro.optim import optax_to_numpyro
 
 from . import oddity
 from .data import TrialData, as_trial_data
-from .model import WPPM, wppm_model
-from .validation import check_int, check_params, check_real
+from .inference import engine
+from .inference.objective import MAP, init_state
+from .model import WPPM
+from .validation import as_key, check_int, check_params, check_real
 
-__all__ = ["MAPFit", "fit_map", "default_optimizer", "FitDivergedError", "resolve_model"]
+__all__ = ["MAPFit", "fit_map", "FitDivergedError", "resolve_model"]
 
 
 class FitDivergedError(RuntimeError):
     """A fit produced a non-finite loss or parameters and could not recover."""
-
-
-def default_optimizer(
-    steps: int, learning_rate: float = 0.05, model: WPPM | None = None
-) -> optax.GradientTransformation:
-    """Adam in prior-whitened coordinates, with warm-up and cosine decay.
-
-    Adam's step is about ``learning_rate`` in every coordinate whatever the
-    gradient's size. Multiplying its updates by the prior standard deviation
-    of each weight (when ``model`` is given) makes that step
-    ``learning_rate`` prior standard deviations instead, which is the same as
-    running Adam on ``W / prior_std``: high-degree weights, whose prior scale
-    is ``decay_rate**degree`` times smaller, no longer take steps far larger
-    than their own scale. The cosine decay to 1/50 of the peak removes most of
-    the stochastic-gradient jitter from the final estimate.
-    """
-    warmup = max(1, min(100, steps // 10))
-    schedule = optax.warmup_cosine_decay_schedule(
-        init_value=learning_rate / 10,
-        peak_value=learning_rate,
-        warmup_steps=warmup,
-        decay_steps=max(steps, warmup + 1),
-        end_value=learning_rate / 50,
-    )
-    adam = optax.adam(schedule)
-    if model is None:
-        return adam
-    sd = jnp.asarray(model.prior_std())
-
-    def update(updates, state, params=None):
-        return jax.tree_util.tree_map(lambda u: u * sd.astype(u.dtype), updates), state
-
-    precondition = optax.GradientTransformation(lambda params: optax.EmptyState(), update)
-    return optax.chain(adam, precondition)
 
 
 def resolve_model(data, model) -> tuple[TrialData, WPPM]:
@@ -107,6 +73,11 @@ class MAPFit:
     best_restart : int
     init_params : dict
         The starting point (``{"W": ...}``) of the kept restart.
+    seed : int
+        The integer seed of the fit (-1 when a PRNG key was passed as ``rng_key``).
+    timings : dict
+        Where the time went, in seconds: ``compile``, ``steps`` (all restarts),
+        ``evaluation`` (low-noise losses), ``total``.
     """
 
     params: dict
@@ -118,6 +89,7 @@ class MAPFit:
     best_restart: int
     init_params: dict = field(repr=False, default=None)
     seed: int = 0
+    timings: dict = field(repr=False, default_factory=dict)
 
     def covariance(self, x):
         """``Sigma(x)`` of the MAP field, shape ``(..., d, d)``."""
@@ -180,6 +152,224 @@ class MAPFit:
 
 AUTO_FULL_BATCH = 16384
 AUTO_BATCH_SIZE = 8192
+CHUNK = 50  # steps per compiled chunk (the progress bar and divergence checks run between)
+
+
+class _Settings(NamedTuple):
+    steps: int
+    num_restarts: int
+    screen_steps: int
+    learning_rate: float
+    batch_size: int | None
+    eval_samples: int
+    init_scale: float
+    custom_optimizer: bool
+
+
+def _check_settings(data, model, steps, optimizer, learning_rate, num_restarts, batch_size,
+                    eval_samples, init_scale, screen_steps) -> _Settings:
+    """Every fit_map argument checked, before anything is compiled."""
+    steps = _check_count("steps", steps)
+    num_restarts = _check_count("num_restarts", num_restarts)
+    if isinstance(batch_size, str):
+        if batch_size != "auto":
+            raise ValueError(f'batch_size must be an int, None or "auto", got {batch_size!r}')
+        batch_size = AUTO_BATCH_SIZE if len(data) > AUTO_FULL_BATCH else None
+    if batch_size is not None:
+        batch_size = _check_count("batch_size", batch_size)
+        if batch_size >= len(data):
+            batch_size = None
+    learning_rate = check_real("learning_rate", learning_rate, 0.0)
+    if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}"
+        )
+    if eval_samples is None:
+        eval_samples = max(8 * model.num_samples, 1024)
+    eval_samples = _check_count("eval_samples", eval_samples)
+    if check_real("init_scale", init_scale) <= 0:
+        raise ValueError(f"init_scale must be > 0, got {init_scale!r}")
+    if screen_steps is None:
+        screen_steps = steps if num_restarts == 1 else max(1, steps // 4)
+    screen_steps = min(_check_count("screen_steps", screen_steps), steps)
+    return _Settings(steps, num_restarts, screen_steps, learning_rate, batch_size, eval_samples,
+                     float(init_scale), optimizer is not None)
+
+
+class _Progress:
+    """A tqdm bar whose rate (and so ETA) counts optimisation steps only.
+
+    Compilation is shown as its own phase in the description, and its time is
+    taken out of the bar's clock, so the ETA is not inflated by it.
+    """
+
+    def __init__(self, show: bool, total: int, desc: str):
+        self.desc, self.bar = desc, None
+        if show:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="step")
+
+    def phase(self, text: str):
+        if self.bar is not None:
+            self.bar.set_description(f"{self.desc} [{text}]")
+
+    def compiled(self, seconds: float):
+        if self.bar is not None and seconds:
+            self.bar.start_t += seconds
+            self.bar.last_print_t += seconds
+
+    def update(self, n: int, **postfix):
+        if self.bar is not None:
+            self.bar.update(n)
+            if postfix:
+                self.bar.set_postfix(**postfix)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _run_phase(problem, states, trials, target, members, bar, timings, n):
+    """Advance every batch member to ``target`` steps; ``(states, losses (members, k))``."""
+    current = int(np.asarray(jax.device_get(states.step)).reshape(-1)[0])
+    todo = target - current
+    if todo <= 0:
+        return states, np.zeros((members, 0))
+    length = min(CHUNK, todo)
+    bar.phase("compiling")
+    prog, secs = engine.prepare_chunk(problem.model, problem.optimizer, problem.batch_size,
+                                      length, states, trials, target)
+    timings["compile"] += secs
+    bar.compiled(secs)
+    bar.phase(f"restarts x{members}" if members > 1 else "steps")
+    out, done, t0 = [], 0, time.perf_counter()
+    while done < todo:
+        states, losses = engine.run_chunk(prog, states, trials, target)
+        k = min(length, todo - done)
+        losses = np.asarray(engine.unshard(losses, members))[:, :k]
+        out.append(losses)
+        done += k
+        last = losses[:, -1][np.isfinite(losses[:, -1])]
+        bar.update(members * k, loss_per_trial=f"{last.min() / n:.4f}" if last.size else "nan")
+        if not np.isfinite(losses).all(axis=1).any():
+            break  # every member diverged: nothing left to run
+    timings["steps"] += time.perf_counter() - t0
+    losses = np.concatenate(out, 1)
+    if losses.shape[1] < todo:
+        losses = np.concatenate([losses, np.full((members, todo - losses.shape[1]), np.nan)], 1)
+    return states, losses
+
+
+def _first_bad(losses, z):
+    """Index of the first non-finite loss per member (or -1), non-finite weights last."""
+    bad = ~np.isfinite(losses)
+    first = np.where(bad.any(1), np.argmax(bad, 1), -1)
+    z_bad = ~np.isfinite(np.asarray(z)).reshape(len(first), -1).all(1)
+    return np.where((first < 0) & z_bad, losses.shape[1] - 1, first)
+
+
+def _judge(final, start, bound, r):
+    """``None`` if a finished restart is acceptable, else the reason it is not."""
+    if final <= bound:
+        return None
+    if final <= start:  # above the W = 0 bound but still an improvement on its start
+        return None
+    return (f"restart {r} ended at loss {final:.4g}, above its starting loss {start:.4g} "
+            f"and above the loss W = 0 can have ({bound:.4g})")
+
+
+def _loss_bound(model, n):
+    """Largest loss ``W = 0`` can have: -log prior(0) + n (-log P_EPS) (+ slack).
+
+    Every p(correct) is clipped to ``[P_EPS, 1 - P_EPS]``; a final loss above
+    this and above the restart's own start means the optimiser made things
+    worse. (No ratio to the best loss: the loss can be negative.)
+    """
+    return -float(model.prior().log_prob(jnp.zeros(model.weight_shape))) + n * (
+        0.1 - math.log(oddity.P_EPS)
+    )
+
+
+def _stack(trees):
+    return jax.tree_util.tree_map(lambda *x: jnp.stack(x), *trees)
+
+
+def _take(tree, i):
+    return jax.tree_util.tree_map(lambda x: x[i : i + 1], tree)
+
+
+class _Run(NamedTuple):
+    z: np.ndarray  # (R, *weight_shape) final whitened weights per restart
+    histories: np.ndarray  # (R, steps)
+    losses: np.ndarray  # (R,) low-noise loss where the restart stopped (inf: failed)
+    failures: list
+    best: int | None  # the restart that ran all steps and was kept
+
+
+def _fit_restarts(problem, trials, z0, keys, cfg, bar, timings, eval_key) -> _Run:
+    """Screen every restart as one batched program, then finish the best ones alone."""
+    model, R, n = problem.model, len(z0), int(trials.num_trials)
+    states = _stack([init_state(model, problem.optimizer, k, z, cfg.learning_rate, cfg.steps)
+                     for k, z in zip(keys, z0, strict=True)])
+    batch = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (R,) + x.shape), trials)
+    states, _ = engine.shard(states)
+    batch, _ = engine.shard(batch)
+    states, losses = _run_phase(problem, states, batch, cfg.screen_steps, R, bar, timings, n)
+    states = engine.unshard(states, R)
+    histories = np.full((R, cfg.steps), np.nan)
+    histories[:, : losses.shape[1]] = losses
+    bad = _first_bad(losses, states.z)
+    failures = [f"restart {r} diverged at step {bad[r]}" for r in range(R) if bad[r] >= 0]
+    bound, starts = _loss_bound(model, n), None
+    t0 = time.perf_counter()
+    bar.phase("evaluating")
+    ev = engine.evaluate_batch(model, cfg.eval_samples, jnp.asarray(states.z),
+                               _stack([trials] * R), eval_key)
+    ev = np.where(bad >= 0, np.inf, ev)
+    for r in range(R):
+        if bad[r] < 0 and not ev[r] <= bound:  # NaN too
+            if starts is None:
+                starts = engine.evaluate_batch(model, cfg.eval_samples, jnp.asarray(z0),
+                                               _stack([trials] * R), eval_key)
+            why = _judge(ev[r], starts[r], bound, r)
+            if why is not None:
+                failures.append(why)
+                ev[r] = np.inf
+    timings["evaluation"] += time.perf_counter() - t0
+    z = np.array(states.z)
+    if cfg.screen_steps >= cfg.steps:
+        best = int(np.argmin(ev)) if np.isfinite(ev).any() else None
+        return _Run(z, histories, ev, failures, best)
+    for r in np.argsort(ev):  # the best screened restart continues; the next if it fails
+        if not np.isfinite(ev[r]):
+            break
+        state, more = _run_phase(problem, _take(states, r), _take(batch, r), cfg.steps, 1,
+                                 bar, timings, n)
+        histories[r, cfg.screen_steps :] = more[0]
+        t0 = time.perf_counter()
+        # evaluated in the screening program's shape (R copies): no second compile
+        final = engine.evaluate_batch(model, cfg.eval_samples,
+                                      jnp.broadcast_to(state.z, (R,) + state.z.shape[1:]),
+                                      _stack([trials] * R), eval_key)[0]
+        timings["evaluation"] += time.perf_counter() - t0
+        late = _first_bad(more, state.z)[0]
+        why = (f"restart {r} diverged at step {cfg.screen_steps + late}" if late >= 0
+               else _judge(final, ev[r], bound, r))
+        if why is None:
+            z[r], ev[r] = np.asarray(state.z[0]), final
+            return _Run(z, histories, ev, failures, int(r))
+        failures.append(why)
+        ev[r] = np.inf
+    return _Run(z, histories, ev, failures, None)
+
+
+def _root_key(seed, rng_key):
+    """``(key, seed)``: an explicit ``rng_key`` wins (recorded as seed -1)."""
+    if rng_key is not None:
+        return as_key(rng_key), -1
+    seed = _check_count("seed", seed, lo=0)
+    return jax.random.PRNGKey(seed), seed
 
 
 def fit_map(
@@ -191,13 +381,27 @@ def fit_map(
     learning_rate: float = 0.05,
     num_restarts: int = 3,
     seed: int = 0,
+    rng_key=None,
     progress: bool | None = None,
     init_params: dict | None = None,
     batch_size: int | str | None = "auto",
     eval_samples: int | None = None,
     init_scale: float = 0.3,
+    screen_steps: int | None = None,
 ) -> MAPFit:
-    """Maximum a posteriori fit of a WPPM through NumPyro SVI with an AutoDelta guide.
+    """Maximum a posteriori fit of a WPPM: whitened Adam on the model's log joint.
+
+    The objective is the NumPyro model's negative log joint in prior-whitened
+    coordinates (:class:`~psyphy_numpyro.MAP`, which this function drives).
+    Restarts run as one batched (vmapped) program, sharded across devices when
+    several are visible, and every program is compiled once per model
+    configuration and trial-count bucket and then reused (see
+    :mod:`psyphy_numpyro.inference.engine`).
+
+    Restarts are *screened*: all of them run ``screen_steps`` steps together,
+    the one with the lowest low-noise loss then continues alone to ``steps``
+    (the next best, if it fails). ``screen_steps=steps`` runs every restart to
+    the end.
 
     Parameters
     ----------
@@ -205,43 +409,50 @@ def fit_map(
     model : WPPM, optional
         Defaults to ``WPPM(input_dim=data.input_dim)``.
     steps : int
-        SVI steps per restart.
+        Optimiser steps of the kept restart.
     optimizer : optax.GradientTransformation, optional
-        Defaults to :func:`default_optimizer`: Adam in prior-whitened
-        coordinates with warm-up and cosine decay.
+        Acts on the whitened weights ``z = W / prior_std``. Default
+        :func:`~psyphy_numpyro.inference.objective.whitened_adam`: Adam with
+        warm-up and cosine decay, one step being about ``learning_rate``
+        prior standard deviations. Reusing one optimizer object across calls
+        reuses its compiled program.
     learning_rate : float
-        Peak learning rate of the default optimiser, in units of each weight's
-        prior standard deviation (ignored if ``optimizer`` is given).
+        Peak learning rate of the default optimiser (ignored if ``optimizer``
+        is given).
     num_restarts : int
-        Independent starts from prior draws; the restart with the lowest
-        low-noise final loss is returned.
+        Independent starts from prior draws.
     seed : int
         Seeds the initial draws and the Monte Carlo noise: equal seeds give
         bit-identical fits.
+    rng_key : jax PRNG key, optional
+        Used instead of ``seed`` when given (``fit.seed`` is then -1).
     progress : bool, optional
-        tqdm progress bar with the current loss per trial. Default: on, unless
-        the ``CI`` environment variable is set.
+        tqdm progress bar (compilation shown as its own phase). Default: on,
+        unless the ``CI`` environment variable is set.
     init_params : dict, optional
         ``{"W": ...}`` to start the first restart from (e.g. psyphy params).
     batch_size : int, "auto" or None
-        Minibatch size for the ``"trials"`` plate (stochastic subsampling,
-        likelihood rescaled to the full data); ``None`` uses every trial every
-        step. ``"auto"`` (default) uses every trial up to
-        ``AUTO_FULL_BATCH`` (16 384) trials and minibatches of
-        ``AUTO_BATCH_SIZE`` (8 192) above, so a step costs the same for
-        10^4 or 10^6 trials (see docs/performance.md for the trade-off).
+        Minibatch size (trials drawn uniformly each step, likelihood rescaled
+        to the full data); ``None`` uses every trial every step. ``"auto"``
+        (default) uses every trial up to ``AUTO_FULL_BATCH`` (16 384) trials
+        and minibatches of ``AUTO_BATCH_SIZE`` (8 192) above.
     eval_samples : int, optional
-        Monte Carlo samples per trial for the final loss used to pick the best
+        Monte Carlo samples per trial of the low-noise losses that pick the
         restart (default ``max(8 * model.num_samples, 1024)``).
     init_scale : float
-        Restarts start from ``init_scale`` times a prior draw. Starting from a
-        weaker, more isotropic field than a full prior draw reached better
-        optima (measured on 3 000 simulated trials, 4 starts each: field error
-        0.33-0.44 at 0.3 against 0.41-1.1 at 1.0).
+        Restarts start from ``init_scale`` times a prior draw (a weaker, more
+        isotropic field than a full draw reached better optima; see
+        docs/inference.md).
+    screen_steps : int, optional
+        Steps every restart runs before the best one continues alone
+        (default ``steps // 4``; ``steps`` with a single restart).
 
     Returns
     -------
     MAPFit
+        ``restart_histories`` has NaN after ``screen_steps`` for restarts that
+        were screened out; ``restart_losses`` holds each restart's low-noise
+        loss where it stopped (``inf`` if it failed).
 
     Raises
     ------
@@ -253,161 +464,67 @@ def fit_map(
         warning when another one succeeds.
     """
     data, model = resolve_model(data, model)
-    steps = _check_count("steps", steps)
-    num_restarts = _check_count("num_restarts", num_restarts)
-    seed = _check_count("seed", seed, lo=0)
-    if isinstance(batch_size, str):
-        if batch_size != "auto":
-            raise ValueError(f'batch_size must be an int, None or "auto", got {batch_size!r}')
-        batch_size = AUTO_BATCH_SIZE if len(data) > AUTO_FULL_BATCH else None
-    if batch_size is not None:
-        batch_size = _check_count("batch_size", batch_size)
-        if batch_size >= len(data):
-            batch_size = None
-    learning_rate = check_real("learning_rate", learning_rate, 0.0)
-    custom_optimizer = optimizer is not None
-    if custom_optimizer and not isinstance(optimizer, optax.GradientTransformation):
-        raise TypeError(
-            f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}"
-        )
-    if eval_samples is None:
-        eval_samples = max(8 * model.num_samples, 1024)
-    eval_samples = _check_count("eval_samples", eval_samples)
-    if check_real("init_scale", init_scale) <= 0:
-        raise ValueError(f"init_scale must be > 0, got {init_scale!r}")
+    cfg = _check_settings(data, model, steps, optimizer, learning_rate, num_restarts,
+                          batch_size, eval_samples, init_scale, screen_steps)
+    root, seed = _root_key(seed, rng_key)
     if init_params is not None:  # last: the only check that builds a JAX array
         init_params = {"W": check_params(init_params, model.weight_shape, "init_params")}
-    if optimizer is None:
-        optimizer = default_optimizer(steps, learning_rate, model)
-
-    n = len(data)
-    stimuli = jnp.asarray(data.stimuli, dtype=jnp.result_type(float))
-    responses = jnp.asarray(data.responses)
-    model_fn = partial(wppm_model, config=model, subsample_size=batch_size)
-    guide = AutoDelta(model_fn)
-    svi = SVI(model_fn, guide, optax_to_numpyro(optimizer), Trace_ELBO())
-
-    chunk = min(steps, 50)
-
-    @partial(jax.jit, static_argnums=2)
-    def run(state, args, length):
-        def body(s, _):
-            s, loss = svi.update(s, *args)
-            return s, loss
-
-        return jax.lax.scan(body, state, None, length=length)
-
-    show = _use_progress(progress)
-    bar = None
-    if show:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps * num_restarts, desc="fit_map", unit="step")
-
-    root = jax.random.PRNGKey(seed)
-    eval_key = jax.random.fold_in(root, 10**6)
-    histories = np.full((num_restarts, steps), np.nan)
-    finals = np.full(num_restarts, np.inf)
-
-    def low_noise_loss(W):
-        ll = model.log_likelihood({"W": W}, data, key=eval_key, num_samples=eval_samples)
-        return -float(jnp.sum(ll) + model.prior().log_prob(W))
-
-    # Every p(correct) is clipped to [P_EPS, 1 - P_EPS], so W = 0 (the prior mode) has a
-    # loss of at most -log prior(0) + n (-log P_EPS). A final loss above that, and above
-    # the restart's own starting loss, means the optimiser made things worse: divergence.
-    # (No ratio to the best loss: the loss can be negative.)
-    loss_bound = -float(model.prior().log_prob(jnp.zeros(model.weight_shape))) + n * (
-        0.1 - math.log(oddity.P_EPS)
-    )
-    results = []
-    starts = []
-    failures = []
+    problem = MAP(model, optimizer, cfg.batch_size)
+    t_start = time.perf_counter()
+    z0, keys = [], []
+    for r in range(cfg.num_restarts):
+        k_init, k_run = jax.random.split(jax.random.fold_in(root, r))
+        z0.append(problem.init_z(k_init, init_params if r == 0 else None, cfg.init_scale))
+        keys.append(k_run)
+    trials = problem.trials(data)
+    timings = {"compile": 0.0, "steps": 0.0, "evaluation": 0.0}
+    total = cfg.num_restarts * cfg.screen_steps + (cfg.steps - cfg.screen_steps)
+    bar = _Progress(_use_progress(progress), total, "fit_map")
     try:
-        for r in range(num_restarts):
-            k_init, k_svi = jax.random.split(jax.random.fold_in(root, r))
-            if r == 0 and init_params is not None:
-                W0 = init_params
-            else:
-                W0 = {"W": init_scale * model.sample_prior(k_init)["W"]}
-            starts.append(W0)
-            state = svi.init(
-                k_svi, stimuli, responses, init_params={"W_auto_loc": jnp.asarray(W0["W"])}
-            )
-            done = 0
-            failed = None
-            while done < steps:
-                length = min(chunk, steps - done)
-                state, losses = run(state, (stimuli, responses), length)
-                losses = np.asarray(losses)
-                histories[r, done : done + length] = losses
-                bad = ~np.isfinite(losses)
-                if bad.any():
-                    failed = done + int(np.argmax(bad))
-                    break
-                done += length
-                if bar is not None:
-                    bar.update(length)
-                    bar.set_postfix(restart=r, loss_per_trial=f"{losses[-1] / n:.4f}")
-            W = svi.get_params(state)["W_auto_loc"]
-            if failed is None and not bool(jnp.all(jnp.isfinite(W))):
-                failed = steps - 1
-            if failed is not None:
-                failures.append(f"restart {r} diverged at step {failed}")
-                if bar is not None:
-                    bar.update(steps - done)
-                results.append(None)
-                continue
-            final = low_noise_loss(W)
-            if not final <= loss_bound:  # also NaN
-                start = low_noise_loss(jnp.asarray(W0["W"], W.dtype))
-                if not final <= start:
-                    failures.append(
-                        f"restart {r} ended at loss {final:.4g}, above its starting loss "
-                        f"{start:.4g} and above the loss W = 0 can have ({loss_bound:.4g})"
-                    )
-                    results.append(None)
-                    continue
-            finals[r] = final
-            results.append(W)
+        run = _fit_restarts(problem, trials, z0, keys, cfg, bar, timings,
+                            jax.random.fold_in(root, 10**6))
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
+    timings["total"] = time.perf_counter() - t_start
+    sd = jnp.asarray(model.prior_std(), jnp.result_type(float))
+    starts = [init_params if r == 0 and init_params is not None else {"W": sd * z}
+              for r, z in enumerate(z0)]
+    return _finish(run, problem, data, starts, cfg, seed, timings)
 
-    if all(w is None for w in results):
+
+def _finish(run: _Run, problem, data, starts, cfg, seed, timings) -> MAPFit:
+    """The MAPFit of a finished run, or the error that says what to try."""
+    model = problem.model
+    if run.best is None:
         step_hint = (
-            "a smaller step size in the optax optimizer you passed (or optimizer=None for the "
-            "default)"
-            if custom_optimizer
-            else f"a smaller learning_rate (now {learning_rate:g})"
+            "a smaller step size in the optax optimizer you passed (or optimizer=None for "
+            "the default)" if cfg.custom_optimizer
+            else f"a smaller learning_rate (now {cfg.learning_rate:g})"
         )
         raise FitDivergedError(
             "fit_map diverged: the loss or the weights became NaN/Inf or blew up ("
-            + "; ".join(failures)
+            + "; ".join(run.failures)
             + f"). Try {step_hint} or a smaller init_scale; if it persists, a larger "
             f"model.diag_term (now {model.diag_term:g}) keeps Sigma(x) well conditioned."
         )
-    if failures:
+    if run.failures:
         warnings.warn(
-            "fit_map: " + "; ".join(failures) + "; the best finite restart was kept",
+            "fit_map: " + "; ".join(run.failures) + "; the best finite restart was kept",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    best = int(np.argmin(finals))
-    if not math.isfinite(finals[best]):
-        raise FitDivergedError(
-            "fit_map: the optimisation ended but the final (low-noise) loss of every restart "
-            "is NaN/Inf, so no estimate can be trusted. Try a smaller learning rate, more "
-            f"steps, or a larger model.diag_term (now {model.diag_term:g})."
-        )
+    sd = np.asarray(model.prior_std())
+    best = run.best
+    W = jnp.asarray(sd * run.z[best], dtype=jnp.result_type(float))
     return MAPFit(
-        params={"W": results[best]},
+        params={"W": W},
         model=model,
         data=data,
-        loss_history=histories[best],
-        restart_histories=histories,
-        restart_losses=finals,
+        loss_history=run.histories[best],
+        restart_histories=run.histories,
+        restart_losses=run.losses,
         best_restart=best,
         init_params=starts[best],
         seed=seed,
+        timings=timings,
     )

@@ -1,0 +1,155 @@
+"""The compile-once engine: batched optimisation and evaluation programs.
+
+Every program here is compiled ahead of time once per *configuration*
+(model, optimiser, minibatch size, samples) and *shapes* (batch size, padded
+trial count), and kept in a small cache, so a second fit of the same kind, or
+a fit of a data set whose trial count falls in the same bucket
+(:func:`~psyphy_numpyro.inference.objective.bucket_size`), runs without
+compiling. Each compilation is counted (:func:`compile_stats`) and timed, so
+the progress bar can show it as its own phase and tests can assert reuse.
+
+A *batch* is any set of independent problems of one shape: restarts of one
+fit, bootstrap refits (trial weights), cross-validation folds (0/1 weights),
+several observers (different trials padded to one bucket). The programs are
+``jax.vmap`` over the batch axis. When more than one device is visible (GPUs,
+or CPU devices from ``XLA_FLAGS=--xla_force_host_platform_device_count=N``)
+the batch axis is sharded across them with ``jax.sharding``; XLA partitions
+the vmapped program, and results are gathered back. Beyond one machine the
+same programs run under ``jax.distributed`` (see ``docs/inference.md``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from .objective import evaluate, update
+
+__all__ = ["compile_stats", "clear_cache", "run_chunk", "evaluate_batch", "shard", "unshard"]
+
+_CACHE_SIZE = 64
+_cache: OrderedDict = OrderedDict()
+_stats = {"compiles": 0, "compile_seconds": 0.0, "hits": 0}
+
+
+def compile_stats() -> dict:
+    """Counts of this engine's compilations (``compiles``, ``compile_seconds``, ``hits``).
+
+    A copy; the counters only grow (``clear_cache`` empties the cache, not them).
+    """
+    return dict(_stats)
+
+
+def clear_cache() -> None:
+    """Forget every compiled program (the next call of each kind recompiles)."""
+    _cache.clear()
+
+
+def _signature(tree):
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return treedef, tuple(
+        (tuple(x.shape), str(x.dtype), str(getattr(x, "sharding", None))) for x in leaves
+    )
+
+
+def _compiled(fn, static: tuple, args: tuple):
+    """The compiled ``fn(*static, *args)`` for these statics and argument signatures."""
+    key = (fn, static, _signature(args))
+    prog = _cache.get(key)
+    if prog is not None:
+        _cache.move_to_end(key)
+        _stats["hits"] += 1
+        return prog, 0.0
+    t0 = time.perf_counter()
+    jitted = jax.jit(fn, static_argnums=tuple(range(len(static))))
+    prog = jitted.lower(*static, *args).compile()
+    seconds = time.perf_counter() - t0
+    _stats["compiles"] += 1
+    _stats["compile_seconds"] += seconds
+    _cache[key] = prog
+    if len(_cache) > _CACHE_SIZE:
+        _cache.popitem(last=False)
+    return prog, seconds
+
+
+def _chunk_program(model, optimizer, batch_size, length, states, trials, num_steps):
+    """``length`` masked steps for every batch member (vmapped scan)."""
+
+    def one(state, tr):
+        def body(s, _):
+            return update(model, optimizer, batch_size, s, tr, num_steps)
+
+        return jax.lax.scan(body, state, None, length=length)
+
+    return jax.vmap(one)(states, trials)
+
+
+def _eval_program(model, num_samples, z, trials, key):
+    return jax.vmap(lambda zz, tr: evaluate(model, zz, tr, key, num_samples))(z, trials)
+
+
+def prepare_chunk(model, optimizer, batch_size, length, states, trials, num_steps):
+    """Compile (or fetch) the chunk program; returns ``(program, compile_seconds)``."""
+    return _compiled(
+        _chunk_program, (model, optimizer, batch_size, length),
+        (states, trials, jnp.asarray(num_steps, jnp.int32)),
+    )
+
+
+def run_chunk(program, states, trials, num_steps):
+    """Run a prepared chunk: ``(states, losses (batch, length))``."""
+    return program(states, trials, jnp.asarray(num_steps, jnp.int32))
+
+
+def evaluate_batch(model, num_samples: int, z, trials, key):
+    """Low-noise objective of every batch member, ``(batch,)`` numpy float64."""
+    z, n = shard(z)
+    trials, _ = shard(trials)
+    prog, _ = _compiled(_eval_program, (model, num_samples), (z, trials, key))
+    return np.asarray(unshard(prog(z, trials, key), n), np.float64)
+
+
+# ---------------------------------------------------------------------------
+# sharding over devices
+# ---------------------------------------------------------------------------
+def _mesh():
+    devices = jax.devices()
+    if len(devices) < 2:
+        return None
+    return Mesh(np.asarray(devices), ("batch",))
+
+
+def shard(tree):
+    """Put a batch (leading axis of every leaf) across the visible devices.
+
+    With one device this returns the tree unchanged. Otherwise the batch is
+    padded (by repeating its last member) to a multiple of the device count
+    and placed with a ``NamedSharding`` along the batch axis. Returns
+    ``(tree, batch_size)`` so :func:`unshard` can drop the padding.
+    """
+    leaves = jax.tree_util.tree_leaves(tree)
+    n = int(leaves[0].shape[0])
+    mesh = _mesh()
+    if mesh is None:
+        return tree, n
+    ndev = mesh.devices.size
+    pad = -n % ndev
+
+    def place(x):
+        x = jnp.asarray(x)
+        if pad:
+            x = jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)])
+        spec = PartitionSpec("batch", *([None] * (x.ndim - 1)))
+        return jax.device_put(x, NamedSharding(mesh, spec))
+
+    return jax.tree_util.tree_map(place, tree), n
+
+
+def unshard(tree, n: int):
+    """The first ``n`` batch members of a (possibly sharded) batch, on the default device."""
+    return jax.tree_util.tree_map(lambda x: jax.device_get(x)[:n], tree)
