@@ -7,6 +7,7 @@ from .data import (
     simulate_experiment,
     simulate_trials,
 )
+from .inference import MAP, MAPState, Trials
 from .laplace import fit_laplace
 from .map_fit import FitDivergedError, MAPFit, fit_map
 from .mcmc import fit_mcmc
@@ -26,6 +27,9 @@ __all__ = [
     "simulate_experiment",
     "wppm_model",
     "fit_map",
+    "MAP",
+    "MAPState",
+    "Trials",
     "MAPFit",
     "FitDivergedError",
     "fit_mcmc",

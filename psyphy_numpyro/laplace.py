@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.infer.util import log_density
 
+from .inference.objective import bucket_size, pad_trials
 from .map_fit import MAPFit, _check_count, _use_progress, fit_map, resolve_model
 from .mcmc import check_fixed_noise_estimator, surrogate_noise
 from .model import wppm_model
@@ -50,29 +51,45 @@ def rotation_tangents(W) -> np.ndarray:
     return U[:, s > 1e-10 * max(s.max(), 1e-300)]
 
 
+@partial(jax.jit, static_argnums=0)
+def _fisher(model, w, stimuli, weights, noise):
+    """Bernoulli Fisher information ``sum_n w_n grad p_n grad p_n' / (p_n (1 - p_n))``."""
+    shape = model.weight_shape
+
+    def p_of(v):
+        return model.p_correct_from_weights(v.reshape(shape), stimuli[:, 0], stimuli[:, 1], noise)
+
+    p = p_of(w)
+    J = jax.jacfwd(p_of)(w)  # (N, P)
+    Jw = J * jnp.sqrt(weights / (p * (1.0 - p)))[:, None]
+    return Jw.T @ Jw
+
+
+@partial(jax.jit, static_argnums=0)
+def _hessian(model, w, stimuli, responses, weights, noise):
+    """Exact Hessian of the (weighted) negative log joint."""
+    shape = model.weight_shape
+
+    def f(v):
+        fn = partial(wppm_model, config=model, noise=noise, weights=weights)
+        return -log_density(fn, (stimuli, responses), {}, {"W": v.reshape(shape)})[0]
+
+    return jax.hessian(f)(w)
+
+
 def _curvature(model, W0, data, noise, curvature):
-    """Curvature matrix (P, P) of the negative log joint at ``W0``."""
-    stimuli = jnp.asarray(data.stimuli, W0.dtype)
-    responses = jnp.asarray(data.responses)
-    shape = W0.shape
+    """Curvature matrix (P, P) of the negative log joint at ``W0``.
+
+    Trials are padded to their size bucket (weight 0 on the padding; ``noise``
+    must cover the padded count), so nearby trial counts share one program.
+    """
+    trials = pad_trials(data, noise.shape[0], dtype=W0.dtype)
+    w = W0.reshape(-1)
     if curvature == "hessian":
-        f = negative_log_joint(model, stimuli, responses, noise)
-        return jax.jit(jax.hessian(lambda w: f(w.reshape(shape))))(W0.reshape(-1))
-
-    # Fisher information of the Bernoulli likelihood plus the prior precision:
-    # sum_n grad p_n grad p_n^T / (p_n (1 - p_n)) + diag(1 / prior_var)
-    def p_of(w):
-        return model.p_correct_from_weights(w.reshape(shape), stimuli[:, 0], stimuli[:, 1], noise)
-
-    @jax.jit
-    def fisher(w):
-        p = p_of(w)
-        J = jax.jacfwd(p_of)(w)  # (N, P)
-        Jw = J / jnp.sqrt(p * (1.0 - p))[:, None]
-        return Jw.T @ Jw
-
+        return _hessian(model, w, trials.stimuli, trials.responses, trials.weights, noise)
     prior_prec = 1.0 / np.asarray(model.prior_std(), dtype=np.float64).reshape(-1) ** 2
-    return np.asarray(fisher(W0.reshape(-1)), dtype=np.float64) + np.diag(prior_prec)
+    F = _fisher(model, w, trials.stimuli, trials.weights, noise)
+    return np.asarray(F, dtype=np.float64) + np.diag(prior_prec)
 
 
 def fit_laplace(
@@ -155,7 +172,7 @@ def fit_laplace(
         raise TypeError(f"init must be a MAPFit or None, got {type(init).__name__}")
     hmodel = model if hessian_bandwidth is None else model.replace(bandwidth=hessian_bandwidth)
     W0 = jnp.asarray(init.params["W"])
-    noise = surrogate_noise(hmodel, len(data), hessian_samples, seed)
+    noise = surrogate_noise(hmodel, bucket_size(len(data)), hessian_samples, seed)
     H = np.asarray(_curvature(hmodel, W0, data, noise, curvature), dtype=np.float64)
     if not np.all(np.isfinite(H)):
         raise FloatingPointError(

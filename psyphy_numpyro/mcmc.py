@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
+from collections import OrderedDict
 from functools import partial
 
 import jax
@@ -11,6 +13,7 @@ import numpy as np
 from numpyro.infer import MCMC, NUTS
 
 from . import oddity
+from .inference.objective import bucket_size, pad_trials
 from .map_fit import MAPFit, _check_count, _use_progress, fit_map, resolve_model
 from .model import wppm_model
 from .posterior import MCMCFit
@@ -173,7 +176,7 @@ def fit_mcmc(
         surrogate_bandwidth = 0.1 if fixed_reparam else model.bandwidth
     surrogate_bandwidth = check_real("surrogate_bandwidth", surrogate_bandwidth, 0.0)
     surrogate_model = model.replace(bandwidth=float(surrogate_bandwidth))
-    noise = surrogate_noise(surrogate_model, len(data), surrogate_samples, seed)
+    noise = surrogate_noise(surrogate_model, bucket_size(len(data)), surrogate_samples, seed)
 
     show = _use_progress(progress)
     init_fit = None
@@ -191,42 +194,26 @@ def fit_mcmc(
     if W0.shape != model.weight_shape:
         raise ValueError(f"init W has shape {W0.shape}, the model expects {model.weight_shape}")
 
-    stimuli = jnp.asarray(data.stimuli, dtype=jnp.result_type(float))
-    responses = jnp.asarray(data.responses)
+    trials = pad_trials(data, noise.shape[0])
     k_jit, k_run = jax.random.split(jax.random.PRNGKey(seed))
     sd = jnp.asarray(model.prior_std(), dtype=W0.dtype)
     jitter = init_jitter * sd * jax.random.normal(k_jit, (num_chains,) + W0.shape, W0.dtype)
     init_params = {"W": W0[None] + jitter}
-
-    kernel = NUTS(
-        partial(wppm_model, config=surrogate_model),
-        target_accept_prob=target_accept_prob,
-        dense_mass=dense_mass,
-        max_tree_depth=max_tree_depth,
-    )
-    mcmc = MCMC(
-        kernel,
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        num_chains=num_chains,
-        chain_method=chain_method,
-        progress_bar=show,
-        # data are arguments of the compiled sampler, not constants baked into
-        # it: repeated fits with equal shapes reuse the compilation (measured
-        # 8 s -> 0.3 s per call in benchmarks/sbc.py; draws are identical)
-        jit_model_args=True,
-    )
+    mcmc = _sampler(surrogate_model, (num_warmup, num_samples, num_chains, chain_method,
+                                      target_accept_prob, dense_mass, max_tree_depth, show))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="There are not enough devices")
         mcmc.run(
             k_run,
-            stimuli,
-            responses,
+            trials.stimuli,
+            trials.responses,
             noise=noise,
+            weights=trials.weights,
             init_params=init_params if num_chains > 1 else {"W": init_params["W"][0]},
             extra_fields=("num_steps", "accept_prob", "energy", "adapt_state.step_size",
                           "potential_energy"),
         )
+    mcmc = copy.copy(mcmc)  # this run's draws and fields; the cached sampler moves on
     draws = np.asarray(mcmc.get_samples(group_by_chain=True)["W"])
     if not np.all(np.isfinite(draws)):
         raise FloatingPointError(
@@ -236,10 +223,10 @@ def fit_mcmc(
         )
 
     # error of the surrogate against a high-sample estimate at the starting point
-    p_sur = surrogate_model.p_correct_from_weights(W0, stimuli[:, 0], stimuli[:, 1], noise)
-    p_ref = model.p_correct({"W": W0}, data.ref, data.comparison, key=seed + 1,
+    ref, comp = trials.stimuli[:, 0], trials.stimuli[:, 1]
+    p_ref = model.p_correct({"W": W0}, ref, comp, key=seed + 1,
                             num_samples=max(2048, 8 * model.num_samples))
-    rms = float(jnp.sqrt(jnp.mean((p_sur - p_ref) ** 2)))
+    rms = float(_rms_error(surrogate_model, W0, ref, comp, noise, p_ref, trials.weights))
     fit = MCMCFit(
         model=model,
         data=data,
@@ -254,6 +241,40 @@ def fit_mcmc(
     )
     _warn_diagnostics(fit, num_chains)
     return fit
+
+
+_SAMPLERS: OrderedDict = OrderedDict()
+_SAMPLER_CACHE_SIZE = 8
+
+
+def _sampler(surrogate_model, settings) -> MCMC:
+    """The NumPyro MCMC object for a surrogate model and NUTS settings (built once).
+
+    ``jit_model_args=True`` makes data, noise and trial weights arguments of
+    the compiled sampler rather than constants baked into it, so a later fit
+    with the same settings and padded trial count reuses the compilation.
+    """
+    key = (surrogate_model, settings)
+    if key in _SAMPLERS:
+        _SAMPLERS.move_to_end(key)
+        return _SAMPLERS[key]
+    num_warmup, num_samples, num_chains, chain_method, accept, dense, depth, show = settings
+    kernel = NUTS(partial(wppm_model, config=surrogate_model), target_accept_prob=accept,
+                  dense_mass=dense, max_tree_depth=depth)
+    mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+                chain_method=chain_method, progress_bar=show, jit_model_args=True)
+    _SAMPLERS[key] = mcmc
+    if len(_SAMPLERS) > _SAMPLER_CACHE_SIZE:
+        _SAMPLERS.popitem(last=False)
+    return mcmc
+
+
+@partial(jax.jit, static_argnums=0)
+def _rms_error(model, W, ref, comparison, noise, p_ref, weights):
+    """RMS of surrogate minus reference p(correct) over the real (weight > 0) trials."""
+    err = model.p_correct_from_weights(W, ref, comparison, noise) - p_ref
+    real = weights > 0
+    return jnp.sqrt(jnp.sum(jnp.where(real, err**2, 0.0)) / jnp.sum(real))
 
 
 def _warn_diagnostics(fit: MCMCFit, num_chains: int) -> None:

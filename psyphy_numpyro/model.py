@@ -64,7 +64,7 @@ class WPPM:
     variance_scale: float = 4e-3
     decay_rate: float = 0.4
     diag_term: float = 1e-4
-    num_samples: int = 128
+    num_samples: int = 64
     bandwidth: float = 1e-2
     estimator: str = "cv"
 
@@ -280,7 +280,28 @@ def _chunked_loglik(config, W, stimuli, responses, key, num_samples, chunk_size)
     return out.reshape(-1)[:n]
 
 
-def wppm_model(stimuli, responses=None, *, config: WPPM, noise=None, subsample_size=None):
+def _has_seed_handler() -> bool:
+    """Whether a ``numpyro.handlers.seed`` is active (so ``prng_key()`` is the user's key).
+
+    Under ``numpyro.infer.MCMC`` the potential is traced without one, and a
+    model asking for a key would get none (or a fixed substitute): fresh noise
+    there would silently be one fixed draw.
+    """
+    from numpyro.handlers import seed
+    from numpyro.primitives import _PYRO_STACK
+
+    return any(isinstance(h, seed) for h in _PYRO_STACK)
+
+
+def _take_trials(noise, idx):
+    """Noise of the trials ``idx`` (arrays and factored SharedNoise alike)."""
+    if isinstance(noise, oddity.SharedNoise):
+        return oddity.SharedNoise(noise.z, noise.Q[idx])
+    return noise[idx]
+
+
+def wppm_model(stimuli, responses=None, *, config: WPPM, noise=None, subsample_size=None,
+               weights=None):
     """The WPPM as a NumPyro model.
 
     Sample sites: ``"W"`` (weights, prior from ``config``) and ``"y"``
@@ -296,30 +317,48 @@ def wppm_model(stimuli, responses=None, *, config: WPPM, noise=None, subsample_s
     config : WPPM
         Model configuration (keyword only, so the function can be partially
         applied).
-    noise : array (N, *config.noise_shape()), optional
+    noise : array (N, *config.noise_shape()) or SharedNoise, optional
         Fixed estimator noise. ``None`` draws fresh normals from
-        ``numpyro.prng_key()`` on every evaluation (stochastic-gradient SVI).
-        NUTS needs fixed noise so that the log density is deterministic.
+        ``numpyro.prng_key()`` on every evaluation (stochastic-gradient SVI),
+        which needs a ``numpyro.handlers.seed`` context (SVI provides one).
+        NUTS and other samplers need fixed noise so that the log density is
+        deterministic: without it this model raises ``ValueError`` rather
+        than run on one silently fixed draw (see :func:`~psyphy_numpyro.fit_mcmc`).
     subsample_size : int, optional
         Minibatch size for the ``"trials"`` plate (likelihood rescaled by
         NumPyro).
+    weights : array (N,), optional
+        Non-negative likelihood weight per trial (0 drops a trial: padding,
+        held-out folds; integers: bootstrap multiplicities).
     """
     n = stimuli.shape[0]
     W = numpyro.sample("W", config.prior())
     with numpyro.plate("trials", n, subsample_size=subsample_size) as idx:
-        stim = stimuli[idx] if subsample_size is not None else stimuli
+        sub = subsample_size is not None
+        stim = stimuli[idx] if sub else stimuli
         if noise is None:
-            key = numpyro.prng_key()
+            key = numpyro.prng_key() if _has_seed_handler() else None
             if key is None:
                 raise ValueError(
-                    "wppm_model needs fixed noise (noise=...) or a seeded context "
-                    "(numpyro.handlers.seed) to draw Monte Carlo noise"
+                    "wppm_model was evaluated without fixed noise and outside a "
+                    "numpyro.handlers.seed context (as inside numpyro.infer.MCMC), so its "
+                    "Monte Carlo noise would be one silent fixed draw: pass noise=... (e.g. "
+                    "config.draw_noise(key, N), or fixed QMC noise from "
+                    "psyphy_numpyro.mcmc.surrogate_noise), or use pn.fit_mcmc, which "
+                    "samples a documented deterministic surrogate"
                 )
             eps = config.fresh_noise(key, (stim.shape[0],), dtype=W.dtype)
         else:
-            eps = noise[idx] if subsample_size is not None else noise
+            eps = _take_trials(noise, idx) if sub else noise
         p = config.p_correct_from_weights(W, stim[:, 0], stim[:, 1], eps)
         obs = None
         if responses is not None:
-            obs = responses[idx] if subsample_size is not None else responses
-        numpyro.sample("y", dist.Bernoulli(probs=p), obs=obs)
+            obs = responses[idx] if sub else responses
+        like = dist.Bernoulli(probs=p)
+        if weights is not None:
+            w = weights[idx] if sub else weights
+            like = like.mask(w > 0)
+            with numpyro.handlers.scale(scale=jnp.where(w > 0, w, 1.0)):
+                numpyro.sample("y", like, obs=obs)
+        else:
+            numpyro.sample("y", like, obs=obs)
