@@ -15,7 +15,7 @@ from .map_fit import MAPFit, _check_count, _use_progress, fit_map, resolve_model
 from .mcmc import check_fixed_noise_estimator, surrogate_noise
 from .model import wppm_model
 from .posterior import LaplaceFit
-from .validation import check_params, check_real
+from .validation import check_params, check_real, seed_from
 
 __all__ = ["fit_laplace", "negative_log_joint", "rotation_tangents"]
 
@@ -99,6 +99,7 @@ def fit_laplace(
     init=None,
     num_draws: int = 1000,
     seed: int = 0,
+    rng_key=None,
     progress: bool | None = None,
     curvature: str = "fisher",
     hessian_samples: int = 256,
@@ -139,6 +140,9 @@ def fit_laplace(
     num_draws : int
         Gaussian draws, returned as a single chain.
     seed : int
+        Seeds the MAP start (when ``init`` is None), the QMC noise and the draws.
+    rng_key : jax PRNG key, optional
+        Used instead of ``seed`` (an integer seed is drawn from it).
     curvature : {"fisher", "hessian"}
     hessian_samples : int
         Fixed QMC draws per trial of the likelihood (0: table surrogate).
@@ -151,7 +155,7 @@ def fit_laplace(
     """
     data, model = resolve_model(data, model)
     num_draws = _check_count("num_draws", num_draws)
-    seed = _check_count("seed", seed, lo=0)
+    seed = seed_from(seed, rng_key)
     hessian_samples = _check_count("hessian_samples", hessian_samples, lo=0)
     if curvature not in ("fisher", "hessian"):
         raise ValueError(f'curvature must be "fisher" or "hessian", got {curvature!r}')

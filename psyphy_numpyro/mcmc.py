@@ -17,7 +17,7 @@ from .inference.objective import bucket_size, pad_trials
 from .map_fit import MAPFit, _check_count, _use_progress, fit_map, resolve_model
 from .model import wppm_model
 from .posterior import MCMCFit
-from .validation import check_params, check_real
+from .validation import check_params, check_real, seed_from
 
 __all__ = ["fit_mcmc", "surrogate_noise"]
 
@@ -70,6 +70,7 @@ def fit_mcmc(
     num_chains: int = 2,
     init=None,
     seed: int = 0,
+    rng_key=None,
     progress: bool | None = None,
     chain_method: str = "sequential",
     target_accept_prob: float = 0.8,
@@ -121,6 +122,8 @@ def fit_mcmc(
         plus ``init_jitter`` prior standard deviations of Gaussian jitter.
     seed : int
         Seeds the surrogate noise, jitter and NUTS: equal seeds, equal draws.
+    rng_key : jax PRNG key, optional
+        Used instead of ``seed`` (an integer seed is drawn from it).
     progress : bool, optional
         NumPyro progress bar (default on unless ``CI`` is set).
     chain_method : {"sequential", "parallel", "vectorized"}
@@ -149,7 +152,7 @@ def fit_mcmc(
     num_warmup = _check_count("num_warmup", num_warmup, lo=1)
     num_samples = _check_count("num_samples", num_samples)
     num_chains = _check_count("num_chains", num_chains)
-    seed = _check_count("seed", seed, lo=0)
+    seed = seed_from(seed, rng_key)
     surrogate_samples = _check_count("surrogate_samples", surrogate_samples, lo=0)
     if chain_method not in _CHAIN_METHODS:
         raise ValueError(f"chain_method must be one of {_CHAIN_METHODS}, got {chain_method!r}")

@@ -122,6 +122,8 @@ def _map_extras(fit, prefix, out):
     out[f"{prefix}restart_losses"] = ([restart], np.asarray(fit.restart_losses))
     out[f"{prefix}best_restart"] = ((), np.int64(fit.best_restart))
     out[f"{prefix}seed"] = ((), np.int64(fit.seed))
+    for name, seconds in (fit.timings or {}).items():
+        out[f"{prefix}timing_{name}"] = ((), np.float64(seconds))
     if fit.init_params is not None:
         wd = [f"{prefix}{d}" for d in weight_dims(fit.model.input_dim)]
         out[f"{prefix}init_W"] = (wd, np.asarray(fit.init_params["W"]))
@@ -294,6 +296,7 @@ def _restore_map(ds, prefix, model, data, path, W=None):
     if W is None:
         W = ds[f"{prefix}W"].values
     init = _value(ds, f"{prefix}init_W")
+    timing = f"{prefix}timing_"
     return MAPFit(
         params={"W": _as_jax(W)},
         model=model,
@@ -304,6 +307,8 @@ def _restore_map(ds, prefix, model, data, path, W=None):
         best_restart=int(ds[f"{prefix}best_restart"].values),
         init_params=None if init is None else {"W": _as_jax(init)},
         seed=int(ds[f"{prefix}seed"].values),
+        timings={k[len(timing):]: float(ds[k].values) for k in ds.data_vars
+                 if k.startswith(timing)},
     )
 
 

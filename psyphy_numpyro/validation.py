@@ -15,6 +15,7 @@ import numpy as np
 
 __all__ = [
     "as_key",
+    "seed_from",
     "check_int",
     "check_real",
     "check_array",
@@ -50,6 +51,18 @@ def as_key(key):
             f"got an array of shape {tuple(key.shape)} and dtype {key.dtype}"
         )
     raise TypeError(f"expected a jax.random key or an integer seed, got {type(key).__name__}")
+
+
+def seed_from(seed, rng_key=None) -> int:
+    """An integer seed: ``seed`` checked, or one drawn from ``rng_key`` when that is given.
+
+    Lets functions whose randomness includes numpy (QMC point sets) take a
+    JAX PRNG key as NumPyro's do; equal keys give equal seeds.
+    """
+    if rng_key is None:
+        return check_int("seed", seed, 0)
+    bits = jax.random.bits(as_key(rng_key), (), dtype=jnp.uint32)
+    return int(bits) & 0x7FFFFFFF
 
 
 def check_int(name, value, lo, hi=None) -> int:
