@@ -43,7 +43,8 @@ def _timed(fn):
 def overheads(steps: int):
     model = pn.WPPM(input_dim=2)
     truth = model.sample_prior(jax.random.PRNGKey(0))
-    sets = {"first": _data(model, truth, 2000, 1), "repeat (new data)": _data(model, truth, 2000, 2),
+    sets = {"first": _data(model, truth, 2000, 1),
+            "repeat (new data)": _data(model, truth, 2000, 2),
             "2 013 trials": _data(model, truth, 2013, 3)}
     rows = []
     for label, data in sets.items():

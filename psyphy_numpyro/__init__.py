@@ -1,5 +1,6 @@
 """psyphy_numpyro: the Wishart Process Psychophysical Model as a NumPyro model."""
 
+from ._version import __version__  # noqa: F401
 from .data import (
     TrialData,
     as_trial_data,
@@ -15,8 +16,6 @@ from .model import WPPM, wppm_model
 from .persist import load_fit
 from .posterior import LaplaceFit, MCMCFit, PosteriorFit
 from .readout import Thresholds, field_error, fit_ellipse, psychometric, thresholds
-
-__version__ = "0.1.0"
 
 __all__ = [
     "WPPM",

@@ -64,12 +64,15 @@ class MAPFit:
     model : WPPM
     data : TrialData
     loss_history : numpy array (steps,)
-        SVI loss (negative log joint, one noisy Monte Carlo evaluation per
-        step) of the chosen restart.
+        Negative log joint (one noisy Monte Carlo evaluation per step, before
+        the step) of the kept restart.
     restart_histories : numpy array (num_restarts, steps)
+        The same for every restart; NaN after ``screen_steps`` for restarts
+        that were screened out.
     restart_losses : numpy array (num_restarts,)
-        Low-noise negative log joint at the end of each restart (``inf`` for a
-        restart that diverged); the smallest one was kept.
+        Low-noise negative log joint where each restart stopped (the kept one
+        at ``steps``, the others at ``screen_steps``; ``inf`` for a restart
+        that failed).
     best_restart : int
     init_params : dict
         The starting point (``{"W": ...}``) of the kept restart.
@@ -261,6 +264,18 @@ def _run_phase(problem, states, trials, target, members, bar, timings, n):
     return states, losses
 
 
+def _evaluate(model, num_samples, z, trials, key, bar, timings):
+    """Low-noise losses of a batch, its compilation booked as compile time (not steps)."""
+    c0, t0 = engine.compile_stats()["compile_seconds"], time.perf_counter()
+    bar.phase("evaluating")
+    out = engine.evaluate_batch(model, num_samples, z, trials, key)
+    compiled = engine.compile_stats()["compile_seconds"] - c0
+    bar.compiled(compiled)
+    timings["compile"] += compiled
+    timings["evaluation"] += time.perf_counter() - t0 - compiled
+    return out
+
+
 def _first_bad(losses, z):
     """Index of the first non-finite loss per member (or -1), non-finite weights last."""
     bad = ~np.isfinite(losses)
@@ -322,21 +337,19 @@ def _fit_restarts(problem, trials, z0, keys, cfg, bar, timings, eval_key) -> _Ru
     bad = _first_bad(losses, states.z)
     failures = [f"restart {r} diverged at step {bad[r]}" for r in range(R) if bad[r] >= 0]
     bound, starts = _loss_bound(model, n), None
-    t0 = time.perf_counter()
-    bar.phase("evaluating")
-    ev = engine.evaluate_batch(model, cfg.eval_samples, jnp.asarray(states.z),
-                               _stack([trials] * R), eval_key)
+    repeated = _stack([trials] * R)
+    ev = _evaluate(model, cfg.eval_samples, jnp.asarray(states.z), repeated, eval_key, bar,
+                   timings)
     ev = np.where(bad >= 0, np.inf, ev)
     for r in range(R):
         if bad[r] < 0 and not ev[r] <= bound:  # NaN too
             if starts is None:
-                starts = engine.evaluate_batch(model, cfg.eval_samples, jnp.asarray(z0),
-                                               _stack([trials] * R), eval_key)
+                starts = _evaluate(model, cfg.eval_samples, jnp.asarray(z0), repeated,
+                                   eval_key, bar, timings)
             why = _judge(ev[r], starts[r], bound, r)
             if why is not None:
                 failures.append(why)
                 ev[r] = np.inf
-    timings["evaluation"] += time.perf_counter() - t0
     z = np.array(states.z)
     if cfg.screen_steps >= cfg.steps:
         best = int(np.argmin(ev)) if np.isfinite(ev).any() else None
@@ -347,12 +360,10 @@ def _fit_restarts(problem, trials, z0, keys, cfg, bar, timings, eval_key) -> _Ru
         state, more = _run_phase(problem, _take(states, r), _take(batch, r), cfg.steps, 1,
                                  bar, timings, n)
         histories[r, cfg.screen_steps :] = more[0]
-        t0 = time.perf_counter()
         # evaluated in the screening program's shape (R copies): no second compile
-        final = engine.evaluate_batch(model, cfg.eval_samples,
-                                      jnp.broadcast_to(state.z, (R,) + state.z.shape[1:]),
-                                      _stack([trials] * R), eval_key)[0]
-        timings["evaluation"] += time.perf_counter() - t0
+        final = _evaluate(model, cfg.eval_samples,
+                          jnp.broadcast_to(state.z, (R,) + state.z.shape[1:]), repeated,
+                          eval_key, bar, timings)[0]
         late = _first_bad(more, state.z)[0]
         why = (f"restart {r} diverged at step {cfg.screen_steps + late}" if late >= 0
                else _judge(final, ev[r], bound, r))

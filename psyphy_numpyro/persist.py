@@ -133,7 +133,7 @@ def _build(fit, log_likelihood):
     """InferenceData of ``fit`` plus the ``psyphy_numpyro`` group and root attributes."""
     import xarray as xr
 
-    from . import __version__
+    from ._version import __version__
 
     kind = fit_kind(fit)
     # at least one variable: ArviZ drops a group that holds attributes only
@@ -343,7 +343,7 @@ def load_fit(path):
     >>> fit = psyphy_numpyro.load_fit("fit.nc")   # doctest: +SKIP
     >>> fit.covariance([[0.0, 0.0]])              # doctest: +SKIP
     """
-    from . import __version__
+    from ._version import __version__
 
     path = os.fspath(path)
     idata = _read(path)

@@ -30,3 +30,27 @@ def oddity_reference_mc(Sr, Sc, r, c, bandwidth, num_samples=20000, seed=0):
 @pytest.fixture(scope="session")
 def ref_mc():
     return oddity_reference_mc
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop every cached executable after each test module.
+
+    Each compiled XLA CPU program holds memory mappings; a process that keeps
+    hundreds of them (the whole suite in one process) approaches the kernel's
+    ``vm.max_map_count`` (65 530), where LLVM's JIT fails to map code and the
+    process crashes. Users' processes compile a few programs; the suite
+    compiles hundreds.
+    """
+    yield
+    import gc
+
+    import jax
+
+    from psyphy_numpyro import mcmc
+    from psyphy_numpyro.inference import engine
+
+    engine.clear_cache()
+    mcmc._SAMPLERS.clear()
+    jax.clear_caches()
+    gc.collect()

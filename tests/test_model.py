@@ -54,7 +54,7 @@ def test_model_draws_fresh_noise_under_seed_and_refuses_without():
         for k in range(2)
     ]
     assert lps[0] != lps[1]  # fresh Monte Carlo noise per evaluation
-    with pytest.raises(ValueError, match="needs fixed noise"):
+    with pytest.raises(ValueError, match="without fixed noise and outside a numpyro.handlers.seed"):
         log_density(pn.wppm_model, (stim, data.responses), {"config": model}, W)
 
 

@@ -32,7 +32,7 @@ from .objective import evaluate, update
 
 __all__ = ["compile_stats", "clear_cache", "run_chunk", "evaluate_batch", "shard", "unshard"]
 
-_CACHE_SIZE = 64
+_CACHE_SIZE = 16
 _cache: OrderedDict = OrderedDict()
 _stats = {"compiles": 0, "compile_seconds": 0.0, "hits": 0}
 
