@@ -416,8 +416,8 @@ def _cmd_fit(args):
                   **_given(args, steps="steps", num_restarts="restarts",
                            learning_rate="learning_rate", batch_size="batch_size"))
     loss = float(fit.restart_losses[fit.best_restart])
-    print(f"MAP: final loss {loss:.6g} ({loss / len(data):.6g} per trial), restart "
-          f"{fit.best_restart + 1} of {len(fit.restart_losses)} kept", flush=True)
+    print(f"MAP: final loss {loss:.6g} ({loss / len(data):.6g} per trial), kept restart "
+          f"{fit.best_restart} (numbered from 0) of {len(fit.restart_losses)}", flush=True)
     if args.method == "laplace":
         fit = fit_laplace(data, model, init=fit, progress=progress, **seed,
                           **_given(args, num_draws="draws"))
@@ -522,8 +522,12 @@ def _cmd_summary(args):
         loss = float(fit.restart_losses[fit.best_restart])
         print(f"weights: W {tuple(W.shape)} {W.dtype}")
         print(f"final loss: {loss:.6g} ({loss / len(data):.6g} per trial; negative log joint)")
-        print(f"restarts: {len(fit.restart_losses)}, kept restart {fit.best_restart}; "
-              f"{len(fit.loss_history)} steps each; seed {fit.seed}")
+        screened = int(np.isfinite(fit.restart_histories).sum(1).min())
+        print(f"restarts: {len(fit.restart_losses)}, kept restart {fit.best_restart} (numbered "
+              f"from 0): {len(fit.loss_history)} steps, others screened out at {screened}; "
+              f"seed {fit.seed}" if screened < len(fit.loss_history) else
+              f"restarts: {len(fit.restart_losses)}, kept restart {fit.best_restart} (numbered "
+              f"from 0); {len(fit.loss_history)} steps each; seed {fit.seed}")
         return 0
     chains, draws = W.shape[:2]
     print(f"draws: {chains} chain(s) x {draws} draws of W {tuple(W.shape[2:])} {W.dtype}")
