@@ -329,22 +329,21 @@ def _fit_restarts(problem, trials, z0, keys, cfg, bar, timings, eval_key) -> _Ru
                      for k, z in zip(keys, z0, strict=True)])
     batch = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (R,) + x.shape), trials)
     states, _ = engine.shard(states)
-    batch, _ = engine.shard(batch)
-    states, losses = _run_phase(problem, states, batch, cfg.screen_steps, R, bar, timings, n)
+    sharded, _ = engine.shard(batch)  # padded to the device count; `batch` stays R long
+    states, losses = _run_phase(problem, states, sharded, cfg.screen_steps, R, bar, timings, n)
     states = engine.unshard(states, R)
     histories = np.full((R, cfg.steps), np.nan)
     histories[:, : losses.shape[1]] = losses
     bad = _first_bad(losses, states.z)
     failures = [f"restart {r} diverged at step {bad[r]}" for r in range(R) if bad[r] >= 0]
     bound, starts = _loss_bound(model, n), None
-    repeated = _stack([trials] * R)
-    ev = _evaluate(model, cfg.eval_samples, jnp.asarray(states.z), repeated, eval_key, bar,
+    ev = _evaluate(model, cfg.eval_samples, jnp.asarray(states.z), batch, eval_key, bar,
                    timings)
     ev = np.where(bad >= 0, np.inf, ev)
     for r in range(R):
         if bad[r] < 0 and not ev[r] <= bound:  # NaN too
             if starts is None:
-                starts = _evaluate(model, cfg.eval_samples, jnp.asarray(z0), repeated,
+                starts = _evaluate(model, cfg.eval_samples, jnp.asarray(z0), batch,
                                    eval_key, bar, timings)
             why = _judge(ev[r], starts[r], bound, r)
             if why is not None:
@@ -362,7 +361,7 @@ def _fit_restarts(problem, trials, z0, keys, cfg, bar, timings, eval_key) -> _Ru
         histories[r, cfg.screen_steps :] = more[0]
         # evaluated in the screening program's shape (R copies): no second compile
         final = _evaluate(model, cfg.eval_samples,
-                          jnp.broadcast_to(state.z, (R,) + state.z.shape[1:]), repeated,
+                          jnp.broadcast_to(state.z, (R,) + state.z.shape[1:]), batch,
                           eval_key, bar, timings)[0]
         late = _first_bad(more, state.z)[0]
         why = (f"restart {r} diverged at step {cfg.screen_steps + late}" if late >= 0

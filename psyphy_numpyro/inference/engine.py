@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .objective import evaluate, update
+from .objective import evaluate, scan_steps
 
 __all__ = ["compile_stats", "clear_cache", "run_chunk", "evaluate_batch", "shard", "unshard"]
 
@@ -79,14 +79,9 @@ def _compiled(fn, static: tuple, args: tuple):
 
 def _chunk_program(model, optimizer, batch_size, length, states, trials, num_steps):
     """``length`` masked steps for every batch member (vmapped scan)."""
-
-    def one(state, tr):
-        def body(s, _):
-            return update(model, optimizer, batch_size, s, tr, num_steps)
-
-        return jax.lax.scan(body, state, None, length=length)
-
-    return jax.vmap(one)(states, trials)
+    return jax.vmap(
+        lambda s, tr: scan_steps(model, optimizer, batch_size, length, s, tr, num_steps)
+    )(states, trials)
 
 
 def _eval_program(model, num_samples, z, trials, key):

@@ -365,11 +365,14 @@ class MAP:
 _update_jit = jax.jit(update, static_argnums=(0, 1, 2))
 
 
-def _scan(model, optimizer, batch_size, length, state, trials):
+def scan_steps(model, optimizer, batch_size, length, state, trials, num_steps=None):
+    """``length`` :func:`update` steps in one ``lax.scan``: ``(state, losses (length,))``."""
+
     def body(s, _):
-        return update(model, optimizer, batch_size, s, trials)
+        return update(model, optimizer, batch_size, s, trials, num_steps)
 
     return jax.lax.scan(body, state, None, length=length)
 
 
-_scan_jit = jax.jit(_scan, static_argnums=(0, 1, 2, 3))
+
+_scan_jit = jax.jit(scan_steps, static_argnums=(0, 1, 2, 3))
