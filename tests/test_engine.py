@@ -193,3 +193,17 @@ def test_shared_noise_can_be_subsampled():
     full = MODEL.p_correct_from_weights(TRUTH["W"], jnp.asarray(data.ref),
                                         jnp.asarray(data.comparison), noise)
     np.testing.assert_allclose(p, full[idx], rtol=1e-5)
+
+
+def test_rng_key_is_accepted_beside_seed():
+    data = _data(80, 13)
+    by_seed = pn.fit_map(data, MODEL, steps=20, num_restarts=1, seed=7, progress=False)
+    by_key = pn.fit_map(data, MODEL, steps=20, num_restarts=1, rng_key=jax.random.PRNGKey(7),
+                        progress=False)
+    np.testing.assert_array_equal(by_key.params["W"], by_seed.params["W"])
+    assert by_seed.seed == 7 and by_key.seed == -1
+    from psyphy_numpyro.validation import seed_from
+
+    k = jax.random.PRNGKey(3)
+    assert seed_from(0, k) == seed_from(5, k) != seed_from(0, jax.random.PRNGKey(4))
+    assert seed_from(9) == 9
