@@ -8,13 +8,14 @@ from .data import (
     simulate_experiment,
     simulate_trials,
 )
+from .fits import Fit, MAPFit, PosteriorFit
 from .inference import MAP, MAPState, Trials
 from .laplace import fit_laplace
-from .map_fit import FitDivergedError, MAPFit, fit_map
+from .map_fit import FitDivergedError, fit_map
 from .mcmc import fit_mcmc
 from .model import WPPM, wppm_model
 from .persist import load_fit
-from .posterior import LaplaceFit, MCMCFit, PosteriorFit
+from .posterior import LaplaceFit, MCMCFit
 from .readout import Thresholds, field_error, fit_ellipse, psychometric, thresholds
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "MCMCFit",
     "LaplaceFit",
     "PosteriorFit",
+    "Fit",
     "psychometric",
     "thresholds",
     "Thresholds",

@@ -122,9 +122,9 @@ def _library_defaults():
 
 
 def _estimators():
-    from .oddity import ESTIMATORS
+    from .estimators import NAMES
 
-    return tuple(ESTIMATORS)
+    return NAMES
 
 
 def _given(args, **names) -> dict:
@@ -507,42 +507,17 @@ def _grid_text(d):
 
 
 def _cmd_summary(args):
-    from .map_fit import MAPFit
-    from .posterior import LaplaceFit, MCMCFit
-
     fit = _load(args.fit)
     data = fit.data
-    W = np.asarray(fit.params["W"] if isinstance(fit, MAPFit) else fit.draws)
     print(f"file: {args.fit}")
     print(f"kind: {_kind_name(fit)}")
     print(f"model: WPPM({_model_line(fit.model)})")
     print(f"trials: {len(data)} ({data.input_dim}-D), proportion correct "
           f"{float(np.mean(data.responses)):.4f}")
-    if isinstance(fit, MAPFit):
-        loss = float(fit.restart_losses[fit.best_restart])
-        print(f"weights: W {tuple(W.shape)} {W.dtype}")
-        print(f"final loss: {loss:.6g} ({loss / len(data):.6g} per trial; negative log joint)")
-        screened = int(np.isfinite(fit.restart_histories).sum(1).min())
-        print(f"restarts: {len(fit.restart_losses)}, kept restart {fit.best_restart} (numbered "
-              f"from 0): {len(fit.loss_history)} steps, others screened out at {screened}; "
-              f"seed {fit.seed}" if screened < len(fit.loss_history) else
-              f"restarts: {len(fit.restart_losses)}, kept restart {fit.best_restart} (numbered "
-              f"from 0); {len(fit.loss_history)} steps each; seed {fit.seed}")
+    for line in fit.describe():
+        print(line)
+    if fit.point:
         return 0
-    chains, draws = W.shape[:2]
-    print(f"draws: {chains} chain(s) x {draws} draws of W {tuple(W.shape[2:])} {W.dtype}")
-    if isinstance(fit, LaplaceFit):
-        print(f"laplace: {fit.curvature} curvature, {fit.num_floored} eigenvalues floored")
-        if fit.map_fit is not None:
-            loss = float(fit.map_fit.restart_losses[fit.map_fit.best_restart])
-            print(f"MAP final loss: {loss:.6g} ({loss / len(data):.6g} per trial)")
-    if isinstance(fit, MCMCFit):
-        if fit.sample_stats is not None or fit.mcmc is not None:
-            print(f"divergences: {fit.divergences}")
-        if fit.surrogate:
-            items = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                              for k, v in sorted(fit.surrogate.items()))
-            print(f"surrogate likelihood: {items}")
     import logging
 
     import arviz as az

@@ -10,9 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.infer.util import log_density
 
+from .estimators import check_fixed_noise, surrogate_model, surrogate_noise
+from .fits import MAPFit
 from .inference.objective import bucket_size, pad_trials
-from .map_fit import MAPFit, _check_count, _use_progress, fit_map, resolve_model
-from .mcmc import check_fixed_noise_estimator, surrogate_noise
+from .map_fit import _check_count, _use_progress, fit_map, resolve_model
 from .model import wppm_model
 from .posterior import LaplaceFit
 from .validation import check_params, check_real, seed_from
@@ -162,7 +163,7 @@ def fit_laplace(
     map_steps = _check_count("map_steps", map_steps)
     if hessian_bandwidth is not None:
         hessian_bandwidth = check_real("hessian_bandwidth", hessian_bandwidth, 0.0)
-    check_fixed_noise_estimator(
+    check_fixed_noise(
         model, "fit_laplace", "the curvature uses fixed quasi-Monte Carlo noise",
         "hessian_samples", hessian_samples,
     )
@@ -174,7 +175,7 @@ def fit_laplace(
         init = fit_map(data, model, steps=map_steps, seed=seed, progress=_use_progress(progress))
     if not isinstance(init, MAPFit):
         raise TypeError(f"init must be a MAPFit or None, got {type(init).__name__}")
-    hmodel = model if hessian_bandwidth is None else model.replace(bandwidth=hessian_bandwidth)
+    hmodel = surrogate_model(model, hessian_samples, hessian_bandwidth)
     W0 = jnp.asarray(init.params["W"])
     noise = surrogate_noise(hmodel, bucket_size(len(data)), hessian_samples, seed)
     H = np.asarray(_curvature(hmodel, W0, data, noise, curvature), dtype=np.float64)

@@ -1,4 +1,4 @@
-"""MAP fits: AutoDelta guide + SVI + an optax optimiser."""
+"""``fit_map``: MAP fits by optax on the whitened negative log posterior (:mod:`.inference`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import math
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import jax
@@ -16,6 +15,7 @@ import optax
 
 from . import oddity
 from .data import TrialData, as_trial_data
+from .fits import MAPFit
 from .inference import engine
 from .inference.objective import MAP, init_state
 from .model import WPPM
@@ -51,106 +51,6 @@ def _use_progress(progress) -> bool:
     if progress is None:
         return not os.environ.get("CI")
     return bool(progress)
-
-
-@dataclass
-class MAPFit:
-    """Result of :func:`fit_map`.
-
-    Attributes
-    ----------
-    params : dict
-        ``{"W": array}`` in psyphy's layout.
-    model : WPPM
-    data : TrialData
-    loss_history : numpy array (steps,)
-        Negative log joint (one noisy Monte Carlo evaluation per step, before
-        the step) of the kept restart.
-    restart_histories : numpy array (num_restarts, steps)
-        The same for every restart; NaN after ``screen_steps`` for restarts
-        that were screened out.
-    restart_losses : numpy array (num_restarts,)
-        Low-noise negative log joint where each restart stopped (the kept one
-        at ``steps``, the others at ``screen_steps``; ``inf`` for a restart
-        that failed).
-    best_restart : int
-    init_params : dict
-        The starting point (``{"W": ...}``) of the kept restart.
-    seed : int
-        The integer seed of the fit (-1 when a PRNG key was passed as ``rng_key``).
-    timings : dict
-        Where the time went, in seconds: ``compile``, ``steps`` (all restarts),
-        ``evaluation`` (low-noise losses), ``total``.
-    """
-
-    params: dict
-    model: WPPM
-    data: TrialData
-    loss_history: np.ndarray
-    restart_histories: np.ndarray = field(repr=False)
-    restart_losses: np.ndarray
-    best_restart: int
-    init_params: dict = field(repr=False, default=None)
-    seed: int = 0
-    timings: dict = field(repr=False, default_factory=dict)
-
-    def covariance(self, x):
-        """``Sigma(x)`` of the MAP field, shape ``(..., d, d)``."""
-        return self.model.covariance(self.params, x)
-
-    def sqrt_covariance(self, x):
-        """``U(x)`` of the MAP field, shape ``(..., d, d+e)``."""
-        return self.model.sqrt_covariance(self.params, x)
-
-    def p_correct(self, ref, comparison, *, key=0, num_samples=None):
-        """p(correct) of trials under the MAP field (``key`` fixes the noise)."""
-        return self.model.p_correct(
-            self.params, ref, comparison, key=key, num_samples=num_samples
-        )
-
-    def log_likelihood(self, *, key=0, num_samples=None):
-        """Pointwise log-likelihood of the fitted data, shape ``(N,)``."""
-        return self.model.log_likelihood(self.params, self.data, key=key, num_samples=num_samples)
-
-    def weight_draws(self) -> np.ndarray:
-        """``W`` as a single draw, shape ``(1, 1, *weight_shape)`` (chain, draw, ...)."""
-        return np.asarray(self.params["W"])[None, None]
-
-    def to_arviz(self, *, key=0, num_samples=None, grid=None):
-        """ArviZ InferenceData with a one-chain, one-draw posterior.
-
-        Groups: ``posterior`` (``W`` and ``Sigma`` on ``grid``),
-        ``observed_data``, ``constant_data``, ``log_likelihood`` and
-        ``sample_stats`` (final loss).
-        """
-        from .arviz_io import to_inference_data
-
-        loglik = np.asarray(self.log_likelihood(key=key, num_samples=num_samples))
-        return to_inference_data(
-            self.model,
-            self.data,
-            self.weight_draws(),
-            loglik[None, None],
-            sample_stats={"loss": np.array([[self.restart_losses[self.best_restart]]])},
-            grid=grid,
-            attrs={"inference": "map", "steps": int(self.loss_history.shape[0])},
-        )
-
-    def save(self, path) -> None:
-        """Save the fit to a NetCDF file, atomically; reload with :func:`~psyphy_numpyro.load_fit`.
-
-        The file holds the exact ``W``, the model configuration, the data, the
-        loss histories, restart losses, starting point and seed (see
-        :mod:`psyphy_numpyro.persist`).
-
-        Parameters
-        ----------
-        path : str or os.PathLike
-            Target file (conventionally ``*.nc``); replaced if it exists.
-        """
-        from .persist import save_fit
-
-        save_fit(self, path)
 
 
 AUTO_FULL_BATCH = 16384

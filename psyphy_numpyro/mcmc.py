@@ -12,9 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.infer import MCMC, NUTS
 
-from . import oddity
+from .estimators import check_fixed_noise, surrogate_noise
+from .estimators import surrogate_model as surrogate_model_of
+from .fits import MAPFit
 from .inference.objective import bucket_size, pad_trials
-from .map_fit import MAPFit, _check_count, _use_progress, fit_map, resolve_model
+from .map_fit import _check_count, _use_progress, fit_map, resolve_model
 from .model import wppm_model
 from .posterior import MCMCFit
 from .validation import check_params, check_real, seed_from
@@ -22,43 +24,6 @@ from .validation import check_params, check_real, seed_from
 __all__ = ["fit_mcmc", "surrogate_noise"]
 
 _CHAIN_METHODS = ("sequential", "parallel", "vectorized")
-
-
-def check_fixed_noise_estimator(model, caller, reason, samples_name, num_samples):
-    """Reject estimators a deterministic (fixed-noise or table) likelihood cannot use.
-
-    ``"mc"`` has no fixed-noise form here, and ``num_samples = 0`` (the
-    equal-covariance table surrogate) exists only for ``"cv"``. Shared by
-    :func:`fit_mcmc` and :func:`~psyphy_numpyro.laplace.fit_laplace`.
-    """
-    if model.estimator == "mc":
-        raise ValueError(
-            f'{caller} needs estimator "cv" or "reparam" ({reason}), not "mc": '
-            'pass model.replace(estimator="cv")'
-        )
-    if num_samples == 0 and model.estimator != "cv":
-        raise ValueError(
-            f'{samples_name}=0 (the equal-covariance table surrogate) needs estimator="cv"; '
-            f'pass model.replace(estimator="cv") or {samples_name} > 0'
-        )
-
-
-def surrogate_noise(model, num_trials, num_samples, seed):
-    """Fixed quasi-Monte Carlo noise for a deterministic likelihood.
-
-    Returns an array of shape ``(num_trials, 2, d, num_samples)`` (``"cv"`` /
-    ``"reparam"`` estimators); ``num_samples = 0`` gives an empty array, which
-    selects the equal-covariance table surrogate ``f(d')``.
-    """
-    if model.estimator == "mc":
-        raise ValueError('fit_mcmc needs estimator "cv" or "reparam", not "mc"')
-    if num_samples == 0:
-        if model.estimator != "cv":
-            raise ValueError('surrogate_samples=0 (table surrogate) needs estimator="cv"')
-        return jnp.zeros((num_trials, 2, model.input_dim, 0), dtype=jnp.result_type(float))
-    z = oddity.qmc_noise(seed, num_trials, model.estimator, num_samples, model.input_dim,
-                         model.extra_dims)
-    return jnp.asarray(z, dtype=jnp.result_type(float))
 
 
 def fit_mcmc(
@@ -160,7 +125,7 @@ def fit_mcmc(
     init_jitter = check_real("init_jitter", init_jitter, 0.0, lo_closed=True)
     max_tree_depth = _check_count("max_tree_depth", max_tree_depth)
     map_steps = _check_count("map_steps", map_steps)
-    check_fixed_noise_estimator(
+    check_fixed_noise(
         model, "fit_mcmc", "NUTS samples a smooth deterministic surrogate of p(correct)",
         "surrogate_samples", surrogate_samples,
     )
@@ -175,10 +140,10 @@ def fit_mcmc(
     if surrogate_bandwidth is None:
         # fixed draws of "cv" are smooth at the model's bandwidth; "reparam"
         # draws are near-steps there and need a wider one
-        fixed_reparam = surrogate_samples > 0 and model.estimator != "cv"
-        surrogate_bandwidth = 0.1 if fixed_reparam else model.bandwidth
+        rough = surrogate_samples > 0 and not model.estimator_object.smooth_when_fixed
+        surrogate_bandwidth = 0.1 if rough else model.bandwidth
     surrogate_bandwidth = check_real("surrogate_bandwidth", surrogate_bandwidth, 0.0)
-    surrogate_model = model.replace(bandwidth=float(surrogate_bandwidth))
+    surrogate_model = surrogate_model_of(model, surrogate_samples, surrogate_bandwidth)
     noise = surrogate_noise(surrogate_model, bucket_size(len(data)), surrogate_samples, seed)
 
     show = _use_progress(progress)

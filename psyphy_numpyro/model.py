@@ -12,7 +12,8 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from . import field, oddity
+from . import estimators, field
+from . import noise as _noise
 from .validation import as_key, check_int, check_params, check_points, check_real
 
 __all__ = ["WPPM", "wppm_model"]
@@ -45,9 +46,10 @@ class WPPM:
         Monte Carlo samples per trial for p(correct).
     bandwidth : float
         Logistic smoothing of the oddity decision variable.
-    estimator : {"cv", "reparam", "mc"}
-        p(correct) estimator (see :mod:`psyphy_numpyro.oddity`). All three
-        estimate the same expectation; ``"cv"`` is the most accurate per sample.
+    estimator : {"cv", "reparam", "mc", "table"}
+        p(correct) estimator (see :mod:`psyphy_numpyro.estimators`). The first
+        three estimate the same expectation; ``"cv"`` is the most accurate per
+        sample. ``"table"`` is the deterministic equal-covariance surrogate.
 
     Examples
     --------
@@ -77,10 +79,7 @@ class WPPM:
         check_real("decay_rate", self.decay_rate, 0, 1, hi_closed=True)
         _check_pos("diag_term", self.diag_term, allow_zero=True)
         _check_pos("bandwidth", self.bandwidth)
-        if self.estimator not in oddity.ESTIMATORS:
-            raise ValueError(
-                f"estimator must be one of {oddity.ESTIMATORS}, got {self.estimator!r}"
-            )
+        estimators.get(self.estimator)  # a clear error for an unknown name
 
     # -- shapes and prior ----------------------------------------------------
     @property
@@ -121,22 +120,21 @@ class WPPM:
         key = as_key(key)
         return {"W": jnp.asarray(self.prior_std()) * jax.random.normal(key, self.weight_shape)}
 
+    @property
+    def estimator_object(self) -> estimators.Estimator:
+        """The :mod:`~psyphy_numpyro.estimators` object named by ``estimator``."""
+        return estimators.get(self.estimator)
+
     def noise_shape(self, num_samples: int | None = None) -> tuple[int, ...]:
         """Per-trial shape of the standard-normal noise the estimator consumes."""
-        return oddity.noise_shape(
-            self.estimator, self._samples(num_samples), self.input_dim, self.extra_dims
-        )
+        return self.estimator_object.noise_shape(
+            self._samples(num_samples), self.input_dim, self.extra_dims)
 
     def draw_noise(self, key, num_trials: int, num_samples: int | None = None):
         """IID noise for ``num_trials`` trials, shape ``(num_trials,) + noise_shape``."""
-        return oddity.draw_noise(
-            as_key(key),
-            (num_trials,),
-            self.estimator,
-            self._samples(num_samples),
-            self.input_dim,
-            self.extra_dims,
-        )
+        return self.estimator_object.draw_noise(
+            as_key(key), (num_trials,), self._samples(num_samples), self.input_dim,
+            self.extra_dims)
 
     def _samples(self, num_samples) -> int:
         """``num_samples`` checked (>= 1), or the configured count when ``None``."""
@@ -147,16 +145,23 @@ class WPPM:
     def fresh_noise(self, key, batch_shape, num_samples: int | None = None, dtype=None):
         """Fresh estimator noise in the fastest form the estimator accepts.
 
-        For ``"cv"``/``"reparam"`` this is :class:`~psyphy_numpyro.oddity.SharedNoise`
+        For ``"cv"``/``"reparam"`` this is :class:`~psyphy_numpyro.noise.SharedNoise`
         (per-trial noise never materialised; equal to :meth:`draw_noise` after
         ``.materialize()``), for ``"mc"`` an array. What fits use internally.
         """
-        num_samples = self._samples(num_samples)
-        if self.estimator == "mc":
-            return oddity.draw_noise(
-                key, batch_shape, "mc", num_samples, self.input_dim, self.extra_dims, dtype
-            )
-        return oddity.draw_shared_noise(key, batch_shape, num_samples, self.input_dim, dtype)
+        return self.estimator_object.fresh_noise(
+            key, batch_shape, self._samples(num_samples), self.input_dim, self.extra_dims,
+            dtype)
+
+    def fixed_noise(self, seed: int, num_trials: int, num_samples: int | None = None,
+                    dtype=None):
+        """Quasi-random noise fixed by ``seed`` for a deterministic likelihood.
+
+        Raises ``ValueError`` for an estimator without a fixed-noise form (``"mc"``).
+        """
+        return self.estimator_object.fixed_noise(
+            seed, num_trials, self._samples(num_samples), self.input_dim, self.extra_dims,
+            dtype)
 
     # -- read-outs (validated) ----------------------------------------------
     def sqrt_covariance(self, params, x) -> jnp.ndarray:
@@ -231,23 +236,7 @@ class WPPM:
     # -- unvalidated, jittable core -----------------------------------------
     def p_correct_from_weights(self, W, ref, comparison, noise):
         """Jittable p(correct) given ``W`` and explicit noise (no input checks)."""
-        if self.estimator == "mc":
-            U_r = field.sqrt_field(W, ref)
-            U_c = field.sqrt_field(W, comparison)
-            return oddity.p_correct_mc(
-                U_r, U_c, ref, comparison, noise, self.diag_term, self.bandwidth
-            )
-        Sigma_r = field.covariance_field(W, ref, self.diag_term)
-        Sigma_c = field.covariance_field(W, comparison, self.diag_term)
-        return oddity.p_correct_from_cov(
-            Sigma_r,
-            Sigma_c,
-            ref,
-            comparison,
-            noise,
-            self.bandwidth,
-            control_variate=self.estimator == "cv",
-        )
+        return self.estimator_object.p_correct(self, W, ref, comparison, noise)
 
     def log_likelihood_from_weights(self, W, stimuli, responses, noise):
         """Pointwise Bernoulli log-likelihood (jittable), shape ``(N,)``."""
@@ -295,8 +284,8 @@ def _has_seed_handler() -> bool:
 
 def _take_trials(noise, idx):
     """Noise of the trials ``idx`` (arrays and factored SharedNoise alike)."""
-    if isinstance(noise, oddity.SharedNoise):
-        return oddity.SharedNoise(noise.z, noise.Q[idx])
+    if isinstance(noise, _noise.SharedNoise):
+        return _noise.SharedNoise(noise.z, noise.Q[idx])
     return noise[idx]
 
 

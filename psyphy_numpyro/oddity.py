@@ -45,157 +45,26 @@ All functions are pure and jittable; the noise is always an explicit argument.
 from __future__ import annotations
 
 from functools import lru_cache, partial
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import jax.scipy.special as jsp
 import numpy as np
 
+from .noise import SharedNoise
+
 __all__ = [
-    "ESTIMATORS",
     "P_EPS",
-    "noise_shape",
-    "SharedNoise",
-    "draw_shared_noise",
-    "draw_noise",
-    "random_orthogonal",
-    "qmc_noise",
     "equal_cov_table",
+    "p_correct_table",
     "p_correct_from_cov",
     "p_correct_mc",
 ]
 
-ESTIMATORS = ("cv", "reparam", "mc")
 P_EPS = 1e-6
 _TABLE_MAX_DPRIME = 12.0
 _TABLE_POINTS = 481
 _TABLE_LOG2_SAMPLES = 16
-
-
-def noise_shape(estimator: str, num_samples: int, input_dim: int, extra_dims: int):
-    """Per-trial shape of the standard-normal noise an estimator consumes.
-
-    Samples are on the last axis (contiguous), which lets the per-sample
-    arithmetic vectorise: ``(2, d, M)`` for ``"cv"``/``"reparam"`` and
-    ``(3, 2d + e, M)`` for ``"mc"``.
-    """
-    if estimator == "mc":
-        return (3, 2 * input_dim + extra_dims, num_samples)
-    return (2, input_dim, num_samples)
-
-
-class SharedNoise(NamedTuple):
-    """Noise of the 4-normal estimators in factored form (a JAX pytree).
-
-    Every trial's standard normals are ``Q[..., k] @ z[k]`` (``k = 0`` drives
-    ``a``, ``k = 1`` drives ``b``): one block ``z`` shared by all trials and a
-    random orthogonal map per trial and block. :func:`p_correct_from_cov`
-    folds ``Q`` into the trial's small matrices, so the per-trial noise
-    ``(..., 2, d, M)`` is never formed and the per-sample work becomes a few
-    small matrix products plus one elementwise function per sample.
-
-    Attributes
-    ----------
-    z : array (2, d, M)
-        Shared standard normals, samples on the last axis.
-    Q : array (..., 2, d, d)
-        Orthogonal maps, one per trial and block.
-    """
-
-    z: jnp.ndarray
-    Q: jnp.ndarray
-
-    @property
-    def num_samples(self) -> int:
-        return self.z.shape[-1]
-
-    def materialize(self):
-        """The per-trial noise ``Q z`` as one array ``(..., 2, d, M)``."""
-        return jnp.einsum("...kij,kjm->...kim", self.Q, self.z)
-
-
-def draw_shared_noise(key, batch_shape, num_samples, input_dim, dtype=None) -> SharedNoise:
-    """Fresh noise for ``"cv"``/``"reparam"`` in factored form.
-
-    One block of ``2 x num_samples`` independent ``d``-vectors is drawn and
-    each trial gets it through its own Haar-random orthogonal maps. A fixed
-    orthogonal map of iid ``N(0, I)`` vectors is again iid ``N(0, I)``, so each
-    trial's noise has exactly the iid distribution (its estimate is unbiased
-    with the iid variance), while the random maps decorrelate trials.
-    ``draw_shared_noise(key, ...).materialize()`` equals
-    ``draw_noise(key, ..., "cv", ...)``.
-    """
-    dtype = dtype or jnp.result_type(float)
-    k_z, k_q = jax.random.split(key)
-    z = jax.random.normal(k_z, (2, input_dim, num_samples), dtype=dtype)
-    Q = random_orthogonal(k_q, tuple(batch_shape) + (2,), input_dim, dtype)
-    return SharedNoise(z, Q)
-
-
-def draw_noise(key, batch_shape, estimator, num_samples, input_dim, extra_dims, dtype=None):
-    """Fresh standard normals of shape ``batch_shape + noise_shape(...)``.
-
-    For ``"mc"`` every number is drawn independently. For the 4-normal
-    estimators (``"cv"``, ``"reparam"``) this is
-    ``draw_shared_noise(...).materialize()``: exactly iid normals per trial,
-    drawn several times more cheaply than ``N x num_samples x 2d`` normals.
-    """
-    dtype = dtype or jnp.result_type(float)
-    batch_shape = tuple(batch_shape)
-    if estimator == "mc":
-        shape = batch_shape + noise_shape(estimator, num_samples, input_dim, extra_dims)
-        return jax.random.normal(key, shape, dtype=dtype)
-    return draw_shared_noise(key, batch_shape, num_samples, input_dim, dtype).materialize()
-
-
-def random_orthogonal(key, batch_shape, d, dtype=None):
-    """Haar-distributed orthogonal ``d x d`` matrices (d <= 3), shape ``batch + (d, d)``."""
-    dtype = dtype or jnp.result_type(float)
-    batch_shape = tuple(batch_shape)
-    k_r, k_s = jax.random.split(key)
-    sign = jnp.where(jax.random.bernoulli(k_s, 0.5, batch_shape), 1.0, -1.0).astype(dtype)
-    if d == 1:
-        return sign[..., None, None]
-    if d == 2:
-        t = jax.random.uniform(k_r, batch_shape, dtype, 0.0, 2 * jnp.pi)
-        c, s = jnp.cos(t), jnp.sin(t)
-        return jnp.stack([jnp.stack([c, -sign * s], -1), jnp.stack([s, sign * c], -1)], -2)
-    # d == 3: a uniform unit quaternion gives a Haar rotation; the sign adds reflections
-    q = jax.random.normal(k_r, batch_shape + (4,), dtype)
-    w, x, y, z = jnp.moveaxis(q / jnp.linalg.norm(q, axis=-1, keepdims=True), -1, 0)
-    R = jnp.stack(
-        [
-            jnp.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-            jnp.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-            jnp.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        -2,
-    )
-    return R * sign[..., None, None]
-
-
-def qmc_noise(seed, num_trials, estimator, num_samples, input_dim, extra_dims):
-    """Randomised quasi-Monte Carlo normals, fixed by ``seed`` (numpy array).
-
-    One scrambled Sobol point set is shifted per trial modulo 1
-    (Cranley-Patterson rotation) and mapped through the normal quantile, so
-    every point is exactly N(0, I) while each trial keeps a low-discrepancy
-    set. Used for deterministic surrogate likelihoods (NUTS, read-outs).
-    """
-    from scipy.special import ndtri
-    from scipy.stats import qmc
-
-    shape = noise_shape(estimator, num_samples, input_dim, extra_dims)
-    dim = int(np.prod(shape[:-1]))
-    if num_samples == 0:
-        return np.zeros((num_trials,) + shape)
-    rng = np.random.default_rng(seed)
-    pts = qmc.Sobol(dim, scramble=True, seed=rng).random(num_samples)  # (M, dim)
-    shift = rng.random((num_trials, dim, 1))
-    u = np.mod(pts.T[None] + shift, 1.0)
-    u = np.clip(u, 1e-12, 1 - 1e-12)
-    return ndtri(u).reshape((num_trials,) + shape)
 
 
 # ---------------------------------------------------------------------------
@@ -440,6 +309,28 @@ def equal_cov_table(input_dim: int, bandwidth: float):
 # ---------------------------------------------------------------------------
 # estimators
 # ---------------------------------------------------------------------------
+def _whiten(Sigma_r, Sigma_c, ref, comparison):
+    """Cholesky ``L`` of the pooled metric, whitened mean ``mu`` and ``q = |mu|^2``."""
+    L = _cholesky((2.0 / 3.0) * Sigma_r + (1.0 / 3.0) * Sigma_c)
+    mu = _solve_lower(L, (comparison - ref)[..., :, None])[..., 0]
+    return L, mu, jnp.sum(mu * mu, -1)
+
+
+def _table_f(q, d, bandwidth):
+    q_grid, f_grid = equal_cov_table(d, float(bandwidth))
+    return jnp.interp(q, jnp.asarray(q_grid, q.dtype), jnp.asarray(f_grid, q.dtype))
+
+
+def p_correct_table(Sigma_r, Sigma_c, ref, comparison, bandwidth, *, eps=P_EPS):
+    """The deterministic equal-covariance surrogate ``f(d')`` (estimator ``"table"``).
+
+    Exact when ``Sigma_r == Sigma_c``; ``d'`` is the Mahalanobis distance of
+    ``comparison - ref`` in the pooled metric. No noise, smooth in the field.
+    """
+    _, _, q = _whiten(Sigma_r, Sigma_c, ref, comparison)
+    return jnp.clip(_table_f(q, Sigma_r.shape[-1], bandwidth), eps, 1.0 - eps)
+
+
 def p_correct_from_cov(
     Sigma_r,
     Sigma_c,
@@ -461,9 +352,9 @@ def p_correct_from_cov(
     noise : array (..., 2, d, M) or SharedNoise
         Standard normals (``[..., 0, :, :]`` drives ``a``, ``[..., 1, :, :]``
         drives ``b``; samples on the last axis), or the same in factored form
-        (:class:`SharedNoise`, what fits draw: much faster, same values).
-        With ``M = 0`` the result is the deterministic equal-covariance
-        surrogate ``f(d')`` (exact when ``Sigma_r == Sigma_c``).
+        (:class:`~psyphy_numpyro.noise.SharedNoise`, what fits draw: much
+        faster, same values). With ``M = 0`` the result is
+        :func:`p_correct_table`.
     bandwidth : float
         Logistic smoothing of the decision variable.
     control_variate : bool
@@ -478,58 +369,65 @@ def p_correct_from_cov(
     -------
     array (...,)
     """
-    d = Sigma_r.shape[-1]
-    S = (2.0 / 3.0) * Sigma_r + (1.0 / 3.0) * Sigma_c
-    L = _cholesky(S)
-    mu = _solve_lower(L, (comparison - ref)[..., :, None])[..., 0]
-    q = jnp.sum(mu * mu, -1)
     num_samples = noise.num_samples if isinstance(noise, SharedNoise) else noise.shape[-1]
-    if control_variate or num_samples == 0:
-        q_grid, f_grid = equal_cov_table(d, float(bandwidth))
-        f = jnp.interp(q, jnp.asarray(q_grid, q.dtype), jnp.asarray(f_grid, q.dtype))
     if num_samples == 0:
-        # zero samples: the deterministic equal-covariance surrogate f(d')
-        return jnp.clip(f, eps, 1.0 - eps)
+        return p_correct_table(Sigma_r, Sigma_c, ref, comparison, bandwidth, eps=eps)
+    L, mu, q = _whiten(Sigma_r, Sigma_c, ref, comparison)
     Ra = _solve_lower(L, _cholesky(2.0 * Sigma_r))
     Rb = _solve_lower(L, _cholesky(Sigma_c + 0.5 * Sigma_r))
-    if isinstance(noise, SharedNoise):
-        # delta is a quadratic form in the shared normals: fold the per-trial
-        # maps Q into the coefficients, then small matrix products give every
-        # trial's decision terms for all samples.
-        z = noise.z
-        if control_variate:
-            # radial integration: features of the direction v = z_a / |z_a|
-            # (|Q z_a| = |z_a|, so the logistic variate is shared by all trials)
-            v, t = _radial_split(z[0], jnp, jsp)
-            z = jnp.stack([v, z[1]])
-        phi_q, phi_x = _shared_features(z)
-        Q1, Q2 = noise.Q[..., 0, :, :], noise.Q[..., 1, :, :]
-        batch = q.shape
-        cq, cx = _feature_coeffs(Ra @ Q1, Rb @ Q2, mu)
-        coeffs = [cq.reshape(-1, cq.shape[-1]), cx.reshape(-1, cx.shape[-1]), q.reshape(-1)]
-        if not control_variate:
+    form = _p_shared if isinstance(noise, SharedNoise) else _p_dense
+    if not control_variate:
+        return jnp.clip(form(Ra, Rb, mu, q, noise, bandwidth, False), eps, 1.0 - eps)
+    p_rad, p_eq = form(Ra, Rb, mu, q, noise, bandwidth, True)
+    f = _table_f(q, Sigma_r.shape[-1], bandwidth)
+    return _combine_cv(f + p_rad - p_eq, p_rad, eps)
 
-            def block(cq, cx, c0):
-                return _mean_sigmoid_shared(cq, cx, c0, phi_q, phi_x, bandwidth)
 
-            p = _chunked_over_trials(block, coeffs, num_samples).reshape(batch)
-            return jnp.clip(p, eps, 1.0 - eps)
-        y = bandwidth * t
-        cq_eq, cx_eq = _feature_coeffs(np.sqrt(2.0) * Q1, np.sqrt(1.5) * Q2, mu)
-        coeffs += [cq_eq.reshape(-1, cq.shape[-1]), cx_eq.reshape(-1, cx.shape[-1])]
+def _p_shared(Ra, Rb, mu, q, noise, bandwidth, radial):
+    """Factored noise: ``delta`` is a quadratic form in the shared normals, so the
+    per-trial maps ``Q`` are folded into the coefficients and small matrix
+    products give every trial's decision terms for all samples.
 
-        def block(cq, cx, c0, cq_eq, cx_eq):
-            p = _mean_radial_shared(cq, cx, c0, phi_q, phi_x, y, d)
-            return p, _mean_radial_shared(cq_eq, cx_eq, c0, phi_q, phi_x, y, d, m=1.5)
+    Returns the mean sigmoid (``radial=False``) or the radially integrated
+    mean and its equal-covariance twin (``radial=True``).
+    """
+    d, num_samples = mu.shape[-1], noise.num_samples
+    z = noise.z
+    if radial:
+        # features of the direction v = z_a / |z_a| (|Q z_a| = |z_a|, so the
+        # logistic variate is shared by all trials)
+        v, t = _radial_split(z[0], jnp, jsp)
+        z = jnp.stack([v, z[1]])
+    phi_q, phi_x = _shared_features(z)
+    Q1, Q2 = noise.Q[..., 0, :, :], noise.Q[..., 1, :, :]
+    batch = q.shape
+    cq, cx = _feature_coeffs(Ra @ Q1, Rb @ Q2, mu)
+    coeffs = [cq.reshape(-1, cq.shape[-1]), cx.reshape(-1, cx.shape[-1]), q.reshape(-1)]
+    if not radial:
 
-        p_rad, p_eq = _chunked_over_trials(block, coeffs, num_samples)
-        p_rad, p_eq = p_rad.reshape(batch), p_eq.reshape(batch)
-        return _combine_cv(f + p_rad - p_eq, p_rad, eps)
+        def block(cq, cx, c0):
+            return _mean_sigmoid_shared(cq, cx, c0, phi_q, phi_x, bandwidth)
+
+        return _chunked_over_trials(block, coeffs, num_samples).reshape(batch)
+    y = bandwidth * t
+    cq_eq, cx_eq = _feature_coeffs(np.sqrt(2.0) * Q1, np.sqrt(1.5) * Q2, mu)
+    coeffs += [cq_eq.reshape(-1, cq.shape[-1]), cx_eq.reshape(-1, cx.shape[-1])]
+
+    def block(cq, cx, c0, cq_eq, cx_eq):
+        p = _mean_radial_shared(cq, cx, c0, phi_q, phi_x, y, d)
+        return p, _mean_radial_shared(cq_eq, cx_eq, c0, phi_q, phi_x, y, d, m=1.5)
+
+    p_rad, p_eq = _chunked_over_trials(block, coeffs, num_samples)
+    return p_rad.reshape(batch), p_eq.reshape(batch)
+
+
+def _p_dense(Ra, Rb, mu, q, noise, bandwidth, radial):
+    """Per-trial noise arrays ``(..., 2, d, M)``: the same estimates as :func:`_p_shared`."""
+    d = mu.shape[-1]
     n1, n2 = noise[..., 0, :, :], noise[..., 1, :, :]
     b = [mu[..., i, None] + w for i, w in enumerate(_matvec(Rb, n2))]
-    if not control_variate:
-        s = jax.nn.sigmoid(_oddity_delta(_matvec(Ra, n1), b) / bandwidth)
-        return jnp.clip(jnp.mean(s, -1), eps, 1.0 - eps)
+    if not radial:
+        return jnp.mean(jax.nn.sigmoid(_oddity_delta(_matvec(Ra, n1), b) / bandwidth), -1)
     v, t = _radial_split(n1, jnp, jsp)
     y = bandwidth * t
     av = _matvec(Ra, v)
@@ -537,8 +435,7 @@ def p_correct_from_cov(
     b_eq = [mu[..., i, None] + np.sqrt(1.5) * n2[..., i, :] for i in range(d)]
     k_eq = np.sqrt(2.0) * jnp.abs(_dot([v[..., i, :] for i in range(d)], b_eq))
     p_eq = _radial_p_jax(_dot(b_eq, b_eq), k_eq, jnp.full_like(k_eq, 1.5), y, d)
-    p_rad, p_eq = jnp.mean(p_rad, -1), jnp.mean(p_eq, -1)
-    return _combine_cv(f + p_rad - p_eq, p_rad, eps)
+    return jnp.mean(p_rad, -1), jnp.mean(p_eq, -1)
 
 
 def _combine_cv(p_cv, p_fallback, eps):

@@ -1,161 +1,24 @@
-"""Fits represented by posterior draws of ``W`` (NUTS and Laplace)."""
+"""Draw-based fits from NUTS (:class:`MCMCFit`) and the Laplace approximation (:class:`LaplaceFit`).
+
+Both are :class:`~psyphy_numpyro.fits.PosteriorFit` s: every read-out comes
+from :class:`~psyphy_numpyro.fits.Fit`; these classes add what their method
+knows (sampler statistics, the Gaussian's mean and covariance, the MAP fit
+they started from) and the hooks that save and restore it.
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from functools import partial
+from typing import ClassVar
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from .data import TrialData
-from .model import WPPM
-from .validation import as_key, check_int, check_points
+from . import fitfile
+from .arviz_io import weight_dims
+from .fits import MAPFit, PosteriorFit
 
 __all__ = ["PosteriorFit", "MCMCFit", "LaplaceFit"]
-
-
-@dataclass
-class PosteriorFit:
-    """Common interface of draw-based fits.
-
-    Attributes
-    ----------
-    model : WPPM
-    data : TrialData
-    draws : numpy array (chains, draws_per_chain, *weight_shape)
-        Posterior draws of ``W`` grouped by chain.
-    """
-
-    model: WPPM
-    data: TrialData
-    draws: np.ndarray = field(repr=False)
-
-    @property
-    def samples(self) -> dict:
-        """``{"W": array (num_draws, *weight_shape)}`` with chains concatenated."""
-        return {"W": self.draws.reshape((-1,) + self.draws.shape[2:])}
-
-    @property
-    def num_draws(self) -> int:
-        return int(self.draws.shape[0] * self.draws.shape[1])
-
-    def weight_draws(self) -> np.ndarray:
-        """Draws of ``W`` grouped by chain, ``(chains, draws, *weight_shape)``."""
-        return self.draws
-
-    def covariance(self, x) -> jnp.ndarray:
-        """``Sigma(x)`` per draw, shape ``(num_draws, ..., d, d)``."""
-        x = check_points(x, self.model.input_dim, "x")
-        W = jnp.asarray(self.samples["W"])
-        return _cov_draws(W, x, self.model.diag_term)
-
-    def p_correct(self, ref, comparison, *, key=0, num_samples=None):
-        """p(correct) per draw, shape ``(num_draws, ...)``.
-
-        The same estimator noise (fixed by ``key``) is used for every draw, so
-        differences between draws reflect the posterior, not Monte Carlo noise.
-        """
-        m = self.model
-        ref = check_points(ref, m.input_dim, "ref")
-        comparison = check_points(comparison, m.input_dim, "comparison")
-        if num_samples is not None:
-            check_int("num_samples", num_samples, 1)
-        ref, comparison = jnp.broadcast_arrays(ref, comparison)
-        noise = m.fresh_noise(as_key(key), ref.shape[:-1], num_samples)
-        W = jnp.asarray(self.samples["W"])
-        return _p_correct_draws(m, W, ref, comparison, noise)
-
-    def log_likelihood(self, *, key=0, num_samples=None) -> np.ndarray:
-        """Pointwise log-likelihood per draw, ``(chains, draws, N)`` (fixed noise)."""
-        W = self.samples["W"]
-        out = np.stack(
-            [
-                np.asarray(
-                    self.model.log_likelihood({"W": w}, self.data, key=key, num_samples=num_samples)
-                )
-                for w in W
-            ]
-        )
-        return out.reshape(self.draws.shape[:2] + (len(self.data),))
-
-    def _sample_stats(self):
-        return None
-
-    def _attrs(self):
-        return {}
-
-    def posterior_predictive(self, *, key=0, num_samples=None) -> np.ndarray:
-        """Replicated responses of the observed trials, ``(chains, draws, N)`` of 0/1."""
-        k_p, k_y = jax.random.split(as_key(key))
-        p = self.p_correct(self.data.ref, self.data.comparison, key=k_p, num_samples=num_samples)
-        y = jax.random.bernoulli(k_y, p)
-        return np.asarray(y, dtype=np.int8).reshape(self.draws.shape[:2] + (len(self.data),))
-
-    def to_arviz(
-        self, *, key=0, num_samples=None, grid=None, log_likelihood=True,
-        posterior_predictive=False,
-    ):
-        """ArviZ InferenceData.
-
-        Groups: ``posterior`` (``W`` and the identifiable ``Sigma`` on
-        ``grid``), ``sample_stats``, ``log_likelihood`` (pointwise ``y``, for
-        ``az.loo``/``az.waic``; skip with ``log_likelihood=False``),
-        ``observed_data``, ``constant_data`` and, on request,
-        ``posterior_predictive``. ``key`` fixes the estimator noise.
-        """
-        from .arviz_io import to_inference_data
-
-        ll = self.log_likelihood(key=key, num_samples=num_samples) if log_likelihood else None
-        pp = self.posterior_predictive(key=key) if posterior_predictive else None
-        return to_inference_data(
-            self.model,
-            self.data,
-            self.draws,
-            ll,
-            sample_stats=self._sample_stats(),
-            grid=grid,
-            attrs=self._attrs(),
-            posterior_predictive=pp,
-        )
-
-    def save(self, path, *, log_likelihood: bool = True) -> None:
-        """Save the fit to a NetCDF file, atomically; reload with :func:`~psyphy_numpyro.load_fit`.
-
-        Parameters
-        ----------
-        path : str or os.PathLike
-            Target file (conventionally ``*.nc``); replaced if it exists.
-        log_likelihood : bool
-            Also store the pointwise log-likelihood (one evaluation per draw);
-            not needed to restore the fit.
-
-        See Also
-        --------
-        psyphy_numpyro.persist.save_fit : the file layout.
-        """
-        from .persist import save_fit
-
-        save_fit(self, path, log_likelihood=log_likelihood)
-
-    def summary(self, *, var_names=("Sigma",), grid=None, **kwargs):
-        """ArviZ summary table of identifiable quantities (``Sigma`` on a grid).
-
-        ``W`` is identified only up to rotation, so its r_hat means little; the
-        default reports ``Sigma`` at the grid points of :meth:`to_arviz`.
-        """
-        import arviz as az
-
-        idata = self.to_arviz(grid=grid, log_likelihood=False)
-        return az.summary(idata, var_names=list(var_names), **kwargs)
-
-
-@jax.jit
-def _cov_draws(W, x, diag_term):
-    from .field import covariance_field
-
-    return jax.vmap(lambda w: covariance_field(w, x, diag_term))(W)
 
 
 @dataclass
@@ -179,6 +42,8 @@ class MCMCFit(PosteriorFit):
         ...) used when ``mcmc`` is ``None`` (a fit loaded from a file);
         otherwise they are read from ``mcmc``.
     """
+
+    kind: ClassVar[str] = "mcmc"
 
     mcmc: object = field(default=None, repr=False)
     surrogate: dict = field(default_factory=dict)
@@ -217,6 +82,32 @@ class MCMCFit(PosteriorFit):
             return int(np.asarray(stats["diverging"]).sum())
         return int(np.asarray(self.mcmc.get_extra_fields()["diverging"]).sum())
 
+    def describe(self):
+        lines = super().describe()
+        if self.sample_stats is not None or self.mcmc is not None:
+            lines.append(f"divergences: {self.divergences}")
+        if self.surrogate:
+            items = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                              for k, v in sorted(self.surrogate.items()))
+            lines.append(f"surrogate likelihood: {items}")
+        return lines
+
+    def _save_extras(self, out, attrs):
+        attrs["mcmc_surrogate"] = fitfile.to_json(dict(self.surrogate or {}))
+        if self.init_fit is not None:
+            self.init_fit.save_nested("init_", self, out, attrs)
+
+    @classmethod
+    def _restore(cls, src):
+        stats = None
+        if "sample_stats" in set(src.idata.groups()):
+            stats = {k: v.values for k, v in src.idata.sample_stats.data_vars.items()}
+        return cls(
+            model=src.model, data=src.data, draws=src.draws, mcmc=None,
+            surrogate=json.loads(src.extra.attrs.get("mcmc_surrogate", "{}")),
+            init_fit=MAPFit.restore_nested(src, "init_"), sample_stats=stats,
+        )
+
 
 @dataclass
 class LaplaceFit(PosteriorFit):
@@ -236,7 +127,9 @@ class LaplaceFit(PosteriorFit):
         ``"fisher"`` or ``"hessian"``.
     """
 
-    map_fit: object = field(default=None, repr=False)
+    kind: ClassVar[str] = "laplace"
+
+    map_fit: MAPFit | None = field(default=None, repr=False)
     mean: np.ndarray = field(default=None, repr=False)
     cov: np.ndarray = field(default=None, repr=False)
     num_floored: int = 0
@@ -249,8 +142,33 @@ class LaplaceFit(PosteriorFit):
             "curvature": self.curvature,
         }
 
+    def describe(self):
+        lines = super().describe()
+        lines.append(f"laplace: {self.curvature} curvature, {self.num_floored} eigenvalues floored")
+        if self.map_fit is not None:
+            loss = self.map_fit.final_loss
+            lines.append(f"MAP final loss: {loss:.6g} ({loss / len(self.data):.6g} per trial)")
+        return lines
 
-@partial(jax.jit, static_argnums=0)
-def _p_correct_draws(model, W, ref, comparison, noise):
-    """p(correct) for every draw of ``W`` (compiled once per model and shapes)."""
-    return jax.lax.map(lambda w: model.p_correct_from_weights(w, ref, comparison, noise), W)
+    def _save_extras(self, out, attrs):
+        dims = weight_dims(self.model.input_dim)
+        if self.mean is not None:
+            out["laplace_mean"] = ([f"laplace_{d}" for d in dims], np.asarray(self.mean))
+        if self.cov is not None:
+            out["laplace_cov"] = (["weight", "weight_"], np.asarray(self.cov))
+        attrs["laplace_num_floored"] = int(self.num_floored)
+        attrs["laplace_curvature"] = str(self.curvature)
+        if self.map_fit is not None:
+            self.map_fit.save_nested("map_", self, out, attrs)
+
+    @classmethod
+    def _restore(cls, src):
+        attrs = src.extra.attrs
+        return cls(
+            model=src.model, data=src.data, draws=src.draws,
+            map_fit=MAPFit.restore_nested(src, "map_"),
+            mean=fitfile.value(src.extra, "laplace_mean"),
+            cov=fitfile.value(src.extra, "laplace_cov"),
+            num_floored=int(attrs.get("laplace_num_floored", 0)),
+            curvature=str(attrs.get("laplace_curvature", "fisher")),
+        )

@@ -28,12 +28,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .fits import Fit, MAPFit
 from .validation import (
     DOMAIN_TOL,
     as_key,
     check_array,
     check_int,
-    check_params,
     check_points,
     check_real,
 )
@@ -58,43 +58,18 @@ DEFAULT_READOUT_SAMPLES = 1024
 # helpers
 # ---------------------------------------------------------------------------
 def _fit_weights(fit):
-    """``(model, W, is_draws)``: weights of a MAP fit or the draws of a posterior fit.
+    """``(model, W, point)``: the draws of ``W`` of any fit, ``(num_draws, *weight_shape)``.
 
-    A ``(model, params)`` pair (e.g. a ground-truth field) is read like a MAP fit.
+    A ``(model, params)`` pair (e.g. a ground-truth field) is read as a point fit.
     """
     if isinstance(fit, tuple) and len(fit) == 2:
-        model, params = fit
-        return _fit_weights(_Params(model, params))
-    model = getattr(fit, "model", None)
-    if model is None or not hasattr(model, "p_correct_from_weights"):
+        fit = MAPFit.from_params(*fit)
+    if not isinstance(fit, Fit):
         raise TypeError(
-            "fit must be a MAPFit or a draw-based fit (MCMCFit, LaplaceFit), "
-            f"got {type(fit).__name__}"
+            "fit must be a fit (MAPFit, MCMCFit, LaplaceFit, PosteriorFit) or a "
+            f"(WPPM, params) pair, got {type(fit).__name__}"
         )
-    if hasattr(fit, "draws") and hasattr(fit, "samples"):
-        W = np.asarray(fit.samples["W"])
-        if W.ndim != len(model.weight_shape) + 1 or W.shape[1:] != model.weight_shape:
-            raise ValueError(
-                f"posterior draws of W have shape {W.shape}, expected "
-                f"(num_draws,) + {model.weight_shape}"
-            )
-        if W.shape[0] == 0:
-            raise ValueError("the fit has no posterior draws of W")
-        check_array("posterior draws of W", W)
-        return model, jnp.asarray(W), True
-    params = getattr(fit, "params", None)
-    if not isinstance(params, dict) or "W" not in params:
-        raise TypeError(
-            "fit must be a MAPFit (with params['W']) or a draw-based fit "
-            f"(MCMCFit, LaplaceFit), got {type(fit).__name__}"
-        )
-    return model, check_params(params, model.weight_shape), False
-
-
-@dataclass(frozen=True)
-class _Params:
-    model: object
-    params: dict
+    return fit.model, fit.weights(), fit.point
 
 
 def _num_samples(model, num_samples):
@@ -159,14 +134,11 @@ def ray_extent(refs, directions):
 # psychometric functions
 # ---------------------------------------------------------------------------
 @partial(jax.jit, static_argnums=0)
-def _curve(model, W, ref, comp, noise):
+def _curves(model, Ws, ref, comp, noise):
+    """p(correct) at every point of ``comp`` for every draw (one shared noise block)."""
     noise = jnp.broadcast_to(noise, comp.shape[:-1] + noise.shape)
-    return model.p_correct_from_weights(W, jnp.broadcast_to(ref, comp.shape), comp, noise)
-
-
-@partial(jax.jit, static_argnums=0)
-def _curve_draws(model, Ws, ref, comp, noise):
-    return jax.lax.map(lambda w: _curve(model, w, ref, comp, noise), Ws)
+    ref = jnp.broadcast_to(ref, comp.shape)
+    return jax.lax.map(lambda w: model.p_correct_from_weights(w, ref, comp, noise), Ws)
 
 
 def psychometric(fit, ref, direction, distances, *, key=0, num_samples=None):
@@ -197,7 +169,7 @@ def psychometric(fit, ref, direction, distances, *, key=0, num_samples=None):
     ValueError
         Bad shapes, a zero direction, or a point of the ray outside ``[-1, 1]^d``.
     """
-    model, W, is_draws = _fit_weights(fit)
+    model, W, point = _fit_weights(fit)
     d = model.input_dim
     ref = np.asarray(check_points(ref, d, "ref"), dtype=float)
     if ref.shape != (d,):
@@ -227,9 +199,8 @@ def psychometric(fit, ref, direction, distances, *, key=0, num_samples=None):
     noise = _fixed_noise(model, key, num_samples)
     comp = jnp.asarray(np.clip(pts, -1.0, 1.0), W.dtype)
     ref_j = jnp.asarray(ref, W.dtype)
-    if is_draws:
-        return np.asarray(_curve_draws(model, W, ref_j, comp, noise))
-    return np.asarray(_curve(model, W, ref_j, comp, noise))
+    out = np.asarray(_curves(model, W, ref_j, comp, noise))
+    return out[0] if point else out
 
 
 # ---------------------------------------------------------------------------
@@ -279,11 +250,6 @@ def _bisect(model, W, origin, u, t_max, noise, target, num_iter):
     frac = jnp.clip((target - p_lo) / jnp.maximum(p_hi - p_lo, 1e-30), 0.0, 1.0)
     t = lo + frac * (hi - lo)
     return jnp.where(valid, t, jnp.nan)
-
-
-@partial(jax.jit, static_argnums=(0, 7))
-def _lengths_map(model, W, origin, u, t_max, noise, target, num_iter):
-    return _bisect(model, W, origin, u, t_max, noise, target, num_iter)
 
 
 @partial(jax.jit, static_argnums=(0, 7))
@@ -483,7 +449,7 @@ def thresholds(
         References outside the domain, wrong shapes, or a bad ``target``,
         ``tol``, ``max_distance`` or ``level``.
     """
-    model, W, is_draws = _fit_weights(fit)
+    model, W, point = _fit_weights(fit)
     d = model.input_dim
     refs = np.asarray(check_points(refs, d, "refs"), dtype=float)
     if refs.ndim == 1:
@@ -511,7 +477,7 @@ def thresholds(
         num_draws = check_int("num_draws", num_draws, 1)
     num_samples = _num_samples(model, num_samples)
     key = as_key(key)
-    if is_draws and num_draws is not None:
+    if num_draws is not None:
         if num_draws < W.shape[0]:
             W = W[np.linspace(0, W.shape[0] - 1, num_draws).round().astype(int)]
 
@@ -534,11 +500,9 @@ def thresholds(
         jnp.asarray(target, dt),
         num_iter,
     )
-    if is_draws:
-        flat = np.asarray(_lengths_draws(model, W, *args), dtype=float)
-        lengths = flat.reshape(-1, R, D)
-    else:
-        lengths = np.asarray(_lengths_map(model, W, *args), dtype=float).reshape(R, D)
+    lengths = np.asarray(_lengths_draws(model, W, *args), dtype=float).reshape(-1, R, D)
+    if point:
+        lengths = lengths[0]
 
     n_bad = int(np.isnan(lengths).sum())
     if n_bad:
@@ -556,7 +520,7 @@ def thresholds(
     else:
         ellipses = fit_ellipse(points - refs[:, None, :])
     median = interval = lvl = None
-    if is_draws:
+    if not point:
         q = 0.5 * (1.0 - level)
         median, lo, hi = _quantiles(lengths, [0.5, q, 1.0 - q])
         interval = np.stack([lo, hi])

@@ -19,7 +19,7 @@ from numpyro.infer.util import log_density
 import psyphy_numpyro as pn
 from psyphy_numpyro.inference import engine
 from psyphy_numpyro.inference.objective import bucket_size, negative_log_posterior, pad_trials
-from psyphy_numpyro.oddity import SharedNoise
+from psyphy_numpyro.noise import SharedNoise
 
 MODEL = pn.WPPM(input_dim=2, basis_degree=2, num_samples=16)
 TRUTH = MODEL.sample_prior(3)

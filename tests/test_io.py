@@ -188,7 +188,8 @@ def test_load_errors_name_the_file(fits, tmp_path):
         pn.load_fit(plain)
     # a file from a future format version is refused with both versions named
     future = tmp_path / "future.nc"
-    idata = persist._build(fits["map"], True)
+    fits["map"].save(tmp_path / "current.nc")
+    idata = az.from_netcdf(str(tmp_path / "current.nc"))
     idata["psyphy_numpyro"].attrs["psyphy_numpyro_format"] = persist.FORMAT_VERSION + 1
     idata.to_netcdf(str(future))
     v = persist.FORMAT_VERSION
@@ -198,3 +199,27 @@ def test_load_errors_name_the_file(fits, tmp_path):
         fits["map"].save(tmp_path / "no_such_dir" / "fit.nc")
     with pytest.raises(TypeError, match="save_fit needs a MAPFit"):
         persist.save_fit(object(), tmp_path / "x.nc")
+
+
+DATA_DIR = os.path.join(os.path.dirname(__file__), "data")
+
+
+def test_files_written_by_the_previous_layout_still_load():
+    """Fit files written by psyphy_numpyro before the one-family redesign (format 1,
+    ``tests/data/format1_*.nc``) load into the same classes with the same read-outs."""
+    exp = np.load(os.path.join(DATA_DIR, "format1_expected.npz"))
+    grid = exp["grid"]
+    fit = pn.load_fit(os.path.join(DATA_DIR, "format1_map.nc"))
+    lap = pn.load_fit(os.path.join(DATA_DIR, "format1_laplace.nc"))
+    mc = pn.load_fit(os.path.join(DATA_DIR, "format1_mcmc.nc"))
+    assert (type(fit), type(lap), type(mc)) == (pn.MAPFit, pn.LaplaceFit, pn.MCMCFit)
+    np.testing.assert_allclose(fit.covariance(grid), exp["map_cov"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(lap.covariance(grid), exp["lap_cov"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(mc.covariance(grid), exp["mc_cov"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(fit.log_likelihood(), exp["map_ll"], rtol=1e-5, atol=1e-6)
+    assert fit.seed == int(exp["seed"]) and fit.best_restart == int(exp["best"])
+    assert fit.restart_histories.shape == (2, 30) and len(fit.restart_losses) == 2
+    assert lap.num_floored == int(exp["floored"]) and lap.map_fit.seed == fit.seed
+    np.testing.assert_array_equal(np.asarray(lap.map_fit.params["W"]),
+                                  np.asarray(fit.params["W"]))
+    assert mc.divergences == int(exp["div"]) and mc.init_fit is not None

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import psyphy_numpyro as pn
-from psyphy_numpyro import oddity
+from psyphy_numpyro import estimators, oddity
+from psyphy_numpyro import noise as noise_mod
 
 ESTIMATORS = ["cv", "reparam", "mc"]
 
@@ -153,14 +154,14 @@ def test_radius_gives_a_logistic_variate_independent_of_direction(d):
 
 @pytest.mark.parametrize("d", [1, 2, 3])
 def test_rotated_noise_is_standard_normal_per_trial(d):
-    noise = oddity.draw_noise(jax.random.PRNGKey(0), (3,), "cv", 4096, d, 1)
+    noise = estimators.get("cv").draw_noise(jax.random.PRNGKey(0), (3,), 4096, d, 1)
     assert noise.shape == (3, 2, d, 4096)
     for t in range(3):
         for k in range(2):
             z = np.asarray(noise[t, k].T, dtype=np.float64)
             np.testing.assert_allclose(z.mean(0), 0, atol=0.08)
             np.testing.assert_allclose(np.cov(z.T).reshape(d, d), np.eye(d), atol=0.08)
-    Q = np.asarray(oddity.random_orthogonal(jax.random.PRNGKey(1), (50,), d), dtype=np.float64)
+    Q = np.asarray(noise_mod.random_orthogonal(jax.random.PRNGKey(1), (50,), d), dtype=np.float64)
     np.testing.assert_allclose(Q @ np.swapaxes(Q, -1, -2), np.broadcast_to(np.eye(d), Q.shape),
                                atol=1e-5)
 
@@ -176,8 +177,8 @@ def test_factored_noise_equals_materialized_noise(d, control_variate):
     ref, comp = ref.reshape(2, 6, d), comp.reshape(2, 6, d)  # a 2-D batch of trials
     Sr = model.covariance(params, ref)
     Sc = model.covariance(params, comp)
-    shared = oddity.draw_shared_noise(jax.random.PRNGKey(2), (2, 6), 256, d)
-    dense = oddity.draw_noise(jax.random.PRNGKey(2), (2, 6), "cv", 256, d, 1)
+    shared = noise_mod.draw_shared_noise(jax.random.PRNGKey(2), (2, 6), 256, d)
+    dense = estimators.get("cv").draw_noise(jax.random.PRNGKey(2), (2, 6), 256, d, 1)
     np.testing.assert_array_equal(shared.materialize(), dense)
     kw = dict(control_variate=control_variate)
     fast = oddity.p_correct_from_cov(Sr, Sc, ref, comp, shared, model.bandwidth, **kw)

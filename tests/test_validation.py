@@ -10,7 +10,7 @@ import optax
 import pytest
 
 import psyphy_numpyro as pn
-from psyphy_numpyro import field, laplace, mcmc, model, plotting, posterior, readout
+from psyphy_numpyro import field, fits, laplace, mcmc, model, plotting, readout
 from psyphy_numpyro.inference import engine
 from psyphy_numpyro.validation import as_key, check_array, check_real
 
@@ -69,12 +69,13 @@ def no_compile(monkeypatch):
         (model, "_chunked_loglik"),
         (field, "covariance_field"),
         (field, "sqrt_field"),
-        (readout, "_curve"),
-        (readout, "_curve_draws"),
-        (readout, "_lengths_map"),
+        (readout, "_curves"),
         (readout, "_lengths_draws"),
         (readout, "_fixed_noise"),
-        (posterior, "_cov_draws"),
+        (fits, "_cov_draws"),
+        (fits, "_sqrt_draws"),
+        (fits, "_p_correct_draws"),
+        (fits, "_loglik_draws"),
     ]
     for mod, name in targets:
         assert hasattr(mod, name), f"{mod.__name__}.{name} was renamed: update this guard"
@@ -441,7 +442,8 @@ FIT = _mapfit()
         (lambda: pn.psychometric(FIT, [0.0, 0.0], [1.0, 0.0], [0.1], key=[1, 2]), TypeError,
          "expected a jax.random key or an integer seed, got list"),
         (lambda: pn.psychometric(object(), [0.0, 0.0], [1.0, 0.0], [0.1]), TypeError,
-         "fit must be a MAPFit"),
+         r"fit must be a fit \(MAPFit, MCMCFit, LaplaceFit, PosteriorFit\) or a "
+         r"\(WPPM, params\) pair, got object"),
     ],
 )
 def test_threshold_and_psychometric_readouts_reject(no_compile, call, exc, match):

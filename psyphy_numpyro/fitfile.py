@@ -1,0 +1,284 @@
+"""The fit-file format: NetCDF writing and reading that knows no fit class.
+
+A fit file is an ArviZ ``InferenceData`` NetCDF file (``fit.to_arviz()``:
+``posterior`` with ``W`` and ``Sigma``, ``observed_data``, ``constant_data``,
+``log_likelihood``, ``sample_stats``) with two additions that make it
+self-contained:
+
+- root attributes: ``psyphy_numpyro_format`` (format version),
+  ``psyphy_numpyro_version`` (package version that wrote the file),
+  ``fit_kind`` (the ``kind`` of the fit class, e.g. ``"map"``),
+  ``model_config`` (every field of the :class:`~psyphy_numpyro.WPPM` as JSON)
+  and whatever attributes the fit class's save hook adds;
+- a group ``psyphy_numpyro`` with the arrays ArviZ has no place for (MAP loss
+  histories, the Laplace covariance, the MAP fit a posterior fit started
+  from ...), written by the fit class's own save hook.
+
+This module writes and reads those files; it imports no fit class. The fit
+classes (:mod:`psyphy_numpyro.fits`) call :func:`write` from their ``save``
+method, and :mod:`psyphy_numpyro.persist` reads a file with :func:`read` and
+hands it to the restore hook of the class its ``fit_kind`` names.
+
+Writes are atomic: the file is written to a temporary file in the target's
+directory and moved over the target with :func:`os.replace` only once it is
+complete, so an interrupted save never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+
+from ._version import __version__
+from .data import TrialData
+from .model import WPPM
+
+__all__ = ["FORMAT_VERSION", "GROUP", "FitSource", "write", "read", "as_jax", "to_json",
+           "model_config", "model_from_config", "value"]
+
+FORMAT_VERSION = 1
+"""Version of the fit-file layout written by :func:`write`."""
+
+GROUP = "psyphy_numpyro"
+
+
+class FitSource(NamedTuple):
+    """What a restore hook gets: the parts of a fit file every kind shares."""
+
+    idata: object        #: the file's ArviZ InferenceData
+    extra: object        #: its ``psyphy_numpyro`` group (xarray Dataset)
+    model: WPPM
+    data: TrialData
+    draws: np.ndarray    #: posterior ``W``, ``(chain, draw, *weight_shape)``
+    path: str
+
+
+# ---------------------------------------------------------------------------
+# small helpers shared by the save/restore hooks
+# ---------------------------------------------------------------------------
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"cannot store {type(obj).__name__} {obj!r} in a fit file")
+
+
+def to_json(obj) -> str:
+    """``obj`` as sorted JSON (numpy scalars and arrays allowed)."""
+    return json.dumps(obj, default=_json_default, sort_keys=True)
+
+
+def model_config(model: WPPM) -> dict:
+    """Every field of a :class:`WPPM` by name."""
+    return {f.name: getattr(model, f.name) for f in dataclasses.fields(model)}
+
+
+def model_from_config(text: str, path: str) -> WPPM:
+    """The :class:`WPPM` of a JSON configuration, with a clear error for unknown settings."""
+    cfg = json.loads(text)
+    # JSON has no tuples; the model is a static (hashable) JIT argument
+    cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
+    known = {f.name for f in dataclasses.fields(WPPM)}
+    unknown = sorted(set(cfg) - known)
+    if unknown:
+        raise ValueError(
+            f"{path}: the model configuration has settings this version of psyphy_numpyro "
+            f"does not know: {unknown} (the file was written by a newer version?)"
+        )
+    return WPPM(**cfg)
+
+
+def as_jax(W):
+    """``W`` as a JAX array when JAX can hold its dtype (float64 needs x64), else numpy."""
+    import jax.numpy as jnp
+
+    W = np.asarray(W)
+    j = jnp.asarray(W)
+    return j if j.dtype == W.dtype else W
+
+
+def value(ds, name, default=None):
+    """``ds[name].values``, or ``default`` when the variable is absent."""
+    return ds[name].values if name in ds.data_vars else default
+
+
+# ---------------------------------------------------------------------------
+# write
+# ---------------------------------------------------------------------------
+def _build(idata, kind, model, extras, attrs):
+    import xarray as xr
+
+    # at least one variable: ArviZ drops a group that holds attributes only
+    extras = {"format_version": ((), np.int64(FORMAT_VERSION)), **extras}
+    attrs = {
+        "psyphy_numpyro_format": FORMAT_VERSION,
+        "psyphy_numpyro_version": __version__,
+        "fit_kind": kind,
+        "model_config": to_json(model_config(model)),
+        **attrs,
+    }
+    group = xr.Dataset({k: xr.Variable(*dv) for k, dv in extras.items()}, attrs=attrs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        idata.add_groups({GROUP: group})
+    idata.attrs.update(attrs)
+    return idata
+
+
+def _write_netcdf(idata, filename):
+    """Write ``idata`` to ``filename`` (the step :func:`write` makes atomic)."""
+    idata.to_netcdf(filename)
+
+
+def _check_target(path):
+    target = os.path.realpath(path)  # through a symlink: replace the file it points to
+    directory = os.path.dirname(target)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"{path}: directory {directory!r} does not exist")
+    if os.path.isdir(target):
+        raise IsADirectoryError(f"{path}: is a directory")
+    return target, directory
+
+
+def write(path, idata, *, kind: str, model: WPPM, extras: dict, attrs: dict) -> None:
+    """Write a fit file atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    idata : arviz.InferenceData
+        The fit's ``to_arviz()`` output.
+    kind : str
+        The fit class's ``kind``.
+    model : WPPM
+    extras : dict
+        ``name -> (dims, array)`` for the ``psyphy_numpyro`` group.
+    attrs : dict
+        Extra attributes of the group and of the file.
+
+    Notes
+    -----
+    The file is first written to a temporary file in the same directory and
+    then moved over ``path`` with :func:`os.replace`; if anything fails (or
+    the process is interrupted) the temporary file is removed and an existing
+    ``path`` is left untouched. A new file gets permissions ``0o644``; an
+    existing one keeps its own.
+    """
+    path = os.fspath(path)
+    target, directory = _check_target(path)
+    idata = _build(idata, kind, model, extras, attrs)
+    try:
+        mode = os.stat(target).st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o644
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(target)}.",
+                               suffix=".tmp")
+    os.close(fd)
+    try:
+        _write_netcdf(idata, tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+# ---------------------------------------------------------------------------
+# read
+# ---------------------------------------------------------------------------
+def _open(path):
+    import arviz as az
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such fit file")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path}: is a directory, not a fit file")
+    try:
+        with az.rc_context({"data.load": "eager"}), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return az.from_netcdf(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a NetCDF fit file ({type(exc).__name__}: {exc})") from exc
+
+
+def _check_header(idata, path, kinds):
+    groups = set(idata.groups())
+    if GROUP not in groups or "psyphy_numpyro_format" not in idata[GROUP].attrs:
+        raise ValueError(
+            f"{path}: not a psyphy_numpyro fit file (no '{GROUP}' group; write fit files "
+            "with fit.save(path))"
+        )
+    attrs = idata[GROUP].attrs
+    version = int(attrs["psyphy_numpyro_format"])
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: fit-file format {version} was written by psyphy_numpyro "
+            f"{attrs.get('psyphy_numpyro_version', '?')}; this version ({__version__}) reads "
+            f"format <= {FORMAT_VERSION}"
+        )
+    kind = str(attrs.get("fit_kind", ""))
+    if kind not in kinds:
+        raise ValueError(f"{path}: unknown fit kind {kind!r} (expected one of {tuple(kinds)})")
+    for g in ("posterior", "observed_data", "constant_data"):
+        if g not in groups:
+            raise ValueError(f"{path}: the fit file has no '{g}' group")
+    return kind
+
+
+def _source(idata, path) -> FitSource:
+    import jax
+
+    extra = idata[GROUP]
+    model = model_from_config(extra.attrs["model_config"], path)
+    const = idata.constant_data
+    data = TrialData(
+        np.stack([const["ref"].values, const["comparison"].values], axis=1),
+        idata.observed_data["y"].values,
+    )
+    draws = idata.posterior["W"].values
+    expect = model.weight_shape
+    if draws.ndim != len(expect) + 2 or tuple(draws.shape[2:]) != tuple(expect):
+        raise ValueError(
+            f"{path}: posterior W has shape {draws.shape}, the model expects "
+            f"(chain, draw) + {expect}"
+        )
+    if draws.dtype == np.float64 and not jax.config.jax_enable_x64:
+        warnings.warn(
+            f"{path}: the weights were saved in float64 but JAX runs in float32, so read-outs "
+            "are computed in float32; call jax.config.update('jax_enable_x64', True) before "
+            "loading to reproduce them exactly",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    return FitSource(idata, extra, model, data, draws, path)
+
+
+def read(path, kinds) -> tuple[str, FitSource]:
+    """Open and check a fit file: its kind (one of ``kinds``) and the shared parts.
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError
+    ValueError
+        Not a NetCDF fit file, an unknown kind, a newer format, a missing
+        group or variable.
+    """
+    path = os.fspath(path)
+    idata = _open(path)
+    kind = _check_header(idata, path, kinds)
+    try:
+        return kind, _source(idata, path)
+    except KeyError as exc:
+        raise ValueError(f"{path}: incomplete fit file (missing {exc})") from exc

@@ -1,0 +1,398 @@
+"""One family of fits: every fit is a set of draws of ``W``, ``(chain, draw, *weight_shape)``.
+
+:class:`Fit` holds every read-out once (``covariance``, ``p_correct``,
+``log_likelihood``, ``posterior_predictive``, ``to_arviz``, ``summary``,
+``save``) and runs it on the draws; the subclasses only say what they are:
+
+- ``kind``: the name a fit file records (``"map"``, ``"laplace"``, ``"mcmc"``,
+  ``"posterior"``);
+- ``point``: ``True`` for a fit that is one point estimate (:class:`MAPFit`):
+  its read-outs drop the ``(chain, draw)`` axes, so ``covariance(x)`` is
+  ``(..., d, d)`` rather than ``(1, ..., d, d)``;
+- the hooks ``_sample_stats``, ``_attrs``, ``_save_extras`` and the class
+  method ``_restore``, which :mod:`psyphy_numpyro.persist` calls to load a
+  file of that kind.
+
+Shapes: a draw-based read-out returns ``(num_draws, ...)`` (chains
+concatenated) except ``log_likelihood`` and ``posterior_predictive``, which
+keep ``(chain, draw, N)`` as ArviZ wants them; a point fit drops the draw
+axes. Public read-outs return numpy arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import fitfile
+from .arviz_io import to_inference_data, weight_dims
+from .data import TrialData
+from .field import covariance_field, sqrt_field
+from .model import WPPM, _chunked_loglik
+from .validation import as_key, check_array, check_int, check_params, check_points
+
+__all__ = ["Fit", "PosteriorFit", "MAPFit"]
+
+
+class Fit:
+    """Common base of every fit: read-outs over the draws of ``W``.
+
+    Subclasses are dataclasses with ``model`` (:class:`~psyphy_numpyro.WPPM`),
+    ``data`` (:class:`~psyphy_numpyro.TrialData`) and ``draws`` (a field or a
+    property, ``(chain, draw, *weight_shape)``).
+    """
+
+    kind: ClassVar[str] = "posterior"
+    point: ClassVar[bool] = False
+
+    # -- the draws ---------------------------------------------------------
+    @property
+    def samples(self) -> dict:
+        """``{"W": array (num_draws, *weight_shape)}`` with chains concatenated."""
+        draws = np.asarray(self.draws)
+        return {"W": draws.reshape((-1,) + draws.shape[2:])}
+
+    @property
+    def num_draws(self) -> int:
+        return int(np.prod(np.shape(self.draws)[:2]))
+
+    def weight_draws(self) -> np.ndarray:
+        """Draws of ``W`` grouped by chain, ``(chains, draws, *weight_shape)``."""
+        return np.asarray(self.draws)
+
+    def weights(self) -> jnp.ndarray:
+        """The draws of ``W`` as one checked JAX array ``(num_draws, *weight_shape)``."""
+        shape = self.model.weight_shape
+        W = np.asarray(self.draws)
+        if W.ndim != len(shape) + 2 or W.shape[2:] != shape:
+            raise ValueError(
+                f"the fit's draws of W have shape {W.shape}, expected (chain, draw) + {shape}"
+            )
+        if W.shape[0] * W.shape[1] == 0:
+            raise ValueError("the fit has no posterior draws of W")
+        check_array("posterior draws of W", W)
+        return jnp.asarray(W.reshape((-1,) + shape))
+
+    def _per_draw(self, out, grouped=False):
+        """Drop the draw axis of a point fit; ``grouped`` regroups by chain."""
+        out = np.asarray(out)
+        if self.point:
+            return out[0]
+        if grouped:
+            return out.reshape(np.shape(self.draws)[:2] + out.shape[1:])
+        return out
+
+    # -- read-outs ---------------------------------------------------------
+    def covariance(self, x) -> np.ndarray:
+        """``Sigma(x)``: ``(num_draws, ..., d, d)``; ``(..., d, d)`` for a point fit."""
+        x = check_points(x, self.model.input_dim, "x")
+        return self._per_draw(_cov_draws(self.weights(), x, self.model.diag_term))
+
+    def sqrt_covariance(self, x) -> np.ndarray:
+        """``U(x)``: ``(num_draws, ..., d, d+e)``; ``(..., d, d+e)`` for a point fit."""
+        x = check_points(x, self.model.input_dim, "x")
+        return self._per_draw(_sqrt_draws(self.weights(), x))
+
+    def p_correct(self, ref, comparison, *, key=0, num_samples=None) -> np.ndarray:
+        """p(correct) of trials: ``(num_draws, ...)``; ``(...)`` for a point fit.
+
+        The same estimator noise (fixed by ``key``) is used for every draw, so
+        differences between draws reflect the posterior, not Monte Carlo noise.
+        """
+        m = self.model
+        ref = check_points(ref, m.input_dim, "ref")
+        comparison = check_points(comparison, m.input_dim, "comparison")
+        if num_samples is not None:
+            check_int("num_samples", num_samples, 1)
+        ref, comparison = jnp.broadcast_arrays(ref, comparison)
+        W = self.weights()
+        noise = m.fresh_noise(as_key(key), ref.shape[:-1], num_samples, W.dtype)
+        return self._per_draw(_p_correct_draws(m, W, ref, comparison, noise))
+
+    def log_likelihood(self, *, key=0, num_samples=None) -> np.ndarray:
+        """Pointwise log-likelihood of the fitted data: ``(chain, draw, N)``; ``(N,)`` for a
+        point fit. ``key`` fixes the estimator noise (the same for every draw)."""
+        W = self.weights()
+        out = _loglik_draws(
+            self.model, W, jnp.asarray(self.data.stimuli, W.dtype),
+            jnp.asarray(self.data.responses), as_key(key), self.model._samples(num_samples),
+        )
+        return self._per_draw(out, grouped=True)
+
+    def posterior_predictive(self, *, key=0, num_samples=None) -> np.ndarray:
+        """Replicated responses of the observed trials (0/1): ``(chain, draw, N)``; ``(N,)``
+        for a point fit."""
+        k_p, k_y = jax.random.split(as_key(key))
+        p = self.p_correct(self.data.ref, self.data.comparison, key=k_p, num_samples=num_samples)
+        y = np.asarray(jax.random.bernoulli(k_y, p), dtype=np.int8)
+        return y if self.point else y.reshape(np.shape(self.draws)[:2] + (len(self.data),))
+
+    # -- ArviZ, summary, files ----------------------------------------------
+    def to_arviz(self, *, key=0, num_samples=None, grid=None, log_likelihood=True,
+                 posterior_predictive=False):
+        """ArviZ InferenceData.
+
+        Groups: ``posterior`` (``W`` and the identifiable ``Sigma`` on
+        ``grid``), ``sample_stats``, ``log_likelihood`` (pointwise ``y``, for
+        ``az.loo``/``az.waic``; skip with ``log_likelihood=False``),
+        ``observed_data``, ``constant_data`` and, on request,
+        ``posterior_predictive``. ``key`` fixes the estimator noise. A point
+        fit has one chain of one draw.
+        """
+        ll = pp = None
+        if log_likelihood:
+            ll = np.asarray(self.log_likelihood(key=key, num_samples=num_samples))
+        if posterior_predictive:
+            pp = self.posterior_predictive(key=key)
+        if self.point:
+            ll = None if ll is None else ll[None, None]
+            pp = None if pp is None else pp[None, None]
+        return to_inference_data(
+            self.model, self.data, self.weight_draws(), ll, sample_stats=self._sample_stats(),
+            grid=grid, attrs=self._attrs(), posterior_predictive=pp,
+        )
+
+    def summary(self, *, var_names=("Sigma",), grid=None, **kwargs):
+        """ArviZ summary table of identifiable quantities (``Sigma`` on a grid).
+
+        ``W`` is identified only up to rotation, so its r_hat means little; the
+        default reports ``Sigma`` at the grid points of :meth:`to_arviz`.
+        """
+        import arviz as az
+
+        idata = self.to_arviz(grid=grid, log_likelihood=False)
+        return az.summary(idata, var_names=list(var_names), **kwargs)
+
+    def save(self, path, *, log_likelihood: bool = True) -> None:
+        """Save the fit to a NetCDF file, atomically; reload with :func:`~psyphy_numpyro.load_fit`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Target file (conventionally ``*.nc``); replaced if it exists.
+        log_likelihood : bool
+            Also store the pointwise log-likelihood (one evaluation per draw,
+            for ``az.loo`` straight from the file); not needed to restore the fit.
+
+        See Also
+        --------
+        psyphy_numpyro.fitfile : the file layout.
+        """
+        extras, attrs = {}, {}
+        self._save_extras(extras, attrs)
+        fitfile.write(path, self.to_arviz(log_likelihood=log_likelihood), kind=self.kind,
+                      model=self.model, extras=extras, attrs=attrs)
+
+    def describe(self) -> list[str]:
+        """Lines that say what this fit is (the CLI's ``summary`` prints them)."""
+        W = np.asarray(self.draws)
+        chains, draws = W.shape[:2]
+        return [f"draws: {chains} chain(s) x {draws} draws of W {tuple(W.shape[2:])} {W.dtype}"]
+
+    # -- hooks for subclasses -----------------------------------------------
+    def _sample_stats(self):
+        """Sampler statistics ``(chain, draw)`` for ArviZ, or ``None``."""
+        return None
+
+    def _attrs(self) -> dict:
+        """Attributes of the ArviZ posterior (``inference`` method ...)."""
+        return {}
+
+    def _save_extras(self, out: dict, attrs: dict) -> None:
+        """Add this kind's arrays (``name -> (dims, array)``) and attributes to a fit file."""
+
+    @classmethod
+    def _restore(cls, src: fitfile.FitSource):
+        """The fit of a file of this kind (see :class:`~psyphy_numpyro.fitfile.FitSource`)."""
+        return cls(model=src.model, data=src.data, draws=src.draws)
+
+
+@dataclass
+class PosteriorFit(Fit):
+    """A fit given by posterior draws of ``W`` (the base of NUTS and Laplace fits).
+
+    Attributes
+    ----------
+    model : WPPM
+    data : TrialData
+    draws : numpy array (chains, draws_per_chain, *weight_shape)
+        Posterior draws of ``W`` grouped by chain.
+    """
+
+    model: WPPM
+    data: TrialData
+    draws: np.ndarray = field(repr=False)
+
+
+@dataclass
+class MAPFit(Fit):
+    """Result of :func:`~psyphy_numpyro.fit_map`: one draw, with a ``params`` view.
+
+    Attributes
+    ----------
+    params : dict
+        ``{"W": array}`` in psyphy's layout; ``draws`` is the same ``W`` as one
+        chain of one draw.
+    model : WPPM
+    data : TrialData
+    loss_history : numpy array (steps,)
+        Negative log joint (one noisy Monte Carlo evaluation per step, before
+        the step) of the kept restart.
+    restart_histories : numpy array (num_restarts, steps)
+        The same for every restart; NaN after ``screen_steps`` for restarts
+        that were screened out.
+    restart_losses : numpy array (num_restarts,)
+        Low-noise negative log joint where each restart stopped (the kept one
+        at ``steps``, the others at ``screen_steps``; ``inf`` for a restart
+        that failed).
+    best_restart : int
+    init_params : dict
+        The starting point (``{"W": ...}``) of the kept restart.
+    seed : int
+        The integer seed of the fit (-1 when a PRNG key was passed as ``rng_key``).
+    timings : dict
+        Where the time went, in seconds: ``compile``, ``steps`` (all restarts),
+        ``evaluation`` (low-noise losses), ``total``.
+    """
+
+    kind: ClassVar[str] = "map"
+    point: ClassVar[bool] = True
+
+    params: dict
+    model: WPPM
+    data: TrialData | None = None
+    loss_history: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    restart_histories: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((1, 0)))
+    restart_losses: np.ndarray = field(default_factory=lambda: np.full(1, np.nan))
+    best_restart: int = 0
+    init_params: dict = field(repr=False, default=None)
+    seed: int = 0
+    timings: dict = field(repr=False, default_factory=dict)
+
+    @classmethod
+    def from_params(cls, model: WPPM, params: dict, data: TrialData | None = None) -> MAPFit:
+        """A point fit of given weights (e.g. a ground-truth field), for the read-outs."""
+        return cls(params={"W": check_params(params, model.weight_shape)}, model=model, data=data)
+
+    @property
+    def draws(self) -> np.ndarray:
+        """``W`` as one chain of one draw, ``(1, 1, *weight_shape)``."""
+        return np.asarray(self.params["W"])[None, None]
+
+    @property
+    def final_loss(self) -> float:
+        """Low-noise negative log joint of the kept restart at the end of the fit."""
+        return float(self.restart_losses[self.best_restart])
+
+    def describe(self) -> list[str]:
+        W, n, steps = np.asarray(self.params["W"]), len(self.data), len(self.loss_history)
+        screened = int(np.isfinite(self.restart_histories).sum(1).min())
+        head = (f"restarts: {len(self.restart_losses)}, kept restart {self.best_restart} "
+                "(numbered from 0)")
+        tail = (f": {steps} steps, others screened out at {screened}; seed {self.seed}"
+                if screened < steps else f"; {steps} steps each; seed {self.seed}")
+        return [
+            f"weights: W {tuple(W.shape)} {W.dtype}",
+            f"final loss: {self.final_loss:.6g} ({self.final_loss / n:.6g} per trial; "
+            "negative log joint)",
+            head + tail,
+        ]
+
+    def _sample_stats(self):
+        return {"loss": np.array([[self.final_loss]])}
+
+    def _attrs(self):
+        return {"inference": "map", "steps": int(self.loss_history.shape[0])}
+
+    def _save_extras(self, out, attrs):
+        self.save_nested("map_", None, out, attrs)
+
+    @classmethod
+    def _restore(cls, src):
+        if src.draws.shape[:2] != (1, 1):
+            raise ValueError(
+                f"{src.path}: a MAP fit has one draw, the file has {src.draws.shape[:2]}")
+        return cls.restore_nested(src, "map_", W=src.draws[0, 0])
+
+    # -- a MAP fit stored inside another fit's file (Laplace mean, NUTS start) --
+    def save_nested(self, prefix: str, parent, out: dict, attrs: dict) -> None:
+        """Write this fit's arrays under ``prefix`` (its model and data only where they
+        differ from ``parent``'s)."""
+        wd = [f"{prefix}{d}" for d in weight_dims(self.model.input_dim)]
+        step, restart = f"{prefix}step", f"{prefix}restart"
+        if parent is not None:
+            out[f"{prefix}W"] = (wd, np.asarray(self.params["W"]))
+            if self.model != parent.model:
+                attrs[f"{prefix}model_config"] = fitfile.to_json(
+                    fitfile.model_config(self.model))
+            if self.data is not parent.data and self.data != parent.data:
+                out[f"{prefix}stimuli"] = ([f"{prefix}trial", "pair", "stimulus_dim"],
+                                           self.data.stimuli)
+                out[f"{prefix}responses"] = ([f"{prefix}trial"], self.data.responses)
+        out[f"{prefix}loss_history"] = ([step], np.asarray(self.loss_history))
+        out[f"{prefix}restart_histories"] = ([restart, step], np.asarray(self.restart_histories))
+        out[f"{prefix}restart_losses"] = ([restart], np.asarray(self.restart_losses))
+        out[f"{prefix}best_restart"] = ((), np.int64(self.best_restart))
+        out[f"{prefix}seed"] = ((), np.int64(self.seed))
+        for name, seconds in (self.timings or {}).items():
+            out[f"{prefix}timing_{name}"] = ((), np.float64(seconds))
+        if self.init_params is not None:
+            out[f"{prefix}init_W"] = (wd, np.asarray(self.init_params["W"]))
+
+    @classmethod
+    def restore_nested(cls, src, prefix: str, W=None) -> MAPFit | None:
+        """The MAP fit written by :meth:`save_nested` under ``prefix``, or ``None``."""
+        ds = src.extra
+        if f"{prefix}loss_history" not in ds.data_vars:
+            return None
+        model, data = src.model, src.data
+        if f"{prefix}model_config" in ds.attrs:
+            model = fitfile.model_from_config(ds.attrs[f"{prefix}model_config"], src.path)
+        if f"{prefix}stimuli" in ds.data_vars:
+            data = TrialData(ds[f"{prefix}stimuli"].values, ds[f"{prefix}responses"].values)
+        if W is None:
+            W = ds[f"{prefix}W"].values
+        init = fitfile.value(ds, f"{prefix}init_W")
+        timing = f"{prefix}timing_"
+        return cls(
+            params={"W": fitfile.as_jax(W)},
+            model=model,
+            data=data,
+            loss_history=ds[f"{prefix}loss_history"].values,
+            restart_histories=ds[f"{prefix}restart_histories"].values,
+            restart_losses=ds[f"{prefix}restart_losses"].values,
+            best_restart=int(ds[f"{prefix}best_restart"].values),
+            init_params=None if init is None else {"W": fitfile.as_jax(init)},
+            seed=int(ds[f"{prefix}seed"].values),
+            timings={k[len(timing):]: float(ds[k].values) for k in ds.data_vars
+                     if k.startswith(timing)},
+        )
+
+
+# ---------------------------------------------------------------------------
+# compiled read-outs over draws (one program per model and shapes)
+# ---------------------------------------------------------------------------
+@jax.jit
+def _cov_draws(W, x, diag_term):
+    return jax.vmap(lambda w: covariance_field(w, x, diag_term))(W)
+
+
+@jax.jit
+def _sqrt_draws(W, x):
+    return jax.vmap(lambda w: sqrt_field(w, x))(W)
+
+
+@partial(jax.jit, static_argnums=0)
+def _p_correct_draws(model, W, ref, comparison, noise):
+    return jax.lax.map(lambda w: model.p_correct_from_weights(w, ref, comparison, noise), W)
+
+
+@partial(jax.jit, static_argnums=(0, 5))
+def _loglik_draws(model, W, stimuli, responses, key, num_samples):
+    return jax.lax.map(
+        lambda w: _chunked_loglik(model, w, stimuli, responses, key, num_samples, 4096), W)
