@@ -8,10 +8,11 @@ from .data import (
     simulate_experiment,
     simulate_trials,
 )
+from .errors import FitDivergedError, FitFailedError
 from .fits import Fit, MAPFit, PosteriorFit
 from .inference import MAP, MAPState, Trials
 from .laplace import fit_laplace
-from .map_fit import FitDivergedError, fit_map
+from .map_fit import fit_map
 from .mcmc import fit_mcmc
 from .model import WPPM, wppm_model
 from .persist import load_fit
@@ -32,6 +33,7 @@ __all__ = [
     "Trials",
     "MAPFit",
     "FitDivergedError",
+    "FitFailedError",
     "fit_mcmc",
     "fit_laplace",
     "MCMCFit",

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 
 import jax
 import numpy as np
 
-from .validation import DOMAIN_TOL, as_key, check_array, check_points, check_responses
+from .errors import InvalidInput, InvalidType
+from .validation import (
+    DOMAIN_TOL,
+    as_key,
+    check_array,
+    check_int,
+    check_points,
+    check_responses,
+)
 
 __all__ = [
     "TrialData",
@@ -17,6 +26,7 @@ __all__ = [
     "csv_columns",
     "comparisons_at_radius",
     "simulate_experiment",
+    "read_points",
 ]
 
 _AXES = ("x", "y", "z")
@@ -39,7 +49,7 @@ def _csv_layout(path, header) -> int:
     """Stimulus dimension of a CSV header; errors name the bad columns."""
     dup = sorted({h for h in header if header.count(h) > 1})
     if dup:
-        raise ValueError(f"{path}: header (file line 1) repeats column(s) {dup}")
+        raise InvalidInput(f"{path}: header (file line 1) repeats column(s) {dup}")
     for d in (1, 2, 3):
         if set(header) == set(csv_columns(d)):
             return d
@@ -49,7 +59,7 @@ def _csv_layout(path, header) -> int:
     d = max(axes, default=0) + 1
     missing = [c for c in csv_columns(d) if c not in header]
     expected = " | ".join(",".join(csv_columns(k)) for k in (1, 2, 3))
-    raise ValueError(
+    raise InvalidInput(
         f"{path}: header (file line 1) {','.join(header)!r} does not match any layout "
         f"({expected})"
         + (f"; unknown columns {unknown}" if unknown else "")
@@ -83,22 +93,22 @@ class TrialData:
             if hasattr(stimuli, "stimuli") and hasattr(stimuli, "responses"):
                 stimuli, responses = stimuli.stimuli, stimuli.responses
             else:
-                raise TypeError("TrialData needs stimuli and responses")
+                raise InvalidType("TrialData needs stimuli and responses")
         try:
             s = np.asarray(stimuli)
         except (ValueError, TypeError) as exc:  # ragged nested sequences
-            raise ValueError(
+            raise InvalidInput(
                 f"stimuli must be a rectangular numeric array of shape (N, 2, d) ({exc})"
             ) from None
         if s.dtype == object or not np.issubdtype(s.dtype, np.number):
-            raise TypeError(f"stimuli must be a numeric array, got dtype {s.dtype}")
+            raise InvalidType(f"stimuli must be a numeric array, got dtype {s.dtype}")
         if s.ndim != 3 or s.shape[1] != 2 or s.shape[2] not in (1, 2, 3):
-            raise ValueError(
+            raise InvalidInput(
                 "stimuli must have shape (N, 2, d) with d in {1, 2, 3} "
                 f"([:, 0] = reference, [:, 1] = comparison), got {s.shape}"
             )
         if s.shape[0] == 0:
-            raise ValueError("TrialData is empty: at least one trial is needed")
+            raise InvalidInput("TrialData is empty: at least one trial is needed")
         check_points(s, s.shape[2], "stimuli", locate=_locate_stimulus)
         y = check_responses(responses, s.shape[0])
         self.stimuli = np.array(s, dtype=np.float64)
@@ -111,7 +121,7 @@ class TrialData:
         ref = np.asarray(ref)
         comparison = np.asarray(comparison)
         if ref.shape != comparison.shape or ref.ndim != 2:
-            raise ValueError(
+            raise InvalidInput(
                 f"ref and comparison must both have shape (N, d), got {ref.shape} and "
                 f"{comparison.shape}"
             )
@@ -130,7 +140,7 @@ class TrialData:
             try:
                 header = [h.strip() for h in next(reader)]
             except StopIteration:
-                raise ValueError(f"{path}: file is empty (no header)") from None
+                raise InvalidInput(f"{path}: file is empty (no header)") from None
             d = _csv_layout(path, header)
             cols = csv_columns(d)
             order = [header.index(c) for c in cols]
@@ -140,7 +150,7 @@ class TrialData:
                     continue
                 line = f" (file line {reader.line_num})"
                 if len(row) != len(header):
-                    raise ValueError(
+                    raise InvalidInput(
                         f"{path}: row {r} has {len(row)} fields, expected {len(header)} "
                         f"({','.join(header)}){line}"
                     )
@@ -149,21 +159,21 @@ class TrialData:
                     try:
                         v = float(row[j])
                     except ValueError:
-                        raise ValueError(
+                        raise InvalidInput(
                             f"{path}: row {r}, column {c!r}: {row[j]!r} is not a number{line}"
                         ) from None
                     if not np.isfinite(v):
-                        raise ValueError(
+                        raise InvalidInput(
                             f"{path}: row {r}, column {c!r} is {row[j]!r}; NaN and Inf are "
                             f"not allowed{line}"
                         )
                     if c == "response" and v not in (0.0, 1.0):
-                        raise ValueError(
+                        raise InvalidInput(
                             f"{path}: row {r}, column 'response' must be 0 or 1 "
                             f"(1 = correct), got {row[j]!r}{line}"
                         )
                     if c != "response" and abs(v) > 1.0 + DOMAIN_TOL:
-                        raise ValueError(
+                        raise InvalidInput(
                             f"{path}: row {r}, column {c!r} = {v:g} is outside [-1, 1]{line}; "
                             "rescale the stimuli into [-1, 1] (e.g. x' = 2 (x - lo) / (hi - lo) "
                             "- 1 per axis)"
@@ -171,7 +181,7 @@ class TrialData:
                     vals.append(v)
                 rows.append(vals)
         if not rows:
-            raise ValueError(f"{path}: no data rows")
+            raise InvalidInput(f"{path}: no data rows")
         a = np.asarray(rows)
         stim = np.stack([a[:, :d], a[:, d : 2 * d]], axis=1)
         return cls(stim, a[:, -1].astype(np.int8))
@@ -230,7 +240,7 @@ def as_trial_data(data) -> TrialData:
         return data
     if hasattr(data, "stimuli") or hasattr(data, "to_trial_data"):
         return TrialData(data)
-    raise TypeError(
+    raise InvalidType(
         f"data must be a TrialData (or psyphy TrialData/ResponseData), got {type(data).__name__}"
     )
 
@@ -255,12 +265,12 @@ def simulate_trials(model, params, ref, comparison, *, key) -> TrialData:
     try:
         ref, comparison = np.broadcast_arrays(ref, comparison)
     except ValueError:
-        raise ValueError(
+        raise InvalidInput(
             f"ref {ref.shape} and comparison {comparison.shape} do not broadcast to one (N, d) "
             "shape"
         ) from None
     if ref.ndim != 2:
-        raise ValueError(f"ref and comparison must be (N, d), got {ref.shape}")
+        raise InvalidInput(f"ref and comparison must be (N, d), got {ref.shape}")
     k_p, k_y = jax.random.split(as_key(key))
     p = model.p_correct(params, ref, comparison, key=k_p)
     y = jax.random.bernoulli(k_y, p)
@@ -288,14 +298,14 @@ def comparisons_at_radius(model, params, ref, radius, *, key) -> np.ndarray:
     """
     ref = np.asarray(check_points(ref, model.input_dim, "ref"), dtype=np.float64)
     if ref.ndim != 2:
-        raise ValueError(f"ref must be (N, d), got {ref.shape}")
+        raise InvalidInput(f"ref must be (N, d), got {ref.shape}")
     radius = check_array("radius", radius)
     if np.any(radius < 0):
-        raise ValueError(f"radius must be >= 0, got minimum {radius.min():g}")
+        raise InvalidInput(f"radius must be >= 0, got minimum {radius.min():g}")
     try:
         step = np.broadcast_to(radius, (len(ref),))[:, None]
     except ValueError:
-        raise ValueError(
+        raise InvalidInput(
             f"radius must be a number or have shape ({len(ref)},), got shape {radius.shape}"
         ) from None
     u = np.asarray(jax.random.normal(as_key(key), ref.shape), dtype=np.float64)
@@ -337,9 +347,9 @@ def simulate_experiment(
     r_lo, r_hi = (float(v) for v in radius)
     x_lo, x_hi = (float(v) for v in ref_range)
     if not 0 <= r_lo <= r_hi:
-        raise ValueError(f"radius must be (low, high) with 0 <= low <= high, got {radius}")
+        raise InvalidInput(f"radius must be (low, high) with 0 <= low <= high, got {radius}")
     if not -1 <= x_lo <= x_hi <= 1:
-        raise ValueError(f"ref_range must lie inside [-1, 1] with low <= high, got {ref_range}")
+        raise InvalidInput(f"ref_range must lie inside [-1, 1] with low <= high, got {ref_range}")
     k_ref, k_rad, k_dir, k_y = jax.random.split(as_key(key), 4)
     d = model.input_dim
     ref = np.asarray(jax.random.uniform(k_ref, (num_trials, d), minval=x_lo, maxval=x_hi))
@@ -347,3 +357,73 @@ def simulate_experiment(
     ref = np.clip(ref.astype(np.float64), -1.0, 1.0)
     comparison = comparisons_at_radius(model, params, ref, rad, key=k_dir)
     return simulate_trials(model, params, ref, comparison, key=k_y)
+
+
+_POINT_AXES = ("x", "y", "z")
+
+
+def read_points(path, input_dim: int) -> np.ndarray:
+    """Stimulus points ``(R, d)`` from a CSV file, e.g. the references of a threshold table.
+
+    The header is optional. With a header the columns ``ref_x, ref_y ...`` (or
+    ``x, y ...``) are used wherever they are (other columns are ignored);
+    without one, or with exactly ``d`` columns, the first ``d`` columns.
+    Every value must be a finite number in ``[-1, 1]``.
+
+    Raises
+    ------
+    FileNotFoundError
+    ValueError
+        No points, a header without the needed columns, a ragged row, a
+        value that is not a number or outside ``[-1, 1]`` (named by row and
+        column).
+    """
+    d = check_int("input_dim", input_dim, 1, 3)
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    with open(path, newline="") as fh:
+        rows = [r for r in csv.reader(fh) if r and any(v.strip() for v in r)]
+    if not rows:
+        raise InvalidInput(f"{path}: no reference points")
+    header = None
+    try:
+        float(rows[0][0])
+    except ValueError:
+        header = [h.strip() for h in rows[0]]
+        rows = rows[1:]
+    axes = _POINT_AXES[:d]
+    named = None
+    if header is not None:
+        for candidate in ([f"ref_{a}" for a in axes], list(axes)):
+            if all(n in header for n in candidate):
+                named = candidate
+                break
+    if named is not None:
+        names, cols, ncols = named, [header.index(n) for n in named], len(header)
+    elif header is None or len(header) == d:
+        names = list(header) if header else [f"column {j + 1}" for j in range(d)]
+        cols, ncols = list(range(d)), d
+    else:
+        raise InvalidInput(
+            f"{path}: reference CSV header {','.join(header)!r} needs columns "
+            f"{','.join(f'ref_{a}' for a in axes)} (or {','.join(axes)}) for a {d}-D fit"
+        )
+    if not rows:
+        raise InvalidInput(f"{path}: no reference points")
+    out = np.empty((len(rows), d))
+    for i, row in enumerate(rows, start=1):
+        if len(row) != ncols:
+            raise InvalidInput(f"{path}: row {i} has {len(row)} fields, expected {ncols} for a "
+                           f"{d}-D fit")
+        for k, (j, name) in enumerate(zip(cols, names, strict=True)):
+            try:
+                v = float(row[j])
+            except ValueError:
+                raise InvalidInput(f"{path}: row {i}, column {name!r}: {row[j]!r} is not a "
+                               "number") from None
+            if not math.isfinite(v) or abs(v) > 1.0:
+                raise InvalidInput(f"{path}: row {i}, column {name!r} = {row[j]!r} is outside "
+                               "[-1, 1]")
+            out[i - 1, k] = v
+    return out

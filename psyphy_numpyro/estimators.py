@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from . import field, oddity
+from .errors import InvalidInput
 from .noise import draw_shared_noise, qmc_normals
 
 __all__ = ["Estimator", "ControlVariate", "Reparam", "PlainMC", "Table", "NAMES", "get",
@@ -132,7 +133,7 @@ class PlainMC(Estimator):
         return self.draw_noise(key, batch_shape, num_samples, input_dim, extra_dims, dtype)
 
     def fixed_noise(self, seed, num_trials, num_samples, input_dim, extra_dims, dtype=None):
-        raise ValueError('estimator "mc" has no fixed-noise likelihood; use "cv" or "reparam"')
+        raise InvalidInput('estimator "mc" has no fixed-noise likelihood; use "cv" or "reparam"')
 
     def p_correct(self, model, W, ref, comparison, noise):
         U_r, U_c = field.sqrt_field(W, ref), field.sqrt_field(W, comparison)
@@ -174,7 +175,7 @@ def get(name: str) -> Estimator:
     try:
         return _ALL[name]
     except (KeyError, TypeError):
-        raise ValueError(f"estimator must be one of {NAMES}, got {name!r}") from None
+        raise InvalidInput(f"estimator must be one of {NAMES}, got {name!r}") from None
 
 
 def check_fixed_noise(model, caller: str, reason: str, samples_name: str, num_samples: int):
@@ -185,7 +186,7 @@ def check_fixed_noise(model, caller: str, reason: str, samples_name: str, num_sa
     """
     est = model.estimator_object
     if num_samples != 0 and not est.has_fixed_form:
-        raise ValueError(
+        raise InvalidInput(
             f'{caller} needs estimator "cv" or "reparam" ({reason}), not "{est.name}": '
             'pass model.replace(estimator="cv")'
         )

@@ -37,6 +37,7 @@ import numpy as np
 
 from ._version import __version__
 from .data import TrialData
+from .errors import InvalidInput, InvalidType
 from .model import WPPM
 
 __all__ = ["FORMAT_VERSION", "GROUP", "FitSource", "write", "read", "as_jax", "to_json",
@@ -67,7 +68,7 @@ def _json_default(obj):
         return obj.item()
     if isinstance(obj, np.ndarray):
         return obj.tolist()
-    raise TypeError(f"cannot store {type(obj).__name__} {obj!r} in a fit file")
+    raise InvalidType(f"cannot store {type(obj).__name__} {obj!r} in a fit file")
 
 
 def to_json(obj) -> str:
@@ -88,7 +89,7 @@ def model_from_config(text: str, path: str) -> WPPM:
     known = {f.name for f in dataclasses.fields(WPPM)}
     unknown = sorted(set(cfg) - known)
     if unknown:
-        raise ValueError(
+        raise InvalidInput(
             f"{path}: the model configuration has settings this version of psyphy_numpyro "
             f"does not know: {unknown} (the file was written by a newer version?)"
         )
@@ -210,30 +211,30 @@ def _open(path):
             warnings.simplefilter("ignore", UserWarning)
             return az.from_netcdf(path)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: not a NetCDF fit file ({type(exc).__name__}: {exc})") from exc
+        raise InvalidInput(f"{path}: not a NetCDF fit file ({type(exc).__name__}: {exc})") from exc
 
 
 def _check_header(idata, path, kinds):
     groups = set(idata.groups())
     if GROUP not in groups or "psyphy_numpyro_format" not in idata[GROUP].attrs:
-        raise ValueError(
+        raise InvalidInput(
             f"{path}: not a psyphy_numpyro fit file (no '{GROUP}' group; write fit files "
             "with fit.save(path))"
         )
     attrs = idata[GROUP].attrs
     version = int(attrs["psyphy_numpyro_format"])
     if version > FORMAT_VERSION:
-        raise ValueError(
+        raise InvalidInput(
             f"{path}: fit-file format {version} was written by psyphy_numpyro "
             f"{attrs.get('psyphy_numpyro_version', '?')}; this version ({__version__}) reads "
             f"format <= {FORMAT_VERSION}"
         )
     kind = str(attrs.get("fit_kind", ""))
     if kind not in kinds:
-        raise ValueError(f"{path}: unknown fit kind {kind!r} (expected one of {tuple(kinds)})")
+        raise InvalidInput(f"{path}: unknown fit kind {kind!r} (expected one of {tuple(kinds)})")
     for g in ("posterior", "observed_data", "constant_data"):
         if g not in groups:
-            raise ValueError(f"{path}: the fit file has no '{g}' group")
+            raise InvalidInput(f"{path}: the fit file has no '{g}' group")
     return kind
 
 
@@ -250,7 +251,7 @@ def _source(idata, path) -> FitSource:
     draws = idata.posterior["W"].values
     expect = model.weight_shape
     if draws.ndim != len(expect) + 2 or tuple(draws.shape[2:]) != tuple(expect):
-        raise ValueError(
+        raise InvalidInput(
             f"{path}: posterior W has shape {draws.shape}, the model expects "
             f"(chain, draw) + {expect}"
         )
@@ -281,4 +282,4 @@ def read(path, kinds) -> tuple[str, FitSource]:
     try:
         return kind, _source(idata, path)
     except KeyError as exc:
-        raise ValueError(f"{path}: incomplete fit file (missing {exc})") from exc
+        raise InvalidInput(f"{path}: incomplete fit file (missing {exc})") from exc

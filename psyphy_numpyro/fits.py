@@ -32,6 +32,7 @@ import numpy as np
 from . import fitfile
 from .arviz_io import to_inference_data, weight_dims
 from .data import TrialData
+from .errors import InvalidInput
 from .field import covariance_field, sqrt_field
 from .model import WPPM, _chunked_loglik
 from .validation import as_key, check_array, check_int, check_params, check_points
@@ -70,11 +71,11 @@ class Fit:
         shape = self.model.weight_shape
         W = np.asarray(self.draws)
         if W.ndim != len(shape) + 2 or W.shape[2:] != shape:
-            raise ValueError(
+            raise InvalidInput(
                 f"the fit's draws of W have shape {W.shape}, expected (chain, draw) + {shape}"
             )
         if W.shape[0] * W.shape[1] == 0:
-            raise ValueError("the fit has no posterior draws of W")
+            raise InvalidInput("the fit has no posterior draws of W")
         check_array("posterior draws of W", W)
         return jnp.asarray(W.reshape((-1,) + shape))
 
@@ -315,7 +316,7 @@ class MAPFit(Fit):
     @classmethod
     def _restore(cls, src):
         if src.draws.shape[:2] != (1, 1):
-            raise ValueError(
+            raise InvalidInput(
                 f"{src.path}: a MAP fit has one draw, the file has {src.draws.shape[:2]}")
         return cls.restore_nested(src, "map_", W=src.draws[0, 0])
 

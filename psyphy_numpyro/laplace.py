@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.infer.util import log_density
 
+from .errors import FitFailedError, InvalidInput, InvalidType
 from .estimators import check_fixed_noise, surrogate_model, surrogate_noise
 from .fits import MAPFit
 from .inference.objective import bucket_size, pad_trials
@@ -159,7 +160,7 @@ def fit_laplace(
     seed = seed_from(seed, rng_key)
     hessian_samples = _check_count("hessian_samples", hessian_samples, lo=0)
     if curvature not in ("fisher", "hessian"):
-        raise ValueError(f'curvature must be "fisher" or "hessian", got {curvature!r}')
+        raise InvalidInput(f'curvature must be "fisher" or "hessian", got {curvature!r}')
     map_steps = _check_count("map_steps", map_steps)
     if hessian_bandwidth is not None:
         hessian_bandwidth = check_real("hessian_bandwidth", hessian_bandwidth, 0.0)
@@ -170,17 +171,17 @@ def fit_laplace(
     if isinstance(init, MAPFit):
         check_params(init.params, model.weight_shape, "init.params")
     elif init is not None:
-        raise TypeError(f"init must be a MAPFit or None, got {type(init).__name__}")
+        raise InvalidType(f"init must be a MAPFit or None, got {type(init).__name__}")
     if init is None:
         init = fit_map(data, model, steps=map_steps, seed=seed, progress=_use_progress(progress))
     if not isinstance(init, MAPFit):
-        raise TypeError(f"init must be a MAPFit or None, got {type(init).__name__}")
+        raise InvalidType(f"init must be a MAPFit or None, got {type(init).__name__}")
     hmodel = surrogate_model(model, hessian_samples, hessian_bandwidth)
     W0 = jnp.asarray(init.params["W"])
     noise = surrogate_noise(hmodel, bucket_size(len(data)), hessian_samples, seed)
     H = np.asarray(_curvature(hmodel, W0, data, noise, curvature), dtype=np.float64)
     if not np.all(np.isfinite(H)):
-        raise FloatingPointError(
+        raise FitFailedError(
             "fit_laplace: the curvature at the MAP is not finite (NaN/Inf), so no Gaussian "
             "can be built there; check that init is a converged fit_map result, or try "
             "curvature='fisher', a larger hessian_bandwidth or a larger model.diag_term"

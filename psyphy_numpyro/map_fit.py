@@ -15,6 +15,7 @@ import optax
 
 from . import oddity
 from .data import TrialData, as_trial_data
+from .errors import FitDivergedError, InvalidInput, InvalidType
 from .fits import MAPFit
 from .inference import engine
 from .inference.objective import MAP, init_state
@@ -24,19 +25,15 @@ from .validation import as_key, check_int, check_params, check_real
 __all__ = ["MAPFit", "fit_map", "FitDivergedError", "resolve_model"]
 
 
-class FitDivergedError(RuntimeError):
-    """A fit produced a non-finite loss or parameters and could not recover."""
-
-
 def resolve_model(data, model) -> tuple[TrialData, WPPM]:
     """Coerce data, default the model to ``WPPM(input_dim=data's d)``, check they agree."""
     data = as_trial_data(data)
     if model is None:
         model = WPPM(input_dim=data.input_dim)
     if not isinstance(model, WPPM):
-        raise TypeError(f"model must be a psyphy_numpyro.WPPM, got {type(model).__name__}")
+        raise InvalidType(f"model must be a psyphy_numpyro.WPPM, got {type(model).__name__}")
     if model.input_dim != data.input_dim:
-        raise ValueError(
+        raise InvalidInput(
             f"data has stimulus dimension {data.input_dim} but the model has "
             f"input_dim={model.input_dim}"
         )
@@ -76,7 +73,7 @@ def _check_settings(data, model, steps, optimizer, learning_rate, num_restarts, 
     num_restarts = _check_count("num_restarts", num_restarts)
     if isinstance(batch_size, str):
         if batch_size != "auto":
-            raise ValueError(f'batch_size must be an int, None or "auto", got {batch_size!r}')
+            raise InvalidInput(f'batch_size must be an int, None or "auto", got {batch_size!r}')
         batch_size = AUTO_BATCH_SIZE if len(data) > AUTO_FULL_BATCH else None
     if batch_size is not None:
         batch_size = _check_count("batch_size", batch_size)
@@ -84,14 +81,14 @@ def _check_settings(data, model, steps, optimizer, learning_rate, num_restarts, 
             batch_size = None
     learning_rate = check_real("learning_rate", learning_rate, 0.0)
     if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
-        raise TypeError(
+        raise InvalidType(
             f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}"
         )
     if eval_samples is None:
         eval_samples = max(8 * model.num_samples, 1024)
     eval_samples = _check_count("eval_samples", eval_samples)
     if check_real("init_scale", init_scale) <= 0:
-        raise ValueError(f"init_scale must be > 0, got {init_scale!r}")
+        raise InvalidInput(f"init_scale must be > 0, got {init_scale!r}")
     if screen_steps is None:
         screen_steps = steps if num_restarts == 1 else max(1, steps // 4)
     screen_steps = min(_check_count("screen_steps", screen_steps), steps)

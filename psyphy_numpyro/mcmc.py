@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.infer import MCMC, NUTS
 
+from .errors import FitFailedError, InvalidInput, InvalidType
 from .estimators import check_fixed_noise, surrogate_noise
 from .estimators import surrogate_model as surrogate_model_of
 from .fits import MAPFit
@@ -52,23 +53,21 @@ def fit_mcmc(
     Carlo estimate. The sampler therefore runs on a *surrogate* likelihood
     (the prior and everything else are the model's own):
 
-    - ``surrogate_samples=0`` (default): the tabulated equal-covariance
-      p(correct) ``f(d')`` with ``d'`` the Mahalanobis distance under the
-      pooled covariance ``S``. Deterministic and smooth; exact when
-      ``Sigma(ref) == Sigma(comparison)``, and off by a few hundredths where
-      the field changes a lot between the two stimuli. Measured on 1 500
-      trials from a basis-degree-2 field: 2 chains x 600 iterations in under
-      a minute, no divergences, max r_hat 1.01 on Sigma, 90% intervals
-      covering 90% of the true Sigma entries.
+    - ``surrogate_samples=0`` (default): the ``"table"`` estimator
+      (:mod:`psyphy_numpyro.estimators`), whatever the model's own estimator:
+      the tabulated equal-covariance p(correct) ``f(d')`` with ``d'`` the
+      Mahalanobis distance under the pooled covariance ``S``. Deterministic
+      and smooth; exact when ``Sigma(ref) == Sigma(comparison)``, and off by
+      a few hundredths where the field changes a lot between the two stimuli.
     - ``surrogate_samples=M > 0``: the model's estimator with ``M`` fixed
-      quasi-Monte Carlo draws per trial (scrambled Sobol, shifted per trial).
+      quasi-Monte Carlo draws per trial (scrambled Sobol, shifted per trial);
+      it needs an estimator with a fixed-noise form (``"cv"``, ``"reparam"``).
       With ``"cv"`` (radius integrated in closed form) this density is
-      piecewise smooth in ``W`` at the model's own bandwidth, and its error is several times
-      smaller than the table's. Measured (2-D, basis_degree 3, 1 000 trials,
-      2 chains x (200 + 200)): ``M = 16`` had RMS error 0.005 against 0.021
-      for the table, 0 divergences, 50 leapfrog steps per iteration, at
-      2.2x the table's wall time. (``"reparam"`` on fixed draws is a sum of
-      near-steps: NUTS takes tiny steps there.)
+      piecewise smooth in ``W`` at the model's own bandwidth and more accurate
+      than the table, at a higher cost per iteration; ``"reparam"`` on fixed
+      draws is a sum of near-steps (NUTS takes tiny steps there), so its
+      default bandwidth is wider. Measurements of both are in
+      ``docs/performance.md`` and ``docs/validation.md``.
 
     The surrogate's error against a high-sample estimate of the exact
     p(correct) is measured at the starting point and reported in
@@ -120,7 +119,7 @@ def fit_mcmc(
     seed = seed_from(seed, rng_key)
     surrogate_samples = _check_count("surrogate_samples", surrogate_samples, lo=0)
     if chain_method not in _CHAIN_METHODS:
-        raise ValueError(f"chain_method must be one of {_CHAIN_METHODS}, got {chain_method!r}")
+        raise InvalidInput(f"chain_method must be one of {_CHAIN_METHODS}, got {chain_method!r}")
     target_accept_prob = check_real("target_accept_prob", target_accept_prob, 0.0, 1.0)
     init_jitter = check_real("init_jitter", init_jitter, 0.0, lo_closed=True)
     max_tree_depth = _check_count("max_tree_depth", max_tree_depth)
@@ -134,7 +133,7 @@ def fit_mcmc(
     elif isinstance(init, MAPFit):
         check_params(init.params, model.weight_shape, "init.params")
     elif init is not None:
-        raise TypeError(
+        raise InvalidType(
             f"init must be a MAPFit, a dict {{'W': ...}} or None, got {type(init).__name__}"
         )
     if surrogate_bandwidth is None:
@@ -158,9 +157,9 @@ def fit_mcmc(
     elif isinstance(init, dict) and "W" in init:
         W0 = jnp.asarray(init["W"])
     else:
-        raise TypeError("init must be a MAPFit, a dict {'W': ...} or None")
+        raise InvalidType("init must be a MAPFit, a dict {'W': ...} or None")
     if W0.shape != model.weight_shape:
-        raise ValueError(f"init W has shape {W0.shape}, the model expects {model.weight_shape}")
+        raise InvalidInput(f"init W has shape {W0.shape}, the model expects {model.weight_shape}")
 
     trials = pad_trials(data, noise.shape[0])
     k_jit, k_run = jax.random.split(jax.random.PRNGKey(seed))
@@ -184,7 +183,7 @@ def fit_mcmc(
     mcmc = copy.copy(mcmc)  # this run's draws and fields; the cached sampler moves on
     draws = np.asarray(mcmc.get_samples(group_by_chain=True)["W"])
     if not np.all(np.isfinite(draws)):
-        raise FloatingPointError(
+        raise FitFailedError(
             "fit_mcmc: NUTS produced non-finite draws of W; try init=fit_map(...) as the "
             "starting point, a higher target_accept_prob (e.g. 0.95), or a larger "
             "model.diag_term"

@@ -14,6 +14,7 @@ import numpyro.distributions as dist
 
 from . import estimators, field
 from . import noise as _noise
+from .errors import InvalidInput
 from .validation import as_key, check_int, check_params, check_points, check_real
 
 __all__ = ["WPPM", "wppm_model"]
@@ -201,7 +202,8 @@ class WPPM:
         ref, comparison = jnp.broadcast_arrays(ref, comparison)
         if noise is None:
             if key is None:
-                raise ValueError("p_correct needs a PRNG key (key=...) or fixed noise (noise=...)")
+                raise InvalidInput(
+                    "p_correct needs a PRNG key (key=...) or fixed noise (noise=...)")
             noise = self.fresh_noise(as_key(key), ref.shape[:-1], num_samples)
         else:
             noise = jnp.asarray(noise)
@@ -218,7 +220,7 @@ class WPPM:
 
         data = as_trial_data(data)
         if data.input_dim != self.input_dim:
-            raise ValueError(
+            raise InvalidInput(
                 f"data has stimulus dimension {data.input_dim}, the model has "
                 f"input_dim={self.input_dim}"
             )
@@ -328,7 +330,7 @@ def wppm_model(stimuli, responses=None, *, config: WPPM, noise=None, subsample_s
         if noise is None:
             key = numpyro.prng_key() if _has_seed_handler() else None
             if key is None:
-                raise ValueError(
+                raise InvalidInput(
                     "wppm_model was evaluated without fixed noise and outside a "
                     "numpyro.handlers.seed context (as inside numpyro.infer.MCMC), so its "
                     "Monte Carlo noise would be one silent fixed draw: pass noise=... (e.g. "

@@ -18,6 +18,7 @@ sampler statistics (divergences, tree depth, ...) are restored from
 from __future__ import annotations
 
 from . import fitfile
+from .errors import InvalidInput, InvalidType
 from .fitfile import FORMAT_VERSION
 from .fits import Fit, MAPFit, PosteriorFit
 from .posterior import LaplaceFit, MCMCFit
@@ -33,7 +34,7 @@ FIT_KINDS = tuple(FIT_CLASSES)
 def fit_kind(fit) -> str:
     """``"map"``, ``"laplace"``, ``"mcmc"`` or ``"posterior"``: what a fit file records."""
     if not isinstance(fit, Fit):
-        raise TypeError(
+        raise InvalidType(
             "save_fit needs a MAPFit, MCMCFit, LaplaceFit or PosteriorFit, "
             f"got {type(fit).__name__}"
         )
@@ -105,4 +106,4 @@ def load_fit(path):
     try:
         return FIT_CLASSES[kind]._restore(src)
     except KeyError as exc:
-        raise ValueError(f"{src.path}: incomplete fit file (missing {exc})") from exc
+        raise InvalidInput(f"{src.path}: incomplete fit file (missing {exc})") from exc

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import fitfile
 from .arviz_io import weight_dims
+from .errors import InvalidInput
 from .fits import MAPFit, PosteriorFit
 
 __all__ = ["PosteriorFit", "MCMCFit", "LaplaceFit"]
@@ -78,7 +79,7 @@ class MCMCFit(PosteriorFit):
         if self.mcmc is None:
             stats = self.sample_stats or {}
             if "diverging" not in stats:
-                raise ValueError("this MCMCFit has neither an MCMC object nor sample statistics")
+                raise InvalidInput("this MCMCFit has neither an MCMC object nor sample statistics")
             return int(np.asarray(stats["diverging"]).sum())
         return int(np.asarray(self.mcmc.get_extra_fields()["diverging"]).sum())
 

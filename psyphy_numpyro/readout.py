@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .contours import Thresholds, _intervals_1d, _quantiles, fit_ellipse
+from .errors import InvalidInput, InvalidType
 from .fits import Fit, MAPFit
 from .validation import (
     DOMAIN_TOL,
@@ -65,7 +66,7 @@ def _fit_weights(fit):
     if isinstance(fit, tuple) and len(fit) == 2:
         fit = MAPFit.from_params(*fit)
     if not isinstance(fit, Fit):
-        raise TypeError(
+        raise InvalidType(
             "fit must be a fit (MAPFit, MCMCFit, LaplaceFit, PosteriorFit) or a "
             f"(WPPM, params) pair, got {type(fit).__name__}"
         )
@@ -95,7 +96,7 @@ def unit_directions(input_dim: int, num_directions: int = 16) -> np.ndarray:
         return np.array([[1.0], [-1.0]])
     need = {2: 3, 3: 6}[input_dim]
     if num_directions < need:
-        raise ValueError(
+        raise InvalidInput(
             f"num_directions must be >= {need} in {input_dim}-D (an ellipse has "
             f"{need} free parameters), got {num_directions}"
         )
@@ -173,17 +174,17 @@ def psychometric(fit, ref, direction, distances, *, key=0, num_samples=None):
     d = model.input_dim
     ref = np.asarray(check_points(ref, d, "ref"), dtype=float)
     if ref.shape != (d,):
-        raise ValueError(f"ref must have shape ({d},), got {ref.shape}")
+        raise InvalidInput(f"ref must have shape ({d},), got {ref.shape}")
     u = check_array("direction", direction)
     if u.shape != (d,):
-        raise ValueError(f"direction must be a finite array of shape ({d},), got {u.shape}")
+        raise InvalidInput(f"direction must be a finite array of shape ({d},), got {u.shape}")
     norm = float(np.linalg.norm(u))
     if norm == 0.0:
-        raise ValueError("direction must be non-zero")
+        raise InvalidInput("direction must be non-zero")
     u = u / norm
     t = check_array("distances", distances)
     if t.ndim != 1 or t.size == 0:
-        raise ValueError(f"distances must be a non-empty finite 1-D array, got shape {t.shape}")
+        raise InvalidInput(f"distances must be a non-empty finite 1-D array, got shape {t.shape}")
     num_samples = _num_samples(model, num_samples)
     key = as_key(key)
     pts = ref + t[:, None] * u
@@ -192,7 +193,7 @@ def psychometric(fit, ref, direction, distances, *, key=0, num_samples=None):
         hi = float(ray_extent(ref, u))
         lo = float(ray_extent(ref, -u))
         i = int(np.argmax(outside))
-        raise ValueError(
+        raise InvalidInput(
             f"distances[{i}] = {t[i]:.4g} puts the point outside the domain [-1, 1]^{d}; "
             f"along this ray distances must lie in [{-lo:.4g}, {hi:.4g}]"
         )
@@ -257,135 +258,6 @@ def _lengths_draws(model, Ws, origin, u, t_max, noise, target, num_iter):
     return jax.lax.map(
         lambda w: _bisect(model, w, origin, u, t_max, noise, target, num_iter), Ws
     )
-
-
-def fit_ellipse(offsets):
-    """Least-squares ellipse (centred at the origin) through boundary offsets.
-
-    For offsets ``v_k`` (boundary point minus centre) solves
-    ``min_A sum_k (v_k' A v_k - 1)^2`` over symmetric ``A`` and returns
-    ``E = A^-1``, so the fitted boundary is ``{v : v' E^-1 v = 1}``. Noise-free
-    points of an ellipse are recovered exactly.
-
-    Parameters
-    ----------
-    offsets : array (..., K, d)
-        Leading dimensions are batch dimensions. Rows containing NaN are left
-        out of the fit.
-
-    Returns
-    -------
-    numpy array (..., d, d)
-        NaN where fewer than ``d (d + 1) / 2`` finite offsets remain or the
-        fitted ``A`` is not positive definite.
-    """
-    v = jnp.asarray(offsets)
-    if v.ndim < 2 or v.shape[-1] not in (1, 2, 3):
-        raise ValueError(f"offsets must have shape (..., K, d) with d in 1..3, got {v.shape}")
-    return np.asarray(_fit_ellipse(v))
-
-
-@jax.jit
-def _fit_ellipse(v):
-    d = v.shape[-1]
-    ok = jnp.all(jnp.isfinite(v), -1)
-    v = jnp.where(ok[..., None], v, 0.0)
-    # rescale for conditioning: fit A' for v / s, then A = A' / s^2
-    n_ok = jnp.sum(ok, -1)
-    s = jnp.sqrt(jnp.sum(v * v, (-1, -2)) / jnp.maximum(n_ok, 1))
-    s = jnp.where(s > 0, s, 1.0)
-    w = v / s[..., None, None]
-    iu, ju = np.triu_indices(d)
-    coef = np.where(iu == ju, 1.0, 2.0)
-    X = w[..., iu] * w[..., ju] * coef  # (..., K, p)
-    y = ok.astype(v.dtype)
-    a = jnp.einsum("...pk,...k->...p", jnp.linalg.pinv(X), y)
-    A = jnp.zeros(v.shape[:-2] + (d, d), v.dtype)
-    A = A.at[..., iu, ju].set(a).at[..., ju, iu].set(a) / (s * s)[..., None, None]
-    good = (n_ok >= len(iu)) & (jnp.linalg.eigvalsh(A)[..., 0] > 0)
-    E = jnp.linalg.inv(jnp.where(good[..., None, None], A, jnp.eye(d, dtype=v.dtype)))
-    return jnp.where(good[..., None, None], E, jnp.nan)
-
-
-def _quantiles(lengths, qs):
-    """Quantiles over draws, treating NaN (no crossing inside the domain) as +inf.
-
-    A ray without a crossing has a threshold beyond the domain edge, so it
-    counts as larger than every finite length; a quantile that lands on such
-    draws is reported as NaN.
-    """
-    big = 1e30  # stands for +inf without inf - inf in the interpolation
-    x = np.where(np.isnan(lengths), big, lengths)
-    out = np.quantile(x, qs, axis=0, method="linear")
-    return np.where(out < 1e20, out, np.nan)
-
-
-def _intervals_1d(refs, lengths):
-    """1-D threshold intervals ``[r - t(-1), r + t(+1)]``, shape ``(..., R, 2)``."""
-    return np.stack([refs[:, 0] - lengths[..., 1], refs[:, 0] + lengths[..., 0]], -1)
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Discrimination thresholds around a set of references.
-
-    Attributes
-    ----------
-    refs : numpy array (R, d)
-    directions : numpy array (D, d)
-        Unit directions of the rays.
-    lengths : numpy array (R, D) or (num_draws, R, D)
-        Distance from each reference to the ``target`` contour along each
-        direction; NaN where p(correct) stays below ``target`` up to the domain
-        edge (or ``max_distance``).
-    points : numpy array (..., R, D, d)
-        Boundary points ``refs + lengths * directions``.
-    ellipses : numpy array (..., R, d, d) or, in 1-D, (..., R, 2)
-        Least-squares threshold ellipses ``E`` (boundary ``(x-r)' E^-1 (x-r) = 1``,
-        see :func:`fit_ellipse`); in 1-D the intervals ``[lower, upper]``.
-    max_lengths : numpy array (R, D)
-        Upper end of each ray's search bracket.
-    target : float
-        The p(correct) level of the contour.
-    median, interval : numpy arrays (R, D) and (2, R, D), draw-based fits only
-        Posterior median and central credible interval (``level``) of the lengths.
-    level : float, draw-based fits only
-    """
-
-    refs: np.ndarray
-    directions: np.ndarray
-    lengths: np.ndarray
-    points: np.ndarray
-    ellipses: np.ndarray
-    max_lengths: np.ndarray = field(repr=False)
-    target: float = 2.0 / 3.0
-    median: np.ndarray | None = None
-    interval: np.ndarray | None = None
-    level: float | None = None
-
-    @property
-    def input_dim(self) -> int:
-        return int(self.refs.shape[-1])
-
-    @property
-    def has_draws(self) -> bool:
-        """True for results of a draw-based fit (``lengths`` has a draws axis)."""
-        return self.lengths.ndim == 3
-
-    @property
-    def median_points(self) -> np.ndarray:
-        """Boundary points of the median lengths, ``(R, D, d)``."""
-        lengths = self.median if self.has_draws else self.lengths
-        return self.refs[:, None, :] + lengths[..., None] * self.directions[None]
-
-    @property
-    def median_ellipses(self) -> np.ndarray:
-        """Ellipses (intervals in 1-D) fitted to the median lengths, ``(R, d, d)``."""
-        if not self.has_draws:
-            return self.ellipses
-        if self.input_dim == 1:
-            return _intervals_1d(self.refs, self.median)
-        return fit_ellipse(self.median_points - self.refs[:, None, :])
 
 
 def thresholds(
@@ -455,9 +327,9 @@ def thresholds(
     if refs.ndim == 1:
         refs = refs[None]
     if refs.ndim != 2:
-        raise ValueError(f"refs must have shape (R, {d}), got {refs.shape}")
+        raise InvalidInput(f"refs must have shape (R, {d}), got {refs.shape}")
     if len(refs) == 0:
-        raise ValueError(f"refs is empty: pass at least one reference of shape ({d},)")
+        raise InvalidInput(f"refs is empty: pass at least one reference of shape ({d},)")
     target = check_real("target", target, 1.0 / 3.0, 1.0)
     tol = check_real("tol", tol, 0.0)
     level = check_real("level", level, 0.0, 1.0)
@@ -466,10 +338,10 @@ def thresholds(
     else:
         dirs = check_array("directions", directions)
         if dirs.ndim != 2 or dirs.shape[1] != d or len(dirs) == 0:
-            raise ValueError(f"directions must have shape (D, {d}), got {dirs.shape}")
+            raise InvalidInput(f"directions must have shape (D, {d}), got {dirs.shape}")
         norms = np.linalg.norm(dirs, axis=1)
         if np.any(norms == 0):
-            raise ValueError(f"directions must be non-zero; row {int(np.argmin(norms))} is zero")
+            raise InvalidInput(f"directions must be non-zero; row {int(np.argmin(norms))} is zero")
         dirs = dirs / norms[:, None]
     if max_distance is not None:
         max_distance = check_real("max_distance", max_distance, 0.0)

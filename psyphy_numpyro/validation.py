@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .errors import InvalidInput, InvalidType
+
 __all__ = [
     "as_key",
     "seed_from",
@@ -36,7 +38,7 @@ _RESCALE_HINT = (
 def as_key(key):
     """Accept a JAX PRNG key (raw ``uint32`` pair or typed) or an integer seed."""
     if isinstance(key, bool):
-        raise TypeError("a PRNG key or integer seed is required, got a bool")
+        raise InvalidType("a PRNG key or integer seed is required, got a bool")
     if isinstance(key, numbers.Integral):
         return jax.random.PRNGKey(int(key))
     if isinstance(key, (jax.Array, np.ndarray)):
@@ -46,11 +48,11 @@ def as_key(key):
             return key
         if key.ndim == 0 and np.issubdtype(key.dtype, np.integer) and _concrete(key):
             return jax.random.PRNGKey(int(key))
-        raise TypeError(
+        raise InvalidType(
             "key must be a jax.random key (e.g. jax.random.PRNGKey(0)) or an integer seed, "
             f"got an array of shape {tuple(key.shape)} and dtype {key.dtype}"
         )
-    raise TypeError(f"expected a jax.random key or an integer seed, got {type(key).__name__}")
+    raise InvalidType(f"expected a jax.random key or an integer seed, got {type(key).__name__}")
 
 
 def seed_from(seed, rng_key=None) -> int:
@@ -68,10 +70,10 @@ def seed_from(seed, rng_key=None) -> int:
 def check_int(name, value, lo, hi=None) -> int:
     """Return ``value`` as an int after checking it is an integer in ``[lo, hi]``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+        raise InvalidType(f"{name} must be an integer, got {type(value).__name__} {value!r}")
     if value < lo or (hi is not None and value > hi):
         rng = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name} must be {rng}, got {value}")
+        raise InvalidInput(f"{name} must be {rng}, got {value}")
     return int(value)
 
 
@@ -83,7 +85,7 @@ def check_real(name, value, lo=None, hi=None, *, lo_closed=False, hi_closed=Fals
     (one bound) or ``"{name} must be in (0, 1]"`` (two bounds).
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+        raise InvalidType(f"{name} must be a real number, got {type(value).__name__} {value!r}")
     v = float(value)
     ok = math.isfinite(v)
     if lo is not None:
@@ -101,7 +103,7 @@ def check_real(name, value, lo=None, hi=None, *, lo_closed=False, hi_closed=Fals
             cond = f"finite and {'<=' if hi_closed else '<'} {hi:.4g}"
         else:
             cond = "finite"
-        raise ValueError(f"{name} must be {cond}, got {value!r}")
+        raise InvalidInput(f"{name} must be {cond}, got {value!r}")
     return v
 
 
@@ -125,17 +127,17 @@ def check_array(name, x, *, locate=None) -> np.ndarray:
     try:
         arr = np.asarray(x)
     except (ValueError, TypeError) as exc:  # ragged nested sequences
-        raise ValueError(f"{name} must be a rectangular numeric array ({exc})") from None
+        raise InvalidInput(f"{name} must be a rectangular numeric array ({exc})") from None
     if arr.dtype == object or arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
-        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+        raise InvalidType(f"{name} must be a real numeric array, got dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.complexfloating):
-        raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
+        raise InvalidType(f"{name} must be real, got complex dtype {arr.dtype}")
     bad = ~np.isfinite(arr)
     if bad.any() and arr.ndim == 0:
-        raise ValueError(f"{name} must be finite, got {arr.item()!r}")
+        raise InvalidInput(f"{name} must be finite, got {arr.item()!r}")
     if bad.any():
         idx = np.argwhere(bad)[0]
-        raise ValueError(
+        raise InvalidInput(
             f"{name} contains NaN or Inf ({int(bad.sum())} of {arr.size} values; first at "
             f"{_where(idx, locate)}: {arr[tuple(idx)].item()!r})"
         )
@@ -145,14 +147,14 @@ def check_array(name, x, *, locate=None) -> np.ndarray:
 def check_params(params, shape, name="params"):
     """Return ``params["W"]`` after checking its presence, shape and finiteness."""
     if not isinstance(params, dict) or "W" not in params:
-        raise TypeError(
+        raise InvalidType(
             f'{name} must be a dict with key "W" (psyphy layout), got {type(params).__name__}'
         )
     W = params["W"]
     if not hasattr(W, "shape"):
         W = np.asarray(W, dtype=float)
     if tuple(W.shape) != tuple(shape):
-        raise ValueError(
+        raise InvalidInput(
             f"{name}['W'] has shape {tuple(W.shape)}, the model expects {tuple(shape)} "
             "(basis_degree + 1 per axis, then input_dim x (input_dim + extra_dims))"
         )
@@ -171,7 +173,7 @@ def check_points(x, input_dim, name="x", *, locate=None):
         return x
     arr = check_array(name, x, locate=locate)
     if arr.ndim == 0 or arr.shape[-1] != input_dim:
-        raise ValueError(
+        raise InvalidInput(
             f"{name} must have shape (..., {input_dim}) for input_dim={input_dim}, "
             f"got shape {arr.shape}"
         )
@@ -180,7 +182,7 @@ def check_points(x, input_dim, name="x", *, locate=None):
         idx = np.argwhere(outside)[0]
         n_bad = int(outside.any(-1).sum())
         n_pts = int(np.prod(arr.shape[:-1]))
-        raise ValueError(
+        raise InvalidInput(
             f"{name} has coordinates outside the domain [-1, 1]: first at {_where(idx, locate)} "
             f"= {arr[tuple(idx)]:.6g} ({n_bad} of {n_pts} points outside; observed range "
             f"[{arr.min():.4g}, {arr.max():.4g}]); {_RESCALE_HINT}"
@@ -193,20 +195,20 @@ def check_responses(y, num_trials=None, name="responses"):
     try:
         arr = np.asarray(y)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"{name} must be a vector of 0/1 ({exc})") from None
+        raise InvalidInput(f"{name} must be a vector of 0/1 ({exc})") from None
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
-        raise ValueError(f"{name} must have shape (N,) or (N, 1), got {np.asarray(y).shape}")
+        raise InvalidInput(f"{name} must have shape (N,) or (N, 1), got {np.asarray(y).shape}")
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise TypeError(f"{name} must be numeric 0/1, got dtype {arr.dtype}")
+        raise InvalidType(f"{name} must be numeric 0/1, got dtype {arr.dtype}")
     if num_trials is not None and arr.shape[0] != num_trials:
-        raise ValueError(f"{name} has {arr.shape[0]} entries but there are {num_trials} trials")
+        raise InvalidInput(f"{name} has {arr.shape[0]} entries but there are {num_trials} trials")
     if arr.dtype != bool:
         bad = ~np.isin(arr, (0, 1))
         if bad.any():
             i = int(np.argmax(bad))
-            raise ValueError(
+            raise InvalidInput(
                 f"{name} must be 0 or 1; entry {i} is {arr[i].item()!r} ({int(bad.sum())} of "
                 f"{arr.size} entries are not 0/1; 1 = correct, 0 = incorrect)"
             )

@@ -1,6 +1,8 @@
 """The psyphy-numpyro command line: fit -> summary -> thresholds, and one-line errors."""
 
+import contextlib
 import csv
+import io
 import os
 import subprocess
 import sys
@@ -35,34 +37,40 @@ def workdir(tmp_path_factory):
     p = 1 / 3 + (2 / 3) * (1 - np.exp(-((dist / 0.12) ** 2)))  # a plausible observer
     data = pn.TrialData.from_arrays(ref, comp, rng.uniform(size=200) < p)
     data.to_csv(tmp / "trials.csv")
-    res = _run("fit", "trials.csv", "--method", "map", "--steps", "30", "--restarts", "1",
-               "--basis-degree", "1", "--num-samples", "16", "--estimator", "reparam",
-               "--no-progress", "--out", "fit.nc", "--plot", "field.png", cwd=tmp)
-    return tmp, data, res
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):  # in-process: shares compiled programs
+        code = cli.main([str(a) for a in (
+            "fit", tmp / "trials.csv", "--method", "map", "--steps", "30", "--restarts", "1",
+            "--basis-degree", "1", "--num-samples", "16", "--estimator", "reparam",
+            "--no-progress", "--out", tmp / "fit.nc", "--plot", tmp / "field.png")])
+    return tmp, data, (code, out.getvalue())
 
 
 def test_fit_summary_thresholds(workdir):
-    tmp, data, res = workdir
-    assert res.returncode == 0, res.stderr
-    assert "saved fit.nc" in res.stdout and "200 trials (2-D)" in res.stdout
+    tmp, data, (code, stdout) = workdir
+    assert code == 0
+    assert f"saved {tmp / 'fit.nc'}" in stdout and "200 trials (2-D)" in stdout
     assert (tmp / "field.png").stat().st_size > 1000
     fit = pn.load_fit(tmp / "fit.nc")
     assert isinstance(fit, pn.MAPFit)
     assert fit.data == data  # the CSV round trip is exact
     assert fit.model == MODEL and fit.loss_history.shape == (30,)
 
-    res = _run("summary", "fit.nc", cwd=tmp)
+    res = _run("summary", "fit.nc", cwd=tmp)  # the installed entry point, in a subprocess
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert "kind: map" in out and "trials: 200 (2-D)" in out and "basis_degree=1" in out
     loss = float(fit.restart_losses[fit.best_restart])
     assert f"final loss: {loss:.6g}" in out
 
-    res = _run("thresholds", "fit.nc", "--refs", "grid", "--points-per-axis", "2",
-               "--num-directions", "8", "--target", "0.6", "--out", "th.csv",
-               "--plot", "th.png", cwd=tmp)
-    assert res.returncode == 0, res.stderr
-    assert "written to th.csv" in res.stdout
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main([str(a) for a in (
+            "thresholds", tmp / "fit.nc", "--refs", "grid", "--points-per-axis", "2",
+            "--num-directions", "8", "--target", "0.6", "--out", tmp / "th.csv",
+            "--plot", tmp / "th.png")])
+    assert code == 0
+    assert f"written to {tmp / 'th.csv'}" in out.getvalue()
     assert (tmp / "th.png").stat().st_size > 1000
     with open(tmp / "th.csv", newline="") as fh:
         rows = list(csv.reader(fh))
@@ -160,3 +168,44 @@ def test_posterior_fit_summary_and_thresholds(workdir, capsys):
         lo, hi = values[:, names.index(f"{q}_lo")], values[:, names.index(f"{q}_hi")]
         ok = np.isfinite(lo) & np.isfinite(hi)
         assert ok.any() and np.all(lo[ok] <= hi[ok])
+
+
+def test_an_internal_bug_is_not_reported_as_bad_input(workdir, monkeypatch):
+    """Only the package's own errors (and OS errors) become one-line messages; a plain
+    ValueError from inside a command is a bug and propagates with its traceback."""
+    from psyphy_numpyro.cli import commands
+
+    tmp, _, _ = workdir
+
+    def broken(*args, **kwargs):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setattr(commands, "_load", broken)
+    with pytest.raises(ValueError, match="an internal bug"):
+        cli.main(["summary", str(tmp / "fit.nc")])
+    monkeypatch.setattr(commands, "_load", lambda path: (_ for _ in ()).throw(
+        pn.errors.InvalidInput(f"{path}: a package error")))
+    assert cli.main(["summary", str(tmp / "fit.nc")]) == 2
+
+
+def test_read_points(tmp_path):
+    f = tmp_path / "p.csv"
+    f.write_text("subject,ref_y,ref_x\n7,0.5,-0.25\n8,0.0,0.0\n")
+    np.testing.assert_array_equal(pn.data.read_points(f, 2), [[-0.25, 0.5], [0.0, 0.0]])
+    f.write_text("0.1,0.2\n0.3,-0.4\n")
+    np.testing.assert_array_equal(pn.data.read_points(f, 2), [[0.1, 0.2], [0.3, -0.4]])
+    cases = [
+        ("", "no reference points"),
+        ("a,b,c\n0.1,0.2,0.3\n", "header 'a,b,c' needs columns ref_x,ref_y (or x,y)"),
+        ("x,y\n0.1,0.2\n0.3\n", "row 2 has 1 fields, expected 2"),
+        ("x,y\n0.1,zero\n", "row 1, column 'y': 'zero' is not a number"),
+        ("x,y\n0.1,1.5\n", "row 1, column 'y' = '1.5' is outside [-1, 1]"),
+    ]
+    for text, message in cases:
+        f.write_text(text)
+        with pytest.raises(ValueError) as info:
+            pn.data.read_points(f, 2)
+        assert isinstance(info.value, pn.errors.InvalidInput)
+        assert message in str(info.value) and "p.csv" in str(info.value), str(info.value)
+    with pytest.raises(FileNotFoundError, match="nope.csv: no such file"):
+        pn.data.read_points(tmp_path / "nope.csv", 2)

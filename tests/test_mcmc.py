@@ -116,7 +116,8 @@ def test_mcmc_rejects_bad_arguments(small_nuts):
     with pytest.raises(TypeError, match="init must be a MAPFit"):
         pn.fit_mcmc(data, model, init="map")
     with pytest.raises(ValueError, match='estimator "cv" or "reparam"'):
-        pn.fit_mcmc(data, model.replace(estimator="mc"), init=model.sample_prior(0))
+        pn.fit_mcmc(data, model.replace(estimator="mc"), init=model.sample_prior(0),
+                    surrogate_samples=16)
 
 
 @pytest.mark.slow

@@ -183,7 +183,7 @@ def _laplace_fit(num=8):
     return pn.LaplaceFit(model=model, data=data, draws=draws), W0, scales
 
 
-def test_draw_based_thresholds_have_per_draw_results_and_intervals():
+def test_draw_based_thresholds_have_per_draw_results_and_intervals(tmp_path):
     post, W0, scales = _laplace_fit()
     refs = np.array([[0.0, 0.0], [0.4, 0.2]])
     th = pn.thresholds(post, refs, num_directions=8, level=0.8, num_samples=256)
@@ -205,6 +205,20 @@ def test_draw_based_thresholds_have_per_draw_results_and_intervals():
     assert th.median_ellipses.shape == (2, 2, 2)
     thin = pn.thresholds(post, refs, num_directions=8, num_draws=4, num_samples=256)
     assert thin.lengths.shape == (4, 2, 8)
+    # the table: median-ellipse parameters and credible bounds of the semi-axes
+    names, values = th.table()
+    E = th.median_ellipses
+    col = {n: values[:, i] for i, n in enumerate(names)}
+    np.testing.assert_array_equal(col["E_xy"], E[:, 0, 1])
+    np.testing.assert_allclose(col["semi_major"], np.sqrt(np.linalg.eigvalsh(E)[:, 1]))
+    assert np.all(col["semi_major_lo"] <= col["semi_major"])
+    assert np.all(col["semi_major"] <= col["semi_major_hi"])
+    path = tmp_path / "th.csv"
+    th.to_csv(path)
+    back = np.genfromtxt(path, delimiter=",", names=True)
+    assert list(back.dtype.names) == names
+    for i, n in enumerate(names):
+        np.testing.assert_array_equal(back[n], values[:, i])  # full precision round trip
 
 
 def test_draw_based_psychometric():

@@ -34,6 +34,7 @@ import numpy as np
 import optax
 
 from ..data import as_trial_data
+from ..errors import InvalidInput, InvalidType
 from ..model import WPPM, _chunked_loglik
 from ..validation import as_key, check_int, check_params, check_real
 
@@ -126,7 +127,7 @@ def pad_trials(data, size: int | None = None, *, weights=None, dtype=None) -> Tr
     y = np.concatenate([np.asarray(data.responses, np.int32), np.zeros(size - n, np.int32)])
     w = np.ones(n) if weights is None else np.asarray(weights, np.float64).reshape(n)
     if not np.all(np.isfinite(w) & (w >= 0)):
-        raise ValueError("weights must be finite and >= 0")
+        raise InvalidInput("weights must be finite and >= 0")
     w = np.concatenate([w, np.zeros(size - n)])
     return Trials(
         jnp.asarray(stim, dtype), jnp.asarray(y), jnp.asarray(w, dtype), jnp.asarray(n, jnp.int32)
@@ -300,11 +301,11 @@ class MAP:
 
     def __init__(self, model: WPPM, optimizer=None, batch_size: int | None = None):
         if not isinstance(model, WPPM):
-            raise TypeError(f"model must be a psyphy_numpyro.WPPM, got {type(model).__name__}")
+            raise InvalidType(f"model must be a psyphy_numpyro.WPPM, got {type(model).__name__}")
         if optimizer is None:
             optimizer = whitened_adam()
         if not isinstance(optimizer, optax.GradientTransformation):
-            raise TypeError(
+            raise InvalidType(
                 "optimizer must be an optax.GradientTransformation, got "
                 f"{type(optimizer).__name__}"
             )

@@ -1,217 +1,15 @@
-"""Matplotlib figures: covariance-field ellipses, learning curves, read-outs and trials.
-
-matplotlib is imported lazily so that the numerical core never needs it.
-"""
+"""Learning curves, threshold contours, psychometric functions and trial layouts."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .validation import check_array, check_int, check_real, check_responses
+from ..errors import InvalidInput, InvalidType
+from ..validation import check_array, check_int, check_real, check_responses
+from ._base import _check_style, _plt
+from .field import ellipse_points
 
-__all__ = [
-    "ellipse_points",
-    "auto_scale",
-    "plot_field",
-    "plot_field_band",
-    "plot_learning_curve",
-    "grid_points",
-    "plot_thresholds",
-    "plot_psychometric",
-    "plot_trials",
-]
-
-
-def _plt():
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - matplotlib is a dependency
-        raise ImportError(
-            "plotting needs matplotlib: pip install matplotlib"
-        ) from exc
-    return plt
-
-
-def _check_style(func, style, artist="line"):
-    """TypeError naming keyword arguments the matplotlib artist does not accept.
-
-    Checked before anything is drawn (matplotlib itself raises
-    ``AttributeError`` halfway through a figure).
-    """
-    from matplotlib import cbook, collections, lines, patches
-
-    cls = {
-        "line": lines.Line2D,
-        "patch": patches.Polygon,
-        "lines": collections.LineCollection,
-    }[artist]
-    props = cbook.normalize_kwargs(style, cls)
-    unknown = sorted(k for k in props if not callable(getattr(cls, f"set_{k}", None)))
-    if unknown:
-        raise TypeError(
-            f"{func}() got unexpected keyword argument(s) {unknown}: extra keywords are "
-            f"passed to matplotlib's {cls.__name__}, which has no such properties"
-        )
-
-
-def _check_covs(name, covs, shape_msg=None):
-    """Finite, symmetric positive definite 2 x 2 covariances ``(..., 2, 2)``."""
-    covs = check_array(name, covs)
-    if covs.ndim < 2 or covs.shape[-2:] != (2, 2):
-        raise ValueError(shape_msg or f"{name} must have shape (..., 2, 2), got {covs.shape}")
-    asym = np.abs(covs - np.swapaxes(covs, -1, -2)) > 1e-6 * (np.abs(covs).max() + 1e-300)
-    det = covs[..., 0, 0] * covs[..., 1, 1] - covs[..., 0, 1] * covs[..., 1, 0]
-    bad = asym.any((-1, -2)) | (covs[..., 0, 0] <= 0) | (det <= 0)
-    if bad.any():
-        idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        where = f"{name}[{', '.join(map(str, idx))}]" if idx else name
-        raise ValueError(
-            f"{where} = {covs[idx].tolist()} is not a symmetric positive definite covariance "
-            f"({int(bad.sum())} of {bad.size} bad); pass Sigma(x) from fit.covariance / "
-            "model.covariance"
-        )
-    return covs
-
-
-def grid_points(points_per_axis: int = 5, lo: float = -0.8, hi: float = 0.8) -> np.ndarray:
-    """A regular 2-D grid, shape ``(points_per_axis**2, 2)``."""
-    check_int("points_per_axis", points_per_axis, 1)
-    lo, hi = check_real("lo", lo), check_real("hi", hi)
-    if lo > hi:
-        raise ValueError(f"lo must be <= hi, got lo={lo} and hi={hi}")
-    g = np.linspace(lo, hi, points_per_axis)
-    return np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
-
-
-def ellipse_points(center, cov, scale=1.0, num=100) -> np.ndarray:
-    """Boundary ``{center + scale * L u : |u| = 1}`` of a 2-D ellipse, shape (num, 2)."""
-    center = check_array("center", center)
-    if center.shape != (2,):
-        raise ValueError(f"center must have shape (2,), got {center.shape}")
-    cov = _check_covs("cov", cov, f"cov must have shape (2, 2), got {np.shape(cov)}")
-    if cov.shape != (2, 2):
-        raise ValueError(f"cov must have shape (2, 2), got {cov.shape}")
-    scale = check_real("scale", scale, 0.0)
-    num = check_int("num", num, 2)
-    L = np.linalg.cholesky(cov)
-    t = np.linspace(0.0, 2 * np.pi, num)
-    circle = np.stack([np.cos(t), np.sin(t)])
-    return center[None, :] + scale * (L @ circle).T
-
-
-def auto_scale(centers, covs, fill: float = 0.4) -> float:
-    """Scale so that the largest ellipse's semi-axis is ``fill`` x the grid spacing."""
-    centers = check_array("centers", centers)
-    covs = _check_covs("covs", covs)
-    fill = check_real("fill", fill, 0.0)
-    if centers.ndim != 2 or len(centers) == 0:
-        raise ValueError(f"centers must have shape (G, 2) with G >= 1, got {centers.shape}")
-    if len(centers) > 1:
-        diff = np.abs(centers[:, None, :] - centers[None, :, :]).max(-1)
-        diff[diff == 0] = np.inf
-        spacing = float(diff.min())
-    else:
-        spacing = 1.0
-    largest = float(np.sqrt(np.linalg.eigvalsh(covs)[..., -1].max()))
-    return fill * spacing / largest
-
-
-def plot_field(covs, centers, *, ax=None, scale=None, label=None, **style):
-    """Draw one covariance field as ellipses at ``centers``.
-
-    Parameters
-    ----------
-    covs : array (G, 2, 2)
-        Covariances, e.g. ``fit.covariance(centers)``.
-    centers : array (G, 2)
-    ax : matplotlib Axes, optional
-    scale : float, optional
-        Ellipses are drawn at Mahalanobis radius ``scale``. Default:
-        :func:`auto_scale` (pass the same value when overlaying fields).
-    label : str, optional
-        Legend label (attached to the first ellipse only).
-    **style
-        Passed to ``ax.plot`` (color, lw, ls, alpha ...).
-
-    Returns
-    -------
-    matplotlib Axes
-    """
-    plt = _plt()
-    centers = check_array("centers", centers)
-    covs = check_array("covs", covs)
-    if centers.ndim != 2 or centers.shape[1] != 2 or covs.shape != (len(centers), 2, 2):
-        raise ValueError(
-            f"plot_field needs centers (G, 2) and covs (G, 2, 2), got {centers.shape} "
-            f"and {covs.shape}"
-        )
-    covs = _check_covs("covs", covs)
-    scale = auto_scale(centers, covs) if scale is None else check_real("scale", scale, 0.0)
-    _check_style("plot_field", style)
-    ax = ax if ax is not None else plt.gca()
-    for i, (c, S) in enumerate(zip(centers, covs, strict=True)):
-        pts = ellipse_points(c, S, scale)
-        ax.plot(pts[:, 0], pts[:, 1], label=label if i == 0 else None, **style)
-    ax.set_aspect("equal")
-    return ax
-
-
-def plot_field_band(cov_draws, centers, *, ax=None, scale=None, level=0.9, label=None,
-                    num=120, **style):
-    """Draw a credible band of ellipses per center from posterior draws.
-
-    In every direction ``u`` the ellipse of a draw reaches
-    ``scale / sqrt(u' Sigma^-1 u)``; the band spans the central ``level``
-    fraction of those radii over the draws.
-
-    Parameters
-    ----------
-    cov_draws : array (D, G, 2, 2)
-        Covariances per draw, e.g. ``fit.covariance(centers)`` of an MCMC fit.
-    centers : array (G, 2)
-    scale : float, optional
-        Mahalanobis radius; default :func:`auto_scale` of the median field.
-    level : float
-        Central probability of the band (0.9: 5th to 95th percentile).
-    **style
-        Passed to ``ax.fill`` (color, alpha ...).
-
-    Returns
-    -------
-    matplotlib Axes
-    """
-    plt = _plt()
-    cov_draws = check_array("cov_draws", cov_draws)
-    centers = check_array("centers", centers)
-    if centers.ndim != 2 or centers.shape[1] != 2:
-        raise ValueError(f"plot_field_band needs centers (G, 2), got {centers.shape}")
-    if cov_draws.ndim != 4 or cov_draws.shape[1:] != (len(centers), 2, 2):
-        raise ValueError(
-            f"plot_field_band needs cov_draws (D, G, 2, 2) for G={len(centers)} centers, "
-            f"got {cov_draws.shape}"
-        )
-    cov_draws = _check_covs("cov_draws", cov_draws)
-    level = check_real("level", level, 0.0, 1.0)
-    num = check_int("num", num, 3)
-    _check_style("plot_field_band", style, "patch")
-    ax = ax if ax is not None else plt.gca()
-    if scale is None:
-        scale = auto_scale(centers, np.median(cov_draws, axis=0))
-    scale = check_real("scale", scale, 0.0)
-    t = np.linspace(0.0, 2 * np.pi, num)
-    u = np.stack([np.cos(t), np.sin(t)], -1)  # (num, 2)
-    prec = np.linalg.inv(cov_draws)  # (D, G, 2, 2)
-    radius = scale / np.sqrt(np.einsum("ti,dgij,tj->dgt", u, prec, u))
-    q = 50 * (1 - level)
-    lo, hi = np.percentile(radius, [q, 100 - q], axis=0)  # (G, num)
-    style.setdefault("alpha", 0.35)
-    for g, c in enumerate(centers):
-        outer = c + hi[g][:, None] * u
-        inner = c + lo[g][::-1, None] * u[::-1]
-        ring = np.concatenate([outer, inner])
-        ax.fill(ring[:, 0], ring[:, 1], label=label if g == 0 else None, lw=0, **style)
-    ax.set_aspect("equal")
-    return ax
+__all__ = ["plot_learning_curve", "plot_thresholds", "plot_psychometric", "plot_trials"]
 
 
 def plot_learning_curve(fit, *, ax=None, per_trial=True, all_restarts=True):
@@ -225,7 +23,7 @@ def plot_learning_curve(fit, *, ax=None, per_trial=True, all_restarts=True):
     missing = [a for a in ("restart_histories", "loss_history", "best_restart", "data")
                if not hasattr(fit, a)]
     if missing:
-        raise TypeError(
+        raise InvalidType(
             f"plot_learning_curve needs a MAPFit (from fit_map), got {type(fit).__name__} "
             f"without {missing}"
         )
@@ -279,18 +77,18 @@ def plot_thresholds(th, ax=None, *, draws="spaghetti", max_draws=50, show_points
     """
     plt = _plt()
     if not all(hasattr(th, a) for a in ("refs", "lengths", "median_ellipses", "has_draws")):
-        raise TypeError(
+        raise InvalidType(
             "plot_thresholds needs a Thresholds result (from psyphy_numpyro.thresholds), "
             f"got {type(th).__name__}"
         )
     if draws not in ("spaghetti", "ribbon"):
-        raise ValueError(f'draws must be "spaghetti" or "ribbon", got {draws!r}')
+        raise InvalidInput(f'draws must be "spaghetti" or "ribbon", got {draws!r}')
     max_draws = check_int("max_draws", max_draws, 1)
     num = check_int("num", num, 3)
     refs = np.asarray(th.refs, dtype=float)
     d = refs.shape[1]
     if d == 3:
-        raise ValueError("plot_thresholds draws 1-D or 2-D thresholds, got 3-D")
+        raise InvalidInput("plot_thresholds draws 1-D or 2-D thresholds, got 3-D")
     _check_style("plot_thresholds", style, "lines" if d == 1 else "line")
     ax = ax if ax is not None else plt.gca()
     med = th.median_ellipses
@@ -373,12 +171,12 @@ def plot_psychometric(distances, p, ax=None, data=None, *, level=0.9, bins=10, t
     x = check_array("distances", distances)
     p = check_array("p", p)
     if x.ndim != 1 or p.ndim not in (1, 2) or p.shape[-1] != len(x):
-        raise ValueError(
+        raise InvalidInput(
             f"plot_psychometric needs distances (T,) and p (T,) or (draws, T), got {x.shape} "
             f"and {p.shape}"
         )
     if np.any((p < 0) | (p > 1)):
-        raise ValueError(
+        raise InvalidInput(
             f"p must be probabilities in [0, 1], got values in [{p.min():.4g}, {p.max():.4g}]"
         )
     level = check_real("level", level, 0.0, 1.0)
@@ -393,18 +191,18 @@ def plot_psychometric(distances, p, ax=None, data=None, *, level=0.9, bins=10, t
             y = np.asarray(data.responses, dtype=float)
         else:
             if not isinstance(data, (tuple, list)) or len(data) != 2:
-                raise TypeError(
+                raise InvalidType(
                     "data must be a TrialData or a (distances, responses) pair, got "
                     f"{type(data).__name__}"
                 )
             dist_obs = check_array("data distances", data[0]).ravel()
             y = check_responses(np.ravel(data[1]), name="data responses").astype(float)
             if dist_obs.shape != y.shape:
-                raise ValueError(
+                raise InvalidInput(
                     f"data distances and responses differ in length: {dist_obs.shape} vs {y.shape}"
                 )
             if dist_obs.size == 0:
-                raise ValueError("data is empty: pass at least one (distance, response)")
+                raise InvalidInput("data is empty: pass at least one (distance, response)")
     ax = ax if ax is not None else plt.gca()
     if p.ndim == 2:
         q = 50 * (1 - level)
@@ -451,13 +249,13 @@ def plot_trials(data, ax=None, *, max_trials=None, seed=0):
     """
     from matplotlib.collections import LineCollection
 
-    from .data import as_trial_data
+    from ..data import as_trial_data
 
     plt = _plt()
     data = as_trial_data(data)
     d = data.input_dim
     if d == 3:
-        raise ValueError("plot_trials draws 1-D or 2-D data, got 3-D stimuli")
+        raise InvalidInput("plot_trials draws 1-D or 2-D data, got 3-D stimuli")
     if max_trials is not None:
         max_trials = check_int("max_trials", max_trials, 1)
     ax = ax if ax is not None else plt.gca()

@@ -1,0 +1,289 @@
+"""The subcommands ``fit``, ``summary`` and ``thresholds``: a thin shell over the library.
+
+Each command validates paths, calls library functions and prints; nothing
+here computes what the library does not expose.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+from .parser import _AXES, _MODEL_OPTIONS, CLIError, _given
+
+__all__ = ["COMMANDS"]
+
+
+def _progress(args):
+    return False if getattr(args, "no_progress", False) else None
+
+
+def _check_input_file(path):
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path}: is a directory")
+
+
+def _check_output_path(path, what):
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"{what} {path}: directory {directory!r} does not exist")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{what} {path}: is a directory")
+
+
+def _enable_x64_for(path):
+    """Switch JAX to float64 when the saved weights are float64 (identical read-outs)."""
+    import jax
+
+    try:
+        import xarray as xr
+
+        with xr.open_dataset(path, group="posterior", engine="h5netcdf") as ds:
+            dtype = ds["W"].dtype
+    except Exception:  # noqa: BLE001 - load_fit reports unreadable files properly
+        return
+    if dtype == np.float64:
+        jax.config.update("jax_enable_x64", True)
+
+
+def _load(path):
+    from ..persist import load_fit
+
+    _check_input_file(path)
+    _enable_x64_for(path)
+    return load_fit(path)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _grid(d, points_per_axis):
+    from ..arviz_io import default_grid
+
+    if points_per_axis < 1:
+        raise CLIError(f"--points-per-axis must be >= 1, got {points_per_axis}")
+    return default_grid(d, points_per_axis)
+
+
+def _kind_name(fit):
+    """The fit kind for display (``persist.fit_kind``, NUTS named)."""
+    from ..persist import fit_kind
+
+    kind = fit_kind(fit)
+    return {"mcmc": "mcmc (nuts)", "posterior": "posterior draws"}.get(kind, kind)
+
+
+def _model_line(model):
+    import dataclasses
+
+    return ", ".join(f"{f.name}={getattr(model, f.name)!r}" for f in dataclasses.fields(model))
+
+
+# ---------------------------------------------------------------------------
+# fit
+# ---------------------------------------------------------------------------
+def _cmd_fit(args):
+    import jax
+
+    from ..data import TrialData
+    from ..laplace import fit_laplace
+    from ..map_fit import fit_map
+    from ..mcmc import fit_mcmc
+    from ..model import WPPM
+
+    _check_input_file(args.trials)
+    _check_output_path(args.out, "--out")
+    if args.plot:
+        _check_output_path(args.plot, "--plot")
+    if args.x64:
+        jax.config.update("jax_enable_x64", True)
+    data = TrialData.from_csv(args.trials)
+    d = data.input_dim
+    if args.input_dim is not None and args.input_dim != d:
+        raise CLIError(f"--input-dim {args.input_dim} does not match {args.trials}, whose "
+                       f"columns are {d}-D")
+    if args.plot and d == 3:
+        raise CLIError("--plot draws 1-D and 2-D fits; this data is 3-D")
+    model = WPPM(input_dim=d, **_given(args, **{n: n for n, _, _ in _MODEL_OPTIONS}))
+    progress = _progress(args)
+    seed = _given(args, seed="seed")
+    if args.batch_size == 0:
+        args.batch_size = None
+        full_batch = {"batch_size": None}
+    else:
+        full_batch = {}
+    print(f"{len(data)} trials ({d}-D) from {args.trials}; method {args.method}", flush=True)
+    fit = fit_map(data, model, progress=progress, **seed, **full_batch,
+                  **_given(args, steps="steps", num_restarts="restarts",
+                           learning_rate="learning_rate", batch_size="batch_size"))
+    loss = float(fit.restart_losses[fit.best_restart])
+    print(f"MAP: final loss {loss:.6g} ({loss / len(data):.6g} per trial), kept restart "
+          f"{fit.best_restart} (numbered from 0) of {len(fit.restart_losses)}", flush=True)
+    if args.method == "laplace":
+        fit = fit_laplace(data, model, init=fit, progress=progress, **seed,
+                          **_given(args, num_draws="draws"))
+        print(f"Laplace: {fit.num_draws} draws ({fit.curvature} curvature, "
+              f"{fit.num_floored} eigenvalues floored)", flush=True)
+    elif args.method == "nuts":
+        fit = fit_mcmc(data, model, init=fit, progress=progress, **seed,
+                       **_given(args, num_warmup="warmup", num_samples="draws",
+                                num_chains="chains"))
+        chains, draws = fit.draws.shape[:2]
+        print(f"NUTS: {chains} chain{'s' if chains != 1 else ''} x {draws} draws, "
+              f"{fit.divergences} divergences", flush=True)
+    if args.method == "map":
+        fit.save(args.out)
+    else:
+        fit.save(args.out, log_likelihood=not args.no_log_likelihood)
+    print(f"saved {args.out}", flush=True)
+    if args.plot:
+        _plot_field(fit, args.plot)
+        print(f"plotted {args.plot}", flush=True)
+    return 0
+
+
+def _plot_field(fit, path):
+    from ..plotting import plot_fit, save_figure
+
+    plt = _pyplot()
+    fig = plot_fit(fit)
+    try:
+        save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+# ---------------------------------------------------------------------------
+# summary
+# ---------------------------------------------------------------------------
+def _upper_triangle(label) -> bool:
+    """Keep ``Sigma[g, i, j]`` rows with ``i <= j`` (Sigma is symmetric)."""
+    try:
+        _, i, j = (part.strip() for part in label[label.index("[") + 1 : -1].split(","))
+        return _AXES.index(i) <= _AXES.index(j)
+    except ValueError:
+        return True
+
+
+def _grid_text(d):
+    from ..arviz_io import default_grid
+
+    grid = default_grid(d)
+    per_axis = round(len(grid) ** (1 / d))
+    return (f"grid point g of a {per_axis}^{d} grid over [-0.8, 0.8]^{d} "
+            f"(psyphy_numpyro.arviz_io.default_grid({d})[g])")
+
+
+def _cmd_summary(args):
+    fit = _load(args.fit)
+    data = fit.data
+    print(f"file: {args.fit}")
+    print(f"kind: {_kind_name(fit)}")
+    print(f"model: WPPM({_model_line(fit.model)})")
+    print(f"trials: {len(data)} ({data.input_dim}-D), proportion correct "
+          f"{float(np.mean(data.responses)):.4f}")
+    for line in fit.describe():
+        print(line)
+    if fit.point:
+        return 0
+    import logging
+
+    import arviz as az
+    import pandas as pd
+
+    # ArviZ logs "shape validation failed" for a single chain (its own Logger instance)
+    logger = getattr(az, "_log", None)
+    level = logger.level if isinstance(logger, logging.Logger) else None
+    if level is not None:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # r_hat / ESS warnings for one chain
+            table = fit.summary()
+    finally:
+        if level is not None:
+            logger.setLevel(level)
+    table = table[[_upper_triangle(label) for label in table.index]]
+    print(f"summary of Sigma[g, i, j] (i <= j) at {_grid_text(fit.model.input_dim)}:")
+    with pd.option_context("display.max_rows", None, "display.width", 120):
+        print(table.to_string())
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# thresholds
+# ---------------------------------------------------------------------------
+def _format_rows(names, values):
+    out = []
+    for row in values:
+        cells = []
+        for n, v in zip(names, row, strict=True):
+            if n == "missing_rays":
+                cells.append(str(int(v)))
+            elif np.isnan(v):
+                cells.append("nan")
+            else:
+                cells.append(f"{v:.6g}")
+        out.append(cells)
+    return out
+
+
+def _cmd_thresholds(args):
+    from ..data import read_points
+    from ..readout import thresholds
+
+    fit = _load(args.fit)
+    d = fit.model.input_dim
+    if args.out:
+        _check_output_path(args.out, "--out")
+    if args.plot:
+        _check_output_path(args.plot, "--plot")
+        if d == 3:
+            raise CLIError("--plot draws 1-D and 2-D thresholds; this fit is 3-D")
+    if args.refs == "grid":
+        refs = _grid(d, args.points_per_axis)
+    else:
+        _check_input_file(args.refs)
+        refs = read_points(args.refs, d)
+    th = thresholds(fit, refs, target=args.target, num_directions=args.num_directions,
+                    key=args.seed, num_samples=args.num_samples, level=args.level)
+    if args.out:
+        th.to_csv(args.out, refs)
+        print(f"thresholds at p(correct) = {args.target:.4g} for {len(refs)} references "
+              f"({_kind_name(fit)} fit) written to {args.out}")
+    else:
+        names, values = th.table(refs)
+        print(",".join(names))
+        for cells in _format_rows(names, values):
+            print(",".join(cells))
+    if args.plot:
+        from ..plotting import plot_thresholds, save_figure
+
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(6, 6) if d == 2 else (7, 4))
+        try:
+            plot_thresholds(th, ax=ax)
+            if d == 2:
+                ax.set_xlim(-1, 1)
+                ax.set_ylim(-1, 1)
+            ax.set_title(f"thresholds at p(correct) = {args.target:.3g} ({_kind_name(fit)})")
+            fig.tight_layout()
+            save_figure(fig, args.plot)
+        finally:
+            plt.close(fig)
+        if args.out:
+            print(f"plotted {args.plot}")
+    return 0
+
+
+COMMANDS = {"fit": _cmd_fit, "summary": _cmd_summary, "thresholds": _cmd_thresholds}

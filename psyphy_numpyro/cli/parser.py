@@ -1,0 +1,239 @@
+"""The ``psyphy-numpyro`` argument parser: subcommands, options, defaults read from the library."""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+
+from .. import errors
+
+__all__ = ["build_parser", "CLIError", "PROG"]
+
+PROG = "psyphy-numpyro"
+_AXES = ("x", "y", "z")
+
+
+class CLIError(errors.InvalidInput):
+    """Bad command-line input detected by the CLI itself."""
+
+
+# ---------------------------------------------------------------------------
+# parser
+# ---------------------------------------------------------------------------
+_MAIN_EPILOG = """\
+examples:
+  psyphy-numpyro fit trials.csv --method map --out fit.nc --plot field.png
+  psyphy-numpyro fit trials.csv --method laplace --out laplace.nc
+  psyphy-numpyro fit trials.csv --method nuts --warmup 500 --draws 500 --chains 2 --out nuts.nc
+  psyphy-numpyro summary fit.nc
+  psyphy-numpyro thresholds fit.nc --refs grid --points-per-axis 5 --out thresholds.csv
+  psyphy-numpyro thresholds fit.nc --refs refs.csv --target 0.75 --plot thresholds.png
+
+The trials CSV has a header: ref_x,ref_y,comparison_x,comparison_y,response
+(1-D: ref_x,comparison_x,response; 3-D adds _z columns), stimuli in [-1, 1],
+response 1 = correct. Fits are saved as NetCDF (ArviZ InferenceData) and load
+in Python with psyphy_numpyro.load_fit(path).
+"""
+
+_FIT_EPILOG = """\
+methods:
+  map      MAP fit (SVI, --steps per restart, --restarts restarts)
+  laplace  MAP fit, then a Gaussian posterior at the MAP (--draws draws)
+  nuts     MAP fit, then NUTS from the MAP (--warmup, --draws per chain, --chains);
+           NUTS samples a smooth surrogate likelihood (see docs/inference.md)
+
+examples:
+  psyphy-numpyro fit trials.csv --out fit.nc
+  psyphy-numpyro fit trials.csv --method map --steps 3000 --basis-degree 3 --out fit.nc \\
+      --plot field.png
+  psyphy-numpyro fit trials.csv --method nuts --x64 --chains 4 --out nuts.nc
+"""
+
+_THRESH_EPILOG = """\
+output columns (one row per reference):
+  ref_x[,ref_y[,ref_z]]        the reference
+  2-D: E_xx,E_xy,E_yy,semi_major,semi_minor,angle_deg
+       threshold ellipse {v : v' E^-1 v = 1} around the reference, its semi-axes and
+       the direction of the major axis (degrees from the x axis, in [0, 180))
+  3-D: E_xx,...,E_zz,axis_1,axis_2,axis_3 (semi-axes, largest first)
+  1-D: lower,upper             the threshold interval
+  missing_rays                 rays that never reach --target inside the domain
+  posterior fits: the ellipse of the posterior-median threshold lengths, and
+  <quantity>_lo/<quantity>_hi, the central --level interval of the semi-axes
+  (1-D: of lower and upper) over the posterior draws
+
+examples:
+  psyphy-numpyro thresholds fit.nc
+  psyphy-numpyro thresholds fit.nc --refs grid --points-per-axis 7 --out thresholds.csv
+  psyphy-numpyro thresholds fit.nc --refs refs.csv --target 0.75 --plot thresholds.png
+
+A reference CSV holds one point per row: columns ref_x,ref_y (or x,y), or
+exactly d unnamed numeric columns.
+"""
+
+
+_MODEL_OPTIONS = (
+    ("basis_degree", int, "Chebyshev degree per axis"),
+    ("extra_dims", int, "extra embedding dimensions"),
+    ("variance_scale", float, "prior variance of the degree-0 weights"),
+    ("decay_rate", float, "prior variance decay per degree"),
+    ("diag_term", float, "added to the diagonal of Sigma(x)"),
+    ("bandwidth", float, "logistic smoothing of the oddity rule"),
+    ("num_samples", int, "estimator samples per trial for p(correct)"),
+    ("estimator", str, "p(correct) estimator; nuts needs cv or reparam (docs/model.md)"),
+)
+
+
+def _signature_defaults(fn) -> dict:
+    import inspect
+
+    return {
+        k: p.default
+        for k, p in inspect.signature(fn).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+def _library_defaults():
+    """Defaults of WPPM, fit_map, fit_laplace and fit_mcmc (shown in --help)."""
+    import dataclasses
+
+    from ..laplace import fit_laplace
+    from ..map_fit import fit_map
+    from ..mcmc import fit_mcmc
+    from ..model import WPPM
+
+    wppm = {f.name: f.default for f in dataclasses.fields(WPPM)}
+    return (wppm, _signature_defaults(fit_map), _signature_defaults(fit_laplace),
+            _signature_defaults(fit_mcmc))
+
+
+def _estimators():
+    from ..estimators import NAMES
+
+    return NAMES
+
+
+def _given(args, **names) -> dict:
+    """Keyword arguments for the options the user gave (``names``: kwarg -> option dest)."""
+    return {k: getattr(args, v) for k, v in names.items() if getattr(args, v) is not None}
+
+
+def _wrap(text):
+    return textwrap.fill(text, 78)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``psyphy-numpyro`` argument parser (subcommands ``fit``, ``summary``, ``thresholds``).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=_wrap("Fit the Wishart Process Psychophysical Model (WPPM) to oddity-task "
+                          "trials and read out the fitted field."),
+        epilog=_MAIN_EPILOG,
+        formatter_class=raw,
+    )
+    from .._version import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    # -- fit --------------------------------------------------------------------
+    p = sub.add_parser(
+        "fit",
+        help="fit a WPPM to a trials CSV and save the fit (NetCDF)",
+        description=_wrap("Fit a WPPM to the trials in a CSV file and save the fit as NetCDF."),
+        epilog=_FIT_EPILOG,
+        formatter_class=raw,
+    )
+    p.add_argument("trials", help="trials CSV (header ref_x,...,comparison_x,...,response)")
+    p.add_argument("--out", "-o", required=True, help="output fit file (NetCDF, e.g. fit.nc)")
+    p.add_argument("--method", choices=("map", "laplace", "nuts"), default="map",
+                   help="inference method (default: map)")
+    p.add_argument("--plot", metavar="PNG", help="also draw the fitted covariance field "
+                   "(ellipses in 2-D, posterior bands for laplace/nuts) to this image")
+    wppm, fmap, flap, fnuts = _library_defaults()
+    m = p.add_argument_group("model (defaults: the WPPM's)")
+    m.add_argument("--input-dim", type=int, default=None,
+                   help="stimulus dimension; inferred from the CSV header (given: checked)")
+    for name, typ, text in _MODEL_OPTIONS:
+        kwargs = {"choices": _estimators()} if name == "estimator" else {"type": typ}
+        m.add_argument("--" + name.replace("_", "-"), default=None,
+                       help=f"{text} (default: {wppm[name]})", **kwargs)
+    o = p.add_argument_group("inference (defaults: the fit functions')")
+    o.add_argument("--steps", type=int, default=None,
+                   help=f"MAP optimisation steps per restart (default: {fmap['steps']})")
+    o.add_argument("--restarts", type=int, default=None,
+                   help=f"MAP restarts (default: {fmap['num_restarts']})")
+    o.add_argument("--learning-rate", type=float, default=None,
+                   help="peak MAP learning rate in prior standard deviations "
+                   f"(default: {fmap['learning_rate']})")
+    o.add_argument("--batch-size", type=int, default=None,
+                   help="minibatch size for MAP steps, 0 = every trial every step "
+                   f"(default: {fmap['batch_size']!r})")
+    o.add_argument("--draws", type=int, default=None,
+                   help=f"laplace: Gaussian draws (default: {flap['num_draws']}); nuts: draws "
+                   f"per chain (default: {fnuts['num_samples']})")
+    o.add_argument("--warmup", type=int, default=None,
+                   help=f"nuts: warm-up iterations (default: {fnuts['num_warmup']})")
+    o.add_argument("--chains", type=int, default=None,
+                   help=f"nuts: chains (default: {fnuts['num_chains']})")
+    o.add_argument("--seed", type=int, default=None,
+                   help=f"random seed (default: {fmap['seed']})")
+    o.add_argument("--x64", action="store_true",
+                   help="compute in float64 (recommended for nuts and laplace)")
+    o.add_argument("--no-log-likelihood", action="store_true",
+                   help="laplace/nuts: do not store the pointwise log-likelihood per draw in "
+                   "the file (faster save; not needed to reload the fit)")
+    o.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(command="fit")
+
+    # -- summary ------------------------------------------------------------------
+    p = sub.add_parser(
+        "summary",
+        help="describe a saved fit",
+        description=_wrap("Print the kind, model configuration and data of a saved fit; for "
+                          "MAP fits the final loss, for laplace/nuts fits the ArviZ summary "
+                          "of Sigma on a grid."),
+        epilog="example:\n  psyphy-numpyro summary fit.nc",
+        formatter_class=raw,
+    )
+    p.add_argument("fit", help="fit file written by 'psyphy-numpyro fit' or fit.save()")
+    p.set_defaults(command="summary")
+
+    # -- thresholds -----------------------------------------------------------------
+    p = sub.add_parser(
+        "thresholds",
+        help="threshold ellipses of a saved fit",
+        description=_wrap("Discrimination thresholds of a saved fit: the contour where "
+                          "p(correct) reaches --target around each reference, as ellipse "
+                          "parameters (CSV)."),
+        epilog=_THRESH_EPILOG,
+        formatter_class=raw,
+    )
+    p.add_argument("fit", help="fit file written by 'psyphy-numpyro fit' or fit.save()")
+    p.add_argument("--refs", default="grid",
+                   help="'grid' (regular grid over [-0.8, 0.8]^d, the default) or a CSV of "
+                   "reference points")
+    p.add_argument("--points-per-axis", type=int, default=5,
+                   help="grid points per axis for --refs grid (default: 5)")
+    p.add_argument("--target", type=float, default=2.0 / 3.0,
+                   help="p(correct) of the threshold contour (default: 0.6667)")
+    p.add_argument("--num-directions", type=int, default=16,
+                   help="rays per reference in 2-D/3-D (default: 16)")
+    p.add_argument("--level", type=float, default=0.9,
+                   help="central credible level for posterior fits (default: 0.9)")
+    p.add_argument("--num-samples", type=int, default=None,
+                   help="estimator samples (default: max(model num_samples, 1024))")
+    p.add_argument("--seed", type=int, default=0, help="seed of the estimator noise "
+                   "(default: 0)")
+    p.add_argument("--out", "-o", help="write the table to this CSV (default: print it)")
+    p.add_argument("--plot", metavar="PNG", help="draw the threshold ellipses (1-D/2-D) to "
+                   "this image")
+    p.set_defaults(command="thresholds")
+    return parser

@@ -1,0 +1,280 @@
+"""The result of :func:`~psyphy_numpyro.thresholds`: contours, ellipses, tables, CSV.
+
+A :class:`Thresholds` holds the threshold distance along every ray around
+every reference (per posterior draw for draw-based fits), the least-squares
+ellipses through the boundary points (:func:`fit_ellipse`; intervals in 1-D)
+and, for draw-based fits, medians and credible intervals. :meth:`Thresholds.table`
+turns them into one row of ellipse parameters per reference, and
+:meth:`Thresholds.to_csv` writes that table.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .errors import InvalidInput
+
+__all__ = ["Thresholds", "fit_ellipse", "threshold_table"]
+
+_AXES = ("x", "y", "z")
+
+
+def fit_ellipse(offsets):
+    """Least-squares ellipse (centred at the origin) through boundary offsets.
+
+    For offsets ``v_k`` (boundary point minus centre) solves
+    ``min_A sum_k (v_k' A v_k - 1)^2`` over symmetric ``A`` and returns
+    ``E = A^-1``, so the fitted boundary is ``{v : v' E^-1 v = 1}``. Noise-free
+    points of an ellipse are recovered exactly.
+
+    Parameters
+    ----------
+    offsets : array (..., K, d)
+        Leading dimensions are batch dimensions. Rows containing NaN are left
+        out of the fit.
+
+    Returns
+    -------
+    numpy array (..., d, d)
+        NaN where fewer than ``d (d + 1) / 2`` finite offsets remain or the
+        fitted ``A`` is not positive definite.
+    """
+    v = jnp.asarray(offsets)
+    if v.ndim < 2 or v.shape[-1] not in (1, 2, 3):
+        raise InvalidInput(f"offsets must have shape (..., K, d) with d in 1..3, got {v.shape}")
+    return np.asarray(_fit_ellipse(v))
+
+
+@jax.jit
+def _fit_ellipse(v):
+    d = v.shape[-1]
+    ok = jnp.all(jnp.isfinite(v), -1)
+    v = jnp.where(ok[..., None], v, 0.0)
+    # rescale for conditioning: fit A' for v / s, then A = A' / s^2
+    n_ok = jnp.sum(ok, -1)
+    s = jnp.sqrt(jnp.sum(v * v, (-1, -2)) / jnp.maximum(n_ok, 1))
+    s = jnp.where(s > 0, s, 1.0)
+    w = v / s[..., None, None]
+    iu, ju = np.triu_indices(d)
+    coef = np.where(iu == ju, 1.0, 2.0)
+    X = w[..., iu] * w[..., ju] * coef  # (..., K, p)
+    y = ok.astype(v.dtype)
+    a = jnp.einsum("...pk,...k->...p", jnp.linalg.pinv(X), y)
+    A = jnp.zeros(v.shape[:-2] + (d, d), v.dtype)
+    A = A.at[..., iu, ju].set(a).at[..., ju, iu].set(a) / (s * s)[..., None, None]
+    good = (n_ok >= len(iu)) & (jnp.linalg.eigvalsh(A)[..., 0] > 0)
+    E = jnp.linalg.inv(jnp.where(good[..., None, None], A, jnp.eye(d, dtype=v.dtype)))
+    return jnp.where(good[..., None, None], E, jnp.nan)
+
+
+def _quantiles(lengths, qs):
+    """Quantiles over draws, treating NaN (no crossing inside the domain) as +inf.
+
+    A ray without a crossing has a threshold beyond the domain edge, so it
+    counts as larger than every finite length; a quantile that lands on such
+    draws is reported as NaN.
+    """
+    big = 1e30  # stands for +inf without inf - inf in the interpolation
+    x = np.where(np.isnan(lengths), big, lengths)
+    out = np.quantile(x, qs, axis=0, method="linear")
+    return np.where(out < 1e20, out, np.nan)
+
+
+def _intervals_1d(refs, lengths):
+    """1-D threshold intervals ``[r - t(-1), r + t(+1)]``, shape ``(..., R, 2)``."""
+    return np.stack([refs[:, 0] - lengths[..., 1], refs[:, 0] + lengths[..., 0]], -1)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Discrimination thresholds around a set of references.
+
+    Attributes
+    ----------
+    refs : numpy array (R, d)
+    directions : numpy array (D, d)
+        Unit directions of the rays.
+    lengths : numpy array (R, D) or (num_draws, R, D)
+        Distance from each reference to the ``target`` contour along each
+        direction; NaN where p(correct) stays below ``target`` up to the domain
+        edge (or ``max_distance``).
+    points : numpy array (..., R, D, d)
+        Boundary points ``refs + lengths * directions``.
+    ellipses : numpy array (..., R, d, d) or, in 1-D, (..., R, 2)
+        Least-squares threshold ellipses ``E`` (boundary ``(x-r)' E^-1 (x-r) = 1``,
+        see :func:`fit_ellipse`); in 1-D the intervals ``[lower, upper]``.
+    max_lengths : numpy array (R, D)
+        Upper end of each ray's search bracket.
+    target : float
+        The p(correct) level of the contour.
+    median, interval : numpy arrays (R, D) and (2, R, D), draw-based fits only
+        Posterior median and central credible interval (``level``) of the lengths.
+    level : float, draw-based fits only
+    """
+
+    refs: np.ndarray
+    directions: np.ndarray
+    lengths: np.ndarray
+    points: np.ndarray
+    ellipses: np.ndarray
+    max_lengths: np.ndarray = field(repr=False)
+    target: float = 2.0 / 3.0
+    median: np.ndarray | None = None
+    interval: np.ndarray | None = None
+    level: float | None = None
+
+    @property
+    def input_dim(self) -> int:
+        return int(self.refs.shape[-1])
+
+    @property
+    def has_draws(self) -> bool:
+        """True for results of a draw-based fit (``lengths`` has a draws axis)."""
+        return self.lengths.ndim == 3
+
+    @property
+    def median_points(self) -> np.ndarray:
+        """Boundary points of the median lengths, ``(R, D, d)``."""
+        lengths = self.median if self.has_draws else self.lengths
+        return self.refs[:, None, :] + lengths[..., None] * self.directions[None]
+
+    @property
+    def median_ellipses(self) -> np.ndarray:
+        """Ellipses (intervals in 1-D) fitted to the median lengths, ``(R, d, d)``."""
+        if not self.has_draws:
+            return self.ellipses
+        if self.input_dim == 1:
+            return _intervals_1d(self.refs, self.median)
+        return fit_ellipse(self.median_points - self.refs[:, None, :])
+
+    def table(self, refs=None) -> tuple[list[str], np.ndarray]:
+        """One row of ellipse parameters per reference.
+
+        Parameters
+        ----------
+        refs : array (R, d), optional
+            The references as given (``self.refs`` holds them in the fit's dtype).
+
+        Returns
+        -------
+        names : list of str
+            ``ref_x ...``; in 1-D ``lower, upper``; in 2-D and 3-D the upper
+            triangle ``E_xx, E_xy ...`` of the median ellipse, then in 2-D
+            ``semi_major, semi_minor, angle_deg`` (degrees in [0, 180)) and in
+            3-D ``axis_1..3`` (semi-axes, largest first); for draw-based fits
+            ``*_lo``/``*_hi`` credible bounds (``level``) of the interval ends
+            or semi-axes; last ``missing_rays`` (rays without a crossing).
+        values : numpy array (R, len(names))
+        """
+        return threshold_table(self, refs)
+
+    def to_csv(self, path, refs=None) -> None:
+        """Write :meth:`table` to a CSV file, atomically (a temporary file moved over it).
+
+        Values keep full precision: ``repr`` of a float64, 9 significant
+        digits (an exact round trip) for float32 fits.
+        """
+        names, values = self.table(refs)
+        single = np.asarray(self.lengths).dtype == np.float32
+
+        def cell(n, v):
+            if n == "missing_rays":
+                return int(v)
+            return f"{v:.9g}" if single and not n.startswith("ref_") else repr(float(v))
+
+        path = os.fspath(path)
+        tmp = path + ".tmp"
+        try:
+            with open(tmp, "w", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(names)
+                for row in values:
+                    writer.writerow([cell(n, v) for n, v in zip(names, row, strict=True)])
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+
+def _axes_2d(E):
+    """semi_major, semi_minor, angle (deg in [0, 180)) of 2x2 ellipses (..., 2, 2)."""
+    ok = np.all(np.isfinite(E), axis=(-1, -2))
+    safe = np.where(ok[..., None, None], E, np.eye(2))
+    lam, vec = np.linalg.eigh(safe)
+    major = np.sqrt(np.maximum(lam[..., 1], 0.0))
+    minor = np.sqrt(np.maximum(lam[..., 0], 0.0))
+    angle = np.degrees(np.arctan2(vec[..., 1, 1], vec[..., 0, 1])) % 180.0
+    nan = np.where(ok, 1.0, np.nan)
+    return major * nan, minor * nan, angle * nan
+
+
+def _axes_nd(E):
+    ok = np.all(np.isfinite(E), axis=(-1, -2))
+    d = E.shape[-1]
+    safe = np.where(ok[..., None, None], E, np.eye(d))
+    lam = np.linalg.eigvalsh(safe)[..., ::-1]
+    return np.sqrt(np.maximum(lam, 0.0)) * np.where(ok, 1.0, np.nan)[..., None]
+
+
+def _nanquantile(x, q):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanquantile(x, q, axis=0)
+
+
+def threshold_table(th, refs=None) -> tuple[list[str], np.ndarray]:
+    """Column names and rows (R, C) of ellipse parameters (:meth:`Thresholds.table`)."""
+    refs = np.asarray(th.refs if refs is None else refs, dtype=float)
+    d = refs.shape[1]
+    axes = _AXES[:d]
+    names = [f"ref_{a}" for a in axes]
+    cols = [refs[:, k] for k in range(d)]
+    med = np.asarray(th.median_ellipses, dtype=float)
+    q = [(1 - th.level) / 2, (1 + th.level) / 2] if th.has_draws else None
+    if d == 1:
+        names += ["lower", "upper"]
+        cols += [med[:, 0], med[:, 1]]
+        if th.has_draws:
+            E = np.asarray(th.ellipses, dtype=float)  # (S, R, 2)
+            for j, n in enumerate(("lower", "upper")):
+                lo, hi = _nanquantile(E[..., j], q)
+                names += [f"{n}_lo", f"{n}_hi"]
+                cols += [lo, hi]
+    else:
+        iu, ju = np.triu_indices(d)
+        for i, j in zip(iu, ju, strict=True):
+            names.append(f"E_{axes[i]}{axes[j]}")
+            cols.append(med[:, i, j])
+        if d == 2:
+            major, minor, angle = _axes_2d(med)
+            names += ["semi_major", "semi_minor", "angle_deg"]
+            cols += [major, minor, angle]
+            if th.has_draws:
+                dmaj, dmin, _ = _axes_2d(np.asarray(th.ellipses, dtype=float))
+                for n, v in (("semi_major", dmaj), ("semi_minor", dmin)):
+                    lo, hi = _nanquantile(v, q)
+                    names += [f"{n}_lo", f"{n}_hi"]
+                    cols += [lo, hi]
+        else:
+            ax = _axes_nd(med)
+            names += [f"axis_{k + 1}" for k in range(d)]
+            cols += [ax[:, k] for k in range(d)]
+            if th.has_draws:
+                dax = _axes_nd(np.asarray(th.ellipses, dtype=float))
+                for k in range(d):
+                    lo, hi = _nanquantile(dax[..., k], q)
+                    names += [f"axis_{k + 1}_lo", f"axis_{k + 1}_hi"]
+                    cols += [lo, hi]
+    lengths = th.median if th.has_draws else th.lengths
+    names.append("missing_rays")
+    cols.append(np.sum(np.isnan(lengths), axis=-1).astype(float))
+    return names, np.stack(cols, axis=1)

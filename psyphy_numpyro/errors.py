@@ -1,0 +1,32 @@
+"""The package's own error types.
+
+Every error psyphy_numpyro raises on purpose derives from :class:`Error`, and
+also from the built-in type a caller would expect (``ValueError``,
+``TypeError`` ...), so ``except ValueError`` keeps working. The command line
+reports exactly these (and operating-system errors such as a missing file) as
+one-line messages; anything else is a bug and shows its traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Error", "InvalidInput", "InvalidType", "FitDivergedError", "FitFailedError"]
+
+
+class Error(Exception):
+    """Base of every error psyphy_numpyro raises deliberately."""
+
+
+class InvalidInput(Error, ValueError):
+    """A value the user passed is wrong (shape, range, file content ...)."""
+
+
+class InvalidType(Error, TypeError):
+    """An argument has the wrong type."""
+
+
+class FitDivergedError(Error, RuntimeError):
+    """A fit produced a non-finite loss or parameters and could not recover."""
+
+
+class FitFailedError(Error, FloatingPointError):
+    """A fit produced non-finite results (curvature, posterior draws) it cannot use."""
