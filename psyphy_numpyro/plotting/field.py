@@ -246,5 +246,5 @@ def _field_1d(fit, ax, level, name, pct):
         ax.fill_between(x[:, 0], lo, hi, color="C0", alpha=0.3, lw=0, label=f"{pct} band")
         ax.plot(x[:, 0], mid, color="C0", label=f"{name} median")
     ax.set_xlabel("stimulus x (model units, [-1, 1])")
-    ax.set_ylabel("sqrt Sigma(x)")
-    ax.legend(frameon=False)
+    ax.set_ylabel("sqrt Sigma(x) (model units)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
