@@ -90,28 +90,31 @@ class Estimator:
 
 
 @dataclass(frozen=True)
-class ControlVariate(Estimator):
+class _FourNormal(Estimator):
+    """The exact 4-normal reparameterisation (:func:`~psyphy_numpyro.oddity.p_correct_from_cov`)."""
+
+    control_variate: ClassVar[bool] = True
+
+    def p_correct(self, model, W, ref, comparison, noise):
+        S_r, S_c = self._covariances(model, W, ref, comparison)
+        return oddity.p_correct_from_cov(S_r, S_c, ref, comparison, noise, model.bandwidth,
+                                         control_variate=self.control_variate)
+
+
+@dataclass(frozen=True)
+class ControlVariate(_FourNormal):
     """``"cv"`` (default): radial integration plus the equal-covariance control variate."""
 
     name: ClassVar[str] = "cv"
 
-    def p_correct(self, model, W, ref, comparison, noise):
-        S_r, S_c = self._covariances(model, W, ref, comparison)
-        return oddity.p_correct_from_cov(S_r, S_c, ref, comparison, noise, model.bandwidth,
-                                         control_variate=True)
-
 
 @dataclass(frozen=True)
-class Reparam(Estimator):
+class Reparam(_FourNormal):
     """``"reparam"``: the plain 4-normal average of ``sigmoid(delta / bandwidth)``."""
 
     name: ClassVar[str] = "reparam"
     smooth_when_fixed: ClassVar[bool] = False
-
-    def p_correct(self, model, W, ref, comparison, noise):
-        S_r, S_c = self._covariances(model, W, ref, comparison)
-        return oddity.p_correct_from_cov(S_r, S_c, ref, comparison, noise, model.bandwidth,
-                                         control_variate=False)
+    control_variate: ClassVar[bool] = False
 
 
 @dataclass(frozen=True)
