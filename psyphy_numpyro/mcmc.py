@@ -128,6 +128,34 @@ def fit_mcmc(
         model, "fit_mcmc", "NUTS samples a smooth deterministic surrogate of p(correct)",
         "surrogate_samples", surrogate_samples,
     )
+    _check_init(init, model)
+    surrogate_bandwidth = _surrogate_bandwidth(model, surrogate_samples, surrogate_bandwidth)
+    surrogate_model = surrogate_model_of(model, surrogate_samples, surrogate_bandwidth)
+    noise = surrogate_noise(surrogate_model, bucket_size(len(data)), surrogate_samples, seed)
+
+    show = _use_progress(progress)
+    init_fit, W0 = _start(init, data, model, map_steps, seed, show)
+    trials = pad_trials(data, noise.shape[0])
+    settings = (num_warmup, num_samples, num_chains, chain_method, target_accept_prob,
+                dense_mass, max_tree_depth, show)
+    mcmc, draws = _run_nuts(surrogate_model, settings, trials, noise, W0, init_jitter, seed)
+    fit = MCMCFit(
+        model=model,
+        data=data,
+        draws=draws,
+        mcmc=mcmc,
+        surrogate={
+            "num_samples": surrogate_samples,
+            "bandwidth": float(surrogate_bandwidth),
+            "rms_error": _surrogate_error(model, surrogate_model, W0, trials, noise, seed),
+        },
+        init_fit=init_fit,
+    )
+    _warn_diagnostics(fit, num_chains)
+    return fit
+
+
+def _check_init(init, model):
     if isinstance(init, dict):
         check_params(init, model.weight_shape, "init")
     elif isinstance(init, MAPFit):
@@ -136,38 +164,34 @@ def fit_mcmc(
         raise InvalidType(
             f"init must be a MAPFit, a dict {{'W': ...}} or None, got {type(init).__name__}"
         )
-    if surrogate_bandwidth is None:
+
+
+def _surrogate_bandwidth(model, surrogate_samples, bandwidth):
+    if bandwidth is None:
         # fixed draws of "cv" are smooth at the model's bandwidth; "reparam"
         # draws are near-steps there and need a wider one
         rough = surrogate_samples > 0 and not model.estimator_object.smooth_when_fixed
-        surrogate_bandwidth = 0.1 if rough else model.bandwidth
-    surrogate_bandwidth = check_real("surrogate_bandwidth", surrogate_bandwidth, 0.0)
-    surrogate_model = surrogate_model_of(model, surrogate_samples, surrogate_bandwidth)
-    noise = surrogate_noise(surrogate_model, bucket_size(len(data)), surrogate_samples, seed)
+        bandwidth = 0.1 if rough else model.bandwidth
+    return check_real("surrogate_bandwidth", bandwidth, 0.0)
 
-    show = _use_progress(progress)
-    init_fit = None
+
+def _start(init, data, model, map_steps, seed, show):
+    """``(init_fit, W0)``: the MAP fit the chains start from (made if needed) and its W."""
     if init is None:
-        init_fit = fit_map(data, model, steps=map_steps, num_restarts=2, seed=seed,
-                           progress=show)
-        W0 = jnp.asarray(init_fit.params["W"])
-    elif isinstance(init, MAPFit):
-        init_fit = init
-        W0 = jnp.asarray(init.params["W"])
-    elif isinstance(init, dict) and "W" in init:
-        W0 = jnp.asarray(init["W"])
-    else:
-        raise InvalidType("init must be a MAPFit, a dict {'W': ...} or None")
-    if W0.shape != model.weight_shape:
-        raise InvalidInput(f"init W has shape {W0.shape}, the model expects {model.weight_shape}")
+        init = fit_map(data, model, steps=map_steps, num_restarts=2, seed=seed, progress=show)
+    if isinstance(init, MAPFit):
+        return init, jnp.asarray(init.params["W"])
+    return None, jnp.asarray(init["W"])
 
-    trials = pad_trials(data, noise.shape[0])
+
+def _run_nuts(surrogate_model, settings, trials, noise, W0, init_jitter, seed):
+    """Run the (cached) sampler from jittered copies of ``W0``; ``(mcmc, draws)``."""
+    num_chains = settings[2]
     k_jit, k_run = jax.random.split(jax.random.PRNGKey(seed))
-    sd = jnp.asarray(model.prior_std(), dtype=W0.dtype)
+    sd = jnp.asarray(surrogate_model.prior_std(), dtype=W0.dtype)
     jitter = init_jitter * sd * jax.random.normal(k_jit, (num_chains,) + W0.shape, W0.dtype)
-    init_params = {"W": W0[None] + jitter}
-    mcmc = _sampler(surrogate_model, (num_warmup, num_samples, num_chains, chain_method,
-                                      target_accept_prob, dense_mass, max_tree_depth, show))
+    W_init = W0[None] + jitter
+    mcmc = _sampler(surrogate_model, settings)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="There are not enough devices")
         mcmc.run(
@@ -176,7 +200,7 @@ def fit_mcmc(
             trials.responses,
             noise=noise,
             weights=trials.weights,
-            init_params=init_params if num_chains > 1 else {"W": init_params["W"][0]},
+            init_params={"W": W_init if num_chains > 1 else W_init[0]},
             extra_fields=("num_steps", "accept_prob", "energy", "adapt_state.step_size",
                           "potential_energy"),
         )
@@ -188,26 +212,15 @@ def fit_mcmc(
             "starting point, a higher target_accept_prob (e.g. 0.95), or a larger "
             "model.diag_term"
         )
+    return mcmc, draws
 
-    # error of the surrogate against a high-sample estimate at the starting point
+
+def _surrogate_error(model, surrogate_model, W0, trials, noise, seed) -> float:
+    """RMS error of the surrogate's p(correct) against a high-sample estimate at ``W0``."""
     ref, comp = trials.stimuli[:, 0], trials.stimuli[:, 1]
     p_ref = model.p_correct({"W": W0}, ref, comp, key=seed + 1,
                             num_samples=max(2048, 8 * model.num_samples))
-    rms = float(_rms_error(surrogate_model, W0, ref, comp, noise, p_ref, trials.weights))
-    fit = MCMCFit(
-        model=model,
-        data=data,
-        draws=draws,
-        mcmc=mcmc,
-        surrogate={
-            "num_samples": surrogate_samples,
-            "bandwidth": float(surrogate_bandwidth),
-            "rms_error": rms,
-        },
-        init_fit=init_fit,
-    )
-    _warn_diagnostics(fit, num_chains)
-    return fit
+    return float(_rms_error(surrogate_model, W0, ref, comp, noise, p_ref, trials.weights))
 
 
 _SAMPLERS: OrderedDict = OrderedDict()

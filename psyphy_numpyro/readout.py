@@ -260,6 +260,41 @@ def _lengths_draws(model, Ws, origin, u, t_max, noise, target, num_iter):
     )
 
 
+def _check_refs(refs, d):
+    refs = np.asarray(check_points(refs, d, "refs"), dtype=float)
+    if refs.ndim == 1:
+        refs = refs[None]
+    if refs.ndim != 2:
+        raise InvalidInput(f"refs must have shape (R, {d}), got {refs.shape}")
+    if len(refs) == 0:
+        raise InvalidInput(f"refs is empty: pass at least one reference of shape ({d},)")
+    return refs
+
+
+def _check_directions(directions, num_directions, d):
+    if directions is None:
+        return unit_directions(d, num_directions)
+    dirs = check_array("directions", directions)
+    if dirs.ndim != 2 or dirs.shape[1] != d or len(dirs) == 0:
+        raise InvalidInput(f"directions must have shape (D, {d}), got {dirs.shape}")
+    norms = np.linalg.norm(dirs, axis=1)
+    if np.any(norms == 0):
+        raise InvalidInput(f"directions must be non-zero; row {int(np.argmin(norms))} is zero")
+    return dirs / norms[:, None]
+
+
+def _warn_missing(lengths, target, max_distance):
+    n_bad = int(np.isnan(lengths).sum())
+    if n_bad:
+        where = "the domain edge" if max_distance is None else "max_distance/the domain edge"
+        warnings.warn(
+            f"thresholds: {n_bad} of {lengths.size} rays never reach p(correct) = "
+            f"{target:.4g} before {where}; their lengths are NaN",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
 def thresholds(
     fit,
     refs,
@@ -323,35 +358,19 @@ def thresholds(
     """
     model, W, point = _fit_weights(fit)
     d = model.input_dim
-    refs = np.asarray(check_points(refs, d, "refs"), dtype=float)
-    if refs.ndim == 1:
-        refs = refs[None]
-    if refs.ndim != 2:
-        raise InvalidInput(f"refs must have shape (R, {d}), got {refs.shape}")
-    if len(refs) == 0:
-        raise InvalidInput(f"refs is empty: pass at least one reference of shape ({d},)")
+    refs = _check_refs(refs, d)
     target = check_real("target", target, 1.0 / 3.0, 1.0)
     tol = check_real("tol", tol, 0.0)
     level = check_real("level", level, 0.0, 1.0)
-    if directions is None:
-        dirs = unit_directions(d, num_directions)
-    else:
-        dirs = check_array("directions", directions)
-        if dirs.ndim != 2 or dirs.shape[1] != d or len(dirs) == 0:
-            raise InvalidInput(f"directions must have shape (D, {d}), got {dirs.shape}")
-        norms = np.linalg.norm(dirs, axis=1)
-        if np.any(norms == 0):
-            raise InvalidInput(f"directions must be non-zero; row {int(np.argmin(norms))} is zero")
-        dirs = dirs / norms[:, None]
+    dirs = _check_directions(directions, num_directions, d)
     if max_distance is not None:
         max_distance = check_real("max_distance", max_distance, 0.0)
     if num_draws is not None:
         num_draws = check_int("num_draws", num_draws, 1)
     num_samples = _num_samples(model, num_samples)
     key = as_key(key)
-    if num_draws is not None:
-        if num_draws < W.shape[0]:
-            W = W[np.linspace(0, W.shape[0] - 1, num_draws).round().astype(int)]
+    if num_draws is not None and num_draws < W.shape[0]:
+        W = W[np.linspace(0, W.shape[0] - 1, num_draws).round().astype(int)]
 
     R, D = len(refs), len(dirs)
     origin = np.repeat(refs, D, axis=0)  # (R*D, d), reference-major
@@ -376,16 +395,7 @@ def thresholds(
     if point:
         lengths = lengths[0]
 
-    n_bad = int(np.isnan(lengths).sum())
-    if n_bad:
-        where = "the domain edge" if max_distance is None else "max_distance/the domain edge"
-        warnings.warn(
-            f"thresholds: {n_bad} of {lengths.size} rays never reach p(correct) = "
-            f"{target:.4g} before {where}; their lengths are NaN",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-
+    _warn_missing(lengths, target, max_distance)
     points = refs[:, None, :] + lengths[..., None] * dirs[None]
     if d == 1:
         ellipses = _intervals_1d(refs, lengths)

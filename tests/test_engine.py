@@ -22,6 +22,9 @@ from psyphy_numpyro.inference.objective import bucket_size, negative_log_posteri
 from psyphy_numpyro.noise import SharedNoise
 
 MODEL = pn.WPPM(input_dim=2, basis_degree=2, num_samples=16)
+# "reparam" compiles several times faster than "cv", and counting compilations does not
+# depend on the estimator (its noisy losses do not suit exact trajectory comparisons)
+QUICK = MODEL.replace(estimator="reparam")
 TRUTH = MODEL.sample_prior(3)
 FAST = {"steps": 60, "num_restarts": 2, "eval_samples": 64, "progress": False}
 
@@ -61,39 +64,39 @@ def test_bucket_sizes_share_programs_and_waste_little():
 
 def test_repeat_and_nearby_sized_fits_compile_nothing():
     first, new, near = _data(200, 1), _data(200, 2), _data(205, 3)
-    pn.fit_map(first, MODEL, **FAST)  # warm: compiles this configuration
+    pn.fit_map(first, QUICK, **FAST)  # warm: compiles this configuration
     with count_compiles() as events:
-        again = pn.fit_map(new, MODEL, **FAST)  # new data, same shape
-        nearby = pn.fit_map(near, MODEL, **FAST)  # same bucket (208)
+        again = pn.fit_map(new, QUICK, **FAST)  # new data, same shape
+        nearby = pn.fit_map(near, QUICK, **FAST)  # same bucket (208)
     assert len(events) == 0, f"{len(events)} compilations on repeat fits"
     assert again.timings["compile"] == 0 and nearby.timings["compile"] == 0
     # a different configuration does compile, and the engine counts it
     before = engine.compile_stats()["compiles"]
-    pn.fit_map(_data(200, 2), MODEL.replace(num_samples=8), **FAST)
+    pn.fit_map(_data(200, 2), QUICK.replace(num_samples=8), **FAST)
     assert engine.compile_stats()["compiles"] > before
 
 
 def test_laplace_and_mcmc_start_reuse_their_programs():
     kw = {"map_steps": 40, "hessian_samples": 8, "num_draws": 20, "progress": False}
-    pn.fit_laplace(_data(200, 4), MODEL, **kw)
+    pn.fit_laplace(_data(200, 4), QUICK, **kw)
     mk = {"num_warmup": 5, "num_samples": 5, "num_chains": 1, "map_steps": 40,
           "progress": False}
-    pn.fit_mcmc(_data(200, 4), MODEL, **mk)
+    pn.fit_mcmc(_data(200, 4), QUICK, **mk)
     near, other = _data(203, 5), _data(203, 6)
     with count_compiles() as events:
-        lap = pn.fit_laplace(near, MODEL, **kw)
+        lap = pn.fit_laplace(near, QUICK, **kw)
     assert len(events) == 0, f"{len(events)} compilations on a repeat Laplace fit"
     with count_compiles() as events:
-        post = pn.fit_mcmc(near, MODEL, **mk)
+        post = pn.fit_mcmc(near, QUICK, **mk)
     # NumPyro's MCMC re-jits its draw-collecting loop on every run (its collect
     # transform is a new closure each time); everything of ours is reused
     assert len(events) <= 1, f"{len(events)} compilations on a repeat NUTS fit"
     assert post.init_fit.timings["compile"] == 0
-    assert lap.draws.shape == (1, 20) + MODEL.weight_shape
-    assert post.draws.shape == (1, 5) + MODEL.weight_shape
+    assert lap.draws.shape == (1, 20) + QUICK.weight_shape
+    assert post.draws.shape == (1, 5) + QUICK.weight_shape
     # the padded sampler kept this run's own draws after a later run
     first = np.array(post.draws)
-    pn.fit_mcmc(other, MODEL, **mk)
+    pn.fit_mcmc(other, QUICK, **mk)
     np.testing.assert_array_equal(post.mcmc.get_samples(group_by_chain=True)["W"], first)
 
 
@@ -106,7 +109,9 @@ def test_batched_restarts_equal_the_same_restarts_run_one_by_one():
     for r in range(3):
         params, _, losses = problem.run(jax.random.fold_in(root, r), data, 80,
                                         init_scale=0.3)
-        np.testing.assert_allclose(losses, fit.restart_histories[r], rtol=2e-5)
+        # float32 sums in a different order: relative to the loss scale (it crosses 0)
+        np.testing.assert_allclose(losses, fit.restart_histories[r], rtol=2e-5,
+                                   atol=2e-5 * np.abs(losses).max())
         if r == fit.best_restart:
             np.testing.assert_allclose(params["W"], fit.params["W"], rtol=1e-4, atol=1e-7)
 

@@ -125,6 +125,7 @@ def test_readouts_reject_bad_points_and_params():
         model.covariance(jnp.zeros(3), jnp.zeros((1, 2)))
 
 
+@pytest.mark.slow
 def test_float64_is_available_end_to_end():
     """float32 by default; under ``jax.enable_x64`` every stage runs in float64
     and agrees with the float32 result (same noise: to rounding; fresh noise:
