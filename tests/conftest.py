@@ -32,6 +32,25 @@ def ref_mc():
     return oddity_reference_mc
 
 
+def sigma_reference(W, x, diag_term):
+    """Independent float64 Sigma(x): T_k(x) from numpy's Chebyshev module, explicit sums."""
+    from numpy.polynomial import chebyshev as npcheb
+
+    W, x = np.asarray(W, np.float64), np.asarray(x, np.float64)
+    d, K = x.shape[-1], W.shape[0] - 1
+    T = [npcheb.chebvander(x[:, i], K) for i in range(d)]  # (n, K+1) per axis
+    phi = T[0]
+    for i in range(1, d):
+        phi = np.einsum("na,nb->nab", phi, T[i]).reshape(len(x), -1)
+    U = np.einsum("nk,kij->nij", phi, W.reshape(-1, W.shape[-2], W.shape[-1]))
+    return U @ np.swapaxes(U, -1, -2) + diag_term * np.eye(d)
+
+
+@pytest.fixture(scope="session")
+def sigma_ref():
+    return sigma_reference
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _release_compiled_programs():
     """Drop every cached executable after each test module.

@@ -8,9 +8,9 @@ derandomized and database-free, so CI sees the same examples every time.
 
 import numpy as np
 import pytest
+from conftest import sigma_reference
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from numpy.polynomial import chebyshev as npcheb
 
 import psyphy_numpyro as pn
 from psyphy_numpyro.readout import ray_extent
@@ -58,15 +58,7 @@ def points(draw, d, n=N_POINTS):
     return np.asarray(flat, dtype=np.float64).reshape(n, d)
 
 
-def _sigma_reference(W, x, diag_term):
-    """Independent float64 Sigma(x): T_k(x) from numpy's Chebyshev module, explicit sums."""
-    d, K = x.shape[-1], W.shape[0] - 1
-    T = [npcheb.chebvander(x[:, i], K) for i in range(d)]  # (n, K+1) per axis
-    phi = T[0]
-    for i in range(1, d):
-        phi = np.einsum("na,nb->nab", phi, T[i]).reshape(len(x), -1)
-    U = np.einsum("nk,kij->nij", phi, W.reshape(-1, W.shape[-2], W.shape[-1]))
-    return U @ np.swapaxes(U, -1, -2) + diag_term * np.eye(d)
+_sigma_reference = sigma_reference
 
 
 @pytest.mark.parametrize("cfg", CONFIGS)
@@ -205,9 +197,15 @@ def test_shapes_broadcast_as_documented(ref_batch, comp_batch, out_batch, estima
     assert model.sqrt_covariance(params, comp).shape == comp_batch + (2, 3)
     p = model.p_correct(params, ref, comp, key=0)
     assert p.shape == out_batch
-    post = pn.PosteriorFit(model, None, np.stack([params["W"]] * 2)[None])
-    assert post.covariance(comp).shape == (2,) + comp_batch + (2, 2)
-    assert post.p_correct(ref, comp, key=0).shape == (2,) + out_batch
+    W = np.asarray(params["W"])
+    post = pn.PosteriorFit(model, None, np.stack([W, 2 * W])[None])  # two different draws
+    cov = post.covariance(comp)
+    assert cov.shape == (2,) + comp_batch + (2, 2)
+    for k, w in enumerate((W, 2 * W)):
+        np.testing.assert_allclose(cov[k], model.covariance({"W": w}, comp), rtol=1e-5)
+    pd = post.p_correct(ref, comp, key=0)
+    assert pd.shape == (2,) + out_batch
+    np.testing.assert_allclose(pd[0], model.p_correct(params, ref, comp, key=0), rtol=1e-5)
 
 
 @settings(max_examples=15, **SETTINGS)
