@@ -127,6 +127,8 @@ def test_in_process_errors(workdir, capsys):
          "--input-dim 3 does not match"),
         (["fit", tmp / "trials.csv", "--out", tmp / "x.nc", "--steps", "0"],
          "steps must be >= 1"),
+        (["fit", tmp / "trials.csv", "--out", tmp / "x.nc", "--plot", tmp / "f.jpg"],
+         "f.jpg: figures are written as .png, .pdf, .svg"),
     ]
     for args, message in cases:
         code, out, err = _main(capsys, *args)

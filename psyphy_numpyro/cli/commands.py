@@ -27,6 +27,13 @@ def _check_input_file(path):
         raise IsADirectoryError(f"{path}: is a directory")
 
 
+def _check_figure(path):
+    from ..plotting._base import check_figure_path
+
+    _check_output_path(path, "--plot")
+    check_figure_path(path)
+
+
 def _check_output_path(path, what):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
@@ -104,7 +111,7 @@ def _cmd_fit(args):
     _check_input_file(args.trials)
     _check_output_path(args.out, "--out")
     if args.plot:
-        _check_output_path(args.plot, "--plot")
+        _check_figure(args.plot)
     if args.x64:
         jax.config.update("jax_enable_x64", True)
     data = TrialData.from_csv(args.trials)
@@ -247,7 +254,7 @@ def _cmd_thresholds(args):
     if args.out:
         _check_output_path(args.out, "--out")
     if args.plot:
-        _check_output_path(args.plot, "--plot")
+        _check_figure(args.plot)
         if d == 3:
             raise CLIError("--plot draws 1-D and 2-D thresholds; this fit is 3-D")
     if args.refs == "grid":

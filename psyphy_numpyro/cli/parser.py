@@ -142,8 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_fit(sub, raw)
+    _add_summary(sub, raw)
+    _add_thresholds(sub, raw)
+    return parser
 
-    # -- fit --------------------------------------------------------------------
+
+def _add_fit(sub, raw):
     p = sub.add_parser(
         "fit",
         help="fit a WPPM to a trials CSV and save the fit (NetCDF)",
@@ -155,8 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", required=True, help="output fit file (NetCDF, e.g. fit.nc)")
     p.add_argument("--method", choices=("map", "laplace", "nuts"), default="map",
                    help="inference method (default: map)")
-    p.add_argument("--plot", metavar="PNG", help="also draw the fitted covariance field "
-                   "(ellipses in 2-D, posterior bands for laplace/nuts) to this image")
+    p.add_argument("--plot", metavar="FIGURE", help="also draw the fitted covariance field "
+                   "(ellipses in 2-D, posterior bands for laplace/nuts) to this PNG, PDF or "
+                   "SVG file")
+    _add_inference_options(p)
+    p.set_defaults(command="fit")
+
+
+def _add_inference_options(p):
     wppm, fmap, flap, fnuts = _library_defaults()
     m = p.add_argument_group("model (defaults: the WPPM's)")
     m.add_argument("--input-dim", type=int, default=None,
@@ -191,9 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="laplace/nuts: do not store the pointwise log-likelihood per draw in "
                    "the file (faster save; not needed to reload the fit)")
     o.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(command="fit")
 
-    # -- summary ------------------------------------------------------------------
+
+def _add_summary(sub, raw):
     p = sub.add_parser(
         "summary",
         help="describe a saved fit",
@@ -206,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("fit", help="fit file written by 'psyphy-numpyro fit' or fit.save()")
     p.set_defaults(command="summary")
 
-    # -- thresholds -----------------------------------------------------------------
+
+def _add_thresholds(sub, raw):
     p = sub.add_parser(
         "thresholds",
         help="threshold ellipses of a saved fit",
@@ -233,7 +245,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the estimator noise "
                    "(default: 0)")
     p.add_argument("--out", "-o", help="write the table to this CSV (default: print it)")
-    p.add_argument("--plot", metavar="PNG", help="draw the threshold ellipses (1-D/2-D) to "
-                   "this image")
+    p.add_argument("--plot", metavar="FIGURE", help="draw the threshold ellipses (1-D/2-D) to "
+                   "this PNG, PDF or SVG file")
     p.set_defaults(command="thresholds")
-    return parser

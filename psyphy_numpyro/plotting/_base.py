@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import InvalidInput, InvalidType
 from ..validation import check_array
 
-__all__ = ["save_figure"]
+__all__ = ["save_figure", "check_figure_path"]
 
 _FORMATS = (".png", ".pdf", ".svg")
 
@@ -75,6 +75,12 @@ def save_figure(fig, path, *, dpi: int = 300) -> None:
     FileNotFoundError
         The target directory does not exist.
     """
+    path = check_figure_path(path)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+
+
+def check_figure_path(path) -> str:
+    """``path`` as a string after checking its extension and directory (before any work)."""
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
     if ext not in _FORMATS:
@@ -83,4 +89,4 @@ def save_figure(fig, path, *, dpi: int = 300) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"{path}: directory {directory!r} does not exist")
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
