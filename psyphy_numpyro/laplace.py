@@ -14,9 +14,10 @@ from .errors import FitFailedError, InvalidInput, InvalidType
 from .estimators import check_fixed_noise, surrogate_model, surrogate_noise
 from .fits import MAPFit
 from .inference.objective import bucket_size, pad_trials
-from .map_fit import _check_count, _use_progress, fit_map, resolve_model
+from .map_fit import _check_count, fit_map, resolve_model
 from .model import wppm_model
 from .posterior import LaplaceFit
+from .progress import use_progress
 from .validation import check_params, check_real, seed_from
 
 __all__ = ["fit_laplace", "negative_log_joint", "rotation_tangents"]
@@ -173,7 +174,7 @@ def fit_laplace(
     elif init is not None:
         raise InvalidType(f"init must be a MAPFit or None, got {type(init).__name__}")
     if init is None:
-        init = fit_map(data, model, steps=map_steps, seed=seed, progress=_use_progress(progress))
+        init = fit_map(data, model, steps=map_steps, seed=seed, progress=use_progress(progress))
     if not isinstance(init, MAPFit):
         raise InvalidType(f"init must be a MAPFit or None, got {type(init).__name__}")
     hmodel = surrogate_model(model, hessian_samples, hessian_bandwidth)

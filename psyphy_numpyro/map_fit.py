@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 import warnings
 from typing import NamedTuple
@@ -20,6 +19,7 @@ from .fits import MAPFit
 from .inference import engine
 from .inference.objective import MAP, init_state
 from .model import WPPM
+from .progress import Progress, use_progress
 from .validation import as_key, check_int, check_params, check_real
 
 __all__ = ["MAPFit", "fit_map", "FitDivergedError", "resolve_model"]
@@ -42,12 +42,6 @@ def resolve_model(data, model) -> tuple[TrialData, WPPM]:
 
 def _check_count(name, value, lo=1):
     return check_int(name, value, lo)
-
-
-def _use_progress(progress) -> bool:
-    if progress is None:
-        return not os.environ.get("CI")
-    return bool(progress)
 
 
 AUTO_FULL_BATCH = 16384
@@ -94,40 +88,6 @@ def _check_settings(data, model, steps, optimizer, learning_rate, num_restarts, 
     screen_steps = min(_check_count("screen_steps", screen_steps), steps)
     return _Settings(steps, num_restarts, screen_steps, learning_rate, batch_size, eval_samples,
                      float(init_scale), optimizer is not None)
-
-
-class _Progress:
-    """A tqdm bar whose rate (and so ETA) counts optimisation steps only.
-
-    Compilation is shown as its own phase in the description, and its time is
-    taken out of the bar's clock, so the ETA is not inflated by it.
-    """
-
-    def __init__(self, show: bool, total: int, desc: str):
-        self.desc, self.bar = desc, None
-        if show:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, desc=desc, unit="step")
-
-    def phase(self, text: str):
-        if self.bar is not None:
-            self.bar.set_description(f"{self.desc} [{text}]")
-
-    def compiled(self, seconds: float):
-        if self.bar is not None and seconds:
-            self.bar.start_t += seconds
-            self.bar.last_print_t += seconds
-
-    def update(self, n: int, **postfix):
-        if self.bar is not None:
-            self.bar.update(n)
-            if postfix:
-                self.bar.set_postfix(**postfix)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
 
 
 def _run_phase(problem, states, trials, target, members, bar, timings, n):
@@ -386,7 +346,7 @@ def fit_map(
     trials = problem.trials(data)
     timings = {"compile": 0.0, "steps": 0.0, "evaluation": 0.0}
     total = cfg.num_restarts * cfg.screen_steps + (cfg.steps - cfg.screen_steps)
-    bar = _Progress(_use_progress(progress), total, "fit_map")
+    bar = Progress(use_progress(progress), total, "fit_map")
     try:
         run = _fit_restarts(problem, trials, z0, keys, cfg, bar, timings,
                             jax.random.fold_in(root, 10**6))

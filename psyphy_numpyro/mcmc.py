@@ -17,9 +17,10 @@ from .estimators import check_fixed_noise, surrogate_noise
 from .estimators import surrogate_model as surrogate_model_of
 from .fits import MAPFit
 from .inference.objective import bucket_size, pad_trials
-from .map_fit import _check_count, _use_progress, fit_map, resolve_model
+from .map_fit import _check_count, fit_map, resolve_model
 from .model import wppm_model
 from .posterior import MCMCFit
+from .progress import use_progress
 from .validation import check_params, check_real, seed_from
 
 __all__ = ["fit_mcmc", "surrogate_noise"]
@@ -133,7 +134,7 @@ def fit_mcmc(
     surrogate_model = surrogate_model_of(model, surrogate_samples, surrogate_bandwidth)
     noise = surrogate_noise(surrogate_model, bucket_size(len(data)), surrogate_samples, seed)
 
-    show = _use_progress(progress)
+    show = use_progress(progress)
     init_fit, W0 = _start(init, data, model, map_steps, seed, show)
     trials = pad_trials(data, noise.shape[0])
     settings = (num_warmup, num_samples, num_chains, chain_method, target_accept_prob,

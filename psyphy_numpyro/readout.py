@@ -27,7 +27,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .contours import Thresholds, _intervals_1d, _quantiles, fit_ellipse
+from .contours import (
+    Thresholds,
+    _intervals_1d,
+    _quantiles,
+    fit_ellipse,
+    ray_extent,
+    unit_directions,
+)
 from .errors import InvalidInput, InvalidType
 from .fits import Fit, MAPFit
 from .validation import (
@@ -84,56 +91,6 @@ def _fixed_noise(model, key, num_samples):
     return model.draw_noise(as_key(key), 1, num_samples)[0]
 
 
-def unit_directions(input_dim: int, num_directions: int = 16) -> np.ndarray:
-    """Evenly spread unit directions, shape ``(D, input_dim)``.
-
-    - 1-D: the two directions ``+1`` and ``-1`` (``num_directions`` is ignored);
-    - 2-D: angles ``2 pi k / D``, ``k = 0 .. D-1``;
-    - 3-D: ``D`` points of a Fibonacci (golden-angle) lattice on the sphere.
-    """
-    check_int("num_directions", num_directions, 1)
-    if input_dim == 1:
-        return np.array([[1.0], [-1.0]])
-    need = {2: 3, 3: 6}[input_dim]
-    if num_directions < need:
-        raise InvalidInput(
-            f"num_directions must be >= {need} in {input_dim}-D (an ellipse has "
-            f"{need} free parameters), got {num_directions}"
-        )
-    k = np.arange(num_directions)
-    if input_dim == 2:
-        a = 2 * np.pi * k / num_directions
-        return np.stack([np.cos(a), np.sin(a)], -1)
-    z = 1.0 - 2.0 * (k + 0.5) / num_directions
-    r = np.sqrt(1.0 - z * z)
-    phi = k * np.pi * (3.0 - np.sqrt(5.0))
-    return np.stack([r * np.cos(phi), r * np.sin(phi), z], -1)
-
-
-def ray_extent(refs, directions):
-    """Largest ``t >= 0`` with ``refs + t * directions`` inside ``[-1, 1]^d``.
-
-    Parameters
-    ----------
-    refs : array (..., d)
-    directions : array (..., d)
-        Unit (or any non-zero) directions, broadcast against ``refs``.
-
-    Returns
-    -------
-    array (...,)
-    """
-    refs = jnp.asarray(refs)
-    u = jnp.asarray(directions)
-    big = jnp.asarray(jnp.inf, refs.dtype)
-    step = jnp.where(u > 0, (1.0 - refs) / jnp.where(u > 0, u, 1.0), big)
-    step = jnp.where(u < 0, (-1.0 - refs) / jnp.where(u < 0, u, 1.0), step)
-    return jnp.maximum(jnp.min(step, -1), 0.0)
-
-
-# ---------------------------------------------------------------------------
-# psychometric functions
-# ---------------------------------------------------------------------------
 @partial(jax.jit, static_argnums=0)
 def _curves(model, Ws, ref, comp, noise):
     """p(correct) at every point of ``comp`` for every draw (one shared noise block)."""
