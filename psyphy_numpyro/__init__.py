@@ -1,6 +1,7 @@
 """psyphy_numpyro: the Wishart Process Psychophysical Model as a NumPyro model."""
 
 from ._version import __version__  # noqa: F401
+from .bootstrap import BootstrapFit, fit_bootstrap
 from .data import (
     TrialData,
     as_trial_data,
@@ -36,6 +37,8 @@ __all__ = [
     "FitFailedError",
     "fit_mcmc",
     "fit_laplace",
+    "fit_bootstrap",
+    "BootstrapFit",
     "MCMCFit",
     "LaplaceFit",
     "PosteriorFit",

@@ -18,6 +18,7 @@ sampler statistics (divergences, tree depth, ...) are restored from
 from __future__ import annotations
 
 from . import fitfile
+from .bootstrap import BootstrapFit
 from .errors import InvalidInput, InvalidType
 from .fitfile import FORMAT_VERSION
 from .fits import Fit, MAPFit, PosteriorFit
@@ -25,7 +26,8 @@ from .posterior import LaplaceFit, MCMCFit
 
 __all__ = ["save_fit", "load_fit", "fit_kind", "FORMAT_VERSION", "FIT_KINDS", "FIT_CLASSES"]
 
-FIT_CLASSES = {cls.kind: cls for cls in (MAPFit, LaplaceFit, MCMCFit, PosteriorFit)}
+FIT_CLASSES = {cls.kind: cls for cls in (MAPFit, LaplaceFit, MCMCFit, BootstrapFit,
+                                         PosteriorFit)}
 """The fit class of each ``fit_kind`` a file may record."""
 
 FIT_KINDS = tuple(FIT_CLASSES)

@@ -1,0 +1,273 @@
+"""``fit_bootstrap``: uncertainty from refits of resampled data, run as one batched program.
+
+Each refit sees the observed trials with multinomial resampling counts as
+trial weights (:class:`~psyphy_numpyro.Trials` carries a weight per trial), so
+every refit has the same array shapes and all of them run as one vmapped
+program on the compile-once engine (sharded over devices when several are
+visible). Every refit starts from the MAP fit of the full data.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .errors import FitDivergedError, InvalidInput, InvalidType
+from .fits import MAPFit, PosteriorFit
+from .inference import engine
+from .inference.objective import MAP, init_state, pad_trials
+from .map_fit import _check_count, _first_bad, _run_phase, fit_map, resolve_model
+from .progress import Progress, use_progress
+from .validation import check_params, check_real, seed_from
+
+__all__ = ["fit_bootstrap", "BootstrapFit", "resample_counts", "default_strata"]
+
+
+@dataclass
+class BootstrapFit(PosteriorFit):
+    """Result of :func:`fit_bootstrap`: one chain of ``num_fits`` refits of resampled data.
+
+    Attributes
+    ----------
+    draws : numpy array (1, num_fits, *weight_shape)
+        The refits' ``W``.
+    map_fit : MAPFit
+        The fit of the full data every refit started from.
+    counts : numpy array (num_fits, N)
+        How often each trial appears in each refit's resampled data.
+    strata : numpy array (N,)
+        Stratum label (0 .. S-1) of each trial; resampling keeps every
+        stratum's trial count.
+    steps : int
+        Optimiser steps per refit.
+    seed : int
+        The integer seed (-1 when a PRNG key was passed as ``rng_key``).
+    """
+
+    kind: ClassVar[str] = "bootstrap"
+
+    map_fit: MAPFit | None = field(default=None, repr=False)
+    counts: np.ndarray = field(default=None, repr=False)
+    strata: np.ndarray = field(default=None, repr=False)
+    steps: int = 0
+    seed: int = 0
+
+    def describe(self):
+        lines = super().describe()
+        n_strata = 0 if self.strata is None else int(np.max(self.strata)) + 1
+        lines.append(f"bootstrap: {self.num_draws} refits of {self.steps} steps, resampled "
+                     f"within {n_strata} strata; seed {self.seed}")
+        return lines
+
+    def _attrs(self):
+        return {"inference": "bootstrap", "steps": int(self.steps)}
+
+    def _save_extras(self, out, attrs):
+        if self.counts is not None:
+            out["bootstrap_counts"] = (["refit", "trial"], np.asarray(self.counts, np.int32))
+        if self.strata is not None:
+            out["bootstrap_strata"] = (["trial"], np.asarray(self.strata, np.int32))
+        attrs["bootstrap_steps"] = int(self.steps)
+        attrs["bootstrap_seed"] = int(self.seed)
+        if self.map_fit is not None:
+            self.map_fit.save_nested("map_", self, out, attrs)
+
+    @classmethod
+    def _restore(cls, src):
+        ex = src.extra
+        return cls(
+            model=src.model, data=src.data, draws=src.draws,
+            map_fit=MAPFit.restore_nested(src, "map_"),
+            counts=ex["bootstrap_counts"].values if "bootstrap_counts" in ex else None,
+            strata=ex["bootstrap_strata"].values if "bootstrap_strata" in ex else None,
+            steps=int(ex.attrs.get("bootstrap_steps", 0)),
+            seed=int(ex.attrs.get("bootstrap_seed", 0)),
+        )
+
+
+def default_strata(data) -> np.ndarray:
+    """Stratum labels ``(N,)``: one per reference location when references repeat.
+
+    Hong et al. resample within each reference. That needs repeated
+    references: when at least half of the trials share their reference with
+    four or more others, each distinct reference is a stratum; otherwise
+    (references drawn anew for every trial) all trials form one stratum and
+    the bootstrap is the ordinary one.
+    """
+    _, labels, sizes = np.unique(data.ref, axis=0, return_inverse=True, return_counts=True)
+    labels = labels.reshape(-1)
+    if np.mean(sizes[labels] >= 5) >= 0.5:
+        return labels.astype(np.int64)
+    return np.zeros(len(data), np.int64)
+
+
+def _check_strata(strata, data) -> np.ndarray:
+    if isinstance(strata, str):
+        if strata == "auto":
+            return default_strata(data)
+        if strata == "reference":
+            return np.unique(data.ref, axis=0, return_inverse=True)[1].reshape(-1)
+        if strata == "none":
+            return np.zeros(len(data), np.int64)
+        raise InvalidInput(f'strata must be "auto", "reference", "none" or one label per '
+                           f"trial, got {strata!r}")
+    if strata is None:
+        return np.zeros(len(data), np.int64)
+    labels = np.asarray(strata)
+    if labels.shape != (len(data),):
+        raise InvalidInput(f"strata must have one label per trial ({len(data)},), got shape "
+                           f"{labels.shape}")
+    return np.unique(labels, return_inverse=True)[1].reshape(-1)
+
+
+def resample_counts(strata, num_fits: int, seed: int) -> np.ndarray:
+    """Multinomial resampling counts ``(num_fits, N)`` that keep every stratum's size.
+
+    Within each stratum of ``n`` trials, each refit draws ``n`` trials with
+    replacement, uniformly (``numpy.random.default_rng(seed)``).
+    """
+    rng = np.random.default_rng(seed)
+    strata = np.asarray(strata)
+    counts = np.zeros((num_fits, len(strata)), np.int64)
+    for s in np.unique(strata):
+        idx = np.flatnonzero(strata == s)
+        counts[:, idx] = rng.multinomial(len(idx), np.full(len(idx), 1.0 / len(idx)),
+                                         size=num_fits)
+    return counts
+
+
+def fit_bootstrap(
+    data,
+    model=None,
+    *,
+    num_fits: int = 120,
+    seed: int = 0,
+    rng_key=None,
+    strata="auto",
+    init: MAPFit | None = None,
+    steps: int = 300,
+    learning_rate: float = 0.02,
+    batch_size: int | None = None,
+    progress: bool | None = None,
+) -> BootstrapFit:
+    """Bootstrap uncertainty: ``num_fits`` MAP refits of resampled data, as one program.
+
+    The trials are resampled with replacement within each stratum (by default
+    each reference location, see :func:`default_strata`), and every refit
+    starts from the MAP fit of the full data (``init``, or one made here with
+    :func:`~psyphy_numpyro.fit_map` defaults). All refits run together as one
+    batched program for ``steps`` steps of the default optimiser (warm-up and
+    cosine decay to ``learning_rate`` prior standard deviations per step): a
+    warm start needs far fewer steps than a fit from scratch.
+
+    Parameters
+    ----------
+    data : TrialData (or psyphy data)
+    model : WPPM, optional
+        Defaults to ``WPPM(input_dim=data.input_dim)``; must equal
+        ``init.model`` when ``init`` is given.
+    num_fits : int
+        Number of refits (the draws of the result).
+    seed : int
+        Seeds the resampling and the Monte Carlo noise.
+    rng_key : jax PRNG key, optional
+        Used instead of ``seed`` when given.
+    strata : "auto", "reference", "none", None or array (N,)
+        Resampling strata: ``"auto"`` (default, :func:`default_strata`),
+        ``"reference"`` (every distinct reference), ``"none"``/``None`` (all
+        trials together), or one label per trial (e.g. Sobol vs adaptive
+        blocks).
+    init : MAPFit, optional
+        The fit of the full data to start from.
+    steps : int
+        Optimiser steps per refit.
+    learning_rate : float
+        Peak learning rate (prior standard deviations per step).
+    batch_size : int, optional
+        Minibatch of trials per step (weighted by the resampling counts);
+        default every trial.
+    progress : bool, optional
+        Progress bar (default: on unless ``CI`` is set).
+
+    Returns
+    -------
+    BootstrapFit
+        A draw-based fit (one chain, ``num_fits`` draws) with every read-out,
+        ``to_arviz()``, ``save()``; ``pn.thresholds`` gives bootstrap
+        intervals.
+
+    Raises
+    ------
+    FitDivergedError
+        If more than a tenth of the refits diverge (fewer are dropped with a
+        warning); try a smaller ``learning_rate``.
+    """
+    data, model = resolve_model(data, model)
+    num_fits = _check_count("num_fits", num_fits, lo=2)
+    steps = _check_count("steps", steps)
+    learning_rate = check_real("learning_rate", learning_rate, 0.0)
+    if batch_size is not None:
+        batch_size = _check_count("batch_size", batch_size)
+        batch_size = None if batch_size >= len(data) else batch_size
+    labels = _check_strata(strata, data)
+    if init is not None:
+        if not isinstance(init, MAPFit):
+            raise InvalidType(f"init must be a MAPFit or None, got {type(init).__name__}")
+        check_params(init.params, model.weight_shape, "init.params")
+        if init.model != model:
+            raise InvalidInput("init.model differs from model: pass the model init was fit with")
+    seed = seed_from(seed, rng_key)
+    show = use_progress(progress)
+    if init is None:
+        init = fit_map(data, model, seed=seed, progress=show)
+    counts = resample_counts(labels, num_fits, seed)
+    draws, kept = _refit(model, data, init, counts, steps, learning_rate, batch_size, seed,
+                         show)
+    return BootstrapFit(model=model, data=data, draws=draws, map_fit=init, counts=counts[kept],
+                        strata=labels, steps=steps, seed=seed if rng_key is None else -1)
+
+
+def _refit(model, data, init, counts, steps, learning_rate, batch_size, seed, show):
+    """Run every refit as one batch; ``(draws (1, F_ok, ...), kept (F,) bool)``."""
+    F = len(counts)
+    problem = MAP(model, None, batch_size)
+    trials = pad_trials(data)
+    pad = trials.weights.shape[0] - len(data)
+    weights = np.concatenate([counts, np.zeros((F, pad), counts.dtype)], 1)
+    batch = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (F,) + x.shape), trials)
+    batch = batch._replace(weights=jnp.asarray(weights, trials.weights.dtype))
+    sd = np.asarray(model.prior_std())
+    z0 = jnp.asarray(np.asarray(init.params["W"]) / sd, jnp.result_type(float))
+    # common random numbers: every refit draws the same Monte Carlo noise (and minibatch
+    # indices) at every step, so refits differ only by their resampling counts and the
+    # optimiser's noise does not add spread between them
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), 7)
+    one = init_state(model, problem.optimizer, key, z0, learning_rate, steps)
+    states = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (F,) + jnp.shape(x)), one)
+    timings = {"compile": 0.0, "steps": 0.0, "evaluation": 0.0}
+    bar = Progress(show, F * steps, "fit_bootstrap")
+    try:
+        sharded_states, _ = engine.shard(states)
+        sharded, _ = engine.shard(batch)
+        out, losses = _run_phase(problem, sharded_states, sharded, steps, F, bar, timings,
+                                 len(data))
+    finally:
+        bar.close()
+    out = engine.unshard(out, F)
+    bad = _first_bad(losses, out.z) >= 0
+    if bad.sum() > F // 10:
+        raise FitDivergedError(
+            f"fit_bootstrap: {int(bad.sum())} of {F} refits diverged (non-finite loss or "
+            f"weights); try a smaller learning_rate (now {learning_rate:g})"
+        )
+    if bad.any():
+        warnings.warn(f"fit_bootstrap: {int(bad.sum())} of {F} refits diverged and were "
+                      "dropped", RuntimeWarning, stacklevel=3)
+    z = np.asarray(out.z)[~bad]
+    W = (sd * z).astype(np.asarray(init.params["W"]).dtype)
+    return W[None], ~bad

@@ -1,0 +1,149 @@
+"""fit_bootstrap: stratified resampling, one batched program, a draw-based fit like any other."""
+
+import numpy as np
+import pytest
+
+import psyphy_numpyro as pn
+from psyphy_numpyro.bootstrap import default_strata, resample_counts
+
+# the default "cv" estimator: its low-noise gradients let warm-started refits converge
+# ("reparam" at 16 samples leaves an optimiser-noise floor that swamps the bootstrap spread)
+MODEL = pn.WPPM(input_dim=2, basis_degree=1)
+TRUTH = MODEL.sample_prior(3)
+GRID = np.array([[-0.5, -0.5], [0.0, 0.0], [0.5, 0.3]])
+
+
+def _data(n, seed, num_refs=8):
+    """``n`` trials at ``num_refs`` repeated references (the paper's design)."""
+    rng = np.random.default_rng(seed)
+    refs = rng.uniform(-0.7, 0.7, (num_refs, 2))
+    ref = refs[rng.integers(0, num_refs, n)]
+    comp = pn.comparisons_at_radius(MODEL, TRUTH, ref, rng.uniform(0.5, 3.0, n), key=seed)
+    return pn.simulate_trials(MODEL, TRUTH, ref, comp, key=seed + 1)
+
+
+def test_resampling_keeps_every_stratum_and_is_seeded():
+    strata = np.repeat([0, 1, 2], [5, 10, 20])
+    c = resample_counts(strata, 200, seed=1)
+    assert c.shape == (200, 35)
+    for s, n in ((0, 5), (1, 10), (2, 20)):
+        assert np.all(c[:, strata == s].sum(1) == n)
+    # each trial appears once on average (multinomial, uniform within the stratum)
+    np.testing.assert_allclose(c.mean(0), 1.0, atol=0.3)
+    np.testing.assert_array_equal(c, resample_counts(strata, 200, seed=1))
+    assert not np.array_equal(c, resample_counts(strata, 200, seed=2))
+
+
+def test_default_strata_are_references_only_when_they_repeat():
+    repeated = _data(80, 0)
+    labels = default_strata(repeated)
+    assert labels.max() + 1 == len(np.unique(repeated.ref, axis=0)) == 8
+    np.testing.assert_array_equal(labels[:, None] == labels[None, :],
+                                  np.all(repeated.ref[:, None] == repeated.ref[None], -1))
+    fresh = pn.simulate_experiment(MODEL, TRUTH, 80, key=1)  # a new reference every trial
+    assert np.all(default_strata(fresh) == 0)
+
+
+QUICK = MODEL.replace(estimator="reparam", num_samples=16)  # compiles fast
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A quick bootstrap started at the truth (no MAP fit): for wiring, files, read-outs."""
+    data = _data(200, 5)
+    init = pn.MAPFit.from_params(QUICK, TRUTH, data)
+    return pn.fit_bootstrap(data, QUICK, init=init, num_fits=6, steps=30, seed=4,
+                            progress=False)
+
+
+@pytest.fixture(scope="module")
+def boots():
+    small, big = _data(300, 10), _data(3000, 11)
+    kw = {"num_fits": 12, "steps": 200, "progress": False}
+    init_small = pn.fit_map(small, MODEL, steps=1000, num_restarts=1, progress=False)
+    init_big = pn.fit_map(big, MODEL, steps=1000, num_restarts=1, progress=False)
+    return (pn.fit_bootstrap(small, MODEL, init=init_small, seed=4, **kw),
+            pn.fit_bootstrap(big, MODEL, init=init_big, seed=4, **kw))
+
+
+@pytest.mark.slow
+def test_bootstrap_draws_have_the_requested_count_and_shrink_with_more_data(boots):
+    small, big = boots
+    assert small.draws.shape == (1, 12) + MODEL.weight_shape
+    assert small.counts.shape == (12, 300) and np.all(small.counts.sum(1) == 300)
+    # the refits moved away from their common start, each to its own resample's optimum
+    W0 = np.asarray(small.map_fit.params["W"])
+    moved = np.abs(small.draws[0] - W0).reshape(12, -1).max(1)
+    assert np.all(moved > 0) and len(np.unique(small.draws[0, :, 0, 0, 0, 0])) == 12
+
+    def spread(fit):
+        S = fit.covariance(GRID)  # (12, G, 2, 2)
+        return np.mean(S.std(0) / np.abs(S.mean(0)).max())
+
+    # 10x the trials: the spread of Sigma across refits shrinks (measured 0.6x here: at
+    # 300 trials the prior holds part of the field)
+    assert spread(big) < 0.75 * spread(small), (spread(small), spread(big))
+
+
+def test_refits_share_their_noise_so_only_resampling_spreads_them(tiny):
+    """Common random numbers: refits of identical counts are identical, so none of the
+    bootstrap spread is optimiser noise."""
+    from psyphy_numpyro.bootstrap import _refit
+
+    fit = tiny
+    W, kept = _refit(QUICK, fit.data, fit.map_fit, np.ones((6, 200), np.int64), 30, 0.02,
+                     None, 4, False)
+    assert kept.all() and W.shape == (1, 6) + QUICK.weight_shape
+    for k in range(1, 6):
+        np.testing.assert_array_equal(W[0, 0], W[0, k])
+    # while the resampled refits (same noise, other counts) all differ
+    assert len(np.unique(fit.draws[0, :, 0, 0, 0, 0])) == 6
+
+
+def test_bootstrap_fit_reads_out_saves_and_loads(tiny, tmp_path):
+    fit = tiny
+    assert fit.draws.shape == (1, 6) + QUICK.weight_shape
+    assert fit.counts.shape == (6, 200) and np.all(fit.counts.sum(1) == 200)
+    th = pn.thresholds(fit, GRID[:1], num_directions=4, num_samples=64, level=0.8)
+    assert th.lengths.shape == (6, 1, 4) and th.interval.shape == (2, 1, 4)
+    assert np.all(th.interval[0] <= th.interval[1])
+    path = tmp_path / "boot.nc"
+    fit.save(path, log_likelihood=False)
+    back = pn.load_fit(path)
+    assert type(back) is pn.BootstrapFit
+    np.testing.assert_array_equal(back.draws, fit.draws)
+    np.testing.assert_array_equal(back.counts, fit.counts)
+    np.testing.assert_array_equal(back.strata, fit.strata)
+    assert (back.steps, back.seed) == (30, 4)
+    np.testing.assert_array_equal(back.map_fit.params["W"], fit.map_fit.params["W"])
+    np.testing.assert_array_equal(back.covariance(GRID), fit.covariance(GRID))
+    assert "bootstrap: 6 refits of 30 steps, resampled within 8 strata" in "\n".join(
+        back.describe())
+    idata = fit.to_arviz(log_likelihood=False)
+    assert idata.posterior["W"].shape[:2] == (1, 6)
+    assert idata.posterior.attrs["inference"] == "bootstrap"
+
+
+def test_bad_arguments_fail_before_any_fit(monkeypatch):
+    from psyphy_numpyro import bootstrap
+
+    def reached(*a, **k):
+        raise AssertionError("checks came too late")
+
+    monkeypatch.setattr(bootstrap, "fit_map", reached)
+    monkeypatch.setattr(bootstrap, "_refit", reached)
+    data = _data(40, 0)
+    cases = [
+        ({"num_fits": 1}, ValueError, "num_fits must be >= 2"),
+        ({"steps": 0}, ValueError, "steps must be >= 1"),
+        ({"strata": np.zeros(3)}, ValueError, r"strata must have one label per trial \(40,\)"),
+        ({"strata": "blocks"}, ValueError, 'strata must be "auto", "reference", "none"'),
+        ({"init": {"W": 0}}, TypeError, "init must be a MAPFit or None, got dict"),
+        ({"learning_rate": -1.0}, ValueError, "learning_rate must be finite and > 0"),
+    ]
+    for kwargs, exc, match in cases:
+        with pytest.raises(exc, match=match):
+            pn.fit_bootstrap(data, MODEL, **kwargs)
+    other = pn.MAPFit.from_params(MODEL.replace(diag_term=1e-3), TRUTH, data)
+    with pytest.raises(ValueError, match="init.model differs from model"):
+        pn.fit_bootstrap(data, MODEL, init=other)
