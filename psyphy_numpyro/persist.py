@@ -34,7 +34,7 @@ FIT_KINDS = tuple(FIT_CLASSES)
 
 
 def fit_kind(fit) -> str:
-    """``"map"``, ``"laplace"``, ``"mcmc"`` or ``"posterior"``: what a fit file records."""
+    """The ``kind`` a fit file records for ``fit`` (one of :data:`FIT_KINDS`)."""
     if not isinstance(fit, Fit):
         raise InvalidType(
             "save_fit needs a MAPFit, MCMCFit, LaplaceFit or PosteriorFit, "
