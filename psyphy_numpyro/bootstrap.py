@@ -47,6 +47,8 @@ class BootstrapFit(PosteriorFit):
         Optimiser steps per refit.
     seed : int
         The integer seed (-1 when a PRNG key was passed as ``rng_key``).
+    timings : dict
+        Seconds spent compiling and stepping the refits (``compile``, ``steps``).
     """
 
     kind: ClassVar[str] = "bootstrap"
@@ -56,6 +58,7 @@ class BootstrapFit(PosteriorFit):
     strata: np.ndarray = field(default=None, repr=False)
     steps: int = 0
     seed: int = 0
+    timings: dict = field(repr=False, default_factory=dict)
 
     def describe(self):
         lines = super().describe()
@@ -74,6 +77,8 @@ class BootstrapFit(PosteriorFit):
             out["bootstrap_strata"] = (["trial"], np.asarray(self.strata, np.int32))
         attrs["bootstrap_steps"] = int(self.steps)
         attrs["bootstrap_seed"] = int(self.seed)
+        for name, seconds in (self.timings or {}).items():
+            out[f"bootstrap_timing_{name}"] = ((), np.float64(seconds))
         if self.map_fit is not None:
             self.map_fit.save_nested("map_", self, out, attrs)
 
@@ -87,6 +92,8 @@ class BootstrapFit(PosteriorFit):
             strata=ex["bootstrap_strata"].values if "bootstrap_strata" in ex else None,
             steps=int(ex.attrs.get("bootstrap_steps", 0)),
             seed=int(ex.attrs.get("bootstrap_seed", 0)),
+            timings={k[len("bootstrap_timing_"):]: float(ex[k].values) for k in ex.data_vars
+                     if k.startswith("bootstrap_timing_")},
         )
 
 
@@ -226,13 +233,16 @@ def fit_bootstrap(
     if init is None:
         init = fit_map(data, model, seed=seed, progress=show)
     counts = resample_counts(labels, num_fits, seed)
+    timings = {"compile": 0.0, "steps": 0.0}
     draws, kept = _refit(model, data, init, counts, steps, learning_rate, batch_size, seed,
-                         show)
+                         show, timings)
     return BootstrapFit(model=model, data=data, draws=draws, map_fit=init, counts=counts[kept],
-                        strata=labels, steps=steps, seed=seed if rng_key is None else -1)
+                        strata=labels, steps=steps, seed=seed if rng_key is None else -1,
+                        timings=timings)
 
 
-def _refit(model, data, init, counts, steps, learning_rate, batch_size, seed, show):
+def _refit(model, data, init, counts, steps, learning_rate, batch_size, seed, show,
+           timings=None):
     """Run every refit as one batch; ``(draws (1, F_ok, ...), kept (F,) bool)``."""
     F = len(counts)
     problem = MAP(model, None, batch_size)
@@ -249,7 +259,7 @@ def _refit(model, data, init, counts, steps, learning_rate, batch_size, seed, sh
     key = jax.random.fold_in(jax.random.PRNGKey(seed), 7)
     one = init_state(model, problem.optimizer, key, z0, learning_rate, steps)
     states = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (F,) + jnp.shape(x)), one)
-    timings = {"compile": 0.0, "steps": 0.0, "evaluation": 0.0}
+    timings = {"compile": 0.0, "steps": 0.0} if timings is None else timings
     bar = Progress(show, F * steps, "fit_bootstrap")
     try:
         sharded_states, _ = engine.shard(states)

@@ -114,7 +114,8 @@ def test_bootstrap_fit_reads_out_saves_and_loads(tiny, tmp_path):
     np.testing.assert_array_equal(back.draws, fit.draws)
     np.testing.assert_array_equal(back.counts, fit.counts)
     np.testing.assert_array_equal(back.strata, fit.strata)
-    assert (back.steps, back.seed) == (30, 4)
+    assert (back.steps, back.seed) == (30, 4) and back.timings == fit.timings
+    assert set(fit.timings) == {"compile", "steps"} and fit.timings["steps"] > 0
     np.testing.assert_array_equal(back.map_fit.params["W"], fit.map_fit.params["W"])
     np.testing.assert_array_equal(back.covariance(GRID), fit.covariance(GRID))
     assert "bootstrap: 6 refits of 30 steps, resampled within 8 strata" in "\n".join(
