@@ -7,7 +7,13 @@ resamples within). For each trial count the script times one default
 ``pn.fit_bootstrap(data, init=that_fit, num_fits=F)`` (its refits only; the
 MAP is the one just timed), and prints the ratio.
 
-Usage: ``python benchmarks/bootstrap.py [--trials 4000] [--fits 60] [--steps 300]``.
+With ``--convergence`` it instead checks that the default step count is
+enough: 12 refits of the same resamples at 250 and at 600 steps, reporting
+the mean per-refit difference of ``Sigma`` on a 5 x 5 grid relative to the
+bootstrap spread, and the ratio of the two spreads.
+
+Usage: ``python benchmarks/bootstrap.py [--trials 4000 6000] [--fits 60] [--steps 250]
+[--convergence]``.
 Every number is a wall time on the machine it runs on; nothing is asserted.
 """
 
@@ -34,12 +40,29 @@ def observer_data(n, seed=0):
     return pn.simulate_trials(model, truth, ref, comp, key=seed + 1)
 
 
+def convergence(n, short=250, long=600, fits=12):
+    from psyphy_numpyro.plotting import grid_points
+
+    data = observer_data(n)
+    fit = pn.fit_map(data, progress=False)
+    grid = grid_points(5)
+    S = {st: pn.fit_bootstrap(data, init=fit, num_fits=fits, steps=st, seed=3,
+                              progress=False).covariance(grid) for st in (short, long)}
+    spread = S[long].std(0).mean()
+    print(f"{n} trials, {fits} refits: mean |Sigma({short}) - Sigma({long})| per refit = "
+          f"{np.abs(S[short] - S[long]).mean() / spread:.3f} x the bootstrap spread; "
+          f"spread({short}) / spread({long}) = {S[short].std(0).mean() / spread:.3f}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, nargs="+", default=[4000])
     ap.add_argument("--fits", type=int, default=60)
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=250)
+    ap.add_argument("--convergence", action="store_true")
     args = ap.parse_args(argv)
+    if args.convergence:
+        return convergence(args.trials[0])
     print(f"# {platform.processor() or platform.machine()}, {jax.device_count()} "
           f"{jax.default_backend()} device(s), jax {jax.__version__}, "
           f"psyphy_numpyro {pn.__version__}")

@@ -157,7 +157,7 @@ def fit_bootstrap(
     rng_key=None,
     strata="auto",
     init: MAPFit | None = None,
-    steps: int = 300,
+    steps: int = 250,
     learning_rate: float = 0.02,
     batch_size: int | None = None,
     progress: bool | None = None,
