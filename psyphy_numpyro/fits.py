@@ -32,7 +32,7 @@ import numpy as np
 from . import fitfile
 from .arviz_io import to_inference_data, weight_dims
 from .data import TrialData
-from .errors import InvalidInput
+from .errors import InvalidInput, InvalidType
 from .field import covariance_field, sqrt_field
 from .model import WPPM, _chunked_loglik
 from .validation import as_key, check_array, check_int, check_params, check_points
@@ -278,6 +278,8 @@ class MAPFit(Fit):
     @classmethod
     def from_params(cls, model: WPPM, params: dict, data: TrialData | None = None) -> MAPFit:
         """A point fit of given weights (e.g. a ground-truth field), for the read-outs."""
+        if not isinstance(model, WPPM):
+            raise InvalidType(f"model must be a psyphy_numpyro.WPPM, got {type(model).__name__}")
         return cls(params={"W": check_params(params, model.weight_shape)}, model=model, data=data)
 
     @property

@@ -107,3 +107,12 @@ def test_log_likelihood_prior_part_is_not_in_the_read_out():
                         {}, {"W": W})[0]
     prior = norm.logpdf(W, scale=m.prior_std()).sum()
     assert float(joint) - prior == pytest.approx(float(fit.log_likelihood().sum()), rel=1e-4)
+
+
+def test_a_model_params_pair_is_read_as_a_point_fit():
+    th_pair = pn.thresholds((MODEL, {"W": DRAWS[0, 0]}), X[:1], num_directions=4,
+                            num_samples=64)
+    th_fit = pn.thresholds(_point(0, 0), X[:1], num_directions=4, num_samples=64)
+    np.testing.assert_array_equal(th_pair.lengths, th_fit.lengths)
+    with pytest.raises(TypeError, match="model must be a psyphy_numpyro.WPPM, got object"):
+        pn.thresholds((object(), {"W": DRAWS[0, 0]}), X[:1])
