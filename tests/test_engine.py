@@ -185,6 +185,7 @@ def test_numpyro_mcmc_without_fixed_noise_raises_instead_of_running_on_one_draw(
         mcmc.run(jax.random.PRNGKey(0), jnp.asarray(data.stimuli), jnp.asarray(data.responses))
 
 
+@pytest.mark.slow
 def test_shared_noise_can_be_subsampled():
     data = _data(40, 12)
     noise = MODEL.fresh_noise(jax.random.PRNGKey(1), (40,))

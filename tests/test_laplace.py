@@ -64,6 +64,7 @@ def test_fisher_curvature_is_positive_definite_and_tight(tiny):
     assert ev.max() < 0.5 * model.variance_scale
 
 
+@pytest.mark.slow
 def test_rotation_directions_are_flat_and_projected_out():
     model = pn.WPPM(input_dim=2, basis_degree=1, extra_dims=1)
     W = np.asarray(model.sample_prior(3)["W"], np.float64)

@@ -147,6 +147,7 @@ def test_default_model_and_psyphy_init_params():
     assert pn.fit_map(data, steps=2, num_restarts=1, progress=False).model == pn.WPPM(input_dim=2)
 
 
+@pytest.mark.slow
 def test_minibatch_fit_recovers_field():
     truth, data = _simulate(1200, seed=9)
     fit = pn.fit_map(data, TRUTH, steps=1000, num_restarts=2, batch_size=300, progress=False)

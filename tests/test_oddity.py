@@ -167,7 +167,8 @@ def test_rotated_noise_is_standard_normal_per_trial(d):
 
 
 @pytest.mark.parametrize("d", [1, 2, 3])
-@pytest.mark.parametrize("control_variate", [True, False])
+@pytest.mark.parametrize(
+    "control_variate", [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_factored_noise_equals_materialized_noise(d, control_variate):
     """The fast path (per-trial maps folded into the coefficients) computes the
     same estimate as pushing the materialised per-trial normals through."""
