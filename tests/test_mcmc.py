@@ -81,6 +81,7 @@ def test_fixed_noise_cv_density_is_smooth():
     assert rough["cv"] < rough["reparam"] / 20, rough
 
 
+@pytest.mark.slow  # one NUTS run shared by these three (about 40 s to set up)
 def test_mcmc_fit_interface(small_nuts):
     model, data, fit = small_nuts
     assert fit.draws.shape == (2, 100) + model.weight_shape
@@ -95,6 +96,7 @@ def test_mcmc_fit_interface(small_nuts):
     assert table.index[0].startswith("Sigma[")
 
 
+@pytest.mark.slow  # one NUTS run shared by these three (about 40 s to set up)
 def test_mcmc_inference_data(small_nuts, tmp_path):
     model, data, fit = small_nuts
     idata = fit.to_arviz()
@@ -119,8 +121,9 @@ def test_mcmc_inference_data(small_nuts, tmp_path):
     assert np.isfinite(loo.elpd_loo)
 
 
-def test_mcmc_rejects_bad_arguments(small_nuts):
-    model, data, _ = small_nuts
+def test_mcmc_rejects_bad_arguments():
+    model = pn.WPPM(input_dim=2, basis_degree=1, num_samples=32)
+    data = pn.TrialData(np.random.default_rng(0).uniform(-0.5, 0.5, (20, 2, 2)), np.ones(20))
     with pytest.raises(ValueError, match="chain_method must be one of"):
         pn.fit_mcmc(data, model, chain_method="threads")
     with pytest.raises(ValueError, match="target_accept_prob must be in"):
@@ -183,6 +186,7 @@ def test_nuts_recovers_known_field_with_calibrated_intervals():
     assert th_coverage > 0.6, msg
 
 
+@pytest.mark.slow  # one NUTS run shared by these three (about 40 s to set up)
 def test_posterior_predictive_and_arviz_plots(small_nuts, tmp_path):
     import matplotlib
 
