@@ -1,0 +1,985 @@
+"""MOCS validation: WPPM thresholds against Weibull fits to held-out constant-stimuli data.
+
+In the method of constant stimuli (MOCS) every *condition* is a fixed
+reference, a fixed unit direction and a handful of comparison distances
+("levels"), each tested many times. A Weibull psychometric function with the
+task's guess rate (1/3 for the 3-alternative oddity task)
+
+    p(t) = guess + (1 - guess - lapse) * (1 - exp(-(t / alpha) ** beta))
+
+is fitted to each condition by maximum likelihood, and its ``target``
+threshold (66.7 % correct by default) is compared with the threshold a fitted
+WPPM predicts along the same ray (Hong et al. 2025). Agreement is summarised
+by the slope of a no-intercept regression of the WPPM thresholds on the
+Weibull thresholds (1 = no bias) and by Pearson's r, each with a bootstrap
+interval.
+
+- :func:`weibull_p`, :func:`weibull_threshold`: the function and its closed-form inverse;
+- :func:`fit_weibull`: one maximum-likelihood fit (:class:`WeibullFit`);
+- :func:`mocs_conditions`: group trials into conditions (:class:`MOCSConditions`);
+- :func:`simulate_mocs`: MOCS trials from a WPPM observer;
+- :func:`validate_mocs`: the whole comparison (:class:`MOCSValidation`).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+from scipy.special import expit
+
+from .contours import ray_extent
+from .data import TrialData, as_trial_data, simulate_trials
+from .errors import InvalidInput
+from .readout import _check_directions, _check_refs, _fit_weights, thresholds
+from .validation import DOMAIN_TOL, check_array, check_int, check_real, check_responses
+
+__all__ = [
+    "weibull_p",
+    "weibull_threshold",
+    "fit_weibull",
+    "WeibullFit",
+    "mocs_conditions",
+    "MOCSConditions",
+    "simulate_mocs",
+    "validate_mocs",
+    "MOCSValidation",
+]
+
+_AXES = ("x", "y", "z")
+_BETA_RANGE = (0.25, 25.0)
+"""Bounds of the Weibull slope ``beta`` in the fits."""
+_ALPHA_MARGIN = 10.0
+"""``alpha`` is searched within ``[min level / margin, max level * margin]``."""
+_GRID_ALPHA = 24
+_GRID_BETA = (0.5, 1.0, 2.0, 4.0, 8.0)
+_NUM_STARTS = 3
+"""Newton starts per data set (the best grid points of different ``beta``)."""
+_LEVEL_TOL = 1e-6
+"""Distances within this fraction of the largest distance are one level."""
+
+
+# ---------------------------------------------------------------------------
+# the Weibull psychometric function
+# ---------------------------------------------------------------------------
+def _check_rates(guess, lapse, target=None):
+    guess = check_real("guess", guess, 0.0, 1.0)
+    lapse = check_real("lapse", lapse, 0.0, 1.0 - guess, lo_closed=True)
+    if target is None:
+        return guess, lapse
+    return guess, lapse, check_real("target", target, guess, 1.0 - lapse)
+
+
+def weibull_p(t, alpha, beta, guess=1.0 / 3.0, lapse=0.0):
+    """The Weibull psychometric function ``guess + (1 - guess - lapse) (1 - exp(-(t/alpha)^beta))``.
+
+    Parameters
+    ----------
+    t : array_like
+        Distances from the reference (>= 0).
+    alpha, beta : float or array_like
+        Scale (> 0) and slope (> 0); broadcast against ``t``.
+    guess : float
+        p(correct) at ``t = 0`` (1/3 in the oddity task), in (0, 1).
+    lapse : float
+        Lapse rate: the function saturates at ``1 - lapse``; in ``[0, 1 - guess)``.
+
+    Returns
+    -------
+    numpy array
+        p(correct), the broadcast shape of ``t``, ``alpha`` and ``beta``.
+    """
+    guess, lapse = _check_rates(guess, lapse)
+    t = np.asarray(t, dtype=float)
+    z = (t / np.asarray(alpha, dtype=float)) ** np.asarray(beta, dtype=float)
+    return guess + (1.0 - guess - lapse) * -np.expm1(-z)
+
+
+def weibull_threshold(alpha, beta, target=2.0 / 3.0, guess=1.0 / 3.0, lapse=0.0):
+    """The distance at which :func:`weibull_p` reaches ``target`` (closed form).
+
+    ``alpha * (-log(1 - (target - guess) / (1 - guess - lapse))) ** (1 / beta)``;
+    with the defaults (guess 1/3, target 2/3) this is ``alpha * log(2) ** (1 / beta)``.
+
+    Parameters
+    ----------
+    alpha, beta : float or array_like
+    target : float
+        In ``(guess, 1 - lapse)``.
+    guess, lapse : float
+        As in :func:`weibull_p`.
+
+    Returns
+    -------
+    numpy array (broadcast shape of ``alpha`` and ``beta``)
+    """
+    guess, lapse, target = _check_rates(guess, lapse, target)
+    return _threshold(np.asarray(alpha, float), np.asarray(beta, float), target, guess, lapse)
+
+
+def _threshold(alpha, beta, target, guess, lapse):
+    frac = (target - guess) / (1.0 - guess - lapse)
+    return alpha * (-math.log1p(-frac)) ** (1.0 / beta)
+
+
+def _nll(theta, t, n, k, guess, lapse):
+    """Binomial negative log-likelihood with its gradient and Hessian in ``(log a, log b)``.
+
+    ``theta`` is ``(..., 2)``; ``t``, ``n`` and ``k`` broadcast to ``(..., L)``.
+    ``log(1 - p)`` is evaluated as ``logaddexp(log lapse, log(span) - z)`` so a
+    miss at a level far above threshold never takes the log of zero.
+
+    Returns
+    -------
+    f : array (...,)
+    grad : array (..., 2)
+    hess : array (..., 3)
+        Upper triangle ``(H_aa, H_ab, H_bb)`` of the Hessian where it is
+        positive definite, else of the (positive semi-definite) expected
+        information, so that a Newton step is always a descent direction.
+    """
+    la, lb = theta[..., 0:1], theta[..., 1:2]
+    beta = np.exp(lb)
+    pos = t > 0
+    with np.errstate(divide="ignore"):
+        s = np.where(pos, np.log(np.where(pos, t, 1.0)) - la, 0.0)
+        log_lapse = math.log(lapse) if lapse > 0 else -np.inf
+    z = np.where(pos, np.exp(beta * s), 0.0)  # (t / alpha) ** beta, 0 at t = 0
+    span = 1.0 - guess - lapse
+    log_p = np.log(guess + span * -np.expm1(-z))
+    log_q = np.logaddexp(log_lapse, math.log(span) - z)
+    miss = n - k
+    f = -np.sum(k * log_p + miss * log_q, axis=-1)
+    dlogp = span * np.exp(-z - log_p)  # (dp/dz) / p
+    dlogq = expit(math.log(span) - z - log_lapse)  # -(d(1-p)/dz) / (1-p)
+    f_z = miss * dlogq - k * dlogp
+    f_zz = k * dlogp * (1.0 + dlogp) - miss * dlogq * (1.0 - dlogq)
+    bs = beta * s
+    z_a, z_b = -beta * z, bs * z  # dz / dlog(alpha), dz / dlog(beta)
+    grad = np.stack([np.sum(f_z * z_a, -1), np.sum(f_z * z_b, -1)], -1)
+    hess = np.stack([
+        np.sum(f_zz * z_a * z_a + f_z * beta * beta * z, -1),
+        np.sum(f_zz * z_a * z_b - f_z * beta * z * (1.0 + bs), -1),
+        np.sum(f_zz * z_b * z_b + f_z * bs * z * (1.0 + bs), -1),
+    ], -1)
+    w = n * dlogp * dlogq  # n (dp/dz)^2 / (p (1 - p))
+    info = np.stack([np.sum(w * z_a * z_a, -1), np.sum(w * z_a * z_b, -1),
+                     np.sum(w * z_b * z_b, -1)], -1)
+    pd = (hess[..., 0] > 0) & (hess[..., 0] * hess[..., 2] > hess[..., 1] ** 2)
+    return f, grad, np.where(pd[..., None], hess, info)
+
+
+def _held(x, g, lo, hi, tol=1e-9):
+    """Parameters at a bound of the box with the gradient pushing outwards."""
+    return ((x <= lo + tol) & (g > 0)) | ((x >= hi - tol) & (g < 0))
+
+
+def _fit_counts(t, n, k, guess, lapse, starts=None, max_iter=100):
+    """Maximum-likelihood ``(alpha, beta)`` for every row of ``k``, all rows at once.
+
+    A grid (24 values of ``log alpha`` across the levels times 5 of ``beta``)
+    gives, for each ``beta``, the best ``alpha``; the ``_NUM_STARTS`` best of
+    these (plus ``starts``) each start a vectorised Newton iteration
+    (:func:`_newton`), and the best end point is kept. Several starts matter:
+    with steep psychometric functions the likelihood can have two basins
+    (a moderate and a near-step ``beta``).
+
+    Parameters
+    ----------
+    t, n : array (L,)
+        Levels (at least one > 0) and trials per level.
+    k : array (B, L)
+        Correct responses per level, one data set per row.
+    starts : array (S, 2), optional
+        Extra starting points ``(log alpha, log beta)`` for every row.
+
+    Returns
+    -------
+    alpha, beta, nll : arrays (B,)
+    converged : bool array (B,)
+        The projected gradient of the kept end point vanished (relative to
+        the trial count).
+    """
+    B = len(k)
+    t_pos = t[t > 0]
+    lo_t, hi_t = float(t_pos.min()), float(t.max())
+    lo = np.array([math.log(lo_t / _ALPHA_MARGIN), math.log(_BETA_RANGE[0])])
+    hi = np.array([math.log(hi_t * _ALPHA_MARGIN), math.log(_BETA_RANGE[1])])
+    la = np.linspace(math.log(lo_t / 3.0), math.log(hi_t * 3.0), _GRID_ALPHA)
+    grid = np.stack(np.meshgrid(la, np.log(_GRID_BETA), indexing="ij"), -1)  # (A, G, 2)
+    f_grid = _nll(grid[None], t, n, k[:, None, None, :], guess, lapse)[0]  # (B, A, G)
+    best_a = np.argmin(f_grid, axis=1)  # (B, G): best alpha for every beta
+    cols = np.argsort(np.take_along_axis(f_grid, best_a[:, None], 1)[:, 0], axis=1)
+    cols = cols[:, :_NUM_STARTS]
+    x0 = grid[np.take_along_axis(best_a, cols, 1), cols]  # (B, S, 2)
+    if starts is not None:
+        extra = np.broadcast_to(np.clip(starts, lo, hi), (B,) + np.shape(starts))
+        x0 = np.concatenate([x0, extra], axis=1)
+    S = x0.shape[1]
+    x, f, ok = _newton(x0.reshape(-1, 2), t, n, np.repeat(k, S, axis=0), guess, lapse,
+                       lo, hi, max_iter)
+    pick = np.argmin(f.reshape(B, S), axis=1)
+    x = x.reshape(B, S, 2)[np.arange(B), pick]
+    f = f.reshape(B, S)[np.arange(B), pick]
+    ok = ok.reshape(B, S)[np.arange(B), pick]
+    return np.exp(x[:, 0]), np.exp(x[:, 1]), f, ok
+
+
+def _newton(x, t, n, k, guess, lapse, lo, hi, max_iter):
+    """Projected Newton iteration in ``(log alpha, log beta)`` for every row at once.
+
+    Steps use the Hessian (the expected information where the Hessian is not
+    positive definite), are halved until the likelihood does not increase,
+    and are projected onto the box ``[lo, hi]``; a parameter held at a bound
+    by the gradient is left out of the step.
+
+    Returns
+    -------
+    x : array (R, 2)
+    f : array (R,)
+    converged : bool array (R,)
+    """
+    x = np.array(x, dtype=float)
+    f, g, hess = _nll(x, t, n, k, guess, lapse)
+    gtol = 1e-8 * float(n.sum())
+    done = np.zeros(len(k), dtype=bool)
+    for _ in range(max_iter):
+        fixed = _held(x, g, lo, hi)
+        done |= np.max(np.abs(np.where(fixed, 0.0, g)), axis=1) <= gtol
+        act = np.flatnonzero(~done)
+        if act.size == 0:
+            break
+        a, b, c = hess[act].T
+        ridge = 1e-9 * (a + c) + 1e-12
+        a, c = a + ridge, c + ridge
+        fa, fb = fixed[act].T
+        b = np.where(fa | fb, 0.0, b)  # Newton step in the free parameter(s) only
+        ga, gb = np.where(fixed[act], 0.0, g[act]).T
+        det = a * c - b * b
+        step = np.stack([c * ga - b * gb, a * gb - b * ga], -1) / det[:, None]
+        scale = np.ones(act.size)
+        x_new, f_new = x[act], f[act]
+        pending = np.arange(act.size)
+        for _ in range(40):  # backtracking, only on rows still without a decrease
+            rows = act[pending]
+            trial = np.clip(x[rows] - scale[pending, None] * step[pending], lo, hi)
+            f_try = _nll(trial, t, n, k[rows], guess, lapse)[0]
+            ok = f_try <= f[rows]
+            x_new[pending[ok]], f_new[pending[ok]] = trial[ok], f_try[ok]
+            pending = pending[~ok]
+            if pending.size == 0:
+                break
+            scale[pending] *= 0.5
+        moved = np.max(np.abs(x_new - x[act]), axis=1) > 1e-12
+        done[act[~moved]] = True  # no decrease possible: a (numerical) optimum
+        x[act] = x_new
+        f[act], g[act], hess[act] = _nll(x_new, t, n, k[act], guess, lapse)
+    pg = np.where(_held(x, g, lo, hi), 0.0, g)
+    converged = np.max(np.abs(pg), axis=1) <= 1e-5 * float(n.sum())
+    return x, f, converged
+
+
+@dataclass(frozen=True)
+class WeibullFit:
+    """Result of :func:`fit_weibull`: a maximum-likelihood Weibull psychometric function.
+
+    Attributes
+    ----------
+    alpha, beta : float
+        Scale and slope of :func:`weibull_p`.
+    threshold : float
+        Distance at which the fitted function reaches ``target``.
+    nll : float
+        Binomial negative log-likelihood at the optimum (without the
+        binomial coefficients, so it equals the Bernoulli one of the trials).
+    levels : numpy array (L,)
+        The distinct distances tested, ascending.
+    num_trials, num_correct : numpy arrays (L,)
+        Trials and correct responses at each level.
+    guess, lapse, target : float
+    converged : bool
+        Whether the optimiser reported convergence.
+    """
+
+    alpha: float
+    beta: float
+    threshold: float
+    nll: float
+    levels: np.ndarray = field(repr=False)
+    num_trials: np.ndarray = field(repr=False)
+    num_correct: np.ndarray = field(repr=False)
+    guess: float = 1.0 / 3.0
+    lapse: float = 0.0
+    target: float = 2.0 / 3.0
+    converged: bool = True
+
+    @property
+    def in_range(self) -> bool:
+        """True when the threshold lies within the tested levels ``[min, max]``."""
+        return bool(self.levels.min() <= self.threshold <= self.levels.max())
+
+    def p(self, t) -> np.ndarray:
+        """The fitted p(correct) at distances ``t``."""
+        return weibull_p(t, self.alpha, self.beta, self.guess, self.lapse)
+
+    def bootstrap(self, num_bootstrap: int = 1000, *, seed: int = 0) -> np.ndarray:
+        """Thresholds of refits to data resampled within each level.
+
+        Resampling the trials of a level with replacement gives a binomial
+        count with the level's observed proportion correct, so each
+        replicate draws ``Binomial(num_trials, num_correct / num_trials)`` per
+        level and refits.
+
+        Parameters
+        ----------
+        num_bootstrap : int
+        seed : int
+
+        Returns
+        -------
+        numpy array (num_bootstrap,)
+        """
+        num_bootstrap = check_int("num_bootstrap", num_bootstrap, 1)
+        rng = np.random.default_rng(check_int("seed", seed, 0))
+        return self._bootstrap(num_bootstrap, rng)
+
+    def _bootstrap(self, num_bootstrap, rng):
+        n = self.num_trials
+        k = rng.binomial(n, self.num_correct / n, size=(num_bootstrap, len(n)))
+        start = np.log([[self.alpha, self.beta]])
+        alpha, beta, _, _ = _fit_counts(self.levels, n, k, self.guess, self.lapse, start)
+        return _threshold(alpha, beta, self.target, self.guess, self.lapse)
+
+
+def _counts(distances, responses):
+    """Levels (mean distance of each group), trials and correct responses per level.
+
+    Distances closer than ``_LEVEL_TOL`` times the largest one (gaps in the
+    sorted distances) are one level, so float32 round-off never splits a level.
+    """
+    order = np.argsort(distances, kind="stable")
+    gaps = np.diff(distances[order]) > _LEVEL_TOL * float(np.max(np.abs(distances)))
+    inv = np.empty(len(distances), dtype=np.int64)
+    inv[order] = np.concatenate([[0], np.cumsum(gaps)])
+    n = np.bincount(inv)
+    k = np.rint(np.bincount(inv, weights=responses)).astype(np.int64)
+    return np.bincount(inv, weights=distances) / n, n, k
+
+
+def _make_fit(levels, n, k, guess, lapse, target):
+    alpha, beta, nll, ok = _fit_counts(levels, n, k[None], guess, lapse)
+    thr = float(_threshold(alpha[0], beta[0], target, guess, lapse))
+    return WeibullFit(alpha=float(alpha[0]), beta=float(beta[0]), threshold=thr,
+                      nll=float(nll[0]), levels=levels, num_trials=n, num_correct=k,
+                      guess=guess, lapse=lapse, target=target, converged=bool(ok[0]))
+
+
+def fit_weibull(distances, responses, *, guess=1.0 / 3.0, lapse=0.0,
+                target=2.0 / 3.0) -> WeibullFit:
+    """Maximum-likelihood Weibull psychometric function of constant-stimuli trials.
+
+    The trials are pooled into binomial counts per distinct distance, and the
+    negative log-likelihood is minimised over ``(log alpha, log beta)``
+    within ``alpha`` in ``[min level / 10, max level * 10]`` and ``beta`` in
+    ``[0.25, 25]``: a grid (24 values of ``alpha`` spanning the levels times
+    ``beta`` in {0.5, 1, 2, 4, 8}) gives three starting points (the best
+    ``alpha`` of the three best ``beta``), each refined by projected Newton
+    steps with the analytic gradient and Hessian, and the best optimum is
+    kept. The same vectorised solver refits all bootstrap replicates at once
+    (:meth:`WeibullFit.bootstrap`). The threshold is the closed-form inverse
+    at ``target`` (:func:`weibull_threshold`).
+
+    Parameters
+    ----------
+    distances : array (N,)
+        Comparison distance of every trial, >= 0, at least 2 distinct values.
+    responses : array (N,) of 0/1
+        1 = correct.
+    guess : float
+        Guess rate (p at distance 0), in (0, 1); 1/3 for the oddity task.
+    lapse : float
+        Fixed lapse rate, in ``[0, 1 - guess)``.
+    target : float
+        p(correct) of the threshold, in ``(guess, 1 - lapse)``.
+
+    Returns
+    -------
+    WeibullFit
+        A ``RuntimeWarning`` says when the threshold lies outside the tested
+        distances (an extrapolation; see :attr:`WeibullFit.in_range`).
+
+    Raises
+    ------
+    ValueError
+        Responses other than 0/1, negative or non-finite distances, lengths
+        that differ, fewer than 2 distinct distances, or a bad ``guess``,
+        ``lapse`` or ``target``.
+    TypeError
+        Non-numeric input.
+    """
+    guess, lapse, target = _check_rates(guess, lapse, target)
+    t = check_array("distances", distances)
+    if t.ndim != 1 or t.size == 0:
+        raise InvalidInput(f"distances must be a non-empty 1-D array, got shape {t.shape}")
+    y = check_responses(responses, len(t))
+    if np.any(t < 0):
+        i = int(np.argmax(t < 0))
+        raise InvalidInput(f"distances must be >= 0; entry {i} is {t[i]:g}")
+    levels, n, k = _counts(t, y.astype(float))
+    if len(levels) < 2:
+        raise InvalidInput(
+            f"fit_weibull needs at least 2 distinct distances (levels), got {len(levels)}"
+        )
+    wf = _make_fit(levels, n, k, guess, lapse, target)
+    if not wf.in_range:
+        warnings.warn(
+            f"fit_weibull: the threshold {wf.threshold:.4g} lies outside the tested distances "
+            f"[{levels.min():.4g}, {levels.max():.4g}] (an extrapolation)",
+            RuntimeWarning, stacklevel=2,
+        )
+    return wf
+
+
+# ---------------------------------------------------------------------------
+# conditions
+# ---------------------------------------------------------------------------
+class MOCSConditions(NamedTuple):
+    """Trials grouped into MOCS conditions (:func:`mocs_conditions`).
+
+    Attributes
+    ----------
+    refs : numpy array (C, d)
+        Reference of each condition (mean over its trials).
+    directions : numpy array (C, d)
+        Unit direction of each condition (normalised mean over its trials).
+    index : numpy array (N,) of int
+        Condition of every trial.
+    distances : numpy array (N,)
+        ``|comparison - ref|`` of every trial.
+    """
+
+    refs: np.ndarray
+    directions: np.ndarray
+    index: np.ndarray
+    distances: np.ndarray
+
+
+def _cluster(points, tol):
+    """Greedy clusters of rows within ``tol`` (max-norm) of each cluster's first row.
+
+    Returns labels ``(N,)`` numbered in the order of each cluster's first row.
+    One pass per cluster, so this is fast for the few conditions of a MOCS
+    experiment.
+    """
+    labels = np.full(len(points), -1, dtype=np.int64)
+    c = 0
+    while True:
+        free = np.flatnonzero(labels < 0)
+        if free.size == 0:
+            return labels
+        near = np.max(np.abs(points[free] - points[free[0]]), axis=1) <= tol
+        labels[free[near]] = c
+        c += 1
+
+
+def mocs_conditions(data, *, ref_tol: float = 1e-6, direction_tol: float = 1e-4
+                    ) -> MOCSConditions:
+    """Group trials into conditions by reference and unit direction of ``comparison - ref``.
+
+    A condition collects the trials whose reference lies within ``ref_tol``
+    and whose unit direction lies within ``direction_tol`` (largest
+    coordinate difference) of its first trial. The tolerances absorb
+    round-off (stimuli stored in float32 move a direction by about
+    ``1e-7 / distance``) and are far below the differences between the
+    conditions of a real design. Conditions are numbered in the order of
+    their first trial (for :func:`simulate_mocs` data, the order of ``refs``).
+
+    Parameters
+    ----------
+    data : TrialData
+    ref_tol : float
+        Tolerance on reference coordinates (> 0).
+    direction_tol : float
+        Tolerance on unit-direction coordinates (> 0).
+
+    Returns
+    -------
+    MOCSConditions
+
+    Raises
+    ------
+    ValueError
+        A trial whose comparison equals its reference (no direction).
+    """
+    data = as_trial_data(data)
+    ref_tol = check_real("ref_tol", ref_tol, 0.0)
+    direction_tol = check_real("direction_tol", direction_tol, 0.0)
+    ref, offset = data.ref, data.comparison - data.ref
+    dist = np.linalg.norm(offset, axis=1)
+    zero = dist == 0.0
+    if zero.any():
+        i = int(np.argmax(zero))
+        raise InvalidInput(
+            f"trial {i} has comparison == reference ({int(zero.sum())} of {len(dist)} trials): "
+            "a MOCS trial needs a non-zero offset to define its direction"
+        )
+    u = offset / dist[:, None]
+    index = _cluster(np.concatenate([ref / ref_tol, u / direction_tol], axis=1), 1.0)
+    C = int(index.max()) + 1
+    counts = np.bincount(index, minlength=C)[:, None]
+    refs = np.zeros((C, ref.shape[1]))
+    dirs = np.zeros_like(refs)
+    np.add.at(refs, index, ref)
+    np.add.at(dirs, index, u)
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    return MOCSConditions(refs / counts, dirs, index, dist)
+
+
+def simulate_mocs(model, params, refs, directions, levels, num_repeats, *, key) -> TrialData:
+    """Simulate MOCS trials from a WPPM observer.
+
+    Condition ``c`` tests comparisons ``refs[c] + t * directions[c]`` at every
+    level ``t`` of ``levels`` (or of ``levels[c]``), ``num_repeats`` times
+    each; responses come from :func:`~psyphy_numpyro.simulate_trials`.
+
+    Parameters
+    ----------
+    model : WPPM
+    params : dict with ``"W"``
+    refs : array (C, d) or (d,)
+    directions : array (C, d) or (d,)
+        Non-zero directions (normalised); broadcast against ``refs``.
+    levels : array (L,) or (C, L)
+        Distances (> 0), shared by every condition or one row per condition.
+    num_repeats : int
+        Trials per level.
+    key : jax PRNG key or int seed
+
+    Returns
+    -------
+    TrialData
+        ``C * L * num_repeats`` trials, ordered by condition, then level.
+
+    Raises
+    ------
+    ValueError
+        Bad shapes, non-positive levels, or a level that puts a comparison
+        outside ``[-1, 1]^d``.
+    """
+    d = model.input_dim
+    refs = _check_refs(refs, d)
+    dirs = np.atleast_2d(check_array("directions", directions))
+    if len(refs) == 1 and len(dirs) > 1:
+        refs = np.repeat(refs, len(dirs), axis=0)
+    if len(dirs) == 1 and len(refs) > 1:
+        dirs = np.repeat(dirs, len(refs), axis=0)
+    if dirs.shape != refs.shape:
+        raise InvalidInput(
+            f"directions must have shape ({len(refs)}, {d}) to match refs, got {dirs.shape}"
+        )
+    dirs = _check_directions(dirs, None, d)
+    C = len(refs)
+    t = check_array("levels", levels)
+    if t.ndim == 1:
+        t = np.broadcast_to(t, (C, t.size))
+    if t.ndim != 2 or t.shape[0] != C or t.shape[1] == 0:
+        raise InvalidInput(f"levels must have shape (L,) or ({C}, L), got {np.shape(levels)}")
+    if np.any(t <= 0):
+        raise InvalidInput(f"levels must be > 0, got minimum {t.min():g}")
+    num_repeats = check_int("num_repeats", num_repeats, 1)
+    extent = np.asarray(ray_extent(refs, dirs), dtype=float)
+    over = t.max(axis=1) > extent + DOMAIN_TOL
+    if over.any():
+        c = int(np.argmax(over))
+        raise InvalidInput(
+            f"levels of condition {c} reach outside the domain [-1, 1]^{d}: along direction "
+            f"{np.round(dirs[c], 4).tolist()} from ref {np.round(refs[c], 4).tolist()} "
+            f"distances must be <= {extent[c]:.4g}, got {t[c].max():.4g}"
+        )
+    step = np.repeat(t.reshape(-1), num_repeats)  # (C * L * R,)
+    cond = np.repeat(np.arange(C), t.shape[1] * num_repeats)
+    ref = refs[cond]
+    comparison = np.clip(ref + step[:, None] * dirs[cond], -1.0, 1.0)
+    return simulate_trials(model, params, ref, comparison, key=key)
+
+
+# ---------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------
+def _fit_thresholds(fit, refs, dirs, *, target, level, ref_tol, **kwargs):
+    """The fit's threshold along every condition's ray, one ``thresholds`` call per reference.
+
+    Every call gets the same number of directions (a reference with fewer
+    conditions repeats its first direction), so all calls share one compiled
+    program. In 1-D every call asks for the two directions ``+1, -1``.
+
+    Returns
+    -------
+    median : numpy array (C,)
+        The threshold of a point fit, the posterior median of a draw-based one.
+    interval : numpy array (2, C) or None
+        The credible interval of a draw-based fit.
+    """
+    groups = _cluster(refs, ref_tol)
+    members = [np.flatnonzero(groups == g) for g in range(groups.max() + 1)]
+    width = max(len(m) for m in members)
+    median = np.full(len(refs), np.nan)
+    interval = None
+    for m in members:
+        if refs.shape[1] == 1:
+            rays, pick = np.array([[1.0], [-1.0]]), (dirs[m, 0] < 0).astype(int)
+        else:
+            rays = dirs[np.concatenate([m, np.full(width - len(m), m[0])])]
+            pick = np.arange(len(m))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="thresholds:", category=RuntimeWarning)
+            th = thresholds(fit, refs[m[0]], directions=rays, target=target, level=level,
+                            **kwargs)
+        if th.has_draws:
+            if interval is None:
+                interval = np.full((2, len(refs)), np.nan)
+            median[m] = th.median[0, pick]
+            interval[:, m] = th.interval[:, 0, pick]
+        else:
+            median[m] = th.lengths[0, pick]
+    return median, interval
+
+
+def _slope_r(x, y):
+    """No-intercept slope ``sum(xy) / sum(x^2)`` and Pearson r along the last axis."""
+    xc = x - x.mean(-1, keepdims=True)
+    yc = y - y.mean(-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = np.sum(x * y, -1) / np.sum(x * x, -1)
+        r = np.sum(xc * yc, -1) / np.sqrt(np.sum(xc * xc, -1) * np.sum(yc * yc, -1))
+    return slope, r
+
+
+def _interval(samples, level):
+    q = 0.5 * (1.0 - level)
+    finite = samples[np.isfinite(samples)]
+    if finite.size == 0:
+        return np.full(2, np.nan)
+    return np.quantile(finite, [q, 1.0 - q])
+
+
+@dataclass(frozen=True)
+class MOCSValidation:
+    """Result of :func:`validate_mocs`: per-condition thresholds and their agreement.
+
+    Attributes
+    ----------
+    refs, directions : numpy arrays (C, d)
+        Reference and unit direction of every condition.
+    weibull : list of WeibullFit
+        The Weibull fit of every condition.
+    weibull_threshold : numpy array (C,)
+    weibull_interval : numpy array (2, C)
+        Central ``level`` bootstrap interval (trials resampled within each level).
+    fit_threshold : numpy array (C,)
+        The WPPM fit's threshold along each condition's ray (the posterior
+        median for draw-based fits); NaN where p(correct) never reaches
+        ``target`` inside the domain.
+    fit_interval : numpy array (2, C) or None
+        Central ``level`` credible interval of a draw-based fit; ``None`` for
+        a point fit.
+    in_range : bool array (C,)
+        Whether the Weibull threshold lies within the condition's tested levels.
+    used : bool array (C,)
+        Conditions entering ``slope`` and ``pearson_r``: finite thresholds and,
+        unless ``include_out_of_range``, ``in_range``.
+    slope : float
+        No-intercept least-squares slope of fit thresholds on Weibull
+        thresholds, ``sum(w f) / sum(w^2)``; 1 means no bias.
+    slope_interval : numpy array (2,)
+    pearson_r : float
+        NaN with fewer than 3 used conditions.
+    r_interval : numpy array (2,)
+    level : float
+        Probability of every interval.
+    target : float
+        p(correct) of the thresholds.
+    num_bootstrap : int
+    bootstrap_slope, bootstrap_r : numpy arrays (num_bootstrap,)
+        Replicates behind ``slope_interval`` and ``r_interval``.
+    weibull_bootstrap : numpy array (num_bootstrap, C)
+        Bootstrap thresholds behind ``weibull_interval``.
+    """
+
+    refs: np.ndarray = field(repr=False)
+    directions: np.ndarray = field(repr=False)
+    weibull: list = field(repr=False)
+    weibull_threshold: np.ndarray = field(repr=False)
+    weibull_interval: np.ndarray = field(repr=False)
+    fit_threshold: np.ndarray = field(repr=False)
+    fit_interval: np.ndarray | None = field(repr=False)
+    in_range: np.ndarray = field(repr=False)
+    used: np.ndarray = field(repr=False)
+    slope: float
+    slope_interval: np.ndarray
+    pearson_r: float
+    r_interval: np.ndarray
+    level: float
+    target: float
+    num_bootstrap: int
+    bootstrap_slope: np.ndarray = field(repr=False)
+    bootstrap_r: np.ndarray = field(repr=False)
+    weibull_bootstrap: np.ndarray = field(repr=False)
+
+    @property
+    def num_conditions(self) -> int:
+        return int(len(self.refs))
+
+    @property
+    def has_draws(self) -> bool:
+        """True when the fit was draw-based (``fit_interval`` is set)."""
+        return self.fit_interval is not None
+
+    def summary(self) -> str:
+        """One line: slope and r with their intervals, and how many conditions were used."""
+        pct = f"{100 * self.level:.0f}%"
+        s_lo, s_hi = self.slope_interval
+        r_lo, r_hi = self.r_interval
+        return (
+            f"slope {self.slope:.3f} [{s_lo:.3f}, {s_hi:.3f}], r {self.pearson_r:.3f} "
+            f"[{r_lo:.3f}, {r_hi:.3f}] ({pct} bootstrap intervals; "
+            f"{int(self.used.sum())} of {self.num_conditions} conditions)"
+        )
+
+    def table(self) -> tuple[list[str], np.ndarray]:
+        """One row per condition.
+
+        Returns
+        -------
+        names : list of str
+            ``condition``, ``ref_x ...``, ``dir_x ...``, ``num_levels``,
+            ``num_trials``, ``level_min``, ``level_max``, ``weibull_alpha``,
+            ``weibull_beta``, ``weibull_threshold``, ``weibull_lo``,
+            ``weibull_hi``, ``fit_threshold``, for draw-based fits ``fit_lo``
+            and ``fit_hi``, then ``in_range`` and ``used`` (1/0).
+        values : numpy array (C, len(names))
+        """
+        axes = _AXES[: self.refs.shape[1]]
+        wf = self.weibull
+        cols = {"condition": np.arange(self.num_conditions, dtype=float)}
+        cols.update({f"ref_{a}": self.refs[:, j] for j, a in enumerate(axes)})
+        cols.update({f"dir_{a}": self.directions[:, j] for j, a in enumerate(axes)})
+        cols["num_levels"] = [len(w.levels) for w in wf]
+        cols["num_trials"] = [w.num_trials.sum() for w in wf]
+        cols["level_min"] = [w.levels.min() for w in wf]
+        cols["level_max"] = [w.levels.max() for w in wf]
+        cols["weibull_alpha"] = [w.alpha for w in wf]
+        cols["weibull_beta"] = [w.beta for w in wf]
+        cols["weibull_threshold"] = self.weibull_threshold
+        cols["weibull_lo"], cols["weibull_hi"] = self.weibull_interval
+        cols["fit_threshold"] = self.fit_threshold
+        if self.has_draws:
+            cols["fit_lo"], cols["fit_hi"] = self.fit_interval
+        cols["in_range"] = self.in_range
+        cols["used"] = self.used
+        names = list(cols)
+        return names, np.stack([np.asarray(cols[n], dtype=float) for n in names], axis=1)
+
+    def to_csv(self, path) -> None:
+        """Write :meth:`table` to a CSV file, atomically; floats keep full precision."""
+        names, values = self.table()
+        ints = {"condition", "num_levels", "num_trials", "in_range", "used"}
+        path = os.fspath(path)
+        tmp = path + ".tmp"
+        try:
+            with open(tmp, "w", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(names)
+                writer.writerows(
+                    [int(v) if n in ints else repr(float(v)) for n, v in zip(names, row,
+                                                                             strict=True)]
+                    for row in values
+                )
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def plot(self, ax=None, **kwargs):
+        """Scatter of fit against Weibull thresholds (:func:`~psyphy_numpyro.plotting.plot_mocs`).
+
+        Returns
+        -------
+        matplotlib Figure
+        """
+        from .plotting.mocs import plot_mocs
+
+        return plot_mocs(self, ax=ax, **kwargs)
+
+
+def validate_mocs(
+    fit,
+    mocs_data,
+    *,
+    num_bootstrap: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    target: float = 2.0 / 3.0,
+    guess: float = 1.0 / 3.0,
+    lapse: float = 0.0,
+    ref_tol: float = 1e-6,
+    direction_tol: float = 1e-4,
+    include_out_of_range: bool = False,
+    propagate_trial_noise: bool = True,
+    key=0,
+    num_samples: int | None = None,
+    num_draws: int | None = None,
+    max_distance: float | None = None,
+) -> MOCSValidation:
+    """Compare a WPPM fit's thresholds with Weibull fits to held-out MOCS trials.
+
+    1. Group ``mocs_data`` into conditions (:func:`mocs_conditions`) and the
+       trials of each condition into levels (equal distances up to round-off).
+    2. Fit a Weibull function to each condition (:func:`fit_weibull`) and
+       read its ``target`` threshold; bootstrap it ``num_bootstrap`` times by
+       resampling trials within each level.
+    3. Read the fit's threshold along every condition's ray with
+       :func:`~psyphy_numpyro.thresholds` (one call per distinct reference).
+    4. Over the used conditions, regress fit thresholds on Weibull thresholds
+       without intercept (``slope``) and correlate them (``pearson_r``).
+       Their bootstrap intervals resample conditions with replacement; with
+       ``propagate_trial_noise`` each replicate also takes every drawn
+       condition's Weibull threshold from the same replicate of its
+       within-level bootstrap, so the intervals reflect both which conditions
+       were tested and the trial noise of each.
+
+    A Weibull threshold outside its condition's tested levels is an
+    extrapolation: it is reported with a ``RuntimeWarning``, marked
+    ``in_range = 0`` in the table and, unless ``include_out_of_range``, left
+    out of the slope and r. So are conditions where the fit's p(correct)
+    never reaches ``target`` inside the domain (NaN fit threshold).
+
+    Parameters
+    ----------
+    fit : MAPFit, LaplaceFit, MCMCFit, BootstrapFit or (WPPM, params) pair
+    mocs_data : TrialData
+        Held-out MOCS trials (not used to fit ``fit``).
+    num_bootstrap : int
+        Bootstrap replicates, for the Weibull thresholds and for slope and r.
+    level : float
+        Probability of every interval, in (0, 1).
+    seed : int
+        Seed of the bootstrap resampling.
+    target : float
+        p(correct) of the thresholds (default 2/3).
+    guess, lapse : float
+        Guess rate and fixed lapse rate of the Weibull fits.
+    ref_tol, direction_tol : float
+        Tolerances that decide which trials share a condition (:func:`mocs_conditions`).
+    include_out_of_range : bool
+        Use conditions whose Weibull threshold is outside the tested levels too.
+    propagate_trial_noise : bool
+        Resample each condition's trials as well as the conditions in the
+        slope and r bootstrap (see above); ``False`` resamples conditions only.
+    key, num_samples, num_draws, max_distance
+        Passed to :func:`~psyphy_numpyro.thresholds`.
+
+    Returns
+    -------
+    MOCSValidation
+        With fewer than 3 used conditions ``pearson_r`` and its interval are
+        NaN; with none, the slope too (both with a ``RuntimeWarning``).
+
+    Raises
+    ------
+    ValueError
+        A condition with fewer than 2 levels, data of another dimension than
+        the fit, or bad settings.
+    """
+    model = _fit_weights(fit)[0]  # checks the fit's type
+    data = as_trial_data(mocs_data)
+    if data.input_dim != model.input_dim:
+        raise InvalidInput(
+            f"mocs_data has {data.input_dim}-D stimuli but the fit's model has "
+            f"input_dim={model.input_dim}"
+        )
+    num_bootstrap = check_int("num_bootstrap", num_bootstrap, 1)
+    level = check_real("level", level, 0.0, 1.0)
+    rng = np.random.default_rng(check_int("seed", seed, 0))
+    guess, lapse, target = _check_rates(guess, lapse, target)
+    cond = mocs_conditions(data, ref_tol=ref_tol, direction_tol=direction_tol)
+    C = len(cond.refs)
+    y = data.responses.astype(float)
+    f_thr, f_int = _fit_thresholds(
+        fit, cond.refs, cond.directions, target=target, level=level, ref_tol=ref_tol,
+        key=key, num_samples=num_samples, num_draws=num_draws, max_distance=max_distance,
+    )
+
+    weibull = []
+    for c in range(C):
+        sel = cond.index == c
+        levels, n, k = _counts(cond.distances[sel], y[sel])
+        if len(levels) < 2:
+            raise InvalidInput(
+                f"condition {c} (ref {np.round(cond.refs[c], 4).tolist()}, direction "
+                f"{np.round(cond.directions[c], 4).tolist()}) has {len(levels)} level; a "
+                "Weibull fit needs at least 2 distinct distances"
+            )
+        weibull.append(_make_fit(levels, n, k, guess, lapse, target))
+    w_thr = np.array([w.threshold for w in weibull])
+    w_boot = np.stack([w._bootstrap(num_bootstrap, rng) for w in weibull], axis=1)  # (B, C)
+    w_int = np.stack([_interval(w_boot[:, c], level) for c in range(C)], axis=1)
+    in_range = np.array([w.in_range for w in weibull])
+
+    finite = np.isfinite(f_thr)
+    used = finite & (in_range | include_out_of_range)
+    if (~in_range).any():
+        bad = np.flatnonzero(~in_range).tolist()
+        what = "included in" if include_out_of_range else "left out of"
+        warnings.warn(
+            f"validate_mocs: the Weibull threshold of {len(bad)} of {C} conditions lies "
+            f"outside the tested levels (conditions {bad}); marked in_range = 0 and {what} "
+            "slope and r",
+            RuntimeWarning, stacklevel=2,
+        )
+    if (~finite).any():
+        warnings.warn(
+            f"validate_mocs: the fit's p(correct) never reaches {target:.4g} inside the "
+            f"domain for {int((~finite).sum())} of {C} conditions "
+            f"({np.flatnonzero(~finite).tolist()}); left out of slope and r",
+            RuntimeWarning, stacklevel=2,
+        )
+
+    idx = np.flatnonzero(used)
+    M = len(idx)
+    nan2 = np.full(2, np.nan)
+    slope = r = np.nan
+    s_boot = r_boot = np.full(num_bootstrap, np.nan)
+    s_int = r_int = nan2
+    if M:
+        slope, r = (float(v) for v in _slope_r(w_thr[idx], f_thr[idx]))
+        pick = idx[rng.integers(0, M, size=(num_bootstrap, M))]  # (B, M)
+        if propagate_trial_noise:
+            x = w_boot[np.arange(num_bootstrap)[:, None], pick]
+        else:
+            x = w_thr[pick]
+        s_boot, r_boot = _slope_r(x, f_thr[pick])
+        s_int = _interval(s_boot, level)
+        r_int = _interval(r_boot, level)
+    if M < 3:
+        r, r_int, r_boot = np.nan, nan2, np.full(num_bootstrap, np.nan)
+        warnings.warn(
+            f"validate_mocs: {M} usable condition(s); Pearson r needs at least 3"
+            + ("" if M else " and the slope at least 1"),
+            RuntimeWarning, stacklevel=2,
+        )
+    return MOCSValidation(
+        refs=cond.refs, directions=cond.directions, weibull=weibull,
+        weibull_threshold=w_thr, weibull_interval=w_int,
+        fit_threshold=f_thr, fit_interval=f_int,
+        in_range=in_range, used=used,
+        slope=float(slope), slope_interval=s_int, pearson_r=float(r), r_interval=r_int,
+        level=level, target=target, num_bootstrap=num_bootstrap,
+        bootstrap_slope=s_boot, bootstrap_r=r_boot, weibull_bootstrap=w_boot,
+    )
