@@ -7,14 +7,17 @@ from .data import (
     as_trial_data,
     comparisons_at_radius,
     simulate_experiment,
+    simulate_observer,
     simulate_trials,
 )
 from .errors import FitDivergedError, FitFailedError
 from .fits import Fit, MAPFit, PosteriorFit
+from .hyperparameters import HyperparameterChoice, choose_hyperparameters
 from .inference import MAP, MAPState, Trials
 from .laplace import fit_laplace
 from .map_fit import fit_map
 from .mcmc import fit_mcmc
+from .mocs import MOCSValidation, fit_weibull, simulate_mocs, validate_mocs
 from .model import WPPM, wppm_model
 from .persist import load_fit
 from .posterior import LaplaceFit, MCMCFit
@@ -27,6 +30,7 @@ __all__ = [
     "simulate_trials",
     "comparisons_at_radius",
     "simulate_experiment",
+    "simulate_observer",
     "wppm_model",
     "fit_map",
     "MAP",
@@ -49,4 +53,10 @@ __all__ = [
     "fit_ellipse",
     "field_error",
     "load_fit",
+    "choose_hyperparameters",
+    "HyperparameterChoice",
+    "fit_weibull",
+    "simulate_mocs",
+    "validate_mocs",
+    "MOCSValidation",
 ]

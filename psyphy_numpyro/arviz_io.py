@@ -33,6 +33,7 @@ def to_inference_data(
     grid=None,
     attrs=None,
     posterior_predictive=None,
+    lapse_draws=None,
 ):
     """Build InferenceData from weight draws.
 
@@ -52,6 +53,8 @@ def to_inference_data(
         and the InferenceData.
     posterior_predictive : array (chain, draw, N), optional
         Replicated responses ``y``.
+    lapse_draws : array (chain, draw), optional
+        Draws of a learned lapse rate (posterior variable ``lapse_rate``).
     """
     import arviz as az
 
@@ -85,8 +88,11 @@ def to_inference_data(
         "comparison": ["trial", "stimulus_dim"],
     }
     meta = {"model": repr(model), **(attrs or {})}
+    posterior = {"W": W_draws, "Sigma": Sigma}
+    if lapse_draws is not None:
+        posterior["lapse_rate"] = np.asarray(lapse_draws).reshape(chains, draws)
     idata = az.from_dict(
-        posterior={"W": W_draws, "Sigma": Sigma},
+        posterior=posterior,
         sample_stats=sample_stats,
         log_likelihood=None if log_likelihood is None else {"y": np.asarray(log_likelihood)},
         posterior_predictive=(

@@ -20,10 +20,10 @@ import numpy as np
 from .errors import FitDivergedError, InvalidInput, InvalidType
 from .fits import MAPFit, PosteriorFit
 from .inference import engine
-from .inference.objective import MAP, init_state, pad_trials
+from .inference.objective import MAP, from_whitened, init_state, pad_trials, to_whitened
 from .map_fit import _check_count, _first_bad, _run_phase, fit_map, resolve_model
 from .progress import Progress, use_progress
-from .validation import check_params, check_real, seed_from
+from .validation import check_real, seed_from
 
 __all__ = ["fit_bootstrap", "BootstrapFit", "resample_counts", "default_strata"]
 
@@ -36,6 +36,8 @@ class BootstrapFit(PosteriorFit):
     ----------
     draws : numpy array (1, num_fits, *weight_shape)
         The refits' ``W``.
+    lapse : numpy array (1, num_fits) or None
+        The refits' lapse rates, when the model learns it.
     map_fit : MAPFit
         The fit of the full data every refit started from.
     counts : numpy array (num_fits, N)
@@ -86,7 +88,7 @@ class BootstrapFit(PosteriorFit):
     def _restore(cls, src):
         ex = src.extra
         return cls(
-            model=src.model, data=src.data, draws=src.draws,
+            model=src.model, data=src.data, draws=src.draws, lapse=src.lapse,
             map_fit=MAPFit.restore_nested(src, "map_"),
             counts=ex["bootstrap_counts"].values if "bootstrap_counts" in ex else None,
             strata=ex["bootstrap_strata"].values if "bootstrap_strata" in ex else None,
@@ -214,6 +216,7 @@ def fit_bootstrap(
         If more than a tenth of the refits diverge (fewer are dropped with a
         warning); try a smaller ``learning_rate``.
     """
+    given = model
     data, model = resolve_model(data, model)
     num_fits = _check_count("num_fits", num_fits, lo=2)
     steps = _check_count("steps", steps)
@@ -225,25 +228,26 @@ def fit_bootstrap(
     if init is not None:
         if not isinstance(init, MAPFit):
             raise InvalidType(f"init must be a MAPFit or None, got {type(init).__name__}")
-        check_params(init.params, model.weight_shape, "init.params")
+        model.checked_params(init.params, "init.params")
         if init.model != model:
             raise InvalidInput("init.model differs from model: pass the model init was fit with")
     seed = seed_from(seed, rng_key)
     show = use_progress(progress)
     if init is None:
-        init = fit_map(data, model, seed=seed, progress=show)
+        init = fit_map(data, given, seed=seed, progress=show)
     counts = resample_counts(labels, num_fits, seed)
     timings = {"compile": 0.0, "steps": 0.0}
-    draws, kept = _refit(model, data, init, counts, steps, learning_rate, batch_size, seed,
-                         show, timings)
-    return BootstrapFit(model=model, data=data, draws=draws, map_fit=init, counts=counts[kept],
+    draws, lapse, kept = _refit(model, data, init, counts, steps, learning_rate, batch_size,
+                                seed, show, timings)
+    return BootstrapFit(model=model, data=data, draws=draws, lapse=lapse, map_fit=init,
+                        counts=counts[kept],
                         strata=labels, steps=steps, seed=seed if rng_key is None else -1,
                         timings=timings)
 
 
 def _refit(model, data, init, counts, steps, learning_rate, batch_size, seed, show,
            timings=None):
-    """Run every refit as one batch; ``(draws (1, F_ok, ...), kept (F,) bool)``."""
+    """Run every refit as one batch; ``(W (1, F_ok, ...), lapse (1, F_ok) or None, kept (F,))``."""
     F = len(counts)
     problem = MAP(model, None, batch_size)
     trials = pad_trials(data)
@@ -251,8 +255,7 @@ def _refit(model, data, init, counts, steps, learning_rate, batch_size, seed, sh
     weights = np.concatenate([counts, np.zeros((F, pad), counts.dtype)], 1)
     batch = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (F,) + x.shape), trials)
     batch = batch._replace(weights=jnp.asarray(weights, trials.weights.dtype))
-    sd = np.asarray(model.prior_std())
-    z0 = jnp.asarray(np.asarray(init.params["W"]) / sd, jnp.result_type(float))
+    z0 = to_whitened(model, init.params)
     # common random numbers: every refit draws the same Monte Carlo noise (and minibatch
     # indices) at every step, so refits differ only by their resampling counts and the
     # optimiser's noise does not add spread between them
@@ -278,6 +281,7 @@ def _refit(model, data, init, counts, steps, learning_rate, batch_size, seed, sh
     if bad.any():
         warnings.warn(f"fit_bootstrap: {int(bad.sum())} of {F} refits diverged and were "
                       "dropped", RuntimeWarning, stacklevel=3)
-    z = np.asarray(out.z)[~bad]
-    W = (sd * z).astype(np.asarray(init.params["W"]).dtype)
-    return W[None], ~bad
+    params = from_whitened(model, jax.tree_util.tree_map(lambda a: jnp.asarray(a)[~bad], out.z))
+    W = np.asarray(params["W"]).astype(np.asarray(init.params["W"]).dtype)
+    lapse = params.get("lapse_rate")
+    return W[None], None if lapse is None else np.asarray(lapse)[None], ~bad

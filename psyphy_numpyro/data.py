@@ -258,7 +258,9 @@ def simulate_trials(model, params, ref, comparison, *, key) -> TrialData:
     Returns
     -------
     TrialData
-        Responses drawn as ``Bernoulli(p_correct)`` with the model's estimator.
+        Responses drawn as ``Bernoulli((1 - lapse) p + lapse / 3)``, ``p`` the
+        model's estimate of p(correct) and ``lapse`` its lapse rate (``params``'
+        when the model learns it).
     """
     ref = np.asarray(check_points(ref, model.input_dim, "ref"))
     comparison = np.asarray(check_points(comparison, model.input_dim, "comparison"))
@@ -272,7 +274,52 @@ def simulate_trials(model, params, ref, comparison, *, key) -> TrialData:
     if ref.ndim != 2:
         raise InvalidInput(f"ref and comparison must be (N, d), got {ref.shape}")
     k_p, k_y = jax.random.split(as_key(key))
-    p = model.p_correct(params, ref, comparison, key=k_p)
+    p = model.p_correct(params, ref, comparison, key=k_p, include_lapse=True)
+    y = jax.random.bernoulli(k_y, p)
+    return TrialData(np.stack([ref, comparison], axis=1), np.asarray(y, dtype=np.int8))
+
+
+def simulate_observer(covariance, ref, comparison, *, key, lapse_rate: float = 0.0,
+                      bandwidth: float = 1e-2, num_samples: int = 1024) -> TrialData:
+    """Simulate oddity responses of any observer given by its covariance field.
+
+    For observers that are not WPPMs (a colour-difference metric, a
+    hand-made field): ``p`` is the oddity p(correct) of ``Sigma(ref)`` and
+    ``Sigma(comparison)`` (the ``"cv"`` estimator with ``num_samples`` fresh
+    samples per trial) and responses are ``Bernoulli((1 - lapse) p + lapse / 3)``.
+
+    Parameters
+    ----------
+    covariance : callable
+        ``covariance(x)``: ``(N, d) -> (N, d, d)`` symmetric positive definite.
+    ref, comparison : array (N, d)
+    key : jax PRNG key or int seed
+    lapse_rate : float
+        In ``[0, 0.5)``.
+    bandwidth : float
+        Logistic smoothing of the decision variable (the WPPM's default).
+    num_samples : int
+    """
+    from .noise import draw_shared_noise
+    from .oddity import p_correct_from_cov
+    from .validation import check_int, check_real
+
+    ref = np.asarray(check_points(ref, np.shape(ref)[-1], "ref"), np.float64)
+    comparison = np.asarray(check_points(comparison, ref.shape[-1], "comparison"), np.float64)
+    if ref.ndim != 2 or comparison.shape != ref.shape:
+        raise InvalidInput(f"ref and comparison must both be (N, d), got {ref.shape} and "
+                           f"{comparison.shape}")
+    lapse = check_real("lapse_rate", lapse_rate, 0.0, 0.5, lo_closed=True)
+    num_samples = check_int("num_samples", num_samples, 1)
+    S_r, S_c = np.asarray(covariance(ref)), np.asarray(covariance(comparison))
+    n, d = ref.shape
+    if S_r.shape != (n, d, d) or S_c.shape != (n, d, d):
+        raise InvalidInput(f"covariance(x) must return (N, d, d) = {(n, d, d)}, got {S_r.shape}")
+    k_n, k_y = jax.random.split(as_key(key))
+    noise = draw_shared_noise(k_n, (n,), num_samples, d)
+    p = p_correct_from_cov(S_r, S_c, ref, comparison, noise, check_real("bandwidth", bandwidth,
+                                                                          0.0))
+    p = (1 - lapse) * np.asarray(p, np.float64) + lapse / 3
     y = jax.random.bernoulli(k_y, p)
     return TrialData(np.stack([ref, comparison], axis=1), np.asarray(y, dtype=np.int8))
 

@@ -1,8 +1,8 @@
 """The fit-file format: NetCDF writing and reading that knows no fit class.
 
 A fit file is an ArviZ ``InferenceData`` NetCDF file (``fit.to_arviz()``:
-``posterior`` with ``W`` and ``Sigma``, ``observed_data``, ``constant_data``,
-``log_likelihood``, ``sample_stats``) with two additions that make it
+``posterior`` with ``W``, ``Sigma`` and a learned ``lapse_rate``, ``observed_data``,
+``constant_data``, ``log_likelihood``, ``sample_stats``) with two additions that make it
 self-contained:
 
 - root attributes: ``psyphy_numpyro_format`` (format version),
@@ -58,6 +58,7 @@ class FitSource(NamedTuple):
     data: TrialData
     draws: np.ndarray    #: posterior ``W``, ``(chain, draw, *weight_shape)``
     path: str
+    lapse: np.ndarray | None = None  #: posterior ``lapse_rate`` ``(chain, draw)`` when learned
 
 
 # ---------------------------------------------------------------------------
@@ -263,7 +264,16 @@ def _source(idata, path) -> FitSource:
             RuntimeWarning,
             stacklevel=4,
         )
-    return FitSource(idata, extra, model, data, draws, path)
+    lapse = None
+    if model.learns_lapse:
+        if "lapse_rate" not in idata.posterior.data_vars:
+            raise InvalidInput(f"{path}: the model learns its lapse rate but the posterior has "
+                               "no 'lapse_rate'")
+        lapse = idata.posterior["lapse_rate"].values
+        if lapse.shape != draws.shape[:2]:
+            raise InvalidInput(f"{path}: posterior lapse_rate has shape {lapse.shape}, expected "
+                               f"(chain, draw) = {draws.shape[:2]}")
+    return FitSource(idata, extra, model, data, draws, path, lapse)
 
 
 def read(path, kinds) -> tuple[str, FitSource]:

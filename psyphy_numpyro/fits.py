@@ -21,6 +21,7 @@ axes. Public read-outs return numpy arrays.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from functools import partial
 from typing import ClassVar
@@ -35,7 +36,7 @@ from .data import TrialData
 from .errors import InvalidInput, InvalidType
 from .field import covariance_field, sqrt_field
 from .model import WPPM, _chunked_loglik
-from .validation import as_key, check_array, check_int, check_params, check_points
+from .validation import as_key, check_array, check_int, check_points
 
 __all__ = ["Fit", "PosteriorFit", "MAPFit"]
 
@@ -54,9 +55,32 @@ class Fit:
     # -- the draws ---------------------------------------------------------
     @property
     def samples(self) -> dict:
-        """``{"W": array (num_draws, *weight_shape)}`` with chains concatenated."""
+        """``{"W": array (num_draws, *weight_shape)}`` with chains concatenated (and
+        ``"lapse_rate"``, ``(num_draws,)``, when the model learns it)."""
         draws = np.asarray(self.draws)
-        return {"W": draws.reshape((-1,) + draws.shape[2:])}
+        out = {"W": draws.reshape((-1,) + draws.shape[2:])}
+        if self.model.learns_lapse:
+            out["lapse_rate"] = np.asarray(self.lapse_draws).reshape(-1)
+        return out
+
+    @property
+    def lapse_draws(self) -> np.ndarray | None:
+        """Draws of a learned lapse rate ``(chain, draw)``; ``None`` when it is fixed."""
+        return None
+
+    def lapse_rates(self):
+        """The lapse rate per draw: ``(num_draws,)`` JAX array when learned, else the fixed
+        ``model.lapse_rate`` (a float)."""
+        if not self.model.learns_lapse:
+            return self.model.lapse_rate
+        lam = self.lapse_draws
+        if lam is None or np.shape(lam) != np.shape(self.draws)[:2]:
+            raise InvalidInput(
+                "the model learns its lapse rate but the fit has no lapse-rate draws of shape "
+                f"(chain, draw) = {np.shape(self.draws)[:2]}"
+            )
+        check_array("posterior draws of lapse_rate", lam)
+        return jnp.asarray(np.asarray(lam).reshape(-1), self.weights().dtype)
 
     @property
     def num_draws(self) -> int:
@@ -99,11 +123,14 @@ class Fit:
         x = check_points(x, self.model.input_dim, "x")
         return self._per_draw(_sqrt_draws(self.weights(), x))
 
-    def p_correct(self, ref, comparison, *, key=0, num_samples=None) -> np.ndarray:
+    def p_correct(self, ref, comparison, *, key=0, num_samples=None,
+                  include_lapse: bool = False) -> np.ndarray:
         """p(correct) of trials: ``(num_draws, ...)``; ``(...)`` for a point fit.
 
         The same estimator noise (fixed by ``key``) is used for every draw, so
         differences between draws reflect the posterior, not Monte Carlo noise.
+        ``include_lapse=False`` (default) gives the perceptual p(correct);
+        ``True`` the response probability ``(1 - lapse) p + lapse / 3``.
         """
         m = self.model
         ref = check_points(ref, m.input_dim, "ref")
@@ -113,15 +140,20 @@ class Fit:
         ref, comparison = jnp.broadcast_arrays(ref, comparison)
         W = self.weights()
         noise = m.fresh_noise(as_key(key), ref.shape[:-1], num_samples, W.dtype)
-        return self._per_draw(_p_correct_draws(m, W, ref, comparison, noise))
+        p = _p_correct_draws(m, W, ref, comparison, noise)
+        if include_lapse:
+            p = _lapse_draws(p, self.lapse_rates())
+        return self._per_draw(p)
 
     def log_likelihood(self, *, key=0, num_samples=None) -> np.ndarray:
         """Pointwise log-likelihood of the fitted data: ``(chain, draw, N)``; ``(N,)`` for a
         point fit. ``key`` fixes the estimator noise (the same for every draw)."""
         W = self.weights()
+        lapse = self.lapse_rates() if self.model.learns_lapse else None
         out = _loglik_draws(
             self.model, W, jnp.asarray(self.data.stimuli, W.dtype),
             jnp.asarray(self.data.responses), as_key(key), self.model._samples(num_samples),
+            lapse,
         )
         return self._per_draw(out, grouped=True)
 
@@ -129,7 +161,8 @@ class Fit:
         """Replicated responses of the observed trials (0/1): ``(chain, draw, N)``; ``(N,)``
         for a point fit."""
         k_p, k_y = jax.random.split(as_key(key))
-        p = self.p_correct(self.data.ref, self.data.comparison, key=k_p, num_samples=num_samples)
+        p = self.p_correct(self.data.ref, self.data.comparison, key=k_p, num_samples=num_samples,
+                           include_lapse=True)
         y = np.asarray(jax.random.bernoulli(k_y, p), dtype=np.int8)
         return y if self.point else y.reshape(np.shape(self.draws)[:2] + (len(self.data),))
 
@@ -156,15 +189,20 @@ class Fit:
         return to_inference_data(
             self.model, self.data, self.weight_draws(), ll, sample_stats=self._sample_stats(),
             grid=grid, attrs=self._attrs(), posterior_predictive=pp,
+            lapse_draws=None if not self.model.learns_lapse else np.asarray(self.lapse_draws),
         )
 
-    def summary(self, *, var_names=("Sigma",), grid=None, **kwargs):
+    def summary(self, *, var_names=None, grid=None, **kwargs):
         """ArviZ summary table of identifiable quantities (``Sigma`` on a grid).
 
         ``W`` is identified only up to rotation, so its r_hat means little; the
-        default reports ``Sigma`` at the grid points of :meth:`to_arviz`.
+        default reports ``Sigma`` at the grid points of :meth:`to_arviz` (and
+        a learned ``lapse_rate``).
         """
         import arviz as az
+
+        if var_names is None:
+            var_names = ("Sigma", "lapse_rate") if self.model.learns_lapse else ("Sigma",)
 
         idata = self.to_arviz(grid=grid, log_likelihood=False)
         return az.summary(idata, var_names=list(var_names), **kwargs)
@@ -193,7 +231,12 @@ class Fit:
         """Lines that say what this fit is (the CLI's ``summary`` prints them)."""
         W = np.asarray(self.draws)
         chains, draws = W.shape[:2]
-        return [f"draws: {chains} chain(s) x {draws} draws of W {tuple(W.shape[2:])} {W.dtype}"]
+        lines = [f"draws: {chains} chain(s) x {draws} draws of W {tuple(W.shape[2:])} {W.dtype}"]
+        if self.model.learns_lapse:
+            lam = np.asarray(self.lapse_draws, float).reshape(-1)
+            lo, med, hi = np.quantile(lam, [0.05, 0.5, 0.95])
+            lines.append(f"lapse rate: median {med:.4g} (90% interval {lo:.4g} - {hi:.4g})")
+        return lines
 
     # -- hooks for subclasses -----------------------------------------------
     def _sample_stats(self):
@@ -210,7 +253,7 @@ class Fit:
     @classmethod
     def _restore(cls, src: fitfile.FitSource):
         """The fit of a file of this kind (see :class:`~psyphy_numpyro.fitfile.FitSource`)."""
-        return cls(model=src.model, data=src.data, draws=src.draws)
+        return cls(model=src.model, data=src.data, draws=src.draws, lapse=src.lapse)
 
 
 @dataclass
@@ -223,11 +266,18 @@ class PosteriorFit(Fit):
     data : TrialData
     draws : numpy array (chains, draws_per_chain, *weight_shape)
         Posterior draws of ``W`` grouped by chain.
+    lapse : numpy array (chains, draws_per_chain) or None
+        Draws of the lapse rate when the model learns it (keyword only).
     """
 
     model: WPPM
     data: TrialData
     draws: np.ndarray = field(repr=False)
+    lapse: np.ndarray | None = field(default=None, repr=False, kw_only=True)
+
+    @property
+    def lapse_draws(self):
+        return self.lapse
 
 
 @dataclass
@@ -237,8 +287,9 @@ class MAPFit(Fit):
     Attributes
     ----------
     params : dict
-        ``{"W": array}`` in psyphy's layout; ``draws`` is the same ``W`` as one
-        chain of one draw.
+        ``{"W": array}`` in psyphy's layout (plus ``"lapse_rate"``, a scalar,
+        when the model learns it); ``draws`` is the same ``W`` as one chain of
+        one draw.
     model : WPPM
     data : TrialData
     loss_history : numpy array (steps,)
@@ -259,6 +310,10 @@ class MAPFit(Fit):
     timings : dict
         Where the time went, in seconds: ``compile``, ``steps`` (all restarts),
         ``evaluation`` (low-noise losses), ``total``.
+    hyperparameters : dict or None
+        When the model was chosen from the data (``fit_map(data)`` without a
+        model): what was chosen and why
+        (:meth:`~psyphy_numpyro.hyperparameters.HyperparameterChoice.to_dict`).
     """
 
     kind: ClassVar[str] = "map"
@@ -274,18 +329,32 @@ class MAPFit(Fit):
     init_params: dict = field(repr=False, default=None)
     seed: int = 0
     timings: dict = field(repr=False, default_factory=dict)
+    hyperparameters: dict | None = field(repr=False, default=None)
 
     @classmethod
     def from_params(cls, model: WPPM, params: dict, data: TrialData | None = None) -> MAPFit:
         """A point fit of given weights (e.g. a ground-truth field), for the read-outs."""
         if not isinstance(model, WPPM):
             raise InvalidType(f"model must be a psyphy_numpyro.WPPM, got {type(model).__name__}")
-        return cls(params={"W": check_params(params, model.weight_shape)}, model=model, data=data)
+        return cls(params=model.checked_params(params), model=model, data=data)
 
     @property
     def draws(self) -> np.ndarray:
         """``W`` as one chain of one draw, ``(1, 1, *weight_shape)``."""
         return np.asarray(self.params["W"])[None, None]
+
+    @property
+    def lapse_draws(self):
+        if not self.model.learns_lapse:
+            return None
+        return np.asarray(self.params["lapse_rate"]).reshape(1, 1)
+
+    @property
+    def lapse_rate(self) -> float:
+        """The fitted (or fixed) lapse rate."""
+        if self.model.learns_lapse:
+            return float(np.asarray(self.params["lapse_rate"]))
+        return float(self.model.lapse_rate)
 
     @property
     def final_loss(self) -> float:
@@ -299,8 +368,19 @@ class MAPFit(Fit):
                 "(numbered from 0)")
         tail = (f": {steps} steps, others screened out at {screened}; seed {self.seed}"
                 if screened < steps else f"; {steps} steps each; seed {self.seed}")
+        lapse = ([f"lapse rate: {self.lapse_rate:.4g} (learned)"] if self.model.learns_lapse
+                 else [f"lapse rate: {self.lapse_rate:g} (fixed)"] if self.lapse_rate else [])
+        hyper = []
+        if self.hyperparameters:
+            h = self.hyperparameters
+            hyper = [f"hyperparameters from the data: variance_scale={h['variance_scale']:.3g}, "
+                     f"diag_term={h['diag_term']:.3g} (typical threshold "
+                     f"{h['typical_threshold']:.3g}, smallest {h['smallest_threshold']:.3g}, "
+                     f"floor {h['threshold_floor']:.3g}; {h['method']})"]
         return [
             f"weights: W {tuple(W.shape)} {W.dtype}",
+            *lapse,
+            *hyper,
             f"final loss: {self.final_loss:.6g} ({self.final_loss / n:.6g} per trial; "
             "negative log joint)",
             head + tail,
@@ -320,7 +400,8 @@ class MAPFit(Fit):
         if src.draws.shape[:2] != (1, 1):
             raise InvalidInput(
                 f"{src.path}: a MAP fit has one draw, the file has {src.draws.shape[:2]}")
-        return cls.restore_nested(src, "map_", W=src.draws[0, 0])
+        lapse = None if src.lapse is None else src.lapse[0, 0]
+        return cls.restore_nested(src, "map_", W=src.draws[0, 0], lapse=lapse)
 
     # -- a MAP fit stored inside another fit's file (Laplace mean, NUTS start) --
     def save_nested(self, prefix: str, parent, out: dict, attrs: dict) -> None:
@@ -330,6 +411,8 @@ class MAPFit(Fit):
         step, restart = f"{prefix}step", f"{prefix}restart"
         if parent is not None:
             out[f"{prefix}W"] = (wd, np.asarray(self.params["W"]))
+            if "lapse_rate" in self.params:
+                out[f"{prefix}lapse_rate"] = ((), np.asarray(self.params["lapse_rate"]))
             if self.model != parent.model:
                 attrs[f"{prefix}model_config"] = fitfile.to_json(
                     fitfile.model_config(self.model))
@@ -342,13 +425,17 @@ class MAPFit(Fit):
         out[f"{prefix}restart_losses"] = ([restart], np.asarray(self.restart_losses))
         out[f"{prefix}best_restart"] = ((), np.int64(self.best_restart))
         out[f"{prefix}seed"] = ((), np.int64(self.seed))
+        if self.hyperparameters:
+            attrs[f"{prefix}hyperparameters"] = fitfile.to_json(self.hyperparameters)
         for name, seconds in (self.timings or {}).items():
             out[f"{prefix}timing_{name}"] = ((), np.float64(seconds))
         if self.init_params is not None:
             out[f"{prefix}init_W"] = (wd, np.asarray(self.init_params["W"]))
+            if "lapse_rate" in self.init_params:
+                out[f"{prefix}init_lapse_rate"] = ((), np.asarray(self.init_params["lapse_rate"]))
 
     @classmethod
-    def restore_nested(cls, src, prefix: str, W=None) -> MAPFit | None:
+    def restore_nested(cls, src, prefix: str, W=None, lapse=None) -> MAPFit | None:
         """The MAP fit written by :meth:`save_nested` under ``prefix``, or ``None``."""
         ds = src.extra
         if f"{prefix}loss_history" not in ds.data_vars:
@@ -360,17 +447,27 @@ class MAPFit(Fit):
             data = TrialData(ds[f"{prefix}stimuli"].values, ds[f"{prefix}responses"].values)
         if W is None:
             W = ds[f"{prefix}W"].values
+            lapse = fitfile.value(ds, f"{prefix}lapse_rate")
+        params = {"W": fitfile.as_jax(W)}
+        if model.learns_lapse:
+            params["lapse_rate"] = fitfile.as_jax(np.asarray(lapse).reshape(()))
         init = fitfile.value(ds, f"{prefix}init_W")
+        init_params = None if init is None else {"W": fitfile.as_jax(init)}
+        init_lapse = fitfile.value(ds, f"{prefix}init_lapse_rate")
+        if init_params is not None and init_lapse is not None:
+            init_params["lapse_rate"] = fitfile.as_jax(init_lapse)
         timing = f"{prefix}timing_"
         return cls(
-            params={"W": fitfile.as_jax(W)},
+            params=params,
             model=model,
             data=data,
             loss_history=ds[f"{prefix}loss_history"].values,
             restart_histories=ds[f"{prefix}restart_histories"].values,
             restart_losses=ds[f"{prefix}restart_losses"].values,
             best_restart=int(ds[f"{prefix}best_restart"].values),
-            init_params=None if init is None else {"W": fitfile.as_jax(init)},
+            init_params=init_params,
+            hyperparameters=(json.loads(ds.attrs[f"{prefix}hyperparameters"])
+                             if f"{prefix}hyperparameters" in ds.attrs else None),
             seed=int(ds[f"{prefix}seed"].values),
             timings={k[len(timing):]: float(ds[k].values) for k in ds.data_vars
                      if k.startswith(timing)},
@@ -395,7 +492,19 @@ def _p_correct_draws(model, W, ref, comparison, noise):
     return jax.lax.map(lambda w: model.p_correct_from_weights(w, ref, comparison, noise), W)
 
 
+@jax.jit
+def _lapse_draws(p, lapse):
+    """Response probability per draw: ``p`` (num_draws, ...), ``lapse`` scalar or (num_draws,)."""
+    lapse = jnp.asarray(lapse, p.dtype)
+    lapse = lapse.reshape(lapse.shape + (1,) * (p.ndim - lapse.ndim))
+    return (1.0 - lapse) * p + lapse / 3.0
+
+
 @partial(jax.jit, static_argnums=(0, 5))
-def _loglik_draws(model, W, stimuli, responses, key, num_samples):
+def _loglik_draws(model, W, stimuli, responses, key, num_samples, lapse=None):
+    if lapse is None:
+        return jax.lax.map(
+            lambda w: _chunked_loglik(model, w, stimuli, responses, key, num_samples, 4096), W)
     return jax.lax.map(
-        lambda w: _chunked_loglik(model, w, stimuli, responses, key, num_samples, 4096), W)
+        lambda a: _chunked_loglik(model, a[0], stimuli, responses, key, num_samples, 4096,
+                                  a[1]), (W, lapse))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from functools import partial
 
@@ -16,9 +17,10 @@ from .fits import MAPFit
 from .inference.objective import bucket_size, pad_trials
 from .map_fit import _check_count, fit_map, resolve_model
 from .model import wppm_model
+from .noise import SharedNoise
 from .posterior import LaplaceFit
 from .progress import use_progress
-from .validation import check_params, check_real, seed_from
+from .validation import check_real, seed_from
 
 __all__ = ["fit_laplace", "negative_log_joint", "rotation_tangents"]
 
@@ -54,45 +56,116 @@ def rotation_tangents(W) -> np.ndarray:
     return U[:, s > 1e-10 * max(s.max(), 1e-300)]
 
 
+def _split(model, v):
+    """``(W, lapse or None)`` of a flat parameter vector (``logit(lapse)`` last when learned)."""
+    P = int(np.prod(model.weight_shape))
+    W = v[:P].reshape(model.weight_shape)
+    return W, (jax.nn.sigmoid(v[P]) if model.learns_lapse else None)
+
+
+def _log_lapse_prior_logit(model, u):
+    """Log prior density of ``u = logit(lapse)`` (the Beta density times the Jacobian)."""
+    lam = jax.nn.sigmoid(u)
+    return model.lapse_prior_dist().log_prob(lam) + jnp.log(lam) + jnp.log1p(-lam)
+
+
+CURVATURE_CHUNK = 64
+"""Trials per block of the curvature: the Jacobian (or Hessian) of one block is
+formed at a time and the blocks' contributions are summed, so memory does not
+grow with the trial count. (XLA on CPU also miscompiled the forward-mode Jacobian
+of thousands of trials at once in one program: entries off by O(1), measured
+with jax 0.10 against finite differences; blocks of this size agree with them.)"""
+
+
+def _blocks(n: int) -> int:
+    """The block size for ``n`` (padded) trials: the largest power of two <= CURVATURE_CHUNK
+    dividing ``n`` (bucket sizes are multiples of large powers of two)."""
+    return math.gcd(n, CURVATURE_CHUNK)
+
+
+def _noise_blocks(noise, num_blocks, size):
+    """Per-block noise leaves (trial axis split) and the function that rebuilds one block."""
+    if isinstance(noise, SharedNoise):
+        Q = noise.Q.reshape((num_blocks, size) + noise.Q.shape[1:])
+        return Q, lambda q: SharedNoise(noise.z, q)
+    return noise.reshape((num_blocks, size) + noise.shape[1:]), lambda q: q
+
+
+def _block_sum(model, fn, w, stimuli, responses, weights, noise):
+    """``sum_b fn(p_of_b, w, y_b, weights_b)`` over blocks of trials (jittable)."""
+    n = stimuli.shape[0]
+    size = _blocks(n)
+    nb = n // size
+    per, rebuild = _noise_blocks(noise, nb, size)
+
+    def one(args):
+        s, y, wt, q = args
+        nz = rebuild(q)
+
+        def p_of(v):
+            W, lapse = _split(model, v)
+            p = model.p_correct_from_weights(W, s[:, 0], s[:, 1], nz)
+            return model.response_p(p, lapse)
+
+        return fn(p_of, w, y, wt)
+
+    blocks = (stimuli.reshape((nb, size) + stimuli.shape[1:]), responses.reshape(nb, size),
+              weights.reshape(nb, size), per)
+    return jnp.sum(jax.lax.map(one, blocks), 0)
+
+
+def _fisher_block(p_of, w, y, wt):
+    p = p_of(w)
+    J = jax.jacfwd(p_of)(w)  # (size, P)
+    Jw = J * jnp.sqrt(wt / (p * (1.0 - p)))[:, None]
+    return Jw.T @ Jw
+
+
+def _hessian_block(p_of, w, y, wt):
+    def nll(v):
+        p = p_of(v)
+        yy = y.astype(p.dtype)
+        ll = yy * jnp.log(p) + (1.0 - yy) * jnp.log1p(-p)
+        return -jnp.sum(jnp.where(wt > 0, wt * ll, 0.0))
+
+    return jax.hessian(nll)(w)
+
+
 @partial(jax.jit, static_argnums=0)
 def _fisher(model, w, stimuli, weights, noise):
-    """Bernoulli Fisher information ``sum_n w_n grad p_n grad p_n' / (p_n (1 - p_n))``."""
-    shape = model.weight_shape
-
-    def p_of(v):
-        return model.p_correct_from_weights(v.reshape(shape), stimuli[:, 0], stimuli[:, 1], noise)
-
-    p = p_of(w)
-    J = jax.jacfwd(p_of)(w)  # (N, P)
-    Jw = J * jnp.sqrt(weights / (p * (1.0 - p)))[:, None]
-    return Jw.T @ Jw
+    """Bernoulli Fisher information ``sum_n w_n grad p_n grad p_n' / (p_n (1 - p_n))`` of the
+    response probabilities (the likelihood part of the curvature), block by block."""
+    y = jnp.zeros(stimuli.shape[0], jnp.int32)
+    return _block_sum(model, _fisher_block, w, stimuli, y, weights, noise)
 
 
 @partial(jax.jit, static_argnums=0)
 def _hessian(model, w, stimuli, responses, weights, noise):
-    """Exact Hessian of the (weighted) negative log joint."""
-    shape = model.weight_shape
-
-    def f(v):
-        fn = partial(wppm_model, config=model, noise=noise, weights=weights)
-        return -log_density(fn, (stimuli, responses), {}, {"W": v.reshape(shape)})[0]
-
-    return jax.hessian(f)(w)
+    """Exact Hessian of the (weighted) negative log-likelihood, block by block."""
+    return _block_sum(model, _hessian_block, w, stimuli, responses, weights, noise)
 
 
-def _curvature(model, W0, data, noise, curvature):
-    """Curvature matrix (P, P) of the negative log joint at ``W0``.
+@partial(jax.jit, static_argnums=0)
+def _lapse_prior_curvature(model, u):
+    return -jax.grad(jax.grad(lambda x: _log_lapse_prior_logit(model, x)))(u)
+
+
+def _curvature(model, w, data, noise, curvature):
+    """Curvature matrix (P, P) of the negative log joint at the flat parameters ``w``:
+    the likelihood's (Fisher information or exact Hessian) plus the prior's.
 
     Trials are padded to their size bucket (weight 0 on the padding; ``noise``
     must cover the padded count), so nearby trial counts share one program.
     """
-    trials = pad_trials(data, noise.shape[0], dtype=W0.dtype)
-    w = W0.reshape(-1)
+    trials = pad_trials(data, noise.shape[0], dtype=w.dtype)
     if curvature == "hessian":
-        return _hessian(model, w, trials.stimuli, trials.responses, trials.weights, noise)
+        L = _hessian(model, w, trials.stimuli, trials.responses, trials.weights, noise)
+    else:
+        L = _fisher(model, w, trials.stimuli, trials.weights, noise)
     prior_prec = 1.0 / np.asarray(model.prior_std(), dtype=np.float64).reshape(-1) ** 2
-    F = _fisher(model, w, trials.stimuli, trials.weights, noise)
-    return np.asarray(F, dtype=np.float64) + np.diag(prior_prec)
+    if model.learns_lapse:  # the log density of logit(lapse): Beta prior and Jacobian
+        prior_prec = np.append(prior_prec, float(_lapse_prior_curvature(model, w[-1])))
+    return np.asarray(L, dtype=np.float64) + np.diag(prior_prec)
 
 
 def fit_laplace(
@@ -134,6 +207,10 @@ def fit_laplace(
     remaining eigenvalue below the smallest prior precision is raised to it
     (with a warning); ``fit.num_floored`` counts them.
 
+    A learned lapse rate is one more coordinate, its logit: the Gaussian is
+    over ``(W, logit(lapse))`` (curvature of the log density of the logit,
+    the Beta prior's Jacobian included), so every lapse draw lies in (0, 1).
+
     Parameters
     ----------
     data : TrialData
@@ -156,6 +233,7 @@ def fit_laplace(
     -------
     LaplaceFit
     """
+    given = model
     data, model = resolve_model(data, model)
     num_draws = _check_count("num_draws", num_draws)
     seed = seed_from(seed, rng_key)
@@ -170,17 +248,21 @@ def fit_laplace(
         "hessian_samples", hessian_samples,
     )
     if isinstance(init, MAPFit):
-        check_params(init.params, model.weight_shape, "init.params")
+        model.checked_params(init.params, "init.params")
     elif init is not None:
         raise InvalidType(f"init must be a MAPFit or None, got {type(init).__name__}")
     if init is None:
-        init = fit_map(data, model, steps=map_steps, seed=seed, progress=use_progress(progress))
+        init = fit_map(data, given, steps=map_steps, seed=seed, progress=use_progress(progress))
     if not isinstance(init, MAPFit):
         raise InvalidType(f"init must be a MAPFit or None, got {type(init).__name__}")
     hmodel = surrogate_model(model, hessian_samples, hessian_bandwidth)
     W0 = jnp.asarray(init.params["W"])
+    w0 = W0.reshape(-1)
+    if model.learns_lapse:
+        lam0 = float(np.asarray(init.params["lapse_rate"]))
+        w0 = jnp.append(w0, jnp.asarray(np.log(lam0 / (1 - lam0)), W0.dtype))
     noise = surrogate_noise(hmodel, bucket_size(len(data)), hessian_samples, seed)
-    H = np.asarray(_curvature(hmodel, W0, data, noise, curvature), dtype=np.float64)
+    H = np.asarray(_curvature(hmodel, w0, data, noise, curvature), dtype=np.float64)
     if not np.all(np.isfinite(H)):
         raise FitFailedError(
             "fit_laplace: the curvature at the MAP is not finite (NaN/Inf), so no Gaussian "
@@ -188,16 +270,25 @@ def fit_laplace(
             "curvature='fisher', a larger hessian_bandwidth or a larger model.diag_term"
         )
     H = 0.5 * (H + H.T)
-    P = W0.size
+    P = w0.size
 
     T = rotation_tangents(W0)
+    if P > W0.size:  # the lapse coordinate is not on the rotation orbit
+        T = np.concatenate([T, np.zeros((P - W0.size, T.shape[1]))], 0)
     if T.shape[1]:
         full, _ = np.linalg.qr(np.concatenate([T, np.eye(P)], 1))
         B = full[:, T.shape[1] : P]
     else:
         B = np.eye(P)
-    lam, V = np.linalg.eigh(B.T @ H @ B)
     floor = float(1.0 / np.max(model.prior_std() ** 2))
+    # the floor is a precision of W; the logit of a learned lapse rate is measured in units
+    # where its own prior precision equals the floor, so the floor binds for it only where
+    # its curvature falls below its prior's
+    scale = np.ones(P)
+    if model.learns_lapse:
+        scale[-1] = np.sqrt(float(_lapse_prior_curvature(model, w0[-1])) / floor)
+    H = H / np.outer(scale, scale)
+    lam, V = np.linalg.eigh(B.T @ H @ B)
     num_floored = int(np.sum(lam < floor))
     if num_floored:
         warnings.warn(
@@ -207,16 +298,20 @@ def fit_laplace(
             stacklevel=2,
         )
     lam = np.maximum(lam, floor)
-    root = B @ V / np.sqrt(lam)  # cov = root root^T
+    root = (B @ V / np.sqrt(lam)) / scale[:, None]  # cov = root root^T
     z = np.asarray(
         jax.random.normal(jax.random.PRNGKey(seed), (num_draws, root.shape[1])), dtype=np.float64
     )
-    draws = np.asarray(W0, dtype=np.float64).reshape(-1)[None] + z @ root.T
-    draws = draws.astype(np.asarray(W0).dtype).reshape((1, num_draws) + W0.shape)
+    flat = np.asarray(w0, dtype=np.float64)[None] + z @ root.T
+    draws = flat[:, : W0.size].astype(np.asarray(W0).dtype).reshape((1, num_draws) + W0.shape)
+    lapse = None
+    if model.learns_lapse:
+        lapse = (1.0 / (1.0 + np.exp(-flat[:, -1]))).astype(draws.dtype)[None]
     return LaplaceFit(
         model=model,
         data=data,
         draws=draws,
+        lapse=lapse,
         map_fit=init,
         mean=np.asarray(W0),
         cov=root @ root.T,

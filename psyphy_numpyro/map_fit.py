@@ -17,19 +17,27 @@ from .data import TrialData, as_trial_data
 from .errors import FitDivergedError, InvalidInput, InvalidType
 from .fits import MAPFit
 from .inference import engine
-from .inference.objective import MAP, init_state
+from .inference.objective import MAP, from_whitened, init_state
 from .model import WPPM
 from .progress import Progress, use_progress
-from .validation import as_key, check_int, check_params, check_real
+from .validation import as_key, check_int, check_real
 
 __all__ = ["MAPFit", "fit_map", "FitDivergedError", "resolve_model"]
 
 
-def resolve_model(data, model) -> tuple[TrialData, WPPM]:
-    """Coerce data, default the model to ``WPPM(input_dim=data's d)``, check they agree."""
+def resolve_model(data, model, *, check=True) -> tuple[TrialData, WPPM]:
+    """Coerce data, default the model to one with hyperparameters from the data, check they
+    agree.
+
+    ``model=None`` gives :func:`~psyphy_numpyro.hyperparameters.choose_hyperparameters`'
+    model (``WPPM.for_data``); a given model is kept as it is, with a warning when
+    its ``diag_term`` floor is above the thresholds the data imply (``check``).
+    """
+    from .hyperparameters import check_floor, choose_hyperparameters
+
     data = as_trial_data(data)
     if model is None:
-        model = WPPM(input_dim=data.input_dim)
+        return data, choose_hyperparameters(data).model
     if not isinstance(model, WPPM):
         raise InvalidType(f"model must be a psyphy_numpyro.WPPM, got {type(model).__name__}")
     if model.input_dim != data.input_dim:
@@ -37,6 +45,8 @@ def resolve_model(data, model) -> tuple[TrialData, WPPM]:
             f"data has stimulus dimension {data.input_dim} but the model has "
             f"input_dim={model.input_dim}"
         )
+    if check:
+        check_floor(data, model, stacklevel=4)
     return data, model
 
 
@@ -134,10 +144,12 @@ def _evaluate(model, num_samples, z, trials, key, bar, timings):
 
 
 def _first_bad(losses, z):
-    """Index of the first non-finite loss per member (or -1), non-finite weights last."""
+    """Index of the first non-finite loss per member (or -1), non-finite parameters last."""
     bad = ~np.isfinite(losses)
     first = np.where(bad.any(1), np.argmax(bad, 1), -1)
-    z_bad = ~np.isfinite(np.asarray(z)).reshape(len(first), -1).all(1)
+    z_bad = np.zeros(len(first), bool)
+    for leaf in jax.tree_util.tree_leaves(z):
+        z_bad |= ~np.isfinite(np.asarray(leaf)).reshape(len(first), -1).all(1)
     return np.where((first < 0) & z_bad, losses.shape[1] - 1, first)
 
 
@@ -172,7 +184,7 @@ def _take(tree, i):
 
 
 class _Run(NamedTuple):
-    z: np.ndarray  # (R, *weight_shape) final whitened weights per restart
+    z: dict  # unconstrained parameters per restart, leaves (R, ...)
     histories: np.ndarray  # (R, steps)
     losses: np.ndarray  # (R,) low-noise loss where the restart stopped (inf: failed)
     failures: list
@@ -194,19 +206,18 @@ def _fit_restarts(problem, trials, z0, keys, cfg, bar, timings, eval_key) -> _Ru
     bad = _first_bad(losses, states.z)
     failures = [f"restart {r} diverged at step {bad[r]}" for r in range(R) if bad[r] >= 0]
     bound, starts = _loss_bound(model, n), None
-    ev = _evaluate(model, cfg.eval_samples, jnp.asarray(states.z), batch, eval_key, bar,
-                   timings)
+    ev = _evaluate(model, cfg.eval_samples, states.z, batch, eval_key, bar, timings)
     ev = np.where(bad >= 0, np.inf, ev)
     for r in range(R):
         if bad[r] < 0 and not ev[r] <= bound:  # NaN too
             if starts is None:
-                starts = _evaluate(model, cfg.eval_samples, jnp.asarray(z0), batch,
+                starts = _evaluate(model, cfg.eval_samples, _stack(z0), batch,
                                    eval_key, bar, timings)
             why = _judge(ev[r], starts[r], bound, r)
             if why is not None:
                 failures.append(why)
                 ev[r] = np.inf
-    z = np.array(states.z)
+    z = jax.tree_util.tree_map(np.array, states.z)
     if cfg.screen_steps >= cfg.steps:
         best = int(np.argmin(ev)) if np.isfinite(ev).any() else None
         return _Run(z, histories, ev, failures, best)
@@ -218,13 +229,16 @@ def _fit_restarts(problem, trials, z0, keys, cfg, bar, timings, eval_key) -> _Ru
         histories[r, cfg.screen_steps :] = more[0]
         # evaluated in the screening program's shape (R copies): no second compile
         final = _evaluate(model, cfg.eval_samples,
-                          jnp.broadcast_to(state.z, (R,) + state.z.shape[1:]), batch,
-                          eval_key, bar, timings)[0]
+                          jax.tree_util.tree_map(
+                              lambda a: jnp.broadcast_to(a, (R,) + a.shape[1:]), state.z),
+                          batch, eval_key, bar, timings)[0]
         late = _first_bad(more, state.z)[0]
         why = (f"restart {r} diverged at step {cfg.screen_steps + late}" if late >= 0
                else _judge(final, ev[r], bound, r))
         if why is None:
-            z[r], ev[r] = np.asarray(state.z[0]), final
+            for name, leaf in state.z.items():
+                z[name][r] = np.asarray(leaf[0])
+            ev[r] = final
             return _Run(z, histories, ev, failures, int(r))
         failures.append(why)
         ev[r] = np.inf
@@ -274,7 +288,12 @@ def fit_map(
     ----------
     data : TrialData (or psyphy TrialData/ResponseData)
     model : WPPM, optional
-        Defaults to ``WPPM(input_dim=data.input_dim)``.
+        Default: ``WPPM.for_data(data)``, the default model with
+        ``variance_scale`` and ``diag_term`` chosen from the data by a quick
+        isotropic pre-fit (:mod:`psyphy_numpyro.hyperparameters`; what was
+        chosen and why is in ``fit.hyperparameters``). A given model is used
+        as it is; a ``RuntimeWarning`` says when its ``diag_term`` floor is
+        above the thresholds the data imply.
     steps : int
         Optimiser steps of the kept restart.
     optimizer : optax.GradientTransformation, optional
@@ -297,7 +316,9 @@ def fit_map(
         tqdm progress bar (compilation shown as its own phase). Default: on,
         unless the ``CI`` environment variable is set.
     init_params : dict, optional
-        ``{"W": ...}`` to start the first restart from (e.g. psyphy params).
+        ``{"W": ...}`` to start the first restart from (e.g. psyphy params),
+        with ``"lapse_rate"`` for a model that learns it (default: the prior
+        mean of the lapse rate).
     batch_size : int, "auto" or None
         Minibatch size (trials drawn uniformly each step, likelihood rescaled
         to the full data); ``None`` uses every trial every step. ``"auto"``
@@ -330,12 +351,18 @@ def fit_map(
         says what to try. A restart that fails this way is dropped with a
         warning when another one succeeds.
     """
-    data, model = resolve_model(data, model)
+    choice = None
+    if model is None:
+        from .hyperparameters import choose_hyperparameters
+
+        choice = choose_hyperparameters(data)
+        model = choice.model
+    data, model = resolve_model(data, model, check=choice is None)
     cfg = _check_settings(data, model, steps, optimizer, learning_rate, num_restarts,
                           batch_size, eval_samples, init_scale, screen_steps)
     root, seed = _root_key(seed, rng_key)
     if init_params is not None:  # last: the only check that builds a JAX array
-        init_params = {"W": check_params(init_params, model.weight_shape, "init_params")}
+        init_params = model.checked_params(init_params, "init_params", lapse_optional=True)
     problem = MAP(model, optimizer, cfg.batch_size)
     t_start = time.perf_counter()
     z0, keys = [], []
@@ -353,10 +380,12 @@ def fit_map(
     finally:
         bar.close()
     timings["total"] = time.perf_counter() - t_start
-    sd = jnp.asarray(model.prior_std(), jnp.result_type(float))
-    starts = [init_params if r == 0 and init_params is not None else {"W": sd * z}
-              for r, z in enumerate(z0)]
-    return _finish(run, problem, data, starts, cfg, seed, timings)
+    starts = [from_whitened(model, z) for z in z0]
+    if init_params is not None:  # exactly as given (a lapse rate it lacks: the prior mean)
+        starts[0] = {**starts[0], **init_params}
+    fit = _finish(run, problem, data, starts, cfg, seed, timings)
+    fit.hyperparameters = None if choice is None else choice.to_dict()
+    return fit
 
 
 def _finish(run: _Run, problem, data, starts, cfg, seed, timings) -> MAPFit:
@@ -380,11 +409,10 @@ def _finish(run: _Run, problem, data, starts, cfg, seed, timings) -> MAPFit:
             RuntimeWarning,
             stacklevel=3,
         )
-    sd = np.asarray(model.prior_std())
     best = run.best
-    W = jnp.asarray(sd * run.z[best], dtype=jnp.result_type(float))
+    params = from_whitened(model, {k: jnp.asarray(v[best]) for k, v in run.z.items()})
     return MAPFit(
-        params={"W": W},
+        params=params,
         model=model,
         data=data,
         loss_history=run.histories[best],

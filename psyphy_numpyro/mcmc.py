@@ -21,7 +21,7 @@ from .map_fit import _check_count, fit_map, resolve_model
 from .model import wppm_model
 from .posterior import MCMCFit
 from .progress import use_progress
-from .validation import check_params, check_real, seed_from
+from .validation import check_real, seed_from
 
 __all__ = ["fit_mcmc", "surrogate_noise"]
 
@@ -113,6 +113,7 @@ def fit_mcmc(
     For the most precise sampling enable float64 before any JAX work:
     ``jax.config.update("jax_enable_x64", True)``.
     """
+    given = model
     data, model = resolve_model(data, model)
     num_warmup = _check_count("num_warmup", num_warmup, lo=1)
     num_samples = _check_count("num_samples", num_samples)
@@ -135,15 +136,18 @@ def fit_mcmc(
     noise = surrogate_noise(surrogate_model, bucket_size(len(data)), surrogate_samples, seed)
 
     show = use_progress(progress)
-    init_fit, W0 = _start(init, data, model, map_steps, seed, show)
+    init_fit, params0 = _start(init, data, model, given, map_steps, seed, show)
+    W0 = params0["W"]
     trials = pad_trials(data, noise.shape[0])
     settings = (num_warmup, num_samples, num_chains, chain_method, target_accept_prob,
                 dense_mass, max_tree_depth, show)
-    mcmc, draws = _run_nuts(surrogate_model, settings, trials, noise, W0, init_jitter, seed)
+    mcmc, draws, lapse = _run_nuts(surrogate_model, settings, trials, noise, params0,
+                                   init_jitter, seed)
     fit = MCMCFit(
         model=model,
         data=data,
         draws=draws,
+        lapse=lapse,
         mcmc=mcmc,
         surrogate={
             "num_samples": surrogate_samples,
@@ -158,9 +162,9 @@ def fit_mcmc(
 
 def _check_init(init, model):
     if isinstance(init, dict):
-        check_params(init, model.weight_shape, "init")
+        model.checked_params(init, "init", lapse_optional=True)
     elif isinstance(init, MAPFit):
-        check_params(init.params, model.weight_shape, "init.params")
+        model.checked_params(init.params, "init.params")
     elif init is not None:
         raise InvalidType(
             f"init must be a MAPFit, a dict {{'W': ...}} or None, got {type(init).__name__}"
@@ -176,22 +180,35 @@ def _surrogate_bandwidth(model, surrogate_samples, bandwidth):
     return check_real("surrogate_bandwidth", bandwidth, 0.0)
 
 
-def _start(init, data, model, map_steps, seed, show):
-    """``(init_fit, W0)``: the MAP fit the chains start from (made if needed) and its W."""
+def _start(init, data, model, given, map_steps, seed, show):
+    """``(init_fit, params0)``: the MAP fit the chains start from (made if needed; of the
+    ``given`` model, None: chosen from the data) and its parameters (a learned lapse rate
+    missing from a dict start: the prior mean)."""
     if init is None:
-        init = fit_map(data, model, steps=map_steps, num_restarts=2, seed=seed, progress=show)
-    if isinstance(init, MAPFit):
-        return init, jnp.asarray(init.params["W"])
-    return None, jnp.asarray(init["W"])
+        init = fit_map(data, given, steps=map_steps, num_restarts=2, seed=seed, progress=show)
+    fit, params = (init, init.params) if isinstance(init, MAPFit) else (None, init)
+    params = model.checked_params(params, "init", lapse_optional=True)
+    if model.learns_lapse and "lapse_rate" not in params:
+        a, b = model.lapse_prior
+        params["lapse_rate"] = jnp.asarray(a / (a + b))
+    return fit, params
 
 
-def _run_nuts(surrogate_model, settings, trials, noise, W0, init_jitter, seed):
-    """Run the (cached) sampler from jittered copies of ``W0``; ``(mcmc, draws)``."""
+def _run_nuts(surrogate_model, settings, trials, noise, params0, init_jitter, seed):
+    """Run the (cached) sampler from jittered copies of ``params0``;
+    ``(mcmc, W draws, lapse draws or None)``."""
     num_chains = settings[2]
+    W0 = params0["W"]
     k_jit, k_run = jax.random.split(jax.random.PRNGKey(seed))
     sd = jnp.asarray(surrogate_model.prior_std(), dtype=W0.dtype)
     jitter = init_jitter * sd * jax.random.normal(k_jit, (num_chains,) + W0.shape, W0.dtype)
     W_init = W0[None] + jitter
+    init_params = {"W": W_init if num_chains > 1 else W_init[0]}
+    if surrogate_model.learns_lapse:  # NUTS starts in unconstrained space: the logit
+        lam = jnp.clip(jnp.asarray(params0["lapse_rate"], W0.dtype), 1e-4, 1 - 1e-4)
+        u = jnp.log(lam / (1 - lam)) + init_jitter * jax.random.normal(
+            jax.random.fold_in(k_jit, 1), (num_chains,), W0.dtype)
+        init_params["lapse_rate"] = u if num_chains > 1 else u[0]
     mcmc = _sampler(surrogate_model, settings)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="There are not enough devices")
@@ -201,25 +218,28 @@ def _run_nuts(surrogate_model, settings, trials, noise, W0, init_jitter, seed):
             trials.responses,
             noise=noise,
             weights=trials.weights,
-            init_params={"W": W_init if num_chains > 1 else W_init[0]},
+            init_params=init_params,
             extra_fields=("num_steps", "accept_prob", "energy", "adapt_state.step_size",
                           "potential_energy"),
         )
     mcmc = copy.copy(mcmc)  # this run's draws and fields; the cached sampler moves on
-    draws = np.asarray(mcmc.get_samples(group_by_chain=True)["W"])
-    if not np.all(np.isfinite(draws)):
+    samples = mcmc.get_samples(group_by_chain=True)
+    draws = np.asarray(samples["W"])
+    lapse = np.asarray(samples["lapse_rate"]) if "lapse_rate" in samples else None
+    if not np.all(np.isfinite(draws)) or (lapse is not None and not np.isfinite(lapse).all()):
         raise FitFailedError(
             "fit_mcmc: NUTS produced non-finite draws of W; try init=fit_map(...) as the "
             "starting point, a higher target_accept_prob (e.g. 0.95), or a larger "
             "model.diag_term"
         )
-    return mcmc, draws
+    return mcmc, draws, lapse
 
 
 def _surrogate_error(model, surrogate_model, W0, trials, noise, seed) -> float:
-    """RMS error of the surrogate's p(correct) against a high-sample estimate at ``W0``."""
+    """RMS error of the surrogate's perceptual p(correct) against a high-sample estimate at
+    ``W0``."""
     ref, comp = trials.stimuli[:, 0], trials.stimuli[:, 1]
-    p_ref = model.p_correct({"W": W0}, ref, comp, key=seed + 1,
+    p_ref = model.replace(lapse_rate=0.0).p_correct({"W": W0}, ref, comp, key=seed + 1,
                             num_samples=max(2048, 8 * model.num_samples))
     return float(_rms_error(surrogate_model, W0, ref, comp, noise, p_ref, trials.weights))
 

@@ -15,9 +15,9 @@ import numpyro.distributions as dist
 from . import estimators, field
 from . import noise as _noise
 from .errors import InvalidInput
-from .validation import as_key, check_int, check_params, check_points, check_real
+from .validation import _concrete, as_key, check_int, check_params, check_points, check_real
 
-__all__ = ["WPPM", "wppm_model"]
+__all__ = ["WPPM", "wppm_model", "with_lapse"]
 
 
 def _check_pos(name, value, *, allow_zero=False):
@@ -51,6 +51,18 @@ class WPPM:
         p(correct) estimator (see :mod:`psyphy_numpyro.estimators`). The first
         three estimate the same expectation; ``"cv"`` is the most accurate per
         sample. ``"table"`` is the deterministic equal-covariance surrogate.
+    lapse_rate : float or "learn"
+        Probability ``lapse`` that the observer responds at random on a
+        trial (then correct with probability 1/3): the response probability
+        is ``(1 - lapse) p + lapse / 3`` with ``p`` the perceptual p(correct).
+        A number in ``[0, 0.5)`` fixes it (``0``, the default, is the model
+        without lapses); ``"learn"`` makes it a parameter: a NumPyro sample
+        site ``"lapse_rate"`` with prior ``Beta(*lapse_prior)``, estimated by
+        every fit and returned in ``params["lapse_rate"]``.
+    lapse_prior : (float, float)
+        ``(a, b)`` of the Beta prior of a learned lapse rate. The default
+        ``(2, 50)`` has mean 0.038, mode 0.02 and puts 95% of its mass below
+        0.09: lapses of a few percent, as psychophysics observers show.
 
     Examples
     --------
@@ -70,6 +82,8 @@ class WPPM:
     num_samples: int = 64
     bandwidth: float = 1e-2
     estimator: str = "cv"
+    lapse_rate: float | str = 0.0
+    lapse_prior: tuple[float, float] = (2.0, 50.0)
 
     def __post_init__(self):
         check_int("input_dim", self.input_dim, 1, 3)
@@ -81,6 +95,19 @@ class WPPM:
         _check_pos("diag_term", self.diag_term, allow_zero=True)
         _check_pos("bandwidth", self.bandwidth)
         estimators.get(self.estimator)  # a clear error for an unknown name
+        if isinstance(self.lapse_rate, str):
+            if self.lapse_rate != "learn":
+                raise InvalidInput(
+                    f'lapse_rate must be a number in [0, 0.5) or "learn", got {self.lapse_rate!r}')
+        else:
+            check_real("lapse_rate", self.lapse_rate, 0.0, 0.5, lo_closed=True)
+            object.__setattr__(self, "lapse_rate", float(self.lapse_rate))
+        prior = self.lapse_prior
+        if (not isinstance(prior, tuple | list) or len(prior) != 2):
+            raise InvalidInput(f"lapse_prior must be a pair (a, b) of Beta parameters, got "
+                               f"{prior!r}")
+        a, b = (check_real(f"lapse_prior[{i}]", v, 0.0) for i, v in enumerate(prior))
+        object.__setattr__(self, "lapse_prior", (float(a), float(b)))
 
     # -- shapes and prior ----------------------------------------------------
     @property
@@ -92,6 +119,31 @@ class WPPM:
     def weight_shape(self) -> tuple[int, ...]:
         """Shape of ``W``: ``(K+1,)*d + (d, d+e)``."""
         return field.weight_shape(self.input_dim, self.basis_degree, self.extra_dims)
+
+    @classmethod
+    def for_data(cls, data, **settings) -> WPPM:
+        """A model whose ``variance_scale`` and ``diag_term`` are chosen from the data.
+
+        A quick isotropic pre-fit per cell of reference space measures the
+        observer's threshold scale (see :mod:`psyphy_numpyro.hyperparameters`);
+        ``variance_scale`` matches the prior's typical ``Sigma`` to it and
+        ``diag_term`` puts the threshold floor at a quarter of the smallest
+        cell threshold. Other ``settings`` (``basis_degree``, ``lapse_rate``
+        ...) are passed on; a ``variance_scale`` or ``diag_term`` given here is
+        kept. What :func:`~psyphy_numpyro.fit_map` chooses when it is given no
+        model.
+
+        Examples
+        --------
+        >>> model = pn.WPPM.for_data(data, lapse_rate="learn")  # doctest: +SKIP
+        """
+        from .data import as_trial_data
+        from .hyperparameters import choose_hyperparameters
+
+        data = as_trial_data(data)
+        settings.setdefault("input_dim", data.input_dim)
+        fixed = [k for k in ("variance_scale", "diag_term") if k in settings]
+        return choose_hyperparameters(data, cls(**settings), fixed=fixed).model
 
     def replace(self, **changes) -> WPPM:
         """A copy with some settings changed (``dataclasses.replace``)."""
@@ -107,6 +159,61 @@ class WPPM:
             self.decay_rate,
         )
 
+    @property
+    def learns_lapse(self) -> bool:
+        """``True`` when ``lapse_rate="learn"`` (a ``"lapse_rate"`` parameter)."""
+        return self.lapse_rate == "learn"
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """Keys of ``params``: ``("W",)``, plus ``"lapse_rate"`` when it is learned."""
+        return ("W", "lapse_rate") if self.learns_lapse else ("W",)
+
+    def lapse_prior_dist(self) -> dist.Distribution:
+        """``Beta(*lapse_prior)``, the prior of a learned lapse rate."""
+        return dist.Beta(*self.lapse_prior)
+
+    def lapse_of(self, params):
+        """The lapse rate of ``params``: ``params["lapse_rate"]`` when learned, else the
+        fixed ``lapse_rate`` (checked: a learned one must be in (0, 0.5))."""
+        if not self.learns_lapse:
+            if isinstance(params, dict) and "lapse_rate" in params:
+                raise InvalidInput(
+                    f'params has a "lapse_rate" but the model fixes lapse_rate='
+                    f"{self.lapse_rate:g}; use WPPM(lapse_rate=\"learn\") to fit it or "
+                    "drop it from params"
+                )
+            return self.lapse_rate
+        if not isinstance(params, dict) or "lapse_rate" not in params:
+            raise InvalidInput(
+                'the model learns its lapse rate (lapse_rate="learn"), so params needs a '
+                '"lapse_rate" entry next to "W"'
+            )
+        lam = params["lapse_rate"]
+        if _concrete(lam):
+            arr = np.asarray(lam, dtype=float)
+            if arr.shape != () or not (0.0 <= float(arr) < 1.0):
+                raise InvalidInput(
+                    f'params["lapse_rate"] must be a scalar in [0, 1), got {lam!r}')
+        return jnp.asarray(lam)
+
+    def checked_params(self, params, name: str = "params", *, lapse_optional: bool = False):
+        """``params`` checked and as JAX arrays: ``{"W": ...}`` plus ``"lapse_rate"`` when
+        the model learns it.
+
+        ``lapse_optional=True`` accepts params without a lapse rate for a
+        learning model (a start point, e.g. psyphy's ``{"W": ...}``); the
+        result then has ``"W"`` only.
+        """
+        W = check_params(params, self.weight_shape, name)
+        if self.learns_lapse and lapse_optional and "lapse_rate" not in params:
+            return {"W": W}
+        try:
+            lapse = self.lapse_of(params)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{name}: {exc}") from None
+        return {"W": W, "lapse_rate": lapse} if self.learns_lapse else {"W": W}
+
     def prior(self) -> dist.Distribution:
         """The prior of ``W`` as one NumPyro distribution (event shape ``weight_shape``)."""
         return dist.Normal(0.0, jnp.asarray(self.prior_std())).to_event(len(self.weight_shape))
@@ -119,7 +226,10 @@ class WPPM:
         key : jax PRNG key or int seed
         """
         key = as_key(key)
-        return {"W": jnp.asarray(self.prior_std()) * jax.random.normal(key, self.weight_shape)}
+        W = jnp.asarray(self.prior_std()) * jax.random.normal(key, self.weight_shape)
+        if not self.learns_lapse:
+            return {"W": W}
+        return {"W": W, "lapse_rate": self.lapse_prior_dist().sample(jax.random.fold_in(key, 1))}
 
     @property
     def estimator_object(self) -> estimators.Estimator:
@@ -177,7 +287,8 @@ class WPPM:
         x = check_points(x, self.input_dim, "x")
         return field.covariance_field(W, x, self.diag_term)
 
-    def p_correct(self, params, ref, comparison, *, key=None, noise=None, num_samples=None):
+    def p_correct(self, params, ref, comparison, *, key=None, noise=None, num_samples=None,
+                  include_lapse=False):
         """Estimated p(correct) of oddity trials.
 
         Parameters
@@ -191,12 +302,16 @@ class WPPM:
             Fixed standard normals (e.g. from :meth:`draw_noise`).
         num_samples : int, optional
             Overrides the configured sample count when drawing noise.
+        include_lapse : bool
+            ``False`` (default): the perceptual p(correct); ``True``: the
+            response probability ``(1 - lapse) p + lapse / 3``.
 
         Returns
         -------
         array (...,) in (0, 1)
         """
         W = check_params(params, self.weight_shape)
+        lapse = self.lapse_of(params)
         ref = check_points(ref, self.input_dim, "ref")
         comparison = check_points(comparison, self.input_dim, "comparison")
         ref, comparison = jnp.broadcast_arrays(ref, comparison)
@@ -207,7 +322,8 @@ class WPPM:
             noise = self.fresh_noise(as_key(key), ref.shape[:-1], num_samples)
         else:
             noise = jnp.asarray(noise)
-        return _p_correct_jit(self, W, ref, comparison, noise)
+        p = _p_correct_jit(self, W, ref, comparison, noise)
+        return with_lapse(p, lapse) if include_lapse else p
 
     def log_likelihood(self, params, data, *, key=0, num_samples=None, chunk_size=4096):
         """Pointwise Bernoulli log-likelihood of every trial, shape ``(N,)``.
@@ -225,6 +341,7 @@ class WPPM:
                 f"input_dim={self.input_dim}"
             )
         W = check_params(params, self.weight_shape)
+        lapse = self.lapse_of(params)
         return _chunked_loglik(
             self,
             W,
@@ -233,6 +350,7 @@ class WPPM:
             as_key(key),
             self._samples(num_samples),
             check_int("chunk_size", chunk_size, 1),
+            None if not self.learns_lapse else lapse,
         )
 
     # -- unvalidated, jittable core -----------------------------------------
@@ -240,19 +358,48 @@ class WPPM:
         """Jittable p(correct) given ``W`` and explicit noise (no input checks)."""
         return self.estimator_object.p_correct(self, W, ref, comparison, noise)
 
-    def log_likelihood_from_weights(self, W, stimuli, responses, noise):
-        """Pointwise Bernoulli log-likelihood (jittable), shape ``(N,)``."""
+    def response_p(self, p, lapse=None):
+        """Response probability from perceptual ``p``: ``(1 - lapse) p + lapse / 3``.
+
+        ``lapse=None`` uses the fixed ``lapse_rate`` (a learned one must be
+        passed); a fixed ``0`` returns ``p`` itself, so that model is exactly
+        the lapse-free one.
+        """
+        if lapse is None:
+            if self.learns_lapse:
+                raise InvalidInput("this model learns its lapse rate: pass lapse=...")
+            lapse = self.lapse_rate
+        return with_lapse(p, lapse)
+
+    def log_likelihood_from_weights(self, W, stimuli, responses, noise, lapse=None):
+        """Pointwise Bernoulli log-likelihood (jittable), shape ``(N,)``.
+
+        ``lapse``: the lapse rate (required when it is learned; default the
+        fixed ``lapse_rate``).
+        """
         p = self.p_correct_from_weights(W, stimuli[:, 0], stimuli[:, 1], noise)
+        p = self.response_p(p, lapse)
         y = responses.astype(p.dtype)
         return y * jnp.log(p) + (1.0 - y) * jnp.log1p(-p)
+
+
+def with_lapse(p, lapse):
+    """``(1 - lapse) p + lapse / 3`` (``p`` itself for a Python ``0``)."""
+    if isinstance(lapse, float | int) and lapse == 0:
+        return p
+    lapse = jnp.asarray(lapse, p.dtype)
+    return (1.0 - lapse) * p + lapse / 3.0
 
 
 _p_correct_jit = jax.jit(WPPM.p_correct_from_weights, static_argnums=0)
 
 
 @partial(jax.jit, static_argnums=(0, 5, 6))
-def _chunked_loglik(config, W, stimuli, responses, key, num_samples, chunk_size):
-    """Pointwise log-likelihood, chunk by chunk with ``lax.map`` (jittable)."""
+def _chunked_loglik(config, W, stimuli, responses, key, num_samples, chunk_size, lapse=None):
+    """Pointwise log-likelihood, chunk by chunk with ``lax.map`` (jittable).
+
+    ``lapse``: the lapse rate when the model learns it (``None``: the fixed one).
+    """
     n = stimuli.shape[0]
     chunk = min(chunk_size, n)
     n_chunks = -(-n // chunk)
@@ -265,7 +412,7 @@ def _chunked_loglik(config, W, stimuli, responses, key, num_samples, chunk_size)
     def one(args):
         i, s, yy = args
         noise = config.fresh_noise(jax.random.fold_in(key, i), (chunk,), num_samples, W.dtype)
-        return config.log_likelihood_from_weights(W, s, yy, noise)
+        return config.log_likelihood_from_weights(W, s, yy, noise, lapse)
 
     out = jax.lax.map(one, (jnp.arange(n_chunks), stim, y))
     return out.reshape(-1)[:n]
@@ -295,9 +442,11 @@ def wppm_model(stimuli, responses=None, *, config: WPPM, noise=None, subsample_s
                weights=None):
     """The WPPM as a NumPyro model.
 
-    Sample sites: ``"W"`` (weights, prior from ``config``) and ``"y"``
-    (Bernoulli responses, observed when ``responses`` is given) inside the
-    ``"trials"`` plate.
+    Sample sites: ``"W"`` (weights, prior from ``config``), ``"lapse_rate"``
+    (only when ``config.lapse_rate == "learn"``; prior
+    ``Beta(*config.lapse_prior)``) and ``"y"`` (Bernoulli responses with
+    probability ``(1 - lapse) p + lapse / 3``, observed when ``responses`` is
+    given) inside the ``"trials"`` plate.
 
     Parameters
     ----------
@@ -324,6 +473,8 @@ def wppm_model(stimuli, responses=None, *, config: WPPM, noise=None, subsample_s
     """
     n = stimuli.shape[0]
     W = numpyro.sample("W", config.prior())
+    lapse = numpyro.sample("lapse_rate", config.lapse_prior_dist()) if config.learns_lapse \
+        else None
     with numpyro.plate("trials", n, subsample_size=subsample_size) as idx:
         sub = subsample_size is not None
         stim = stimuli[idx] if sub else stimuli
@@ -341,7 +492,8 @@ def wppm_model(stimuli, responses=None, *, config: WPPM, noise=None, subsample_s
             eps = config.fresh_noise(key, (stim.shape[0],), dtype=W.dtype)
         else:
             eps = _take_trials(noise, idx) if sub else noise
-        p = config.p_correct_from_weights(W, stim[:, 0], stim[:, 1], eps)
+        p = config.response_p(config.p_correct_from_weights(W, stim[:, 0], stim[:, 1], eps),
+                              lapse)
         obs = None
         if responses is not None:
             obs = responses[idx] if sub else responses

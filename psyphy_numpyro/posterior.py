@@ -104,7 +104,7 @@ class MCMCFit(PosteriorFit):
         if "sample_stats" in set(src.idata.groups()):
             stats = {k: v.values for k, v in src.idata.sample_stats.data_vars.items()}
         return cls(
-            model=src.model, data=src.data, draws=src.draws, mcmc=None,
+            model=src.model, data=src.data, draws=src.draws, lapse=src.lapse, mcmc=None,
             surrogate=json.loads(src.extra.attrs.get("mcmc_surrogate", "{}")),
             init_fit=MAPFit.restore_nested(src, "init_"), sample_stats=stats,
         )
@@ -120,8 +120,10 @@ class LaplaceFit(PosteriorFit):
     mean : numpy array (*weight_shape)
         The MAP weights.
     cov : numpy array (P, P)
-        Covariance of the flattened weights (inverse Hessian, with
-        eigenvalues floored, see :func:`fit_laplace`).
+        Covariance of the flattened weights (inverse curvature, with
+        eigenvalues floored, see :func:`fit_laplace`); with a learned lapse
+        rate ``(P + 1, P + 1)``, the last coordinate being ``logit(lapse)``
+        (the Gaussian lives on the logit, so every draw is in (0, 1)).
     num_floored : int
         How many curvature eigenvalues were raised to the floor.
     curvature : str
@@ -166,7 +168,7 @@ class LaplaceFit(PosteriorFit):
     def _restore(cls, src):
         attrs = src.extra.attrs
         return cls(
-            model=src.model, data=src.data, draws=src.draws,
+            model=src.model, data=src.data, draws=src.draws, lapse=src.lapse,
             map_fit=MAPFit.restore_nested(src, "map_"),
             mean=fitfile.value(src.extra, "laplace_mean"),
             cov=fitfile.value(src.extra, "laplace_cov"),

@@ -66,7 +66,8 @@ DEFAULT_READOUT_SAMPLES = 1024
 # helpers
 # ---------------------------------------------------------------------------
 def _fit_weights(fit):
-    """``(model, W, point)``: the draws of ``W`` of any fit, ``(num_draws, *weight_shape)``.
+    """``(model, W, point, lapse)``: the draws of ``W`` of any fit, ``(num_draws,
+    *weight_shape)``, and its lapse rate (a float, or ``(num_draws,)`` when learned).
 
     A ``(model, params)`` pair (e.g. a ground-truth field) is read as a point fit.
     """
@@ -77,7 +78,7 @@ def _fit_weights(fit):
             "fit must be a fit (MAPFit, MCMCFit, LaplaceFit, PosteriorFit) or a "
             f"(WPPM, params) pair, got {type(fit).__name__}"
         )
-    return fit.model, fit.weights(), fit.point
+    return fit.model, fit.weights(), fit.point, fit.lapse_rates()
 
 
 def _num_samples(model, num_samples):
@@ -99,7 +100,8 @@ def _curves(model, Ws, ref, comp, noise):
     return jax.lax.map(lambda w: model.p_correct_from_weights(w, ref, comp, noise), Ws)
 
 
-def psychometric(fit, ref, direction, distances, *, key=0, num_samples=None):
+def psychometric(fit, ref, direction, distances, *, key=0, num_samples=None,
+                 include_lapse: bool = False):
     """p(correct) along the ray ``ref + t * direction / |direction|``.
 
     Parameters
@@ -116,6 +118,10 @@ def psychometric(fit, ref, direction, distances, *, key=0, num_samples=None):
         the curve is a smooth deterministic function of ``t``.
     num_samples : int, optional
         Estimator samples (default ``max(model.num_samples, 1024)``).
+    include_lapse : bool
+        ``False`` (default): the perceptual p(correct), what the field
+        implies; ``True``: the response probability ``(1 - lapse) p + lapse / 3``
+        with the fit's lapse rate (what the observer's responses follow).
 
     Returns
     -------
@@ -127,7 +133,7 @@ def psychometric(fit, ref, direction, distances, *, key=0, num_samples=None):
     ValueError
         Bad shapes, a zero direction, or a point of the ray outside ``[-1, 1]^d``.
     """
-    model, W, point = _fit_weights(fit)
+    model, W, point, lapse = _fit_weights(fit)
     d = model.input_dim
     ref = np.asarray(check_points(ref, d, "ref"), dtype=float)
     if ref.shape != (d,):
@@ -157,7 +163,11 @@ def psychometric(fit, ref, direction, distances, *, key=0, num_samples=None):
     noise = _fixed_noise(model, key, num_samples)
     comp = jnp.asarray(np.clip(pts, -1.0, 1.0), W.dtype)
     ref_j = jnp.asarray(ref, W.dtype)
-    out = np.asarray(_curves(model, W, ref_j, comp, noise))
+    out = _curves(model, W, ref_j, comp, noise)
+    if include_lapse:
+        lam = jnp.reshape(jnp.asarray(lapse, W.dtype), (-1, 1))
+        out = (1.0 - lam) * out + lam / 3.0
+    out = np.asarray(out)
     return out[0] if point else out
 
 
@@ -211,9 +221,10 @@ def _bisect(model, W, origin, u, t_max, noise, target, num_iter):
 
 
 @partial(jax.jit, static_argnums=(0, 7))
-def _lengths_draws(model, Ws, origin, u, t_max, noise, target, num_iter):
+def _lengths_draws(model, Ws, origin, u, t_max, noise, targets, num_iter):
+    """Crossing lengths per draw; ``targets`` (num_draws,) is each draw's perceptual target."""
     return jax.lax.map(
-        lambda w: _bisect(model, w, origin, u, t_max, noise, target, num_iter), Ws
+        lambda a: _bisect(model, a[0], origin, u, t_max, noise, a[1], num_iter), (Ws, targets)
     )
 
 
@@ -265,6 +276,7 @@ def thresholds(
     tol: float = 1e-4,
     level: float = 0.9,
     num_draws: int | None = None,
+    include_lapse: bool = False,
 ) -> Thresholds:
     """Threshold contours: where p(correct) crosses ``target`` around each reference.
 
@@ -300,6 +312,11 @@ def thresholds(
         Central probability of the credible interval (draw-based fits).
     num_draws : int, optional
         Use only this many posterior draws (evenly thinned); default all.
+    include_lapse : bool
+        ``False`` (default): the contour of the perceptual p(correct) (the
+        observer's thresholds, free of lapses); ``True``: of the response
+        probability ``(1 - lapse) p + lapse / 3`` (each draw with its own lapse
+        rate), i.e. the perceptual contour at ``(target - lapse / 3) / (1 - lapse)``.
 
     Returns
     -------
@@ -313,7 +330,7 @@ def thresholds(
         References outside the domain, wrong shapes, or a bad ``target``,
         ``tol``, ``max_distance`` or ``level``.
     """
-    model, W, point = _fit_weights(fit)
+    model, W, point, lapse = _fit_weights(fit)
     d = model.input_dim
     refs = _check_refs(refs, d)
     target = check_real("target", target, 1.0 / 3.0, 1.0)
@@ -326,8 +343,17 @@ def thresholds(
         num_draws = check_int("num_draws", num_draws, 1)
     num_samples = _num_samples(model, num_samples)
     key = as_key(key)
+    lapse = np.broadcast_to(np.asarray(lapse if include_lapse else 0.0, float), W.shape[:1])
     if num_draws is not None and num_draws < W.shape[0]:
-        W = W[np.linspace(0, W.shape[0] - 1, num_draws).round().astype(int)]
+        keep = np.linspace(0, W.shape[0] - 1, num_draws).round().astype(int)
+        W, lapse = W[keep], lapse[keep]
+    targets = (target - lapse / 3.0) / (1.0 - lapse)  # the perceptual level of each draw
+    if np.any(targets >= 1.0):
+        raise InvalidInput(
+            f"target={target:.4g} is above the highest response probability the fit's lapse "
+            f"rate allows ({1 - lapse.max() * 2 / 3:.4g}); lower target or use "
+            "include_lapse=False"
+        )
 
     R, D = len(refs), len(dirs)
     origin = np.repeat(refs, D, axis=0)  # (R*D, d), reference-major
@@ -345,7 +371,7 @@ def thresholds(
         jnp.asarray(u, dt),
         jnp.asarray(t_max, dt),
         noise.astype(dt),
-        jnp.asarray(target, dt),
+        jnp.asarray(targets, dt),
         num_iter,
     )
     lengths = np.asarray(_lengths_draws(model, W, *args), dtype=float).reshape(-1, R, D)

@@ -91,8 +91,8 @@ def test_refits_share_their_noise_so_only_resampling_spreads_them(tiny):
     from psyphy_numpyro.bootstrap import _refit
 
     fit = tiny
-    W, kept = _refit(QUICK, fit.data, fit.map_fit, np.ones((6, 200), np.int64), 30, 0.02,
-                     None, 4, False)
+    W, _, kept = _refit(QUICK, fit.data, fit.map_fit, np.ones((6, 200), np.int64), 30, 0.02,
+                        None, 4, False)
     assert kept.all() and W.shape == (1, 6) + QUICK.weight_shape
     for k in range(1, 6):
         np.testing.assert_array_equal(W[0, 0], W[0, k])

@@ -36,7 +36,7 @@ import optax
 from ..data import as_trial_data
 from ..errors import InvalidInput, InvalidType
 from ..model import WPPM, _chunked_loglik
-from ..validation import as_key, check_int, check_params, check_real
+from ..validation import as_key, check_int, check_real
 
 __all__ = [
     "Trials",
@@ -45,6 +45,8 @@ __all__ = [
     "bucket_size",
     "pad_trials",
     "negative_log_posterior",
+    "to_whitened",
+    "from_whitened",
     "whitened_adam",
     "set_schedule",
 ]
@@ -76,8 +78,10 @@ class MAPState(NamedTuple):
 
     Attributes
     ----------
-    z : array (*weight_shape)
-        Whitened weights, ``W = prior_std * z``.
+    z : dict
+        The unconstrained parameters (see :func:`to_whitened`): ``"W"``, the
+        whitened weights (``W = prior_std * z["W"]``), and, when the model
+        learns its lapse rate, ``"lapse_rate"``, its logit.
     opt_state : optax state
     rng_key : PRNG key
         Consumed one split per step (Monte Carlo noise, minibatches).
@@ -138,10 +142,59 @@ def _prior_std(model: WPPM, dtype):
     return jnp.asarray(model.prior_std(), dtype)
 
 
+def to_whitened(model: WPPM, params: dict, dtype=None) -> dict:
+    """The unconstrained coordinates ``z`` of (checked) params.
+
+    ``z["W"] = W / prior_std`` (the prior is ``N(0, I)`` in it) and, for a
+    learned lapse rate, ``z["lapse_rate"] = logit(lapse)`` (the prior mean of
+    the lapse rate when ``params`` has none).
+    """
+    dtype = dtype or jnp.result_type(float)
+    sd = np.asarray(model.prior_std(), np.float64)
+    z = {"W": jnp.asarray(np.asarray(params["W"], np.float64) / sd, dtype)}
+    if model.learns_lapse:
+        a, b = model.lapse_prior
+        lam = float(np.asarray(params.get("lapse_rate", a / (a + b))))
+        lam = min(max(lam, 1e-6), 1 - 1e-6)
+        z["lapse_rate"] = jnp.asarray(math.log(lam / (1 - lam)), dtype)
+    return z
+
+
+def from_whitened(model: WPPM, z: dict) -> dict:
+    """``params`` (psyphy's layout, plus ``"lapse_rate"``) from unconstrained ``z`` (jittable;
+    a batch of ``z`` gives a batch of params)."""
+    W, lapse = _unwhiten(model, z)
+    return {"W": W} if lapse is None else {"W": W, "lapse_rate": lapse}
+
+
+def _as_z(model: WPPM, z) -> dict:
+    """``z`` as a dict: a bare array is the whitened ``W`` of a model without a learned lapse."""
+    if isinstance(z, dict):
+        return z
+    if model.learns_lapse:
+        raise InvalidType('this model learns its lapse rate: z must be a dict with "W" and '
+                          '"lapse_rate" (see to_whitened)')
+    return {"W": z}
+
+
+def _unwhiten(model: WPPM, z):
+    """``(W, lapse or None)`` of ``z``."""
+    z = _as_z(model, z)
+    W = _prior_std(model, z["W"].dtype) * z["W"]
+    return W, (jax.nn.sigmoid(z["lapse_rate"]) if model.learns_lapse else None)
+
+
 def _log_prior(model: WPPM, z):
-    """``log N(W; 0, prior_std)`` at ``W = prior_std * z`` (normalised, in W)."""
-    sd = _prior_std(model, z.dtype)
-    return jnp.sum(-0.5 * z**2 - jnp.log(sd) - 0.5 * math.log(2 * math.pi))
+    """Log prior density at ``z``: ``N(W; 0, prior_std)`` (normalised, in W) and, when
+    learned, ``Beta(lapse; *lapse_prior)`` (a density in the lapse rate, as in the
+    NumPyro model: the objective's optimum is the MAP of ``(W, lapse)``)."""
+    z = _as_z(model, z)
+    zw = z["W"]
+    sd = _prior_std(model, zw.dtype)
+    out = jnp.sum(-0.5 * zw**2 - jnp.log(sd) - 0.5 * math.log(2 * math.pi))
+    if model.learns_lapse:
+        out = out + model.lapse_prior_dist().log_prob(jax.nn.sigmoid(z["lapse_rate"]))
+    return out
 
 
 def negative_log_posterior(model: WPPM, z, trials: Trials, rng_key, batch_size=None):
@@ -150,8 +203,9 @@ def negative_log_posterior(model: WPPM, z, trials: Trials, rng_key, batch_size=N
     Parameters
     ----------
     model : WPPM
-    z : array (*weight_shape)
-        Whitened weights.
+    z : dict
+        Unconstrained parameters (:func:`to_whitened`); a bare array is read as
+        the whitened ``W`` of a model without a learned lapse rate.
     trials : Trials
     rng_key : PRNG key
         Draws the estimator noise (and the minibatch).
@@ -166,25 +220,27 @@ def negative_log_posterior(model: WPPM, z, trials: Trials, rng_key, batch_size=N
         One stochastic evaluation: ``log`` of a Monte Carlo mean, so slightly
         biased low in the likelihood at few samples.
     """
-    W = _prior_std(model, z.dtype) * z
-    stim, y, w = trials.stimuli, trials.responses, trials.weights.astype(z.dtype)
+    W, lapse = _unwhiten(model, z)
+    dt = W.dtype
+    stim, y, w = trials.stimuli, trials.responses, trials.weights.astype(dt)
     k_noise, k_batch = jax.random.split(rng_key)
     if batch_size is not None:
         idx = jax.random.randint(k_batch, (batch_size,), 0, trials.num_trials)
         stim, y = stim[idx], y[idx]
-        w = w[idx] * (trials.num_trials.astype(z.dtype) / batch_size)
-    noise = model.fresh_noise(k_noise, (stim.shape[0],), dtype=z.dtype)
-    ll = model.log_likelihood_from_weights(W, stim, y, noise)
+        w = w[idx] * (trials.num_trials.astype(dt) / batch_size)
+    noise = model.fresh_noise(k_noise, (stim.shape[0],), dtype=dt)
+    ll = model.log_likelihood_from_weights(W, stim, y, noise, lapse)
     return -(jnp.sum(jnp.where(w > 0, w * ll, 0.0)) + _log_prior(model, z))
 
 
 def evaluate(model: WPPM, z, trials: Trials, rng_key, num_samples: int):
     """Low-noise ``-log p(W, y)`` with ``num_samples`` per trial (jittable, chunked)."""
-    W = _prior_std(model, z.dtype) * z
+    W, lapse = _unwhiten(model, z)
     ll = _chunked_loglik(
-        model, W, trials.stimuli.astype(z.dtype), trials.responses, rng_key, num_samples, 4096
+        model, W, trials.stimuli.astype(W.dtype), trials.responses, rng_key, num_samples, 4096,
+        lapse,
     )
-    w = trials.weights.astype(z.dtype)
+    w = trials.weights.astype(W.dtype)
     return -(jnp.sum(jnp.where(w > 0, w * ll, 0.0)) + _log_prior(model, z))
 
 
@@ -318,13 +374,14 @@ class MAP:
         return pad_trials(data, size, weights=weights)
 
     def init_z(self, rng_key, init_params=None, init_scale: float = 0.3):
-        """Whitened start: ``init_params`` if given, else ``init_scale`` x a prior draw."""
-        sd = self.model.prior_std()
+        """Unconstrained start (:func:`to_whitened`): ``init_params`` if given, else
+        ``init_scale`` x a prior draw of ``W`` (and the prior mean of a learned lapse rate)."""
         if init_params is not None:
-            W = check_params(init_params, self.model.weight_shape, "init_params")
-            return jnp.asarray(np.asarray(W, np.float64) / sd, jnp.result_type(float))
+            params = self.model.checked_params(init_params, "init_params", lapse_optional=True)
+            return to_whitened(self.model, params)
         scale = check_real("init_scale", init_scale, 0.0)
-        return scale * jax.random.normal(as_key(rng_key), self.model.weight_shape)
+        zw = scale * jax.random.normal(as_key(rng_key), self.model.weight_shape)
+        return to_whitened(self.model, {"W": zw * self.model.prior_std()}) | {"W": zw}
 
     def init(self, rng_key, data=None, *, init_params=None, init_scale: float = 0.3,
              learning_rate: float = 0.05, num_steps: int = 2000) -> MAPState:
@@ -348,8 +405,9 @@ class MAP:
         return _update_jit(self.model, self.optimizer, self.batch_size, state, trials)
 
     def get_params(self, state: MAPState) -> dict:
-        """``{"W": W}`` in psyphy's layout from a state (or a batch of states)."""
-        return {"W": _prior_std(self.model, state.z.dtype) * state.z}
+        """``{"W": W}`` in psyphy's layout (plus ``"lapse_rate"`` when learned) from a
+        state (or a batch of states)."""
+        return from_whitened(self.model, state.z)
 
     def run(self, rng_key, data, num_steps: int, *, init_params=None, init_scale=0.3,
             learning_rate: float = 0.05):

@@ -7,6 +7,7 @@ matplotlib is imported lazily so that the numerical core never needs it.
   :func:`auto_scale`;
 - :mod:`.curves`: :func:`plot_learning_curve`, :func:`plot_thresholds`,
   :func:`plot_psychometric`, :func:`plot_trials`;
+- :mod:`.mocs`: :func:`plot_mocs` (MOCS validation: fit vs Weibull thresholds);
 - :func:`save_figure` writes PNG (300 dpi), PDF or SVG.
 """
 
@@ -20,6 +21,7 @@ from .field import (
     plot_field_band,
     plot_fit,
 )
+from .mocs import plot_mocs
 
 __all__ = [
     "ellipse_points",
@@ -33,4 +35,5 @@ __all__ = [
     "plot_psychometric",
     "plot_trials",
     "save_figure",
+    "plot_mocs",
 ]
