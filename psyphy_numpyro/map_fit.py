@@ -245,6 +245,120 @@ def _fit_restarts(problem, trials, z0, keys, cfg, bar, timings, eval_key) -> _Ru
     return _Run(z, histories, ev, failures, None)
 
 
+def _fit_observers(problem, trials_list, z0, keys, cfg, bar, timings, eval_key) -> list:
+    """Several observers' restarts as one batched program: one :class:`_Run` per observer.
+
+    Every observer's trials are padded to one size; the batch holds observers x
+    restarts. All of them are screened together, then the best restart of every
+    observer continues (the observers together) to ``steps``. An observer whose
+    kept restart diverges gets no fit (its ``_Run.best`` is None).
+    """
+    model, n_obs, R = problem.model, len(trials_list), len(z0)
+    one = [init_state(model, problem.optimizer, k, z, cfg.learning_rate, cfg.steps)
+           for k, z in zip(keys, z0, strict=True)]
+    states = _stack(one * n_obs)
+    batch = _stack([t for t in trials_list for _ in range(R)])
+    n_min = min(int(t.num_trials) for t in trials_list)
+    sh_states, _ = engine.shard(states)
+    sh_batch, _ = engine.shard(batch)
+    sh_states, losses = _run_phase(problem, sh_states, sh_batch, cfg.screen_steps, n_obs * R, bar,
+                                   timings, n_min)
+    states = engine.unshard(sh_states, n_obs * R)
+    histories = np.full((n_obs * R, cfg.steps), np.nan)
+    histories[:, : losses.shape[1]] = losses
+    bad = _first_bad(losses, states.z)
+    ev = _evaluate(model, cfg.eval_samples, states.z, batch, eval_key, bar, timings)
+    ev = np.where(bad >= 0, np.inf, ev)
+    failures = [[f"restart {r} diverged at step {bad[o * R + r]}" for r in range(R)
+                 if bad[o * R + r] >= 0] for o in range(n_obs)]
+    z = jax.tree_util.tree_map(np.array, states.z)
+    best = np.argmin(ev.reshape(n_obs, R), 1)
+    alive = np.isfinite(ev.reshape(n_obs, R)[np.arange(n_obs), best])
+    if cfg.screen_steps < cfg.steps and alive.any():
+        idx = (np.arange(n_obs) * R + best)[alive]
+        pick = jax.tree_util.tree_map(lambda a: a[idx], states)
+        sub = jax.tree_util.tree_map(lambda a: a[idx], batch)
+        sh_pick, _ = engine.shard(pick)
+        sh_sub, _ = engine.shard(sub)
+        sh_pick, more = _run_phase(problem, sh_pick, sh_sub, cfg.steps, len(idx), bar, timings,
+                                   n_min)
+        pick = engine.unshard(sh_pick, len(idx))
+        final = _evaluate(model, cfg.eval_samples, pick.z, sub, eval_key, bar, timings)
+        late = _first_bad(more, pick.z)
+        for j, i in enumerate(idx):
+            histories[i, cfg.screen_steps :] = more[j]
+            o, r = divmod(int(i), R)
+            if late[j] >= 0:
+                failures[o].append(f"restart {r} diverged at step {cfg.screen_steps + late[j]}")
+                ev[i], alive[o] = np.inf, False
+                continue
+            for name, leaf in pick.z.items():
+                z[name][i] = np.asarray(leaf[j])
+            ev[i] = final[j]
+    runs = []
+    for o in range(n_obs):
+        sl = slice(o * R, (o + 1) * R)
+        runs.append(_Run({k: v[sl] for k, v in z.items()}, histories[sl], ev[sl], failures[o],
+                         int(best[o]) if alive[o] else None))
+    return runs
+
+
+def _fit_many(datas, model, cfg_args, seed, rng_key, progress, init_params):
+    """:func:`fit_map` of a list of observers' data sets (see its ``data`` parameter)."""
+    from .hyperparameters import choose_hyperparameters
+    from .inference.objective import bucket_size
+
+    if len(datas) == 0:
+        raise InvalidInput("data is an empty list: pass at least one data set")
+    datas = [as_trial_data(d) for d in datas]
+    dims = {d.input_dim for d in datas}
+    if len(dims) > 1:
+        raise InvalidInput(f"the data sets have different stimulus dimensions {sorted(dims)}")
+    choice = None
+    if model is None:  # one model for every observer (one program): chosen from all the data
+        pooled = TrialData(np.concatenate([d.stimuli for d in datas]),
+                           np.concatenate([d.responses for d in datas]))
+        choice = choose_hyperparameters(pooled)
+        model = choice.model
+    checked = [resolve_model(d, model, check=choice is None) for d in datas]
+    datas = [d for d, _ in checked]
+    cfg = _check_settings(min(datas, key=len), model, *cfg_args)
+    root, seed = _root_key(seed, rng_key)
+    if init_params is not None:
+        init_params = model.checked_params(init_params, "init_params", lapse_optional=True)
+    problem = MAP(model, cfg_args[1], cfg.batch_size)
+    t_start = time.perf_counter()
+    z0, keys = [], []
+    for r in range(cfg.num_restarts):
+        k_init, k_run = jax.random.split(jax.random.fold_in(root, r))
+        z0.append(problem.init_z(k_init, init_params if r == 0 else None, cfg.init_scale))
+        keys.append(k_run)
+    size = bucket_size(max(len(d) for d in datas))
+    trials = [problem.trials(d, size) for d in datas]
+    timings = {"compile": 0.0, "steps": 0.0, "evaluation": 0.0}
+    n_obs = len(datas)
+    total = n_obs * (cfg.num_restarts * cfg.screen_steps + (cfg.steps - cfg.screen_steps))
+    bar = Progress(use_progress(progress), total, f"fit_map x{n_obs} observers")
+    try:
+        runs = _fit_observers(problem, trials, z0, keys, cfg, bar, timings,
+                              jax.random.fold_in(root, 10**6))
+    finally:
+        bar.close()
+    timings["total"] = time.perf_counter() - t_start
+    starts = [from_whitened(model, z) for z in z0]
+    if init_params is not None:
+        starts[0] = {**starts[0], **init_params}
+    fits = []
+    for o, (run, data) in enumerate(zip(runs, datas, strict=True)):
+        try:
+            fit = _finish(run, problem, data, starts, cfg, seed, dict(timings))
+        except FitDivergedError as exc:
+            raise FitDivergedError(f"observer {o} (data[{o}]): {exc}") from None
+        fit.hyperparameters = None if choice is None else choice.to_dict()
+        fits.append(fit)
+    return fits
+
+
 def _root_key(seed, rng_key):
     """``(key, seed)``: an explicit ``rng_key`` wins (recorded as seed -1)."""
     if rng_key is not None:
@@ -269,7 +383,7 @@ def fit_map(
     eval_samples: int | None = None,
     init_scale: float = 0.3,
     screen_steps: int | None = None,
-) -> MAPFit:
+) -> MAPFit | list[MAPFit]:
     """Maximum a posteriori fit of a WPPM: whitened Adam on the model's log joint.
 
     The objective is the NumPyro model's negative log joint in prior-whitened
@@ -286,7 +400,13 @@ def fit_map(
 
     Parameters
     ----------
-    data : TrialData (or psyphy TrialData/ResponseData)
+    data : TrialData (or psyphy TrialData/ResponseData), or a list of them
+        A list fits several observers (one model) as one batched program:
+        every data set is padded to the largest one's size bucket, all
+        observers' restarts are screened together and the best restart of each
+        continues together; returns a list of fits, one per observer, in order
+        (each equal to its separate fit when the data sets share a size
+        bucket). ``model=None`` then chooses one model from all the data.
     model : WPPM, optional
         Default: ``WPPM.for_data(data)``, the default model with
         ``variance_scale`` and ``diag_term`` chosen from the data by a quick
@@ -337,7 +457,7 @@ def fit_map(
 
     Returns
     -------
-    MAPFit
+    MAPFit (a list of them for a list of data sets)
         ``restart_histories`` has NaN after ``screen_steps`` for restarts that
         were screened out; ``restart_losses`` holds each restart's low-noise
         loss where it stopped (``inf`` if it failed).
@@ -351,6 +471,10 @@ def fit_map(
         says what to try. A restart that fails this way is dropped with a
         warning when another one succeeds.
     """
+    if isinstance(data, list | tuple):
+        return _fit_many(data, model, (steps, optimizer, learning_rate, num_restarts, batch_size,
+                                       eval_samples, init_scale, screen_steps),
+                         seed, rng_key, progress, init_params)
     choice = None
     if model is None:
         from .hyperparameters import choose_hyperparameters
