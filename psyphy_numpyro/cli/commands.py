@@ -121,7 +121,9 @@ def _cmd_fit(args):
                        f"columns are {d}-D")
     if args.plot and d == 3:
         raise CLIError("--plot draws 1-D and 2-D fits; this data is 3-D")
-    model = WPPM(input_dim=d, **_given(args, **{n: n for n, _, _ in _MODEL_OPTIONS}))
+    options = _given(args, **{n: n for n, _, _ in _MODEL_OPTIONS})
+    # variance_scale and diag_term not given: chosen from the data (kept when given)
+    model = None if not options else WPPM.for_data(data, **options)
     progress = _progress(args)
     seed = _given(args, seed="seed")
     if args.batch_size == 0:
@@ -133,6 +135,10 @@ def _cmd_fit(args):
     fit = fit_map(data, model, progress=progress, **seed, **full_batch,
                   **_given(args, steps="steps", num_restarts="restarts",
                            learning_rate="learning_rate", batch_size="batch_size"))
+    model = fit.model
+    for line in fit.describe():
+        if line.startswith("hyperparameters from the data"):
+            print(line, flush=True)
     loss = float(fit.restart_losses[fit.best_restart])
     print(f"MAP: final loss {loss:.6g} ({loss / len(data):.6g} per trial), kept restart "
           f"{fit.best_restart} (numbered from 0) of {len(fit.restart_losses)}", flush=True)
