@@ -138,9 +138,17 @@ def _quantiles(lengths, qs):
     return np.where(out < 1e20, out, np.nan)
 
 
-def _intervals_1d(refs, lengths):
-    """1-D threshold intervals ``[r - t(-1), r + t(+1)]``, shape ``(..., R, 2)``."""
-    return np.stack([refs[:, 0] - lengths[..., 1], refs[:, 0] + lengths[..., 0]], -1)
+def _intervals_1d(refs, lengths, directions=None):
+    """1-D threshold intervals ``[r - t(-1), r + t(+1)]``, shape ``(..., R, 2)``.
+
+    ``t(+1)``/``t(-1)`` are the lengths of the first ray with direction ``+1``/``-1``
+    (``directions`` (D, 1); default ``[+1, -1]``); NaN where there is none.
+    """
+    u = np.array([1.0, -1.0]) if directions is None else np.asarray(directions)[:, 0]
+    nan = np.full(lengths.shape[:-1], np.nan)
+    up = lengths[..., int(np.argmax(u > 0))] if np.any(u > 0) else nan
+    down = lengths[..., int(np.argmax(u < 0))] if np.any(u < 0) else nan
+    return np.stack([refs[:, 0] - down, refs[:, 0] + up], -1)
 
 
 @dataclass(frozen=True)
@@ -202,7 +210,7 @@ class Thresholds:
         if not self.has_draws:
             return self.ellipses
         if self.input_dim == 1:
-            return _intervals_1d(self.refs, self.median)
+            return _intervals_1d(self.refs, self.median, self.directions)
         return fit_ellipse(self.median_points - self.refs[:, None, :])
 
     def table(self, refs=None) -> tuple[list[str], np.ndarray]:

@@ -381,7 +381,7 @@ def thresholds(
     _warn_missing(lengths, target, max_distance)
     points = refs[:, None, :] + lengths[..., None] * dirs[None]
     if d == 1:
-        ellipses = _intervals_1d(refs, lengths)
+        ellipses = _intervals_1d(refs, lengths, dirs)
     else:
         ellipses = fit_ellipse(points - refs[:, None, :])
     median = interval = lvl = None

@@ -342,3 +342,16 @@ def test_ray_extent():
     refs = np.array([[0.0, 0.0], [0.5, -0.5], [1.0, 0.0]])
     u = np.array([[1.0, 0.0], [-np.sqrt(0.5), -np.sqrt(0.5)], [1.0, 0.0]])
     np.testing.assert_allclose(ray_extent(refs, u), [1.0, 0.5 / np.sqrt(0.5), 0.0], rtol=1e-6)
+
+
+def test_one_d_thresholds_with_given_directions():
+    """In 1-D any direction list works: the interval takes the first +1 and -1 rays (NaN
+    for a side without one)."""
+    model = pn.WPPM(input_dim=1, basis_degree=2, num_samples=16)
+    fit = (model, model.sample_prior(0))
+    both = pn.thresholds(fit, [[0.1]], num_samples=64)
+    up = pn.thresholds(fit, [[0.1]], directions=[[1.0]], num_samples=64)
+    three = pn.thresholds(fit, [[0.1]], directions=[[-2.0], [1.0], [1.0]], num_samples=64)
+    np.testing.assert_allclose(up.ellipses[0, 1], both.ellipses[0, 1], rtol=1e-6)
+    assert np.isnan(up.ellipses[0, 0])
+    np.testing.assert_allclose(three.ellipses, both.ellipses, rtol=1e-6)
