@@ -2,6 +2,7 @@
 
 from ._version import __version__  # noqa: F401
 from .bootstrap import BootstrapFit, fit_bootstrap
+from .crossval import CrossValidation, cross_validate
 from .data import (
     TrialData,
     as_trial_data,
@@ -53,6 +54,8 @@ __all__ = [
     "fit_ellipse",
     "field_error",
     "load_fit",
+    "cross_validate",
+    "CrossValidation",
     "choose_hyperparameters",
     "HyperparameterChoice",
     "fit_weibull",

@@ -54,7 +54,14 @@ def test_fit_summary_thresholds(workdir):
     fit = pn.load_fit(tmp / "fit.nc")
     assert isinstance(fit, pn.MAPFit)
     assert fit.data == data  # the CSV round trip is exact
-    assert fit.model == MODEL and fit.loss_history.shape == (30,)
+    # variance_scale and diag_term were not given: chosen from the data, and reported
+    assert fit.model == pn.WPPM.for_data(data, basis_degree=1, num_samples=16,
+                                         estimator="reparam")
+    assert fit.model.replace(variance_scale=MODEL.variance_scale,
+                             diag_term=MODEL.diag_term) == MODEL
+    assert fit.hyperparameters["variance_scale"] == fit.model.variance_scale
+    assert "hyperparameters from the data" in stdout
+    assert fit.loss_history.shape == (30,)
 
     res = _run("summary", "fit.nc", cwd=tmp)  # the installed entry point, in a subprocess
     assert res.returncode == 0, res.stderr

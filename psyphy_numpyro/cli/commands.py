@@ -103,6 +103,7 @@ def _cmd_fit(args):
     import jax
 
     from ..data import TrialData
+    from ..hyperparameters import choose_hyperparameters
     from ..laplace import fit_laplace
     from ..map_fit import fit_map
     from ..mcmc import fit_mcmc
@@ -123,7 +124,10 @@ def _cmd_fit(args):
         raise CLIError("--plot draws 1-D and 2-D fits; this data is 3-D")
     options = _given(args, **{n: n for n, _, _ in _MODEL_OPTIONS})
     # variance_scale and diag_term not given: chosen from the data (kept when given)
-    model = None if not options else WPPM.for_data(data, **options)
+    choice = choose_hyperparameters(data, WPPM(input_dim=d, **options),
+                                    fixed=[k for k in ("variance_scale", "diag_term")
+                                           if k in options])
+    model = choice.model
     progress = _progress(args)
     seed = _given(args, seed="seed")
     if args.batch_size == 0:
@@ -135,7 +139,8 @@ def _cmd_fit(args):
     fit = fit_map(data, model, progress=progress, **seed, **full_batch,
                   **_given(args, steps="steps", num_restarts="restarts",
                            learning_rate="learning_rate", batch_size="batch_size"))
-    model = fit.model
+    if len(choice.fixed) < 2:
+        fit.hyperparameters = choice.to_dict()
     for line in fit.describe():
         if line.startswith("hyperparameters from the data"):
             print(line, flush=True)
