@@ -42,8 +42,7 @@ import numpy as np
 
 from . import field as _field
 from .data import as_trial_data
-from .errors import InvalidInput
-from .model import WPPM
+from .errors import InvalidInput, InvalidType
 from .validation import check_int
 
 __all__ = ["HyperparameterChoice", "choose_hyperparameters", "threshold_floor", "check_floor",
@@ -68,7 +67,7 @@ def threshold_constant(input_dim: int, bandwidth: float = 1e-2, target: float = 
     return float(np.sqrt(np.interp(target, f, q)))
 
 
-def threshold_floor(model: WPPM) -> float:
+def threshold_floor(model) -> float:
     """The smallest 66.7% threshold the model can express: ``k sqrt(diag_term)``."""
     return threshold_constant(model.input_dim, model.bandwidth) * math.sqrt(model.diag_term)
 
@@ -135,7 +134,7 @@ class HyperparameterChoice:
         Settings the user fixed (kept as given).
     """
 
-    model: WPPM
+    model: object  # the WPPM (model.py imports this module, so no import of WPPM here)
     centres: np.ndarray = field(repr=False)
     thresholds: np.ndarray = field(repr=False)
     counts: np.ndarray = field(repr=False)
@@ -172,7 +171,7 @@ class HyperparameterChoice:
         }
 
 
-def _prior_mean_variance(model: WPPM) -> float:
+def _prior_mean_variance(model) -> float:
     """Mean over the domain of the prior mean of ``Sigma_ii(x) - diag_term`` per unit
     ``variance_scale``."""
     d, K = model.input_dim, model.basis_degree
@@ -183,15 +182,18 @@ def _prior_mean_variance(model: WPPM) -> float:
     return float(model.embedding_dim * np.mean(phi**2 @ var))
 
 
-def choose_hyperparameters(data, base: WPPM | None = None, *, fixed=(),
+def choose_hyperparameters(data, base, *, fixed=(),
                            min_trials_per_cell: int = 150) -> HyperparameterChoice:
     """Set ``variance_scale`` and ``diag_term`` of ``base`` from the data (see the module).
+
+    ``WPPM.for_data(data, **settings)`` is the usual way to call this (it
+    returns the model); this function also returns the report.
 
     Parameters
     ----------
     data : TrialData
-    base : WPPM, optional
-        The other settings (default ``WPPM(input_dim=d)``).
+    base : WPPM
+        The other settings (e.g. ``pn.WPPM(input_dim=2)``).
     fixed : iterable of str
         Names among ``"variance_scale"``, ``"diag_term"`` to keep as in ``base``.
     min_trials_per_cell : int
@@ -202,7 +204,8 @@ def choose_hyperparameters(data, base: WPPM | None = None, *, fixed=(),
     HyperparameterChoice
     """
     data = as_trial_data(data)
-    base = WPPM(input_dim=data.input_dim) if base is None else base
+    if not all(hasattr(base, k) for k in ("variance_scale", "diag_term", "replace")):
+        raise InvalidType(f"base must be a psyphy_numpyro.WPPM, got {type(base).__name__}")
     if base.input_dim != data.input_dim:
         raise InvalidInput(f"data has stimulus dimension {data.input_dim} but the model has "
                            f"input_dim={base.input_dim}")
@@ -231,7 +234,7 @@ def choose_hyperparameters(data, base: WPPM | None = None, *, fixed=(),
     )
 
 
-def check_floor(data, model: WPPM, *, stacklevel: int = 3) -> None:
+def check_floor(data, model, *, stacklevel: int = 3) -> None:
     """Warn when the model's ``diag_term`` floor is above thresholds the data imply.
 
     The floor ``k sqrt(diag_term)`` is compared with the smallest cell threshold

@@ -37,7 +37,7 @@ def resolve_model(data, model, *, check=True) -> tuple[TrialData, WPPM]:
 
     data = as_trial_data(data)
     if model is None:
-        return data, choose_hyperparameters(data).model
+        return data, choose_hyperparameters(data, WPPM(input_dim=data.input_dim)).model
     if not isinstance(model, WPPM):
         raise InvalidType(f"model must be a psyphy_numpyro.WPPM, got {type(model).__name__}")
     if model.input_dim != data.input_dim:
@@ -318,7 +318,7 @@ def _fit_many(datas, model, cfg_args, seed, rng_key, progress, init_params):
     if model is None:  # one model for every observer (one program): chosen from all the data
         pooled = TrialData(np.concatenate([d.stimuli for d in datas]),
                            np.concatenate([d.responses for d in datas]))
-        choice = choose_hyperparameters(pooled)
+        choice = choose_hyperparameters(pooled, WPPM(input_dim=pooled.input_dim))
         model = choice.model
     checked = [resolve_model(d, model, check=choice is None) for d in datas]
     datas = [d for d, _ in checked]
@@ -479,7 +479,8 @@ def fit_map(
     if model is None:
         from .hyperparameters import choose_hyperparameters
 
-        choice = choose_hyperparameters(data)
+        data = as_trial_data(data)
+        choice = choose_hyperparameters(data, WPPM(input_dim=data.input_dim))
         model = choice.model
     data, model = resolve_model(data, model, check=choice is None)
     cfg = _check_settings(data, model, steps, optimizer, learning_rate, num_restarts,

@@ -42,7 +42,7 @@ def test_threshold_constant_and_floor():
 @pytest.mark.parametrize("s", [0.002, 0.05])
 def test_choice_scales_the_prior_to_the_observer(s):
     data = isotropic_data(s)
-    choice = choose_hyperparameters(data)
+    choice = choose_hyperparameters(data, pn.WPPM())
     k = threshold_constant(2)
     assert choice.typical_threshold == pytest.approx(k * s, rel=0.15)
     assert choice.threshold_floor == pytest.approx(0.25 * choice.smallest_threshold, rel=1e-6)
@@ -64,7 +64,7 @@ def test_for_data_keeps_what_the_user_sets():
     assert m.variance_scale == choose_hyperparameters(
         data, pn.WPPM(basis_degree=3)).model.variance_scale
     with pytest.raises(ValueError, match="fixed names unknown hyperparameters"):
-        choose_hyperparameters(data, fixed=("decay_rate",))
+        choose_hyperparameters(data, pn.WPPM(), fixed=("decay_rate",))
 
 
 def test_a_given_model_is_kept_with_a_warning_about_its_floor():
@@ -81,7 +81,7 @@ def test_a_given_model_is_kept_with_a_warning_about_its_floor():
 def test_fit_map_without_a_model_reports_its_choice(tmp_path):
     data = isotropic_data(0.01, n=600)
     fit = pn.fit_map(data, steps=5, num_restarts=1)
-    expect = choose_hyperparameters(data)
+    expect = choose_hyperparameters(data, pn.WPPM())
     assert fit.model == expect.model
     h = fit.hyperparameters
     assert h["variance_scale"] == expect.model.variance_scale

@@ -144,7 +144,10 @@ def test_default_model_and_psyphy_init_params():
     np.testing.assert_allclose(one.init_params["W"], 0.5 * TRUTH.sample_prior(k_init)["W"])
     with pytest.raises(ValueError, match="init_scale must be > 0"):
         pn.fit_map(data, TRUTH, init_scale=0.0)
-    assert pn.fit_map(data, steps=2, num_restarts=1, progress=False).model == pn.WPPM(input_dim=2)
+    # no model: the default one with variance_scale and diag_term from the data
+    default = pn.fit_map(data, steps=2, num_restarts=1, progress=False).model
+    assert default == pn.WPPM.for_data(data)
+    assert default.replace(variance_scale=4e-3, diag_term=1e-4) == pn.WPPM(input_dim=2)
 
 
 @pytest.mark.slow
