@@ -67,6 +67,7 @@ def test_for_data_keeps_what_the_user_sets():
         choose_hyperparameters(data, pn.WPPM(), fixed=("decay_rate",))
 
 
+@pytest.mark.slow
 def test_a_given_model_is_kept_with_a_warning_about_its_floor():
     data = isotropic_data(0.002, n=600)
     model = pn.WPPM(basis_degree=1, num_samples=8)
@@ -78,6 +79,7 @@ def test_a_given_model_is_kept_with_a_warning_about_its_floor():
         pn.fit_map(data, model.replace(diag_term=1e-8), steps=5, num_restarts=1)
 
 
+@pytest.mark.slow
 def test_fit_map_without_a_model_reports_its_choice(tmp_path):
     data = isotropic_data(0.01, n=600)
     fit = pn.fit_map(data, steps=5, num_restarts=1)

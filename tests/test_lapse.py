@@ -198,9 +198,21 @@ def test_learned_lapse_recovers_the_rate_and_improves_the_field(lapsing_observer
     learn = pn.fit_map(data, model.replace(lapse_rate="learn"), steps=1500, seed=0)
     lam = learn.lapse_rate
     assert 0.05 < lam < 0.12, lam
-    err_plain = pn.field_error(model, plain.params, params)
-    err_learn = pn.field_error(model, {"W": learn.params["W"]}, params)
-    assert err_learn < 0.9 * err_plain, (err_learn, err_plain)
+    # unmodelled lapses (errors on easy trials) inflate the field: the thresholds of the fit
+    # without the parameter are biased high, the learned one's are not
+    g = np.linspace(-0.6, 0.6, 4)
+    refs = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    true_t = pn.thresholds((model, params), refs, num_directions=8).lengths
+
+    def log_error(fit):
+        t = pn.thresholds(fit, refs, num_directions=8).lengths
+        r = np.log(t / true_t)
+        return float(np.nanmean(r)), float(np.nanmedian(np.abs(r)))
+
+    bias_plain, err_plain = log_error(plain)
+    bias_learn, err_learn = log_error(learn)
+    assert err_learn < err_plain and abs(bias_learn) < abs(bias_plain), (
+        bias_learn, err_learn, bias_plain, err_plain)
     # Laplace and bootstrap carry the lapse rate, with intervals around the MAP
     lap = pn.fit_laplace(data, learn.model, init=learn, num_draws=400)
     lo, hi = np.quantile(lap.lapse_draws, [0.05, 0.95])
