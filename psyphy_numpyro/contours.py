@@ -10,8 +10,6 @@ turns them into one row of ellipse parameters per reference, and
 
 from __future__ import annotations
 
-import csv
-import os
 import warnings
 from dataclasses import dataclass, field
 
@@ -19,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .data import write_csv
 from .errors import InvalidInput
 from .validation import check_int
 
@@ -248,19 +247,8 @@ class Thresholds:
                 return int(v)
             return f"{v:.9g}" if single and not n.startswith("ref_") else repr(float(v))
 
-        path = os.fspath(path)
-        tmp = path + ".tmp"
-        try:
-            with open(tmp, "w", newline="") as fh:
-                writer = csv.writer(fh)
-                writer.writerow(names)
-                for row in values:
-                    writer.writerow([cell(n, v) for n, v in zip(names, row, strict=True)])
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_csv(path, names,
+                  ([cell(n, v) for n, v in zip(names, row, strict=True)] for row in values))
 
 
 

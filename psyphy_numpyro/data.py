@@ -33,6 +33,27 @@ _AXES = ("x", "y", "z")
 _ROLES = ("reference", "comparison")
 
 
+def write_csv(path, header, rows) -> None:
+    """Write ``header`` and ``rows`` (lists of cells) to a CSV file atomically.
+
+    The rows go to ``path + ".tmp"``, which replaces ``path`` only once it is
+    complete; on any error the temporary file is removed and ``path`` is left
+    as it was.
+    """
+    path = os.fspath(path)
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            writer.writerows(rows)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def _locate_stimulus(idx) -> str:
     """``(trial, role, coordinate)`` index of a stimuli array, in words."""
     trial, role, coord = idx
@@ -190,13 +211,9 @@ class TrialData:
         """Write the CSV layout read by :meth:`from_csv` (lossless: 17 digits)."""
         d = self.input_dim
         flat = np.concatenate([self.stimuli[:, 0], self.stimuli[:, 1]], axis=1)
-        tmp = os.fspath(path) + ".tmp"
-        with open(tmp, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(csv_columns(d))
-            for row, y in zip(flat, self.responses, strict=True):
-                w.writerow([repr(float(v)) for v in row] + [int(y)])
-        os.replace(tmp, path)
+        write_csv(path, csv_columns(d),
+                  ([repr(float(v)) for v in row] + [int(y)]
+                   for row, y in zip(flat, self.responses, strict=True)))
 
     # -- views ------------------------------------------------------------------
     @property

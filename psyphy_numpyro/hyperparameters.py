@@ -50,6 +50,7 @@ __all__ = ["HyperparameterChoice", "choose_hyperparameters", "threshold_floor", 
 
 _GUESS_LAPSE = 0.02
 _S_GRID = np.geomspace(1e-4, 3.0, 241)
+_BLOCK = 8192  # trials per block of the pre-fit's likelihood grid
 FLOOR_FRACTION = 0.25
 """The threshold floor ``k sqrt(diag_term)`` chosen as this fraction of the smallest cell
 threshold."""
@@ -102,13 +103,14 @@ def isotropic_scales(data, *, min_trials_per_cell: int = 150, bandwidth: float =
     q_tab, f_tab = _table(d, bandwidth)
     dist2 = np.sum((comp - ref) ** 2, -1)
     cell, centres, _ = _cells(ref, min_trials_per_cell)
-    # p for every grid scale and trial: (S, N)
-    p = np.interp(dist2[None, :] / _S_GRID[:, None] ** 2, q_tab, f_tab, right=f_tab[-1])
-    p = np.clip((1 - _GUESS_LAPSE) * p + _GUESS_LAPSE / 3, 1e-9, 1 - 1e-9)
-    ll = y * np.log(p) + (1 - y) * np.log1p(-p)
     C = len(centres)
     per_cell = np.zeros((len(_S_GRID), C))
-    np.add.at(per_cell.T, cell, ll.T)
+    for lo in range(0, len(y), _BLOCK):  # (S, block) at a time: memory does not grow with N
+        sl = slice(lo, lo + _BLOCK)
+        p = np.interp(dist2[None, sl] / _S_GRID[:, None] ** 2, q_tab, f_tab, right=f_tab[-1])
+        p = np.clip((1 - _GUESS_LAPSE) * p + _GUESS_LAPSE / 3, 1e-9, 1 - 1e-9)
+        ll = y[sl] * np.log(p) + (1 - y[sl]) * np.log1p(-p)
+        np.add.at(per_cell.T, cell[sl], ll.T)
     counts = np.bincount(cell, minlength=C)
     best = np.argmax(per_cell, 0)
     scales = np.where(counts > 0, _S_GRID[best], np.nan)

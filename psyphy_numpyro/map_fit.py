@@ -328,11 +328,7 @@ def _fit_many(datas, model, cfg_args, seed, rng_key, progress, init_params):
         init_params = model.checked_params(init_params, "init_params", lapse_optional=True)
     problem = MAP(model, cfg_args[1], cfg.batch_size)
     t_start = time.perf_counter()
-    z0, keys = [], []
-    for r in range(cfg.num_restarts):
-        k_init, k_run = jax.random.split(jax.random.fold_in(root, r))
-        z0.append(problem.init_z(k_init, init_params if r == 0 else None, cfg.init_scale))
-        keys.append(k_run)
+    z0, keys = _restart_starts(problem, root, cfg, init_params)
     size = bucket_size(max(len(d) for d in datas))
     trials = [problem.trials(d, size) for d in datas]
     timings = {"compile": 0.0, "steps": 0.0, "evaluation": 0.0}
@@ -345,9 +341,7 @@ def _fit_many(datas, model, cfg_args, seed, rng_key, progress, init_params):
     finally:
         bar.close()
     timings["total"] = time.perf_counter() - t_start
-    starts = [from_whitened(model, z) for z in z0]
-    if init_params is not None:
-        starts[0] = {**starts[0], **init_params}
+    starts = _start_params(model, z0, init_params)
     fits = []
     for o, (run, data) in enumerate(zip(runs, datas, strict=True)):
         try:
@@ -357,6 +351,26 @@ def _fit_many(datas, model, cfg_args, seed, rng_key, progress, init_params):
         fit.hyperparameters = None if choice is None else choice.to_dict()
         fits.append(fit)
     return fits
+
+
+def _restart_starts(problem, root, cfg, init_params):
+    """``(z0, keys)``: each restart's unconstrained start (``init_params`` for the first,
+    when given; else ``init_scale`` x a prior draw) and the key its steps consume."""
+    z0, keys = [], []
+    for r in range(cfg.num_restarts):
+        k_init, k_run = jax.random.split(jax.random.fold_in(root, r))
+        z0.append(problem.init_z(k_init, init_params if r == 0 else None, cfg.init_scale))
+        keys.append(k_run)
+    return z0, keys
+
+
+def _start_params(model, z0, init_params):
+    """Each restart's start in ``params`` form; the first is ``init_params`` exactly as given
+    (a learned lapse rate it lacks: the prior mean)."""
+    starts = [from_whitened(model, z) for z in z0]
+    if init_params is not None:
+        starts[0] = {**starts[0], **init_params}
+    return starts
 
 
 def _root_key(seed, rng_key):
@@ -490,11 +504,7 @@ def fit_map(
         init_params = model.checked_params(init_params, "init_params", lapse_optional=True)
     problem = MAP(model, optimizer, cfg.batch_size)
     t_start = time.perf_counter()
-    z0, keys = [], []
-    for r in range(cfg.num_restarts):
-        k_init, k_run = jax.random.split(jax.random.fold_in(root, r))
-        z0.append(problem.init_z(k_init, init_params if r == 0 else None, cfg.init_scale))
-        keys.append(k_run)
+    z0, keys = _restart_starts(problem, root, cfg, init_params)
     trials = problem.trials(data)
     timings = {"compile": 0.0, "steps": 0.0, "evaluation": 0.0}
     total = cfg.num_restarts * cfg.screen_steps + (cfg.steps - cfg.screen_steps)
@@ -505,9 +515,7 @@ def fit_map(
     finally:
         bar.close()
     timings["total"] = time.perf_counter() - t_start
-    starts = [from_whitened(model, z) for z in z0]
-    if init_params is not None:  # exactly as given (a lapse rate it lacks: the prior mean)
-        starts[0] = {**starts[0], **init_params}
+    starts = _start_params(model, z0, init_params)
     fit = _finish(run, problem, data, starts, cfg, seed, timings)
     fit.hyperparameters = None if choice is None else choice.to_dict()
     return fit

@@ -23,9 +23,7 @@ interval.
 
 from __future__ import annotations
 
-import csv
 import math
-import os
 import warnings
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -34,7 +32,7 @@ import numpy as np
 from scipy.special import expit
 
 from .contours import ray_extent
-from .data import TrialData, as_trial_data, simulate_trials
+from .data import TrialData, as_trial_data, simulate_trials, write_csv
 from .errors import InvalidInput
 from .readout import _check_directions, _check_refs, _fit_weights, thresholds
 from .validation import DOMAIN_TOL, check_array, check_int, check_real, check_responses
@@ -789,22 +787,9 @@ class MOCSValidation:
         """Write :meth:`table` to a CSV file, atomically; floats keep full precision."""
         names, values = self.table()
         ints = {"condition", "num_levels", "num_trials", "in_range", "used"}
-        path = os.fspath(path)
-        tmp = path + ".tmp"
-        try:
-            with open(tmp, "w", newline="") as fh:
-                writer = csv.writer(fh)
-                writer.writerow(names)
-                writer.writerows(
-                    [int(v) if n in ints else repr(float(v)) for n, v in zip(names, row,
-                                                                             strict=True)]
-                    for row in values
-                )
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_csv(path, names,
+                  ([int(v) if n in ints else repr(float(v))
+                    for n, v in zip(names, row, strict=True)] for row in values))
 
     def plot(self, ax=None, **kwargs):
         """Scatter of fit against Weibull thresholds (:func:`~psyphy_numpyro.plotting.plot_mocs`).

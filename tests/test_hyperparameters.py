@@ -152,3 +152,14 @@ def test_default_route_fits_observers_of_every_scale(scale):
     ratio = np.log(est[ok] / truth[ok])
     assert np.exp(np.median(np.abs(ratio))) - 1 < 0.2, np.median(np.abs(ratio))
     assert np.corrcoef(np.log(est[ok]), np.log(truth[ok]))[0, 1] > 0.85
+
+
+def test_prefit_in_blocks_equals_one_pass(monkeypatch):
+    """The pre-fit's likelihood grid is built in blocks of trials (bounded memory); the
+    scales equal those of one pass over all trials."""
+    import psyphy_numpyro.hyperparameters as hp
+
+    data = isotropic_data(0.03, n=9000, seed=4)
+    blocks = hp.isotropic_scales(data)
+    monkeypatch.setattr(hp, "_BLOCK", 10**6)
+    np.testing.assert_array_equal(blocks[1], hp.isotropic_scales(data)[1])
