@@ -129,7 +129,8 @@ class CrossValidation:
             ax.errorbar(i, self.mean[i], yerr=self.standard_error[i], fmt="o", color=colors[i],
                         capsize=3)
         header, rows = self.table()
-        ax.set_xticks(x, [r[0].replace(", ", "\n") for r in rows], fontsize=7)
+        ax.set_xticks(x, [r[0].replace(", ", "\n") for r in rows], fontsize=7, rotation=25,
+                      ha="right", rotation_mode="anchor")
         ax.set_ylabel("held-out log-likelihood / trial")
         ax.set_title(f"{self.scores.shape[1]}-fold cross-validation (best in orange)",
                      fontsize=9)
