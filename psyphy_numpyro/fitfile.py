@@ -12,7 +12,9 @@ self-contained:
   and whatever attributes the fit class's save hook adds;
 - a group ``psyphy_numpyro`` with the arrays ArviZ has no place for (MAP loss
   histories, the Laplace covariance, the MAP fit a posterior fit started
-  from ...), written by the fit class's own save hook.
+  from ...), written by the fit class's own save hook, and the data's per-trial
+  metadata (:func:`metadata_extras`; absent in files without metadata, which
+  load with none).
 
 This module writes and reads those files; it imports no fit class. The fit
 classes (:mod:`psyphy_numpyro.fits`) call :func:`write` from their ``save``
@@ -41,7 +43,7 @@ from .errors import InvalidInput, InvalidType
 from .model import WPPM
 
 __all__ = ["FORMAT_VERSION", "GROUP", "FitSource", "write", "read", "as_jax", "to_json",
-           "model_config", "model_from_config", "value"]
+           "model_config", "model_from_config", "value", "metadata_extras", "read_metadata"]
 
 FORMAT_VERSION = 1
 """Version of the fit-file layout written by :func:`write`."""
@@ -111,6 +113,27 @@ def value(ds, name, default=None):
     return ds[name].values if name in ds.data_vars else default
 
 
+def metadata_extras(data: TrialData, prefix: str, out: dict, attrs: dict) -> None:
+    """Add ``data.metadata`` to a fit file's group: variables ``{prefix}metadata_{i}`` along
+    ``{prefix}trial`` and their names, in order, in the attribute ``{prefix}metadata_columns``
+    (JSON; any column name is allowed). Nothing when there is no metadata."""
+    if not data.metadata:
+        return
+    attrs[f"{prefix}metadata_columns"] = to_json(list(data.metadata))
+    for i, column in enumerate(data.metadata.values()):
+        out[f"{prefix}metadata_{i}"] = ([f"{prefix}trial"], column)
+
+
+def read_metadata(ds, prefix: str) -> dict | None:
+    """The metadata :func:`metadata_extras` wrote under ``prefix`` (``None`` when there is
+    none, as in files written before metadata was stored)."""
+    key = f"{prefix}metadata_columns"
+    if key not in ds.attrs:
+        return None
+    names = json.loads(ds.attrs[key])
+    return {name: ds[f"{prefix}metadata_{i}"].values for i, name in enumerate(names)}
+
+
 # ---------------------------------------------------------------------------
 # write
 # ---------------------------------------------------------------------------
@@ -149,7 +172,8 @@ def _check_target(path):
     return target, directory
 
 
-def write(path, idata, *, kind: str, model: WPPM, extras: dict, attrs: dict) -> None:
+def write(path, idata, *, kind: str, model: WPPM, extras: dict, attrs: dict,
+          data: TrialData | None = None) -> None:
     """Write a fit file atomically.
 
     Parameters
@@ -164,6 +188,9 @@ def write(path, idata, *, kind: str, model: WPPM, extras: dict, attrs: dict) -> 
         ``name -> (dims, array)`` for the ``psyphy_numpyro`` group.
     attrs : dict
         Extra attributes of the group and of the file.
+    data : TrialData, optional
+        The fit's data: its per-trial metadata is stored in the group
+        (:func:`metadata_extras`; stimuli and responses are in ``idata``).
 
     Notes
     -----
@@ -175,6 +202,9 @@ def write(path, idata, *, kind: str, model: WPPM, extras: dict, attrs: dict) -> 
     """
     path = os.fspath(path)
     target, directory = _check_target(path)
+    if data is not None:
+        extras, attrs = dict(extras), dict(attrs)
+        metadata_extras(data, "", extras, attrs)
     idata = _build(idata, kind, model, extras, attrs)
     try:
         mode = os.stat(target).st_mode & 0o7777
@@ -248,6 +278,7 @@ def _source(idata, path) -> FitSource:
     data = TrialData(
         np.stack([const["ref"].values, const["comparison"].values], axis=1),
         idata.observed_data["y"].values,
+        metadata=read_metadata(extra, ""),
     )
     draws = idata.posterior["W"].values
     expect = model.weight_shape

@@ -225,7 +225,7 @@ class Fit:
         extras, attrs = {}, {}
         self._save_extras(extras, attrs)
         fitfile.write(path, self.to_arviz(log_likelihood=log_likelihood), kind=self.kind,
-                      model=self.model, extras=extras, attrs=attrs)
+                      model=self.model, extras=extras, attrs=attrs, data=self.data)
 
     def describe(self) -> list[str]:
         """Lines that say what this fit is (the CLI's ``summary`` prints them)."""
@@ -420,6 +420,7 @@ class MAPFit(Fit):
                 out[f"{prefix}stimuli"] = ([f"{prefix}trial", "pair", "stimulus_dim"],
                                            self.data.stimuli)
                 out[f"{prefix}responses"] = ([f"{prefix}trial"], self.data.responses)
+                fitfile.metadata_extras(self.data, prefix, out, attrs)
         out[f"{prefix}loss_history"] = ([step], np.asarray(self.loss_history))
         out[f"{prefix}restart_histories"] = ([restart, step], np.asarray(self.restart_histories))
         out[f"{prefix}restart_losses"] = ([restart], np.asarray(self.restart_losses))
@@ -444,7 +445,8 @@ class MAPFit(Fit):
         if f"{prefix}model_config" in ds.attrs:
             model = fitfile.model_from_config(ds.attrs[f"{prefix}model_config"], src.path)
         if f"{prefix}stimuli" in ds.data_vars:
-            data = TrialData(ds[f"{prefix}stimuli"].values, ds[f"{prefix}responses"].values)
+            data = TrialData(ds[f"{prefix}stimuli"].values, ds[f"{prefix}responses"].values,
+                             metadata=fitfile.read_metadata(ds, prefix))
         if W is None:
             W = ds[f"{prefix}W"].values
             lapse = fitfile.value(ds, f"{prefix}lapse_rate")

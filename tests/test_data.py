@@ -41,7 +41,8 @@ def test_csv_header_for_2d():
         ("ref_x,ref_y,comparison_x,comparison_y,response\n0.1,nan,0.3,0.4,1\n",
          "row 1, column 'ref_y' is 'nan'"),
         ("ref_x,ref_y,probe_x,probe_y,response\n0.1,0.2,0.3,0.4,1\n",
-         "unknown columns \\['probe_x', 'probe_y'\\]"),
+         "missing columns \\['comparison_x', 'comparison_y'\\] for the 2-D layout; the other "
+         "columns \\['probe_x', 'probe_y'\\] would be kept as metadata"),
         ("ref_x,ref_y,comparison_x,response\n0.1,0.2,0.3,1\n", "does not match any layout"),
         ("ref_x,ref_y,comparison_x,comparison_y,response\n0.1,0.2,0.3,1\n",
          "row 1 has 4 fields, expected 5"),
@@ -131,3 +132,169 @@ def test_comparisons_at_radius_have_that_mahalanobis_distance(d):
     inside = np.all(np.abs(ref + diff) < 1, axis=1)  # clipping only shortens
     np.testing.assert_allclose(dist[inside], 2.0, rtol=1e-4)
     assert np.all(dist <= 2.0 + 1e-4)
+
+
+# --- lab-shaped CSV files: metadata, column mapping, response words, delimiters -------------
+LAB = ("subject,session,ref_x,ref_y,comparison_x,comparison_y,response,rt,code\n"
+       "s01,1,0.1,0.2,0.3,0.4,1,0.53,007\n"
+       "s02,1,-0.1,0.0,0.2,0.1,0,,010\n"
+       "s01,2,0.5,-0.5,0.4,-0.4,1,0.61,011\n")
+
+
+def _write(tmp_path, body, name="lab.csv"):
+    path = tmp_path / name
+    path.write_text(body)
+    return path
+
+
+def test_extra_columns_are_kept_as_metadata(tmp_path):
+    data = pn.TrialData.from_csv(_write(tmp_path, LAB))
+    assert list(data.metadata) == ["subject", "session", "rt", "code"]
+    np.testing.assert_array_equal(data.metadata["subject"], ["s01", "s02", "s01"])
+    assert data.metadata["session"].dtype == np.int64
+    np.testing.assert_array_equal(data.metadata["rt"], [0.53, np.nan, 0.61])  # empty: NaN
+    np.testing.assert_array_equal(data.metadata["code"], ["007", "010", "011"])  # codes: text
+    np.testing.assert_array_equal(data.responses, [1, 0, 1])
+    assert "metadata=['subject', 'session', 'rt', 'code']" in repr(data)
+
+
+def test_metadata_survives_slicing_equality_concatenation_and_csv(tmp_path):
+    data = pn.TrialData.from_csv(_write(tmp_path, LAB))
+    np.testing.assert_array_equal(data[[2, 0]].metadata["session"], [2, 1])
+    np.testing.assert_array_equal(data[data.responses == 1].metadata["subject"], ["s01", "s01"])
+    assert data[1:].metadata["rt"].shape == (2,) and data[0].metadata["code"][0] == "007"
+    other = pn.TrialData(data.stimuli, data.responses,
+                         metadata={**data.metadata, "session": [1, 1, 3]})
+    assert data != other and data != pn.TrialData(data.stimuli, data.responses)
+    both = pn.TrialData.concatenate([data[:1], data[1:]])
+    assert both == data
+    with pytest.raises(ValueError, match=r"data set 1 has metadata columns \[\]"):
+        pn.TrialData.concatenate([data, pn.TrialData(data.stimuli, data.responses)])
+    path = tmp_path / "back.csv"
+    data.to_csv(path)
+    assert path.read_text().splitlines()[0].endswith("response,subject,session,rt,code")
+    back = pn.TrialData.from_csv(path)
+    assert back == data and back.metadata["session"].dtype == np.int64
+
+
+def test_split_by_a_column_feeds_many_observer_fits(tmp_path):
+    data = pn.TrialData.from_csv(_write(tmp_path, LAB))
+    parts = data.split("subject")
+    assert list(parts) == ["s01", "s02"]
+    assert [len(p) for p in parts.values()] == [2, 1]
+    np.testing.assert_array_equal(parts["s01"].metadata["session"], [1, 2])
+    assert list(data.split("session")) == [1, 2]
+    assert pn.TrialData.concatenate(parts.values()) == data[[0, 2, 1]]
+    with pytest.raises(ValueError, match="no metadata column 'block'.*'subject', 'session'"):
+        data.split("block")
+    with pytest.raises(ValueError, match="'rt' has 1 missing values"):
+        data.split("rt")
+
+
+def test_columns_mapping_renames_and_names_missing_columns(tmp_path):
+    body = "x0,y0,x1,y1,correct,subject\n0.1,0.2,0.3,0.4,1,a\n0.0,0.0,0.1,0.1,0,b\n"
+    path = _write(tmp_path, body)
+    cols = {"ref_x": "x0", "ref_y": "y0", "comparison_x": "x1", "comparison_y": "y1",
+            "response": "correct"}
+    data = pn.TrialData.from_csv(path, columns=cols)
+    np.testing.assert_array_equal(data.comparison, [[0.3, 0.4], [0.1, 0.1]])
+    assert list(data.metadata) == ["subject"]
+    with pytest.raises(ValueError, match="columns maps 'response' to 'answer', but the header "
+                                         r"\(file line 1\) has no column 'answer' \(it has x0,"):
+        pn.TrialData.from_csv(path, columns={**cols, "response": "answer"})
+    with pytest.raises(ValueError, match="'reference_x' is not a library column"):
+        pn.TrialData.from_csv(path, columns={"reference_x": "x0"})
+    with pytest.raises(ValueError, match="maps both 'ref_x' and 'ref_y' to the file's column"):
+        pn.TrialData.from_csv(path, columns={"ref_x": "x0", "ref_y": "x0"})
+    with pytest.raises(TypeError, match="columns must be a dict"):
+        pn.TrialData.from_csv(path, columns=["x0"])
+    # unmapped, the same file names what is missing and how to map it
+    with pytest.raises(ValueError, match=r"missing columns \['ref_x', 'comparison_x', 'response'\]"
+                                         r".*columns=\{'ref_x': '<your column>'"):
+        pn.TrialData.from_csv(path)
+    # row errors name the file's column and the library's
+    bad = _write(tmp_path, "x0,x1,correct\n2.0,0.1,1\n", "bad.csv")
+    with pytest.raises(ValueError, match=r"row 1, column 'x0' \(ref_x\) = 2 is outside"):
+        pn.TrialData.from_csv(bad, columns={"ref_x": "x0", "comparison_x": "x1",
+                                            "response": "correct"})
+    # a file column named like a mapped library column is ambiguous
+    clash = _write(tmp_path, "x0,ref_x,comparison_x,response\n0,0,0,1\n", "clash.csv")
+    with pytest.raises(ValueError, match="has a column 'ref_x' and columns maps 'ref_x' to 'x0'"):
+        pn.TrialData.from_csv(clash, columns={"ref_x": "x0"})
+
+
+@pytest.mark.parametrize("word, value", [("true", 1), ("FALSE", 0), ("True", 1), ("false", 0),
+                                         ("TRUE", 1), ("1.0", 1), (" 0 ", 0)])
+def test_true_false_responses_in_any_case(tmp_path, word, value):
+    path = _write(tmp_path, f"ref_x,comparison_x,response\n0.0,0.5,{word}\n")
+    assert pn.TrialData.from_csv(path).responses.tolist() == [value]
+
+
+def test_yes_no_responses_say_how_to_map_them(tmp_path):
+    path = _write(tmp_path, "ref_x,comparison_x,answer\n0.0,0.5,no\n0.1,0.5,Yes\n")
+    with pytest.raises(ValueError, match=r"row 1, column 'answer' \(response\): 'no' is not a "
+                                         r"response; accepted are 0/1 and true/false .*"
+                                         r"response_values=\{'yes': 1, 'no': 0\}") as err:
+        pn.TrialData.from_csv(path, columns={"response": "answer"})
+    assert str(err.value).startswith(f"{path}: ")
+    data = pn.TrialData.from_csv(path, columns={"response": "answer"},
+                                 response_values={"yes": 1, "NO": 0})
+    assert data.responses.tolist() == [0, 1]
+    with pytest.raises(ValueError, match=r"response_values\['yes'\] must be 0 or 1"):
+        pn.TrialData.from_csv(path, response_values={"yes": 2})
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_missing_header_is_named_with_the_expected_header(tmp_path, d):
+    row = ",".join(["0.1"] * (2 * d) + ["1"])
+    path = _write(tmp_path, f"{row}\n{row}\n")
+    with pytest.raises(ValueError, match="the header is missing: file line 1") as err:
+        pn.TrialData.from_csv(path)
+    assert ",".join(pn.data.csv_columns(d)) in str(err.value)
+
+
+@pytest.mark.parametrize("delim", [",", ";", "\t"])
+def test_delimiter_is_detected(tmp_path, delim):
+    rows = [["subject", "ref_x", "ref_y", "comparison_x", "comparison_y", "response"],
+            ["a b", "0.1", "0.2", "0.3", "0.4", "true"], ["c", "-0.5", "0", "0.25", "1", "0"]]
+    path = _write(tmp_path, "".join(delim.join(r) + "\n" for r in rows))
+    data = pn.TrialData.from_csv(path)
+    np.testing.assert_array_equal(data.ref, [[0.1, 0.2], [-0.5, 0.0]])
+    np.testing.assert_array_equal(data.metadata["subject"], ["a b", "c"])
+    assert pn.TrialData.from_csv(path, delimiter=delim) == data
+
+
+def test_semicolon_files_may_use_decimal_commas(tmp_path):
+    path = _write(tmp_path, "ref_x;comparison_x;response;rt\n0,25;-0,5;1;0,61\n")
+    data = pn.TrialData.from_csv(path)
+    assert data.stimuli.tolist() == [[[0.25], [-0.5]]] and data.metadata["rt"].tolist() == [0.61]
+
+
+def test_from_arrays_takes_metadata_and_checks_it():
+    s, y = _stimuli(n=4)
+    data = pn.TrialData.from_arrays(s[:, 0], s[:, 1], y,
+                                    metadata={"subject": ["a", "a", "b", "b"],
+                                              "rt": np.arange(4.0), "ok": [True] * 4})
+    assert data.metadata["subject"].dtype.kind == "U" and data.metadata["ok"].dtype == bool
+    assert list(data.split("subject")) == ["a", "b"]
+    cases = [({"subject": ["a"]}, ValueError, r"metadata\['subject'\] has 1 values but there "
+                                              "are 4 trials"),
+             ({"subject": np.zeros((4, 2))}, ValueError, r"shape \(4,\), got shape \(4, 2\)"),
+             ({"response": [1, 1, 1, 1]}, ValueError, "'response' is a data column"),
+             ({1: [1, 1, 1, 1]}, TypeError, "metadata names must be strings"),
+             ([1, 2, 3, 4], TypeError, "metadata must be a dict")]
+    for meta, exc, match in cases:
+        with pytest.raises(exc, match=match):
+            pn.TrialData.from_arrays(s[:, 0], s[:, 1], y, metadata=meta)
+
+
+def test_split_data_fit_as_many_observers(tmp_path):
+    rng = np.random.default_rng(4)
+    n = 40
+    data = pn.TrialData(rng.uniform(-0.5, 0.5, (n, 2, 2)), rng.integers(0, 2, n),
+                        metadata={"subject": np.repeat(["a", "b"], n // 2)})
+    model = pn.WPPM(input_dim=2, basis_degree=1, num_samples=16, estimator="reparam")
+    parts = data.split("subject")
+    fits = pn.fit_map(list(parts.values()), model, steps=2, num_restarts=1, eval_samples=16,
+                      progress=False)
+    assert [f.data for f in fits] == list(parts.values())

@@ -8,9 +8,10 @@ import warnings
 import arviz as az
 import numpy as np
 import pytest
+import xarray as xr
 
 import psyphy_numpyro as pn
-from psyphy_numpyro import persist
+from psyphy_numpyro import fitfile, persist
 from psyphy_numpyro.arviz_io import default_grid
 from psyphy_numpyro.plotting import grid_points
 
@@ -226,3 +227,35 @@ def test_files_written_by_the_previous_layout_still_load():
     np.testing.assert_array_equal(np.asarray(lap.map_fit.params["W"]),
                                   np.asarray(fit.params["W"]))
     assert mc.divergences == int(exp["div"]) and mc.init_fit is not None
+
+
+def test_data_metadata_is_saved_and_restored(tmp_path):
+    """Per-trial metadata (text, numbers with NaN, integers, booleans) goes into the fit file
+    and comes back, in the main data and in a nested MAP fit's own data; files without
+    metadata load with none (tests/data/format1_*.nc above)."""
+    rng = np.random.default_rng(1)
+    n = 12
+    meta = {"subject": np.array(["s01", "s02"] * (n // 2)), "session": np.arange(n) // 4,
+            "rt": np.where(np.arange(n) % 5, rng.uniform(0.3, 1.0, n), np.nan),
+            "catch": np.arange(n) % 3 == 0, "odd name / with: [chars]": np.full(n, "x")}
+    data = pn.TrialData(rng.uniform(-0.5, 0.5, (n, 2, 2)), rng.integers(0, 2, n), metadata=meta)
+    fit = pn.fit_map(data, MODEL, steps=2, num_restarts=1, eval_samples=16, progress=False)
+    path = tmp_path / "meta.nc"
+    fit.save(path, log_likelihood=False)
+    back = pn.load_fit(path)
+    assert back.data == data and list(back.data.metadata) == list(meta)
+    for name, column in meta.items():
+        assert back.data.metadata[name].dtype.kind == column.dtype.kind, name
+    # a fit whose nested MAP fit has other data (same trials, other metadata) keeps both
+    other = pn.TrialData(data.stimuli, data.responses, metadata={"block": np.arange(n)})
+    post = pn.PosteriorFit(model=MODEL, data=data, draws=np.asarray(fit.params["W"])[None, None])
+    out, attrs = {}, {}
+    dataclasses.replace(fit, data=other).save_nested("map_", post, out, attrs)
+    assert "map_metadata_0" in out and json.loads(attrs["map_metadata_columns"]) == ["block"]
+    group = xr.Dataset({k: xr.Variable(*v) for k, v in out.items()}, attrs=attrs)
+    src = fitfile.FitSource(None, group, MODEL, data, None, str(path))
+    assert pn.MAPFit.restore_nested(src, "map_").data == other
+    plain = pn.fit_map(pn.TrialData(data.stimuli, data.responses), MODEL, steps=2,
+                       num_restarts=1, eval_samples=16, progress=False)
+    plain.save(path, log_likelihood=False)
+    assert pn.load_fit(path).data.metadata == {}

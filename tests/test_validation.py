@@ -150,7 +150,7 @@ HEAD = "ref_x,ref_y,comparison_x,comparison_y,response\n"
         ("ref_x,ref_y,comparison_x,response\n0.1,0.2,0.3,1\n",
          r"header \(file line 1\).*missing columns \['comparison_y'\] for the 2-D layout"),
         ("ref_x,comparison_x,comparison_y,response,extra\n0,0,0,1,5\n",
-         r"unknown columns \['extra'\]; missing columns \['ref_y'\]"),
+         r"missing columns \['ref_y'\] for the 2-D layout; the other columns \['extra'\]"),
         ("ref_x,ref_x,comparison_x,response\n0,0,0,1\n", r"repeats column\(s\) \['ref_x'\]"),
         (HEAD + "0.1,0.2,0.3,0.4,1\n0.1,0.2,0.3,0.4\n",
          r"row 2 has 4 fields, expected 5 \(ref_x,.*,response\) \(file line 3\)"),
@@ -160,7 +160,8 @@ HEAD = "ref_x,ref_y,comparison_x,comparison_y,response\n"
         (HEAD + "0.1,0.2,0.3,,1\n", r"row 1, column 'comparison_y': '' is not a number"),
         (HEAD + "0.1,0.2,0.3,0.4,2\n", r"row 1, column 'response' must be 0 or 1 .*got '2'"),
         (HEAD + "0.1,0.2,0.3,0.4,0.5\n", r"row 1, column 'response' must be 0 or 1 .*'0.5'"),
-        (HEAD + "0.1,0.2,0.3,0.4,yes\n", r"row 1, column 'response': 'yes' is not a number"),
+        (HEAD + "0.1,0.2,0.3,0.4,yes\n", r"row 1, column 'response': 'yes' is not a response; "
+         r"accepted are 0/1 and true/false .*response_values=\{'yes': 1, 'no': 0\}"),
         (HEAD + "0.1,inf,0.3,0.4,1\n", r"row 1, column 'ref_y' is 'inf'; NaN and Inf are not"),
         (HEAD + "0.1,0.2,0.3,-2.5,1\n",
          r"row 1, column 'comparison_y' = -2\.5 is outside \[-1, 1\] \(file line 2\); rescale"),
