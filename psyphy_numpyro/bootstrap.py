@@ -177,8 +177,9 @@ def fit_bootstrap(
     Parameters
     ----------
     data : TrialData (or psyphy data)
-    model : WPPM, optional
-        Defaults to ``WPPM(input_dim=data.input_dim)``; must equal
+    model : WPPM or psyphy WPPM, optional
+        A psyphy model is converted (:meth:`WPPM.from_psyphy`). Defaults to
+        ``WPPM(input_dim=data.input_dim)``; must equal
         ``init.model`` when ``init`` is given.
     num_fits : int
         Number of refits (the draws of the result).

@@ -33,9 +33,9 @@ import numpy as np
 from . import fitfile
 from .arviz_io import to_inference_data, weight_dims
 from .data import TrialData
-from .errors import InvalidInput, InvalidType
+from .errors import InvalidInput
 from .field import covariance_field, sqrt_field
-from .model import WPPM, _chunked_loglik
+from .model import WPPM, _chunked_loglik, as_wppm
 from .validation import as_key, check_array, check_int, check_points
 
 __all__ = ["Fit", "PosteriorFit", "MAPFit"]
@@ -333,9 +333,9 @@ class MAPFit(Fit):
 
     @classmethod
     def from_params(cls, model: WPPM, params: dict, data: TrialData | None = None) -> MAPFit:
-        """A point fit of given weights (e.g. a ground-truth field), for the read-outs."""
-        if not isinstance(model, WPPM):
-            raise InvalidType(f"model must be a psyphy_numpyro.WPPM, got {type(model).__name__}")
+        """A point fit of given weights (e.g. a ground-truth field, or psyphy's parameters
+        or ``MAPPosterior`` with its psyphy model), for the read-outs."""
+        model = as_wppm(model)
         return cls(params=model.checked_params(params), model=model, data=data)
 
     @property

@@ -214,7 +214,8 @@ def fit_laplace(
     Parameters
     ----------
     data : TrialData
-    model : WPPM, optional
+    model : WPPM or psyphy WPPM, optional
+        A psyphy model is converted (:meth:`WPPM.from_psyphy`).
     init : MAPFit, optional
         The mode; ``None`` runs :func:`fit_map` (``map_steps`` steps) first.
     num_draws : int

@@ -18,7 +18,7 @@ from .errors import FitDivergedError, InvalidInput, InvalidType
 from .fits import MAPFit
 from .inference import engine
 from .inference.objective import MAP, from_whitened, init_state
-from .model import WPPM
+from .model import WPPM, as_wppm
 from .progress import Progress, use_progress
 from .validation import as_key, check_int, check_real
 
@@ -30,16 +30,16 @@ def resolve_model(data, model, *, check=True) -> tuple[TrialData, WPPM]:
     agree.
 
     ``model=None`` gives :func:`~psyphy_numpyro.hyperparameters.choose_hyperparameters`'
-    model (``WPPM.for_data``); a given model is kept as it is, with a warning when
-    its ``diag_term`` floor is above the thresholds the data imply (``check``).
+    model (``WPPM.for_data``); a given model is kept as it is (a psyphy WPPM is
+    converted by :meth:`WPPM.from_psyphy`), with a warning when its ``diag_term``
+    floor is above the thresholds the data imply (``check``).
     """
     from .hyperparameters import check_floor, choose_hyperparameters
 
     data = as_trial_data(data)
     if model is None:
         return data, choose_hyperparameters(data, WPPM(input_dim=data.input_dim)).model
-    if not isinstance(model, WPPM):
-        raise InvalidType(f"model must be a psyphy_numpyro.WPPM, got {type(model).__name__}")
+    model = as_wppm(model)
     if model.input_dim != data.input_dim:
         raise InvalidInput(
             f"data has stimulus dimension {data.input_dim} but the model has "
@@ -315,6 +315,8 @@ def _fit_many(datas, model, cfg_args, seed, rng_key, progress, init_params):
     if len(dims) > 1:
         raise InvalidInput(f"the data sets have different stimulus dimensions {sorted(dims)}")
     choice = None
+    if model is not None:
+        model = as_wppm(model)
     if model is None:  # one model for every observer (one program): chosen from all the data
         pooled = TrialData(np.concatenate([d.stimuli for d in datas]),
                            np.concatenate([d.responses for d in datas]))
@@ -421,8 +423,9 @@ def fit_map(
         continues together; returns a list of fits, one per observer, in order
         (each equal to its separate fit when the data sets share a size
         bucket). ``model=None`` then chooses one model from all the data.
-    model : WPPM, optional
-        Default: ``WPPM.for_data(data)``, the default model with
+    model : WPPM or psyphy WPPM, optional
+        A psyphy model is converted (:meth:`WPPM.from_psyphy`). Default:
+        ``WPPM.for_data(data)``, the default model with
         ``variance_scale`` and ``diag_term`` chosen from the data by a quick
         isotropic pre-fit (:mod:`psyphy_numpyro.hyperparameters`; what was
         chosen and why is in ``fit.hyperparameters``). A given model is used
@@ -449,10 +452,11 @@ def fit_map(
     progress : bool, optional
         tqdm progress bar (compilation shown as its own phase). Default: on,
         unless the ``CI`` environment variable is set.
-    init_params : dict, optional
-        ``{"W": ...}`` to start the first restart from (e.g. psyphy params),
-        with ``"lapse_rate"`` for a model that learns it (default: the prior
-        mean of the lapse rate).
+    init_params : dict or psyphy MAPPosterior, optional
+        ``{"W": ...}`` to start the first restart from (psyphy's parameter
+        dicts have this layout), with ``"lapse_rate"`` for a model that learns
+        it (default: the prior mean of the lapse rate); an object with a
+        ``params`` dict (psyphy's ``MAPPosterior``, a fit) starts from those.
     batch_size : int, "auto" or None
         Minibatch size (trials drawn uniformly each step, likelihood rescaled
         to the full data); ``None`` uses every trial every step. ``"auto"``

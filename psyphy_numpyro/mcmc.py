@@ -18,7 +18,7 @@ from .estimators import surrogate_model as surrogate_model_of
 from .fits import MAPFit
 from .inference.objective import bucket_size, pad_trials
 from .map_fit import _check_count, fit_map, resolve_model
-from .model import wppm_model
+from .model import as_params, is_psyphy_object, wppm_model
 from .posterior import MCMCFit
 from .progress import use_progress
 from .validation import check_real, seed_from
@@ -77,12 +77,14 @@ def fit_mcmc(
     Parameters
     ----------
     data : TrialData (or psyphy data)
-    model : WPPM, optional
-        Defaults to ``WPPM(input_dim=d)``.
+    model : WPPM or psyphy WPPM, optional
+        Defaults to ``WPPM(input_dim=d)``; a psyphy model is converted
+        (:meth:`WPPM.from_psyphy`).
     num_warmup, num_samples, num_chains : int
         NUTS warm-up iterations, kept draws per chain, number of chains.
-    init : MAPFit, dict or None
-        Starting point: a MAP fit, ``{"W": ...}``, or ``None`` to run a
+    init : MAPFit, dict, psyphy MAPPosterior or None
+        Starting point: a MAP fit, ``{"W": ...}`` (psyphy's parameters
+        too), a psyphy ``MAPPosterior``, or ``None`` to run a
         :func:`fit_map` of ``map_steps`` steps first. Each chain starts from it
         plus ``init_jitter`` prior standard deviations of Gaussian jitter.
     seed : int
@@ -161,13 +163,14 @@ def fit_mcmc(
 
 
 def _check_init(init, model):
-    if isinstance(init, dict):
+    if isinstance(init, dict) or is_psyphy_object(init, "params"):
         model.checked_params(init, "init", lapse_optional=True)
     elif isinstance(init, MAPFit):
         model.checked_params(init.params, "init.params")
     elif init is not None:
         raise InvalidType(
-            f"init must be a MAPFit, a dict {{'W': ...}} or None, got {type(init).__name__}"
+            "init must be a MAPFit, a dict {'W': ...}, a psyphy MAPPosterior or None, got "
+            f"{type(init).__name__}"
         )
 
 
@@ -186,7 +189,7 @@ def _start(init, data, model, given, map_steps, seed, show):
     missing from a dict start: the prior mean)."""
     if init is None:
         init = fit_map(data, given, steps=map_steps, num_restarts=2, seed=seed, progress=show)
-    fit, params = (init, init.params) if isinstance(init, MAPFit) else (None, init)
+    fit, params = (init, init.params) if isinstance(init, MAPFit) else (None, as_params(init))
     params = model.checked_params(params, "init", lapse_optional=True)
     if model.learns_lapse and "lapse_rate" not in params:
         a, b = model.lapse_prior

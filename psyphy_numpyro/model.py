@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import warnings
 from dataclasses import dataclass
 from functools import partial
 
@@ -14,10 +16,10 @@ import numpyro.distributions as dist
 
 from . import estimators, field
 from . import noise as _noise
-from .errors import InvalidInput
+from .errors import InvalidInput, InvalidType
 from .validation import _concrete, as_key, check_int, check_params, check_points, check_real
 
-__all__ = ["WPPM", "wppm_model", "with_lapse"]
+__all__ = ["WPPM", "wppm_model", "with_lapse", "as_wppm", "as_params"]
 
 
 def _check_pos(name, value, *, allow_zero=False):
@@ -145,6 +147,53 @@ class WPPM:
         fixed = [k for k in ("variance_scale", "diag_term") if k in settings]
         return choose_hyperparameters(data, cls(**settings), fixed=fixed).model
 
+    @classmethod
+    def from_psyphy(cls, model, **settings) -> WPPM:
+        """The WPPM of a psyphy (0.0.5) ``WPPM`` object: the same field, prior and task.
+
+        Converted: ``input_dim``, the prior's ``basis_degree``,
+        ``variance_scale`` and ``decay_rate`` (the values psyphy's prior
+        samples and scores with), ``extra_dims``, ``diag_term``, and the
+        oddity task's Monte Carlo ``num_samples`` and ``bandwidth``. psyphy's
+        parameter dicts ``{"W": ...}`` have the same layout as ours, so its
+        parameters, and a ``MAPPosterior``, serve as they are (e.g. as
+        ``init_params``). The fit functions accept a psyphy ``WPPM`` directly
+        and convert it with this method.
+
+        Parameters
+        ----------
+        model : psyphy.WPPM
+            With an ``OddityTask`` likelihood and Gaussian (or no) noise.
+        **settings
+            Settings of ours to set or override (``estimator``,
+            ``lapse_rate`` ..., or ``num_samples=64``: psyphy's default
+            1000 Monte Carlo samples per trial are more than the default
+            ``"cv"`` estimator needs, which estimates the same expectation
+            with less noise).
+
+        Returns
+        -------
+        WPPM
+
+        Raises
+        ------
+        TypeError
+            ``model`` is not a psyphy WPPM.
+        ValueError
+            The psyphy model is not one this package can express: no
+            ``basis_degree``, a task other than the oddity task, non-Gaussian
+            noise, or a prior whose ``extra_embedding_dims`` differs from the
+            model's ``extra_dims``.
+
+        Examples
+        --------
+        >>> from psyphy import WPPM, OddityTask, GaussianNoise, Prior  # doctest: +SKIP
+        >>> theirs = WPPM(Prior(input_dim=2), OddityTask(), GaussianNoise(), input_dim=2)
+        >>> ours = pn.WPPM.from_psyphy(theirs, num_samples=64)         # doctest: +SKIP
+        >>> fit = pn.fit_map(data, theirs)                             # doctest: +SKIP
+        """
+        return cls(**{**_psyphy_settings(model), **settings})
+
     def replace(self, **changes) -> WPPM:
         """A copy with some settings changed (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
@@ -203,8 +252,10 @@ class WPPM:
 
         ``lapse_optional=True`` accepts params without a lapse rate for a
         learning model (a start point, e.g. psyphy's ``{"W": ...}``); the
-        result then has ``"W"`` only.
+        result then has ``"W"`` only. An object with a ``params`` dict
+        (psyphy's ``MAPPosterior``, a fit) stands for that dict.
         """
+        params = as_params(params)
         W = check_params(params, self.weight_shape, name)
         if self.learns_lapse and lapse_optional and "lapse_rate" not in params:
             return {"W": W}
@@ -381,6 +432,86 @@ class WPPM:
         p = self.response_p(p, lapse)
         y = responses.astype(p.dtype)
         return y * jnp.log(p) + (1.0 - y) * jnp.log1p(-p)
+
+
+def is_psyphy_object(obj, *attrs) -> bool:
+    """Whether ``obj`` comes from the psyphy package and has ``attrs`` (no psyphy import)."""
+    module = type(obj).__module__ or ""
+    return (module == "psyphy" or module.startswith("psyphy.")) and all(
+        hasattr(obj, a) for a in attrs)
+
+
+def _psyphy_default(model, name):
+    """The default of keyword ``name`` of the psyphy model's constructor (``None`` if none)."""
+    try:
+        default = inspect.signature(type(model).__init__).parameters[name].default
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None if default is inspect.Parameter.empty else float(default)
+
+
+def _psyphy_settings(model) -> dict:
+    """Our :class:`WPPM` settings of a psyphy ``WPPM`` (see :meth:`WPPM.from_psyphy`)."""
+    if not is_psyphy_object(model, "prior", "likelihood", "input_dim", "diag_term"):
+        raise InvalidType(f"from_psyphy needs a psyphy WPPM, got {type(model).__name__}")
+    prior = model.prior
+    if getattr(prior, "basis_degree", None) is None:
+        raise InvalidInput("the psyphy model has no basis_degree (prior.basis_degree is None); "
+                           "only its Wishart (Chebyshev basis) form can be converted")
+    extra = int(model.extra_dims)
+    prior_extra = int(getattr(prior, "extra_embedding_dims", extra))
+    if prior_extra != extra:
+        raise InvalidInput(
+            f"the psyphy model has extra_dims={extra} but its prior extra_embedding_dims="
+            f"{prior_extra}, so its weights would not fit its field; make them equal")
+    task = model.likelihood
+    config = getattr(task, "config", None)
+    if type(task).__name__ != "OddityTask" or config is None:
+        raise InvalidInput(f"the psyphy model's task is {type(task).__name__}; only the oddity "
+                           "task (psyphy.OddityTask) can be converted")
+    noise = model.noise
+    if noise is not None and type(noise).__name__ != "GaussianNoise":
+        raise InvalidInput(f"the psyphy model has {type(noise).__name__}; psyphy_numpyro models "
+                           "Gaussian noise only (psyphy.GaussianNoise)")
+    for name in ("variance_scale", "decay_rate"):
+        own = getattr(model, name, None)
+        # psyphy's WPPM keeps copies nothing reads: worth a word only when set (not default)
+        if own is not None and float(own) != float(getattr(prior, name)) \
+                and float(own) != _psyphy_default(model, name):
+            warnings.warn(
+                f"the psyphy WPPM has {name}={float(own):g} but its Prior has "
+                f"{float(getattr(prior, name)):g}; psyphy's prior (which samples and scores the "
+                "weights) uses the Prior's value, and so does this conversion",
+                UserWarning, stacklevel=4)
+    return {"input_dim": int(model.input_dim), "basis_degree": int(prior.basis_degree),
+            "extra_dims": extra, "variance_scale": float(prior.variance_scale),
+            "decay_rate": float(prior.decay_rate), "diag_term": float(model.diag_term),
+            "num_samples": int(config.num_samples), "bandwidth": float(config.bandwidth)}
+
+
+def as_wppm(model, name: str = "model") -> WPPM:
+    """``model`` as a :class:`WPPM`: ours as it is, a psyphy WPPM converted
+    (:meth:`WPPM.from_psyphy`); anything else is a ``TypeError`` naming ``name``."""
+    if isinstance(model, WPPM):
+        return model
+    if is_psyphy_object(model, "prior", "likelihood"):
+        return WPPM.from_psyphy(model)
+    raise InvalidType(f"{name} must be a psyphy_numpyro.WPPM or a psyphy WPPM, got "
+                      f"{type(model).__name__}")
+
+
+def as_params(params):
+    """A parameter dict from ours or psyphy's.
+
+    A dict (ours, or psyphy's ``{"W": ...}``: the same layout) is returned
+    as it is; an object with a ``params`` dict (psyphy's ``MAPPosterior``, a
+    :class:`~psyphy_numpyro.MAPFit`) gives that dict. Anything else is
+    returned unchanged for the caller's own type check.
+    """
+    if isinstance(params, dict):
+        return params
+    inner = getattr(params, "params", None)
+    return inner if isinstance(inner, dict) else params
 
 
 def with_lapse(p, lapse):

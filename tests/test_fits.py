@@ -114,5 +114,6 @@ def test_a_model_params_pair_is_read_as_a_point_fit():
                             num_samples=64)
     th_fit = pn.thresholds(_point(0, 0), X[:1], num_directions=4, num_samples=64)
     np.testing.assert_array_equal(th_pair.lengths, th_fit.lengths)
-    with pytest.raises(TypeError, match="model must be a psyphy_numpyro.WPPM, got object"):
+    with pytest.raises(TypeError,
+                       match="model must be a psyphy_numpyro.WPPM or a psyphy WPPM, got object"):
         pn.thresholds((object(), {"W": DRAWS[0, 0]}), X[:1])

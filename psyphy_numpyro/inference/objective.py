@@ -35,7 +35,7 @@ import optax
 
 from ..data import as_trial_data
 from ..errors import InvalidInput, InvalidType
-from ..model import WPPM, _chunked_loglik
+from ..model import WPPM, _chunked_loglik, as_wppm
 from ..validation import as_key, check_int, check_real
 
 __all__ = [
@@ -356,8 +356,7 @@ class MAP:
     """
 
     def __init__(self, model: WPPM, optimizer=None, batch_size: int | None = None):
-        if not isinstance(model, WPPM):
-            raise InvalidType(f"model must be a psyphy_numpyro.WPPM, got {type(model).__name__}")
+        model = as_wppm(model)
         if optimizer is None:
             optimizer = whitened_adam()
         if not isinstance(optimizer, optax.GradientTransformation):
