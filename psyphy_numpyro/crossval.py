@@ -21,11 +21,11 @@ import jax
 import numpy as np
 
 from .bootstrap import _refit, default_strata
-from .errors import InvalidInput, InvalidType
+from .errors import InvalidInput
 from .fits import MAPFit
-from .inference.objective import MAP, from_whitened
+from .inference.objective import MAP, bucket_size, from_whitened
 from .map_fit import _check_count, resolve_model
-from .model import WPPM
+from .model import WPPM, as_wppm
 from .progress import use_progress
 from .validation import check_real, seed_from
 
@@ -145,6 +145,15 @@ def _varying(models) -> list[str]:
     return [n for n in names if len({repr(getattr(m, n)) for m in models}) > 1]
 
 
+def _held_out_score(model, params, test, seed, num_samples) -> float:
+    """Mean log-likelihood per trial of ``test``, its trials padded to the engine's bucket
+    size (repeats of the first, dropped again) so folds of nearby sizes share one program."""
+    n = len(test)
+    idx = np.concatenate([np.arange(n), np.zeros(bucket_size(n) - n, np.int64)])
+    ll = model.log_likelihood(params, test[idx], key=seed, num_samples=num_samples)
+    return float(np.mean(np.asarray(ll)[:n]))
+
+
 def cross_validate(data, models, *, num_folds: int = 5, seed: int = 0, rng_key=None,
                    steps: int = 1000, learning_rate: float = 0.05, init_scale: float = 0.3,
                    eval_samples: int | None = None, progress: bool | None = None
@@ -178,9 +187,7 @@ def cross_validate(data, models, *, num_folds: int = 5, seed: int = 0, rng_key=N
     """
     if not isinstance(models, list | tuple) or len(models) == 0:
         raise InvalidInput("models must be a non-empty list of psyphy_numpyro.WPPM")
-    for i, m in enumerate(models):
-        if not isinstance(m, WPPM):
-            raise InvalidType(f"models[{i}] must be a psyphy_numpyro.WPPM, got {type(m).__name__}")
+    models = [as_wppm(m, f"models[{i}]") for i, m in enumerate(models)]
     num_folds = _check_count("num_folds", num_folds, lo=2)
     steps = _check_count("steps", steps)
     learning_rate = check_real("learning_rate", learning_rate, 0.0)
@@ -213,7 +220,5 @@ def cross_validate(data, models, *, num_folds: int = 5, seed: int = 0, rng_key=N
             if lapse is not None:
                 params["lapse_rate"] = lapse[0, j]
             j += 1
-            test = data[folds == k]
-            scores[i, k] = float(np.mean(model.log_likelihood(params, test, key=seed + k,
-                                                              num_samples=ns)))
+            scores[i, k] = _held_out_score(model, params, data[folds == k], seed + k, ns)
     return CrossValidation(models=list(models), scores=scores, folds=folds, num_samples=used)

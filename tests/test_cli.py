@@ -136,6 +136,8 @@ def test_in_process_errors(workdir, capsys):
          "steps must be >= 1"),
         (["fit", tmp / "trials.csv", "--out", tmp / "x.nc", "--plot", tmp / "f.jpg"],
          "f.jpg: figures are written as .png, .pdf, .svg"),
+        (["fit", tmp / "trials.csv", "--out", tmp / "x.nc", "--lapse-rate", "0.7"],
+         "lapse_rate must be in [0, 0.5), got 0.7"),
     ]
     for args, message in cases:
         code, out, err = _main(capsys, *args)
@@ -145,6 +147,29 @@ def test_in_process_errors(workdir, capsys):
         cli.main(["fit", str(tmp / "trials.csv"), "--out", "x.nc", "--method", "svi"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["fit", str(tmp / "trials.csv"), "--out", "x.nc", "--lapse-rate", "often"])
+    assert exc.value.code == 2
+    assert "expected a number in [0, 0.5) or 'learn', got 'often'" in capsys.readouterr().err
+
+
+def test_fit_learns_the_lapse_rate(workdir, capsys):
+    tmp, data, _ = workdir
+    code, out, err = _main(capsys, "fit", tmp / "trials.csv", "--method", "map", "--steps", "30",
+                           "--restarts", "1", "--basis-degree", "1", "--num-samples", "16",
+                           "--estimator", "reparam", "--lapse-rate", "learn", "--no-progress",
+                           "--out", tmp / "lapse.nc")
+    assert code == 0, err
+    fit = pn.load_fit(tmp / "lapse.nc")
+    assert fit.model.lapse_rate == "learn" and fit.model.learns_lapse
+    assert 0.0 < fit.lapse_rate < 0.5
+    assert f"MAP lapse rate: {fit.lapse_rate:.4g} (prior Beta(2.0, 50.0))" in out
+    code, out, err = _main(capsys, "fit", tmp / "trials.csv", "--method", "map", "--steps", "5",
+                           "--restarts", "1", "--basis-degree", "1", "--num-samples", "16",
+                           "--estimator", "reparam", "--lapse-rate", "0.04", "--no-progress",
+                           "--out", tmp / "fixed.nc")
+    assert code == 0, err
+    assert pn.load_fit(tmp / "fixed.nc").model.lapse_rate == 0.04 and "lapse rate" not in out
 
 
 def test_posterior_fit_summary_and_thresholds(workdir, capsys):

@@ -147,6 +147,9 @@ def _cmd_fit(args):
     loss = float(fit.restart_losses[fit.best_restart])
     print(f"MAP: final loss {loss:.6g} ({loss / len(data):.6g} per trial), kept restart "
           f"{fit.best_restart} (numbered from 0) of {len(fit.restart_losses)}", flush=True)
+    if model.learns_lapse:
+        print(f"MAP lapse rate: {fit.lapse_rate:.4g} (prior Beta{tuple(model.lapse_prior)})",
+              flush=True)
     if args.method == "laplace":
         fit = fit_laplace(data, model, init=fit, progress=progress, **seed,
                           **_given(args, num_draws="draws"))

@@ -81,7 +81,20 @@ _MODEL_OPTIONS = (
     ("bandwidth", float, "logistic smoothing of the oddity rule"),
     ("num_samples", int, "estimator samples per trial for p(correct)"),
     ("estimator", str, "p(correct) estimator; nuts needs cv or reparam (docs/model.md)"),
+    ("lapse_rate", "lapse", "fixed lapse rate in [0, 0.5), or 'learn' to estimate it "
+     "(Beta(2, 50) prior; docs/observers.md)"),
 )
+
+
+def _lapse_rate(text):
+    """``--lapse-rate`` value: a number (the model checks its range) or the word ``learn``."""
+    if text.strip().lower() == "learn":
+        return "learn"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number in [0, 0.5) or 'learn', got {text!r}") from None
 
 
 def _signature_defaults(fn) -> dict:
@@ -173,7 +186,10 @@ def _add_inference_options(p):
     m.add_argument("--input-dim", type=int, default=None,
                    help="stimulus dimension; inferred from the CSV header (given: checked)")
     for name, typ, text in _MODEL_OPTIONS:
-        kwargs = {"choices": _estimators()} if name == "estimator" else {"type": typ}
+        if name == "estimator":
+            kwargs = {"choices": _estimators()}
+        else:
+            kwargs = {"type": _lapse_rate if typ == "lapse" else typ}
         m.add_argument("--" + name.replace("_", "-"), default=None,
                        help=f"{text} (default: {wppm[name]})", **kwargs)
     o = p.add_argument_group("inference (defaults: the fit functions')")
