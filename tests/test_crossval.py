@@ -30,7 +30,8 @@ def test_bad_candidates_are_named():
     data = pn.TrialData(np.zeros((20, 2, 2)), np.zeros(20))
     with pytest.raises(ValueError, match="models must be a non-empty list"):
         pn.cross_validate(data, [])
-    with pytest.raises(TypeError, match=r"models\[1\] must be a psyphy_numpyro.WPPM or a psyphy WPPM, got dict"):
+    message = r"models\[1\] must be a psyphy_numpyro.WPPM or a psyphy WPPM, got dict"
+    with pytest.raises(TypeError, match=message):
         pn.cross_validate(data, [pn.WPPM(), {}])
     with pytest.raises(ValueError, match="20 trials are too few for 15 folds"):
         pn.cross_validate(data, [pn.WPPM()], num_folds=15)
