@@ -11,6 +11,8 @@ from .data import (
     simulate_observer,
     simulate_trials,
 )
+from .design import propose_trials, space_filling_trials
+from .design.session import Experiment
 from .errors import FitDivergedError, FitFailedError
 from .fits import Fit, MAPFit, PosteriorFit
 from .hyperparameters import HyperparameterChoice, choose_hyperparameters
@@ -25,6 +27,9 @@ from .posterior import LaplaceFit, MCMCFit
 from .readout import Thresholds, field_error, fit_ellipse, psychometric, thresholds
 
 __all__ = [
+    "Experiment",
+    "propose_trials",
+    "space_filling_trials",
     "WPPM",
     "TrialData",
     "as_trial_data",

@@ -14,7 +14,7 @@ from numpyro.infer.util import log_density
 from .errors import FitFailedError, InvalidInput, InvalidType
 from .estimators import check_fixed_noise, surrogate_model, surrogate_noise
 from .fits import MAPFit
-from .inference.objective import bucket_size, pad_trials
+from .inference.objective import pad_trials, padded_size
 from .map_fit import _check_count, fit_map, resolve_model
 from .model import wppm_model
 from .noise import SharedNoise
@@ -181,6 +181,7 @@ def fit_laplace(
     hessian_samples: int = 256,
     hessian_bandwidth: float | None = None,
     map_steps: int = 2000,
+    trial_capacity: int | None = None,
 ) -> LaplaceFit:
     """Gaussian (Laplace) posterior around the MAP: uncertainty in seconds.
 
@@ -229,6 +230,9 @@ def fit_laplace(
         Fixed QMC draws per trial of the likelihood (0: table surrogate).
     hessian_bandwidth : float, optional
         Logistic bandwidth of that likelihood (default: the model's).
+    trial_capacity : int, optional
+        Pad the trial axis to at least this many trials (see
+        :func:`~psyphy_numpyro.fit_map`), here and in the MAP fit it runs.
 
     Returns
     -------
@@ -253,7 +257,8 @@ def fit_laplace(
     elif init is not None:
         raise InvalidType(f"init must be a MAPFit or None, got {type(init).__name__}")
     if init is None:
-        init = fit_map(data, given, steps=map_steps, seed=seed, progress=use_progress(progress))
+        init = fit_map(data, given, steps=map_steps, seed=seed, progress=use_progress(progress),
+                       trial_capacity=trial_capacity)
     if not isinstance(init, MAPFit):
         raise InvalidType(f"init must be a MAPFit or None, got {type(init).__name__}")
     hmodel = surrogate_model(model, hessian_samples, hessian_bandwidth)
@@ -262,7 +267,8 @@ def fit_laplace(
     if model.learns_lapse:
         lam0 = float(np.asarray(init.params["lapse_rate"]))
         w0 = jnp.append(w0, jnp.asarray(np.log(lam0 / (1 - lam0)), W0.dtype))
-    noise = surrogate_noise(hmodel, bucket_size(len(data)), hessian_samples, seed)
+    noise = surrogate_noise(hmodel, padded_size(len(data), trial_capacity), hessian_samples,
+                            seed)
     H = np.asarray(_curvature(hmodel, w0, data, noise, curvature), dtype=np.float64)
     if not np.all(np.isfinite(H)):
         raise FitFailedError(

@@ -17,7 +17,7 @@ from .data import TrialData, as_trial_data
 from .errors import FitDivergedError, InvalidInput, InvalidType
 from .fits import MAPFit
 from .inference import engine
-from .inference.objective import MAP, from_whitened, init_state
+from .inference.objective import MAP, from_whitened, init_state, padded_size
 from .model import WPPM, as_wppm
 from .progress import Progress, use_progress
 from .validation import as_key, check_int, check_real
@@ -399,6 +399,7 @@ def fit_map(
     eval_samples: int | None = None,
     init_scale: float = 0.3,
     screen_steps: int | None = None,
+    trial_capacity: int | None = None,
 ) -> MAPFit | list[MAPFit]:
     """Maximum a posteriori fit of a WPPM: whitened Adam on the model's log joint.
 
@@ -472,6 +473,11 @@ def fit_map(
     screen_steps : int, optional
         Steps every restart runs before the best one continues alone
         (default ``steps // 4``; ``steps`` with a single restart).
+    trial_capacity : int, optional
+        Pad the trial axis to at least this many trials (weight 0 on the
+        padding), so data sets that grow, such as an adaptive session's,
+        reuse one compiled program until they outgrow it (default: the size
+        bucket of the trial count).
 
     Returns
     -------
@@ -490,6 +496,8 @@ def fit_map(
         warning when another one succeeds.
     """
     if isinstance(data, list | tuple):
+        if trial_capacity is not None:
+            raise InvalidInput("trial_capacity applies to a single data set, not a list")
         return _fit_many(data, model, (steps, optimizer, learning_rate, num_restarts, batch_size,
                                        eval_samples, init_scale, screen_steps),
                          seed, rng_key, progress, init_params)
@@ -503,13 +511,14 @@ def fit_map(
     data, model = resolve_model(data, model, check=choice is None)
     cfg = _check_settings(data, model, steps, optimizer, learning_rate, num_restarts,
                           batch_size, eval_samples, init_scale, screen_steps)
+    size = padded_size(len(data), trial_capacity)
     root, seed = _root_key(seed, rng_key)
     if init_params is not None:  # last: the only check that builds a JAX array
         init_params = model.checked_params(init_params, "init_params", lapse_optional=True)
     problem = MAP(model, optimizer, cfg.batch_size)
     t_start = time.perf_counter()
     z0, keys = _restart_starts(problem, root, cfg, init_params)
-    trials = problem.trials(data)
+    trials = problem.trials(data, size)
     timings = {"compile": 0.0, "steps": 0.0, "evaluation": 0.0}
     total = cfg.num_restarts * cfg.screen_steps + (cfg.steps - cfg.screen_steps)
     bar = Progress(use_progress(progress), total, "fit_map")

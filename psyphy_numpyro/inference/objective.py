@@ -43,6 +43,7 @@ __all__ = [
     "MAPState",
     "MAP",
     "bucket_size",
+    "padded_size",
     "pad_trials",
     "negative_log_posterior",
     "to_whitened",
@@ -106,6 +107,17 @@ def bucket_size(n: int) -> int:
         return n
     e = max(0, n.bit_length() - 4)
     return -(-n // 2**e) * 2**e
+
+
+def padded_size(n: int, trial_capacity: int | None = None) -> int:
+    """Padded trial count of a fit: :func:`bucket_size` of ``n``, raised to
+    ``trial_capacity`` when that is given (a growing data set, such as an
+    adaptive session's, padded to a fixed capacity reuses one program until
+    it outgrows it)."""
+    size = bucket_size(n)
+    if trial_capacity is None:
+        return size
+    return max(size, check_int("trial_capacity", trial_capacity, 1))
 
 
 def pad_trials(data, size: int | None = None, *, weights=None, dtype=None) -> Trials:

@@ -1,0 +1,304 @@
+"""Where to put the next trials: candidates, information gain, diverse batches.
+
+The posterior of a fit (its draws of ``W`` and of a learned lapse rate) gives
+for every candidate trial a distribution of response probabilities ``p_s``
+over draws ``s``. One Bernoulli response carries
+
+    I = H[mean_s p_s] - mean_s H[p_s]
+
+nats of information about the field (the mutual information between the
+response and the posterior draws; ``H`` is the binary entropy). It is zero
+where every draw agrees (a trial at chance or at ceiling with a tight
+posterior) and largest where the draws disagree about a trial near
+threshold. :func:`propose_trials` scores a candidate set by it and picks a
+diverse batch greedily: after each pick, the scores of candidates whose
+reference lies near the picked one are multiplied by
+``1 - exp(-|ref - ref_picked|^2 / (2 l^2))``, so a batch spreads over the
+stimulus space instead of repeating the single best trial.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InvalidInput, InvalidType
+from ..validation import check_int, check_points, check_real, seed_from
+
+__all__ = [
+    "CRITERIA",
+    "space_filling_trials",
+    "candidate_trials",
+    "score_trials",
+    "propose_trials",
+    "inside_domain",
+]
+
+CRITERIA = ("info_gain", "variance", "random")
+
+
+def _sobol(num: int, d: int, seed: int, skip: int = 0) -> np.ndarray:
+    """Points ``skip ... skip + num - 1`` of a scrambled Sobol sequence in ``[0, 1)^d``."""
+    from scipy.stats import qmc
+
+    total = skip + num
+    m = max(1, int(np.ceil(np.log2(max(total, 2)))))
+    pts = qmc.Sobol(d, scramble=True, seed=np.random.default_rng([seed, 101])).random_base2(m)
+    return pts[skip:total]
+
+
+def _directions(rng, num: int, d: int) -> np.ndarray:
+    u = rng.standard_normal((num, d))
+    return u / np.linalg.norm(u, axis=1, keepdims=True)
+
+
+def inside_domain(ref, step) -> np.ndarray:
+    """``ref + step``, or ``ref - step`` where that leaves ``[-1, 1]^d``; clipped if both do."""
+    ref, step = np.asarray(ref, float), np.asarray(step, float)
+    plus = ref + step
+    out = np.any(np.abs(plus) > 1.0, axis=-1, keepdims=True)
+    comp = np.where(out, ref - step, plus)
+    return np.clip(comp, -1.0, 1.0)
+
+
+def space_filling_trials(num_trials: int, input_dim: int, *, seed: int = 0, start: int = 0,
+                         distances=(0.005, 0.4)):
+    """A non-adaptive design: Sobol references, random directions, log-uniform distances.
+
+    Trial ``i`` of the sequence depends only on ``seed`` and ``i``: trials
+    ``start ... start + num_trials - 1`` are returned, so a design can be
+    handed out in pieces and continued after a restart.
+
+    Parameters
+    ----------
+    num_trials, input_dim : int
+    seed : int
+    start : int
+        Index of the first trial of the sequence to return.
+    distances : (float, float)
+        Range of the ref-comparison distance (``[-1, 1]`` units), log-uniform.
+        The default spans thresholds from ~0.005 to ~0.3, the range of human
+        colour discrimination on the unit square.
+
+    Returns
+    -------
+    ref, comparison : numpy arrays ``(num_trials, input_dim)`` inside ``[-1, 1]^d``
+    """
+    num_trials = check_int("num_trials", num_trials, 1)
+    d = check_int("input_dim", input_dim, 1, 3)
+    start = check_int("start", start, 0)
+    lo, hi = _check_range("distances", distances)
+    ref = 2.0 * _sobol(num_trials, d, seed, start) - 1.0
+    rng = np.random.default_rng([seed, 202])
+    u = _directions(rng, start + num_trials, d)[start:]
+    dist = np.exp(rng.uniform(np.log(lo), np.log(hi), start + num_trials))[start:]
+    return ref, inside_domain(ref, u * dist[:, None])
+
+
+def _check_range(name, value):
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise InvalidType(f"{name} must be a pair (low, high), got {value!r}") from None
+    if not 0.0 < lo <= hi:
+        raise InvalidInput(f"{name} must satisfy 0 < low <= high, got {value!r}")
+    return lo, hi
+
+
+def _posterior(fit, max_draws: int):
+    """``(fit, num_draws)``, checking that the fit has posterior draws to disagree."""
+    from ..fits import Fit
+
+    if not isinstance(fit, Fit):
+        raise InvalidType(f"fit must be a psyphy_numpyro fit, got {type(fit).__name__}")
+    if fit.point or fit.num_draws < 2:
+        raise InvalidInput(
+            "propose_trials needs posterior draws (a fit from fit_laplace, fit_bootstrap or "
+            "fit_mcmc); a MAP fit has one, so every trial would carry no information"
+        )
+    return fit, min(fit.num_draws, max_draws)
+
+
+def _thin(fit, num: int):
+    """The fit restricted to ``num`` evenly spaced draws (itself when it has no more)."""
+    if fit.num_draws <= num:
+        return fit
+    from ..fits import PosteriorFit
+
+    idx = np.linspace(0, fit.num_draws - 1, num).round().astype(int)
+    W = np.asarray(fit.weights())[idx][None]
+    lapse = None
+    if fit.model.learns_lapse:
+        lapse = np.asarray(fit.lapse_rates())[idx][None]
+    return PosteriorFit(model=fit.model, data=fit.data, draws=W, lapse=lapse)
+
+
+def candidate_trials(fit, *, seed: int = 0, num_refs: int = 256, per_ref: int = 12,
+                     multipliers=(0.3, 3.0)):
+    """Candidate trials scaled to the fit's current thresholds.
+
+    ``num_refs`` Sobol references; at each, ``per_ref`` comparisons along
+    random directions ``u`` at distance ``m * k * sqrt(u' Sigma(ref) u)``,
+    with ``Sigma`` the posterior-mean covariance, ``k`` the Mahalanobis
+    distance of the 66.7% threshold and ``m`` log-uniform in
+    ``multipliers``: the candidates span the psychometric range from near
+    chance to near ceiling wherever the threshold is.
+
+    Returns
+    -------
+    ref, comparison : numpy arrays ``(num_refs * per_ref, d)`` inside ``[-1, 1]^d``
+    """
+    from ..hyperparameters import threshold_constant
+
+    model = fit.model
+    d = model.input_dim
+    num_refs = check_int("num_refs", num_refs, 1)
+    per_ref = check_int("per_ref", per_ref, 1)
+    m_lo, m_hi = _check_range("multipliers", multipliers)
+    refs = 2.0 * _sobol(num_refs, d, seed) - 1.0
+    cov = np.asarray(fit.covariance(refs))
+    if not fit.point:
+        cov = cov.mean(0)
+    rng = np.random.default_rng([seed, 303])
+    ref = np.repeat(refs, per_ref, axis=0)
+    u = _directions(rng, len(ref), d)
+    scale = np.sqrt(np.einsum("ni,nij,nj->n", u, np.repeat(cov, per_ref, axis=0), u))
+    k = threshold_constant(d, model.bandwidth)
+    m = np.exp(rng.uniform(np.log(m_lo), np.log(m_hi), len(ref)))
+    return ref, inside_domain(ref, u * (m * k * scale)[:, None])
+
+
+def _entropy(p):
+    p = np.clip(p, 1e-12, 1.0 - 1e-12)
+    return -(p * np.log(p) + (1.0 - p) * np.log1p(-p))
+
+
+def score_trials(fit, ref, comparison, *, criterion: str = "info_gain", seed: int = 0,
+                 max_draws: int = 64, num_samples: int | None = None) -> np.ndarray:
+    """Score of every trial under a posterior fit: ``(n,)``, higher is more useful.
+
+    Criteria
+    --------
+    ``"info_gain"``
+        Expected information about the field from one response, in nats:
+        ``H[mean p] - mean H[p]`` over the posterior draws (the module).
+    ``"variance"``
+        Posterior variance of the response probability.
+    ``"random"``
+        Uniform random scores (a baseline that keeps the candidate set).
+
+    The response probabilities include a learned or fixed lapse rate; the same
+    estimator noise (seeded by ``seed``) is used for every draw, so the spread
+    between draws is posterior spread, not Monte Carlo noise.
+    """
+    if criterion not in CRITERIA:
+        raise InvalidInput(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+    fit, num = _posterior(fit, check_int("max_draws", max_draws, 2))
+    d = fit.model.input_dim
+    ref = check_points(ref, d, "ref")
+    comparison = check_points(comparison, d, "comparison")
+    if ref.shape != comparison.shape or ref.ndim != 2:
+        raise InvalidInput(f"ref and comparison must both be (n, {d}), got {ref.shape} and "
+                           f"{comparison.shape}")
+    if criterion == "random":
+        return np.random.default_rng([seed, 404]).uniform(size=len(ref))
+    p = np.asarray(_thin(fit, num).p_correct(ref, comparison, key=seed, num_samples=num_samples,
+                                             include_lapse=True), np.float64)
+    if criterion == "variance":
+        return p.var(0)
+    return _entropy(p.mean(0)) - _entropy(p).mean(0)
+
+
+def _seed(key) -> int:
+    """An integer seed from an integer or a JAX PRNG key."""
+    if isinstance(key, bool):
+        raise InvalidType("key must be an integer seed or a jax.random key, got a bool")
+    if isinstance(key, int | np.integer):
+        return check_int("key", int(key), 0)
+    return seed_from(0, key)
+
+
+def _greedy(scores, ref, num: int, length: float) -> np.ndarray:
+    """Indices of ``num`` picks: best score first, nearby references penalised after each."""
+    score = np.maximum(np.asarray(scores, np.float64), 0.0) + 1e-12
+    free = np.ones(len(score), bool)
+    picks = np.empty(num, np.int64)
+    for t in range(num):
+        j = int(np.argmax(np.where(free, score, -np.inf)))
+        picks[t] = j
+        free[j] = False
+        d2 = np.sum((ref - ref[j]) ** 2, axis=1)
+        score = score * (1.0 - np.exp(-d2 / (2.0 * length**2)))
+    return picks
+
+
+def propose_trials(fit, num_trials: int, *, key=0, candidates=None,
+                   criterion: str = "info_gain", num_refs: int | None = None, per_ref: int = 12,
+                   diversity: float = 0.5, max_draws: int = 64,
+                   num_samples: int | None = None):
+    """The next ``num_trials`` trials from a posterior fit.
+
+    Parameters
+    ----------
+    fit : Fit with posterior draws
+        From :func:`~psyphy_numpyro.fit_laplace` (cheapest),
+        :func:`~psyphy_numpyro.fit_bootstrap` or
+        :func:`~psyphy_numpyro.fit_mcmc`. A MAP fit is refused: with one draw
+        every trial carries no information.
+    num_trials : int
+    key : int or jax PRNG key
+        Seeds the candidates, the estimator noise and the random criterion.
+    candidates : (ref, comparison), optional
+        Your own candidate set, arrays ``(C, d)`` inside ``[-1, 1]^d`` with
+        ``C >= num_trials``. Default: :func:`candidate_trials` (Sobol
+        references crossed with threshold-scaled comparisons along random
+        directions).
+    criterion : {"info_gain", "variance", "random"}
+        See :func:`score_trials`. ``"random"`` picks uniformly among the
+        candidates (still diverse): the baseline to compare with.
+    num_refs : int, optional
+        Default candidate references (default ``max(256, 2 num_trials)``).
+    per_ref : int
+        Default candidate comparisons per reference.
+    diversity : float
+        Length ``l`` of the batch-diversity penalty as a fraction of the
+        spacing ``2 / num_trials^(1/d)`` of ``num_trials`` evenly spread
+        references; 0 turns the penalty off (pure top-``num_trials``).
+    max_draws : int
+        Posterior draws used (evenly thinned).
+    num_samples : int, optional
+        Estimator samples per trial (default: the model's).
+
+    Returns
+    -------
+    ref, comparison : numpy arrays ``(num_trials, d)`` inside ``[-1, 1]^d``
+    """
+    num_trials = check_int("num_trials", num_trials, 1)
+    diversity = check_real("diversity", diversity, 0.0, lo_closed=True)
+    seed = _seed(key)
+    fit, _ = _posterior(fit, check_int("max_draws", max_draws, 2))
+    d = fit.model.input_dim
+    if candidates is None:
+        n_refs = num_refs if num_refs is not None else max(256, 2 * num_trials)
+        ref, comp = candidate_trials(fit, seed=seed, num_refs=n_refs, per_ref=per_ref)
+    else:
+        try:
+            ref, comp = candidates
+        except (TypeError, ValueError):
+            raise InvalidType("candidates must be a pair (ref, comparison) of (C, d) arrays"
+                              ) from None
+        check_points(ref, d, "candidates ref")
+        check_points(comp, d, "candidates comparison")
+        ref, comp = np.asarray(ref, np.float64), np.asarray(comp, np.float64)
+        if ref.ndim != 2 or ref.shape != comp.shape:
+            raise InvalidInput(f"candidates must be two (C, {d}) arrays, got {ref.shape} and "
+                               f"{comp.shape}")
+    if len(ref) < num_trials:
+        raise InvalidInput(f"{len(ref)} candidates are fewer than num_trials={num_trials}")
+    scores = score_trials(fit, ref, comp, criterion=criterion, seed=seed, max_draws=max_draws,
+                          num_samples=num_samples)
+    if diversity == 0.0:
+        picks = np.argsort(-scores, kind="stable")[:num_trials]
+    else:
+        length = diversity * 2.0 / num_trials ** (1.0 / d)
+        picks = _greedy(scores, np.asarray(ref, np.float64), num_trials, length)
+    return np.asarray(ref, np.float64)[picks], np.asarray(comp, np.float64)[picks]
