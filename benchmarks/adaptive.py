@@ -35,7 +35,6 @@ Nothing is asserted; the table is printed.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import tempfile
 import time
@@ -50,6 +49,7 @@ from psyphy_numpyro.design import inside_domain, space_filling_trials
 from psyphy_numpyro.hyperparameters import threshold_constant
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _machine import machine_line  # noqa: E402
 from observer_scales import observer  # noqa: E402
 
 BETA = 2.0
@@ -148,9 +148,7 @@ def main(argv=None):
     ap.add_argument("--refit-every", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    print(f"# {platform.processor() or platform.machine()}, {jax.device_count()} "
-          f"{jax.default_backend()} device(s), jax {jax.__version__}, "
-          f"psyphy_numpyro {pn.__version__}")
+    print(machine_line())
     print("| observer | trials | plain | sobol | adaptive | adaptive / plain |")
     print("|---|---:|---:|---:|---:|---:|")
     n_max = max(args.trials)

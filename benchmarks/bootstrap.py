@@ -20,13 +20,17 @@ Every number is a wall time on the machine it runs on; nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import platform
+import sys
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
 
 import psyphy_numpyro as pn
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _machine import machine_line  # noqa: E402
 
 
 def observer_data(n, seed=0):
@@ -63,9 +67,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.convergence:
         return convergence(args.trials[0])
-    print(f"# {platform.processor() or platform.machine()}, {jax.device_count()} "
-          f"{jax.default_backend()} device(s), jax {jax.__version__}, "
-          f"psyphy_numpyro {pn.__version__}")
+    print(machine_line())
     print("| trials | fit_map (s) | fit_bootstrap refits | bootstrap (s) | compile (s) "
           "| ratio |")
     print("|---:|---:|---|---:|---:|---:|")

@@ -14,16 +14,14 @@ Every number is a wall time on the machine it runs on; nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
 
-import jax
-
 import psyphy_numpyro as pn
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _machine import machine_line  # noqa: E402
 from bootstrap import observer_data  # noqa: E402
 
 
@@ -39,9 +37,7 @@ def main(argv=None):
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=1000)
     args = ap.parse_args(argv)
-    print(f"# {platform.processor() or platform.machine()}, {jax.device_count()} "
-          f"{jax.default_backend()} device(s), jax {jax.__version__}, "
-          f"psyphy_numpyro {pn.__version__}")
+    print(machine_line())
     models = candidates()
     print("| trials | fit_map (s) | models x folds x steps | cross_validate (s) | ratio "
           "| best |")
