@@ -50,6 +50,26 @@ def test_proposals_lie_in_the_domain_and_spread_out(d, lapse):
     assert spread >= 20 and spread > len(np.unique(top_ref, axis=0))
 
 
+def test_a_repeated_proposal_reuses_its_compiled_programs():
+    from jax import monitoring
+    from jax._src import monitoring as _monitoring
+
+    fit, _ = _posterior(SMALL, key=6)
+    pn.propose_trials(fit, 10, key=0, num_refs=32, per_ref=4)
+    names = []
+
+    def listener(name, seconds, **kwargs):
+        if name == "/jax/core/compile/backend_compile_duration":
+            names.append(kwargs.get("fun_name", "?"))
+
+    monitoring.register_event_duration_secs_listener(listener)
+    try:
+        ref, _ = pn.propose_trials(fit, 10, key=1, num_refs=32, per_ref=4)
+    finally:
+        _monitoring.unregister_event_duration_listener(listener)
+    assert names == [] and ref.shape == (10, 2)
+
+
 def test_information_gain_is_the_mutual_information_and_peaks_near_threshold():
     fit, _ = _posterior(SMALL.replace(estimator="cv", num_samples=64), key=3, spread=0.3)
     ref = np.zeros((3, 2))

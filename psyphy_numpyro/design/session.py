@@ -201,7 +201,8 @@ class Experiment:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         self.settings = self._settings(settings, reopening_defaults={
-            "model": model is None, "num_initial": num_initial is None})
+            "model": model is None, "num_initial": num_initial is None,
+            "input_dim": model is None and input_dim is None})
         self.input_dim = self.settings["input_dim"]
         self.seed = self.settings["seed"]
         self.fits_dir = Path(str(self.path) + ".fits")
@@ -211,6 +212,7 @@ class Experiment:
         self._fit_seq = None
         self._worker = None
         self._worker_error = None
+        self._pending_result = None
         self._load_latest_fit()
 
     # -- settings ------------------------------------------------------------
@@ -230,9 +232,6 @@ class Experiment:
                 continue
             if k == "model" and stored.get("chosen_model") == v:
                 continue
-            if k == "input_dim" and given["model"] is None:
-                if v == 2 and stored[k] != 2:
-                    continue  # the default, not a request
             if stored.get(k) != v:
                 raise InvalidInput(f"{self.path}: the session was created with {k}="
                                    f"{stored.get(k)!r}; reopen it without {k} or with that value")
