@@ -1,19 +1,33 @@
-"""Matplotlib figures: covariance-field ellipses, learning curves, read-outs and trials.
+"""Matplotlib figures for papers: covariance fields, thresholds, checks, learning curves.
 
 matplotlib is imported lazily so that the numerical core never needs it.
 
-- :mod:`.field`: :func:`plot_fit` (a whole fit), :func:`plot_field`,
-  :func:`plot_field_band`, :func:`grid_points`, :func:`ellipse_points`,
-  :func:`auto_scale`;
+- :mod:`.field`: :func:`plot_fit` (a whole fit, 1-D, 2-D or three slices of a
+  3-D fit), :func:`plot_field`, :func:`plot_field_band`, :func:`grid_points`,
+  :func:`ellipse_points`, :func:`auto_scale`;
 - :mod:`.curves`: :func:`plot_learning_curve`, :func:`plot_thresholds`,
-  :func:`plot_psychometric`, :func:`plot_trials`;
+  :func:`threshold_scale`, :func:`plot_psychometric`, :func:`plot_trials`;
+- :mod:`.ppc`: :func:`plot_ppc` and :func:`binned_ppc` (binned observed vs
+  predicted proportion correct, from a fit or ArviZ data);
 - :mod:`.mocs`: :func:`plot_mocs` (MOCS validation: fit vs Weibull thresholds);
 - :func:`save_figure` writes PNG (300 dpi), PDF or SVG.
+
+Publication defaults: every axis is labelled with its units (stimulus
+coordinates are model units, ``[-1, 1]``), colours come from :data:`PALETTE`
+(Okabe & Ito's colour-blind-safe colours), ellipse scales are stated on the
+figure, and legends sit outside the data.
 """
 
-from ._base import save_figure
-from .curves import plot_learning_curve, plot_psychometric, plot_thresholds, plot_trials
+from ._base import COLORS, PALETTE, plane_covariances, save_figure
+from .curves import (
+    plot_learning_curve,
+    plot_psychometric,
+    plot_thresholds,
+    plot_trials,
+    threshold_scale,
+)
 from .field import (
+    SLICE_PLANES,
     auto_scale,
     ellipse_points,
     grid_points,
@@ -22,16 +36,25 @@ from .field import (
     plot_fit,
 )
 from .mocs import plot_mocs
+from .ppc import BinnedPPC, binned_ppc, plot_ppc
 
 __all__ = [
+    "COLORS",
+    "PALETTE",
+    "SLICE_PLANES",
+    "BinnedPPC",
+    "binned_ppc",
     "ellipse_points",
     "auto_scale",
+    "plane_covariances",
     "plot_field",
     "plot_field_band",
     "plot_fit",
     "plot_learning_curve",
     "grid_points",
+    "plot_ppc",
     "plot_thresholds",
+    "threshold_scale",
     "plot_psychometric",
     "plot_trials",
     "save_figure",

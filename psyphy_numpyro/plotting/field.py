@@ -7,10 +7,31 @@ import numpy as np
 from ..errors import InvalidInput, InvalidType
 from ..fits import Fit
 from ..validation import check_array, check_int, check_real
-from ._base import _check_covs, _check_style, _plt
+from ._base import (
+    AXIS_NAMES,
+    PALETTE,
+    _check_covs,
+    _check_style,
+    _plt,
+    axis_label,
+    check_plane,
+    cut_text,
+    legend_outside,
+    new_axes,
+    plane_covariances,
+    unit_ticks,
+)
 
 __all__ = ["grid_points", "ellipse_points", "auto_scale", "plot_field", "plot_field_band",
-           "plot_fit"]
+           "plot_fit", "scale_text", "SLICE_PLANES"]
+
+#: The three orthogonal slices of a 3-D figure: the coordinates spanning each plane.
+SLICE_PLANES = ((0, 1), (0, 2), (1, 2))
+
+
+def scale_text(scale: float) -> str:
+    """The words a figure uses to state its ellipse scale."""
+    return f"ellipses drawn at {scale:.3g} x the 1-sd contour"
 
 
 def grid_points(points_per_axis: int = 5, lo: float = -0.8, hi: float = 0.8) -> np.ndarray:
@@ -56,20 +77,59 @@ def auto_scale(centers, covs, fill: float = 0.4) -> float:
     return fill * spacing / largest
 
 
-def plot_field(covs, centers, *, ax=None, scale=None, label=None, **style):
-    """Draw one covariance field as ellipses at ``centers``.
+def _field_input(name, covs, centers, plane, cut):
+    """Checked ``(covs, centers, d, plane)``; 3-D input reduced to the 2-D ``plane``."""
+    centers = check_array("centers", centers)
+    covs = check_array("covs", covs)
+    d = centers.shape[1] if centers.ndim == 2 else 0
+    if d not in (1, 2, 3):
+        raise InvalidInput(f"{name} needs centers (G, d) with d in 1..3, got {centers.shape}")
+    if covs.shape != (len(centers), d, d):
+        raise InvalidInput(
+            f"{name} needs centers (G, {d}) and covs (G, {d}, {d}), got {centers.shape} and "
+            f"{covs.shape}"
+        )
+    if d == 3:
+        plane = (0, 1) if plane is None else check_plane(plane)
+        _check_covs("covs", plane_covariances(covs, plane, "marginal"))
+        return plane_covariances(covs, plane, cut), centers[:, list(plane)], d, plane
+    if plane is not None:
+        raise InvalidInput(f"plane selects a slice of 3-D covariances; these are {d}-D")
+    return covs, centers, d, (0, 1)
+
+
+def _label_axes(ax, d, plane):
+    if not ax.get_xlabel():
+        ax.set_xlabel(axis_label(plane[0], d))
+    if not ax.get_ylabel():
+        ax.set_ylabel("sqrt Sigma(x) (model units)" if d == 1 else axis_label(plane[1], d))
+
+
+def plot_field(covs, centers, *, ax=None, scale=None, label=None, plane=None, cut="section",
+               **style):
+    """Draw one covariance field: ellipses at ``centers`` (2-D, 3-D slices) or sqrt Sigma (1-D).
 
     Parameters
     ----------
-    covs : array (G, 2, 2)
-        Covariances, e.g. ``fit.covariance(centers)``.
-    centers : array (G, 2)
+    covs : array (G, d, d)
+        Covariances, e.g. ``fit.covariance(centers)``; ``d`` is 1, 2 or 3.
+    centers : array (G, d)
     ax : matplotlib Axes, optional
     scale : float, optional
-        Ellipses are drawn at Mahalanobis radius ``scale``. Default:
-        :func:`auto_scale` (pass the same value when overlaying fields).
+        2-D and 3-D: ellipses are drawn at Mahalanobis radius ``scale``
+        (``scale`` x the 1-sd contour). Default: :func:`auto_scale` (pass the
+        same value when overlaying fields). 1-D: the curve is
+        ``scale * sqrt Sigma(x)`` (default 1).
     label : str, optional
         Legend label (attached to the first ellipse only).
+    plane : pair of ints, optional
+        3-D only: the two coordinates of the slice drawn (default ``(0, 1)``);
+        ``centers`` are projected onto it, so pass centers that lie in one
+        plane (e.g. :data:`SLICE_PLANES` grids from :func:`plot_fit`).
+    cut : {"section", "marginal"}
+        3-D only: ellipses of the ellipsoids cut by the plane (conditional
+        covariance) or of the 2 x 2 sub-blocks (see
+        :func:`~psyphy_numpyro.plotting.plane_covariances`).
     **style
         Passed to ``ax.plot`` (color, lw, ls, alpha ...).
 
@@ -78,41 +138,50 @@ def plot_field(covs, centers, *, ax=None, scale=None, label=None, **style):
     matplotlib Axes
     """
     plt = _plt()
-    centers = check_array("centers", centers)
-    covs = check_array("covs", covs)
-    if centers.ndim != 2 or centers.shape[1] != 2 or covs.shape != (len(centers), 2, 2):
-        raise InvalidInput(
-            f"plot_field needs centers (G, 2) and covs (G, 2, 2), got {centers.shape} "
-            f"and {covs.shape}"
-        )
+    covs, centers, d, plane = _field_input("plot_field", covs, centers, plane, cut)
+    _check_style("plot_field", style)
+    if d == 1:
+        if np.any(covs[:, 0, 0] <= 0):
+            raise InvalidInput("covs must be positive (1 x 1 variances), got "
+                               f"{covs[:, 0, 0].min():.4g}")
+        scale = 1.0 if scale is None else check_real("scale", scale, 0.0)
+        ax = ax if ax is not None else plt.gca()
+        order = np.argsort(centers[:, 0])
+        ax.plot(centers[order, 0], scale * np.sqrt(covs[order, 0, 0]), label=label, **style)
+        _label_axes(ax, d, plane)
+        return ax
     covs = _check_covs("covs", covs)
     scale = auto_scale(centers, covs) if scale is None else check_real("scale", scale, 0.0)
-    _check_style("plot_field", style)
     ax = ax if ax is not None else plt.gca()
     for i, (c, S) in enumerate(zip(centers, covs, strict=True)):
         pts = ellipse_points(c, S, scale)
         ax.plot(pts[:, 0], pts[:, 1], label=label if i == 0 else None, **style)
     ax.set_aspect("equal")
+    _label_axes(ax, d, plane)
     return ax
 
 
 def plot_field_band(cov_draws, centers, *, ax=None, scale=None, level=0.9, label=None,
-                    num=120, **style):
-    """Draw a credible band of ellipses per center from posterior draws.
+                    num=120, plane=None, cut="section", **style):
+    """Draw a credible band of the field from posterior draws.
 
-    In every direction ``u`` the ellipse of a draw reaches
-    ``scale / sqrt(u' Sigma^-1 u)``; the band spans the central ``level``
-    fraction of those radii over the draws.
+    2-D and 3-D slices: in every direction ``u`` the ellipse of a draw
+    reaches ``scale / sqrt(u' Sigma^-1 u)``; the band spans the central
+    ``level`` fraction of those radii over the draws. 1-D: the central
+    ``level`` range of ``scale * sqrt Sigma(x)``.
 
     Parameters
     ----------
-    cov_draws : array (D, G, 2, 2)
+    cov_draws : array (D, G, d, d)
         Covariances per draw, e.g. ``fit.covariance(centers)`` of an MCMC fit.
-    centers : array (G, 2)
+    centers : array (G, d)
     scale : float, optional
-        Mahalanobis radius; default :func:`auto_scale` of the median field.
+        Mahalanobis radius; default :func:`auto_scale` of the median field
+        (1 in 1-D).
     level : float
         Central probability of the band (0.9: 5th to 95th percentile).
+    plane, cut
+        3-D only, as in :func:`plot_field`.
     **style
         Passed to ``ax.fill`` (color, alpha ...).
 
@@ -123,17 +192,40 @@ def plot_field_band(cov_draws, centers, *, ax=None, scale=None, level=0.9, label
     plt = _plt()
     cov_draws = check_array("cov_draws", cov_draws)
     centers = check_array("centers", centers)
-    if centers.ndim != 2 or centers.shape[1] != 2:
-        raise InvalidInput(f"plot_field_band needs centers (G, 2), got {centers.shape}")
-    if cov_draws.ndim != 4 or cov_draws.shape[1:] != (len(centers), 2, 2):
+    if centers.ndim != 2 or centers.shape[1] not in (1, 2, 3):
+        raise InvalidInput(f"plot_field_band needs centers (G, d) with d in 1..3, got "
+                           f"{centers.shape}")
+    d = centers.shape[1]
+    if cov_draws.ndim != 4 or cov_draws.shape[1:] != (len(centers), d, d):
         raise InvalidInput(
-            f"plot_field_band needs cov_draws (D, G, 2, 2) for G={len(centers)} centers, "
+            f"plot_field_band needs cov_draws (D, G, {d}, {d}) for G={len(centers)} centers, "
             f"got {cov_draws.shape}"
         )
-    cov_draws = _check_covs("cov_draws", cov_draws)
+    if d == 3:
+        plane = (0, 1) if plane is None else check_plane(plane)
+        _check_covs("cov_draws", plane_covariances(cov_draws, plane, "marginal"))
+        cov_draws = plane_covariances(cov_draws, plane, cut)
+        centers = centers[:, list(plane)]
+    elif plane is not None:
+        raise InvalidInput(f"plane selects a slice of 3-D covariances; these are {d}-D")
+    else:
+        plane = (0, 1)
     level = check_real("level", level, 0.0, 1.0)
     num = check_int("num", num, 3)
     _check_style("plot_field_band", style, "patch")
+    style.setdefault("alpha", 0.35)
+    q = 50 * (1 - level)
+    if d == 1:
+        if np.any(cov_draws <= 0):
+            raise InvalidInput("cov_draws must be positive (1 x 1 variances)")
+        scale = 1.0 if scale is None else check_real("scale", scale, 0.0)
+        ax = ax if ax is not None else plt.gca()
+        order = np.argsort(centers[:, 0])
+        lo, hi = np.percentile(scale * np.sqrt(cov_draws[:, order, 0, 0]), [q, 100 - q], axis=0)
+        ax.fill_between(centers[order, 0], lo, hi, label=label, lw=0, **style)
+        _label_axes(ax, d, plane)
+        return ax
+    cov_draws = _check_covs("cov_draws", cov_draws)
     ax = ax if ax is not None else plt.gca()
     if scale is None:
         scale = auto_scale(centers, np.median(cov_draws, axis=0))
@@ -142,41 +234,58 @@ def plot_field_band(cov_draws, centers, *, ax=None, scale=None, level=0.9, label
     u = np.stack([np.cos(t), np.sin(t)], -1)  # (num, 2)
     prec = np.linalg.inv(cov_draws)  # (D, G, 2, 2)
     radius = scale / np.sqrt(np.einsum("ti,dgij,tj->dgt", u, prec, u))
-    q = 50 * (1 - level)
     lo, hi = np.percentile(radius, [q, 100 - q], axis=0)  # (G, num)
-    style.setdefault("alpha", 0.35)
     for g, c in enumerate(centers):
         outer = c + hi[g][:, None] * u
         inner = c + lo[g][::-1, None] * u[::-1]
         ring = np.concatenate([outer, inner])
         ax.fill(ring[:, 0], ring[:, 1], label=label if g == 0 else None, lw=0, **style)
     ax.set_aspect("equal")
+    _label_axes(ax, d, plane)
     return ax
 
 
-_KIND_LABEL = {"map": "MAP", "laplace": "Laplace", "mcmc": "NUTS", "posterior": "posterior"}
+_KIND_LABEL = {"map": "MAP", "laplace": "Laplace", "mcmc": "NUTS", "posterior": "posterior",
+               "bootstrap": "bootstrap"}
 
 
-def plot_fit(fit, *, ax=None, points_per_axis: int = 5, level: float = 0.9, title=None):
+def plot_fit(fit, *, ax=None, points_per_axis: int = 5, level: float = 0.9, title=None,
+             through=None, cut: str = "section"):
     """The covariance field of any fit, as one figure.
 
-    2-D: ``Sigma(x)`` ellipses on a ``points_per_axis``-squared grid over
-    ``[-0.8, 0.8]^2`` (the scale is chosen so that neighbours do not overlap
-    and is stated in the legend); draw-based fits show the posterior median
-    and the central ``level`` band. 1-D: ``sqrt Sigma(x)`` against ``x``, with
-    the band for draw-based fits.
+    - 1-D: ``sqrt Sigma(x)`` against ``x`` (model units).
+    - 2-D: ``Sigma(x)`` ellipses on a ``points_per_axis``-squared grid over
+      ``[-0.8, 0.8]^2``.
+    - 3-D: three panels, the orthogonal slices ``z = c_z``, ``y = c_y`` and
+      ``x = c_x`` through the point ``through = c`` (default the centre),
+      each a ``points_per_axis``-squared grid of ellipses; ``cut`` says which
+      2 x 2 ellipse of ``Sigma`` is drawn, and the figure says it too.
+
+    The ellipse scale is chosen so that neighbours do not overlap (the largest
+    semi-axis is 0.4 x the grid spacing; one scale for all panels) and is
+    stated in the legend. Draw-based fits (Laplace, bootstrap, NUTS,
+    posterior draws) show the posterior median and the central ``level``
+    band; a MAP fit its point estimate. Colours come from
+    :data:`~psyphy_numpyro.plotting.PALETTE` (colour-blind safe) and the
+    legend sits outside the data.
 
     Parameters
     ----------
-    fit : MAPFit, LaplaceFit, MCMCFit or PosteriorFit
-    ax : matplotlib Axes, optional
-        Draw into it; by default a new figure is made.
+    fit : MAPFit, LaplaceFit, BootstrapFit, MCMCFit or PosteriorFit
+    ax : matplotlib Axes (three Axes for a 3-D fit), optional
+        Draw into them; by default a new figure is made.
     points_per_axis : int
-        Grid points per axis (2-D).
+        Grid points per axis (2-D and each 3-D slice).
     level : float
         Central probability of the band (draw-based fits).
     title : str, optional
         Default: the fit kind and trial count.
+    through : array (3,), optional
+        3-D: the point the three slices pass through (default the origin).
+    cut : {"section", "marginal"}
+        3-D: ``"section"`` draws the ellipsoid ``Sigma`` cut by each plane (the
+        conditional covariance, the contour of comparisons inside the plane);
+        ``"marginal"`` its 2 x 2 sub-block (the ellipsoid's shadow).
 
     Returns
     -------
@@ -187,64 +296,106 @@ def plot_fit(fit, *, ax=None, points_per_axis: int = 5, level: float = 0.9, titl
     TypeError
         ``fit`` is not a fit.
     ValueError
-        A 3-D fit (plot 2-D slices of ``fit.covariance`` with :func:`plot_field`).
+        Bad ``through``, ``cut``, ``points_per_axis`` or ``level``.
     """
     if not isinstance(fit, Fit):
-        raise InvalidType(f"plot_fit needs a fit (from fit_map, fit_laplace, fit_mcmc), "
-                          f"got {type(fit).__name__}")
+        raise InvalidType(f"plot_fit needs a fit (from fit_map, fit_laplace, fit_bootstrap, "
+                          f"fit_mcmc), got {type(fit).__name__}")
     d = fit.model.input_dim
-    if d == 3:
-        raise InvalidInput("plot_fit draws 1-D and 2-D fits; for a 3-D fit draw 2-D slices "
-                           "of fit.covariance(x) with plot_field")
     check_int("points_per_axis", points_per_axis, 1)
     level = check_real("level", level, 0.0, 1.0)
+    if cut not in ("section", "marginal"):
+        raise InvalidInput(f'cut must be "section" or "marginal", got {cut!r}')
+    if d != 3 and through is not None:
+        raise InvalidInput(f"through selects the slices of a 3-D fit; this fit is {d}-D")
+    if d == 3:
+        through = np.zeros(3) if through is None else check_array("through", through)
+        if through.shape != (3,) or np.any(np.abs(through) > 1):
+            raise InvalidInput(f"through must be one point (3,) inside [-1, 1]^3, got "
+                               f"{through.tolist()}")
     plt = _plt()
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 6) if d == 2 else (7, 4))
+    own = ax is None
+    if own and d == 3:
+        fig, axes = plt.subplots(1, 3, figsize=(13.5, 5.2), layout="constrained")
+    elif own:
+        fig, axes = plt.subplots(figsize=(7.4, 6) if d == 2 else (7.5, 4),
+                                 layout="constrained")
     else:
-        fig = ax.figure
+        fig, axes = new_axes(ax, d)
     name = _KIND_LABEL.get(fit.kind, fit.kind)
     pct = f"{100 * level:.0f}%"
-    if d == 2:
-        _field_2d(fit, ax, grid_points(points_per_axis), level, name, pct)
-    else:
-        _field_1d(fit, ax, level, name, pct)
     n = 0 if fit.data is None else len(fit.data)
-    ax.set_title(title if title is not None else f"WPPM covariance field ({name}, {n} trials)")
-    fig.tight_layout()
+    default_title = f"WPPM covariance field ({name}, {n} trials)"
+    if d == 3:
+        _field_3d(fit, fig, axes, grid_points(points_per_axis), level, name, pct, through, cut)
+        fig.suptitle(title if title is not None else
+                     f"{default_title}: slices through "
+                     f"({', '.join(f'{v:.2g}' for v in through)}), {cut_text(cut)}")
+        return fig
+    if d == 2:
+        _field_2d(fit, axes, grid_points(points_per_axis), level, name, pct)
+    else:
+        _field_1d(fit, axes, level, name, pct)
+    axes.set_title(title if title is not None else default_title)
     return fig
+
+
+def _median_band(fit, ax, S, centers, level, name, pct, scale, color, **kw):
+    """Point estimate, or median + band, of covariances ``S`` at ``centers``."""
+    if fit.point:
+        plot_field(S, centers, ax=ax, scale=scale, color=color, lw=1.3, label=name, **kw)
+    else:
+        plot_field_band(S, centers, ax=ax, scale=scale, level=level, color=color,
+                        label=f"{pct} band", **kw)
+        plot_field(np.median(S, axis=0), centers, ax=ax, scale=scale, color=color, lw=1.3,
+                   label=f"{name} median", **kw)
+    unit_ticks(ax)
 
 
 def _field_2d(fit, ax, grid, level, name, pct):
     S = np.asarray(fit.covariance(grid), dtype=float)
-    if fit.point:
-        scale = auto_scale(grid, S)
-        plot_field(S, grid, ax=ax, scale=scale, color="C3", lw=1.2,
-                   label=f"{name} (ellipses x{scale:.3g})")
-    else:
-        med = np.median(S, axis=0)
-        scale = auto_scale(grid, med)
-        plot_field_band(S, grid, ax=ax, scale=scale, level=level, color="C0",
-                        label=f"{pct} band")
-        plot_field(med, grid, ax=ax, scale=scale, color="C0", lw=1.2,
-                   label=f"{name} median (ellipses x{scale:.3g})")
+    scale = auto_scale(grid, S if fit.point else np.median(S, axis=0))
+    _median_band(fit, ax, S, grid, level, name, pct, scale,
+                 PALETTE[1] if fit.point else PALETTE[0])
     ax.set_xlim(-1, 1)
     ax.set_ylim(-1, 1)
-    ax.set_xlabel("stimulus dimension 1 (model units, [-1, 1])")
-    ax.set_ylabel("stimulus dimension 2 (model units, [-1, 1])")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    legend_outside(ax, title=scale_text(scale), title_fontsize=8)
+
+
+def _field_3d(fit, fig, axes, grid2, level, name, pct, through, cut):
+    pts = np.repeat(through[None, None, :], 3, 0).repeat(len(grid2), 1)  # (3, G, 3)
+    for p, plane in enumerate(SLICE_PLANES):
+        pts[p][:, list(plane)] = grid2
+    S = np.asarray(fit.covariance(pts), dtype=float)  # ([D,] 3, G, 3, 3)
+    red = [plane_covariances(S[..., p, :, :, :], plane, cut) for p, plane in
+           enumerate(SLICE_PLANES)]
+    med = np.concatenate([r if fit.point else np.median(r, axis=0) for r in red])
+    scale = auto_scale(grid2, med)
+    color = PALETTE[1] if fit.point else PALETTE[0]
+    for p, (plane, ax) in enumerate(zip(SLICE_PLANES, axes, strict=True)):
+        k = ({0, 1, 2} - set(plane)).pop()
+        Sp = S[..., p, :, :, :]
+        _median_band(fit, ax, Sp, pts[p], level, name, pct, scale, color, plane=plane, cut=cut)
+        ax.scatter([through[plane[0]]], [through[plane[1]]], marker="+", s=60, color="k",
+                   zorder=3, label="slice point" if p == 0 else None)
+        ax.set_xlim(-1, 1)
+        ax.set_ylim(-1, 1)
+        ax.set_title(f"slice {AXIS_NAMES[k]} = {through[k]:.2g}")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=9,
+               frameon=False, title=scale_text(scale), title_fontsize=9)
 
 
 def _field_1d(fit, ax, level, name, pct):
     x = np.linspace(-1, 1, 101)[:, None]
-    sd = np.sqrt(np.asarray(fit.covariance(x), dtype=float)[..., 0, 0])
+    S = np.asarray(fit.covariance(x), dtype=float)
     if fit.point:
-        ax.plot(x[:, 0], sd, color="C3", label=name)
+        plot_field(S, x, ax=ax, color=PALETTE[1], label=name)
     else:
-        q = 0.5 * (1.0 - level)
-        lo, mid, hi = np.quantile(sd, [q, 0.5, 1.0 - q], axis=0)
-        ax.fill_between(x[:, 0], lo, hi, color="C0", alpha=0.3, lw=0, label=f"{pct} band")
-        ax.plot(x[:, 0], mid, color="C0", label=f"{name} median")
-    ax.set_xlabel("stimulus x (model units, [-1, 1])")
-    ax.set_ylabel("sqrt Sigma(x) (model units)")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+        plot_field_band(S, x, ax=ax, level=level, color=PALETTE[0], alpha=0.3,
+                        label=f"{pct} band")
+        plot_field(np.median(S, axis=0), x, ax=ax, color=PALETTE[0], label=f"{name} median")
+    ax.set_xlim(-1, 1)
+    ax.set_ylim(bottom=0)
+    unit_ticks(ax, y=False)
+    legend_outside(ax)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidType
-from ._base import _check_style, _plt
+from ._base import COLORS, _check_style, _plt
 
 __all__ = ["plot_mocs"]
 
-# Okabe & Ito (2008) colour-blind-safe palette
-_BLUE = "#0072B2"
-_VERMILLION = "#D55E00"
-_ORANGE = "#E69F00"
+_BLUE = COLORS["blue"]
+_VERMILLION = COLORS["vermillion"]
+_ORANGE = COLORS["orange"]
 _ERRORBAR_KEYS = ("fmt", "capsize", "capthick", "elinewidth", "ecolor", "errorevery")
 
 
