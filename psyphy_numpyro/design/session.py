@@ -63,7 +63,7 @@ import numpy as np
 
 from ..errors import InvalidInput, InvalidType
 from ..validation import check_int
-from .acquisition import propose_trials, space_filling_trials
+from .acquisition import _check_range, propose_trials, space_filling_trials
 
 __all__ = ["Experiment"]
 
@@ -147,6 +147,10 @@ class Experiment:
         draws, default 64), ``criterion`` (default ``"info_gain"``).
     reissue : bool
         Hand out trials left pending by earlier openings again (see the module).
+    auto_refit : bool
+        ``False``: ``ask`` and ``tell`` never start a refit, whatever ``live``
+        says; run them with :meth:`refit` (the command line does, in a process
+        of its own). Not stored in the file: it applies to this opening.
 
     When reopening, the settings stored in the file win; giving different
     ones raises ``ValueError``.
@@ -161,7 +165,7 @@ class Experiment:
     def __init__(self, path, model=None, *, seed: int = 0, live: bool = True,
                  input_dim: int | None = None, num_initial: int | None = None,
                  refit_every: int = 200, distances=(0.005, 0.4), fit_options=None,
-                 reissue: bool = True):
+                 reissue: bool = True, auto_refit: bool = True):
         from ..model import WPPM
 
         if model is not None and not isinstance(model, WPPM):
@@ -187,13 +191,14 @@ class Experiment:
             "distances": [float(v) for v in distances],
             "fit_options": opts,
         }
-        space_filling_trials(1, d, distances=distances)  # checks the range
+        _check_range("distances", distances)  # (no Sobol draw: scipy.stats loads slowly)
         self.path = Path(os.fspath(path))
         if self.path.is_dir():
             raise InvalidInput(f"{self.path}: is a folder, not a session file")
         if not self.path.parent.exists():
             raise InvalidInput(f"{self.path.parent}: no such folder for the session file")
         self.live = bool(live)
+        self.auto_refit = bool(auto_refit)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                    timeout=30.0)
@@ -208,7 +213,7 @@ class Experiment:
         self.fits_dir = Path(str(self.path) + ".fits")
         self._reissue = [int(i) for i in self.pending] if reissue else []
         self._handed = set()
-        self._fit = None
+        self._fit = None  # the latest fit, loaded from its file on first use
         self._fit_seq = None
         self._worker = None
         self._worker_error = None
@@ -327,7 +332,7 @@ class Experiment:
             "pending": counts.get("pending", 0),
             "expired": counts.get("expired", 0),
             "fits": int(nfits),
-            "latest_fit_trials": None if self._fit is None else len(self._fit.data),
+            "latest_fit_trials": self._latest_fit_trials(),
             "refitting": self.refitting,
             "next_refit_at": self._next_refit_at(),
             "input_dim": self.input_dim,
@@ -352,9 +357,9 @@ class Experiment:
         self._raise_worker_error()
         with self._lock:
             self._collect()
-            if self.live:
+            if self.auto_refit and self.live:
                 self._start_refit_if_due()
-            else:
+            elif self.auto_refit:
                 self._refit_if_due()
             ids = []
             while self._reissue and len(ids) < n:
@@ -425,7 +430,7 @@ class Experiment:
                     "UPDATE trials SET state='told', response=?, told_seq=? WHERE id=?",
                     [(int(r), seq + j, int(i)) for j, (i, r) in enumerate(zip(ids, y,
                                                                                strict=True))])
-            if self.live:
+            if self.live and self.auto_refit:
                 self._start_refit_if_due()
 
     def expire(self, ids=None) -> np.ndarray:
@@ -537,12 +542,31 @@ class Experiment:
         self._fit, self._fit_seq = result["fit"], result["seq"]
 
     def _load_latest_fit(self):
-        from ..persist import load_fit
-
+        """Note the latest fit; its file is read on first use (``ask`` needs only its
+        proposals, which are in the session file)."""
         row = self._db.execute("SELECT seq, path FROM fits ORDER BY seq DESC LIMIT 1").fetchone()
         if row is not None:
-            self._fit = load_fit(self.fits_dir / row[1])
+            self._fit_file = self.fits_dir / row[1]
             self._fit_seq = int(row[0])
+
+    @property
+    def _fit(self):
+        if self._fit_obj is None and self._fit_file is not None:
+            from ..persist import load_fit
+
+            self._fit_obj = load_fit(self._fit_file)
+            self._fit_file = None
+        return self._fit_obj
+
+    @_fit.setter
+    def _fit(self, value):
+        self._fit_obj, self._fit_file = value, None
+
+    def _latest_fit_trials(self):
+        with self._lock:
+            row = self._db.execute(
+                "SELECT num_trials FROM fits ORDER BY seq DESC LIMIT 1").fetchone()
+        return None if row is None else int(row[0])
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for a running background refit and record it; ``False`` on timeout."""
