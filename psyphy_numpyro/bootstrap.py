@@ -163,7 +163,7 @@ def fit_bootstrap(
     learning_rate: float = 0.02,
     batch_size: int | None = None,
     progress: bool | None = None,
-) -> BootstrapFit:
+) -> BootstrapFit | list[BootstrapFit]:
     """Bootstrap uncertainty: ``num_fits`` MAP refits of resampled data, as one program.
 
     The trials are resampled with replacement within each stratum (by default
@@ -176,10 +176,18 @@ def fit_bootstrap(
 
     Parameters
     ----------
-    data : TrialData (or psyphy data)
+    data : TrialData (or psyphy data), or a list of them
+        A list bootstraps several observers (one model) as one batched
+        program and returns one fit per observer, in order; each observer's
+        refits are those of its separate call with the same ``seed`` (same
+        resampling counts) and the same ``init``, up to floating-point
+        rounding of the batched sums. ``init`` is then a list of MAPFits (or None: one
+        :func:`~psyphy_numpyro.fit_map` of the list), and ``strata`` a string
+        or a list with one entry per observer.
     model : WPPM or psyphy WPPM, optional
-        A psyphy model is converted (:meth:`WPPM.from_psyphy`). Defaults to
-        ``WPPM(input_dim=data.input_dim)``; must equal
+        A psyphy model is converted (:meth:`WPPM.from_psyphy`). Default: the
+        model of ``init`` when given, else :func:`~psyphy_numpyro.fit_map`'s
+        default (hyperparameters chosen from the data); must equal
         ``init.model`` when ``init`` is given.
     num_fits : int
         Number of refits (the draws of the result).
@@ -217,7 +225,14 @@ def fit_bootstrap(
         If more than a tenth of the refits diverge (fewer are dropped with a
         warning); try a smaller ``learning_rate``.
     """
+    if isinstance(data, list | tuple):
+        return _bootstrap_many(data, model, num_fits=num_fits, seed=seed, rng_key=rng_key,
+                               strata=strata, init=init, steps=steps,
+                               learning_rate=learning_rate, batch_size=batch_size,
+                               progress=progress)
     given = model
+    if model is None and isinstance(init, MAPFit):
+        model = init.model
     data, model = resolve_model(data, model)
     num_fits = _check_count("num_fits", num_fits, lo=2)
     steps = _check_count("steps", steps)
@@ -246,43 +261,135 @@ def fit_bootstrap(
                         timings=timings)
 
 
+def _bootstrap_many(datas, model, *, num_fits, seed, rng_key, strata, init, steps,
+                    learning_rate, batch_size, progress):
+    """:func:`fit_bootstrap` of a list of observers' data sets (see its ``data`` parameter)."""
+    from .data import as_trial_data
+
+    if len(datas) == 0:
+        raise InvalidInput("data is an empty list: pass at least one data set")
+    datas = [as_trial_data(d) for d in datas]
+    num_fits = _check_count("num_fits", num_fits, lo=2)
+    steps = _check_count("steps", steps)
+    learning_rate = check_real("learning_rate", learning_rate, 0.0)
+    if batch_size is not None:
+        batch_size = _check_count("batch_size", batch_size)
+        batch_size = None if batch_size >= min(len(d) for d in datas) else batch_size
+    if isinstance(strata, str) or strata is None:
+        strata = [strata] * len(datas)
+    elif not isinstance(strata, list | tuple) or len(strata) != len(datas):
+        raise InvalidInput(f"strata for {len(datas)} data sets must be a string or a list of "
+                           f"{len(datas)} label arrays")
+    labels = [_check_strata(s, d) for s, d in zip(strata, datas, strict=True)]
+    if init is not None:
+        if not isinstance(init, list | tuple) or len(init) != len(datas):
+            raise InvalidType(f"init for {len(datas)} data sets must be a list of "
+                              f"{len(datas)} MAPFits or None")
+        for i, f in enumerate(init):
+            if not isinstance(f, MAPFit):
+                raise InvalidType(f"init[{i}] must be a MAPFit, got {type(f).__name__}")
+            if f.model != init[0].model:
+                raise InvalidInput(f"init[{i}].model differs from init[0].model: one model "
+                                   "serves every observer")
+        if model is None:
+            model = init[0].model
+    seed = seed_from(seed, rng_key)
+    show = use_progress(progress)
+    if model is not None:
+        checked = [resolve_model(d, model) for d in datas]
+        datas, model = [d for d, _ in checked], checked[0][1]
+    if init is None:
+        init = fit_map(datas, model, seed=seed, progress=show)
+        model = init[0].model
+    elif init[0].model != model:
+        raise InvalidInput("init.model differs from model: pass the model init was fit with")
+    for i, f in enumerate(init):
+        model.checked_params(f.params, f"init[{i}].params")
+    counts = [resample_counts(lab, num_fits, seed) for lab in labels]
+    timings = {"compile": 0.0, "steps": 0.0}
+    jobs = list(zip(datas, init, counts, strict=True))
+    results = _refit_many(model, jobs, steps, learning_rate, batch_size, seed, show, timings,
+                          label=f"fit_bootstrap x{len(datas)} observers")
+    fits = []
+    for (draws, lapse, kept), d, f, c, lab in zip(results, datas, init, counts, labels,
+                                                   strict=True):
+        fits.append(BootstrapFit(model=model, data=d, draws=draws, lapse=lapse, map_fit=f,
+                                 counts=c[kept], strata=lab, steps=steps,
+                                 seed=seed if rng_key is None else -1, timings=dict(timings)))
+    return fits
+
+
 def _refit(model, data, init, counts, steps, learning_rate, batch_size, seed, show,
            timings=None):
     """Run every refit as one batch; ``(W (1, F_ok, ...), lapse (1, F_ok) or None, kept (F,))``."""
-    F = len(counts)
+    return _refit_many(model, [(data, init, counts)], steps, learning_rate, batch_size, seed,
+                       show, timings)[0]
+
+
+def _refit_many(model, jobs, steps, learning_rate, batch_size, seed, show, timings=None,
+                label="fit_bootstrap"):
+    """Refits of several data sets as one batched program.
+
+    ``jobs`` is a list of ``(data, init, counts)``: each data set's trials get
+    ``counts`` (``(F_j, N_j)``) as weights, all padded to the bucket size of the
+    largest data set, and each job's refits start from ``init`` (a MAPFit).
+    Returns one ``(W (1, F_ok, ...), lapse (1, F_ok) or None, kept (F_j,))`` per job.
+    """
+    from .inference.objective import bucket_size
+
     problem = MAP(model, None, batch_size)
-    trials = pad_trials(data)
-    pad = trials.weights.shape[0] - len(data)
-    weights = np.concatenate([counts, np.zeros((F, pad), counts.dtype)], 1)
-    batch = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (F,) + x.shape), trials)
-    batch = batch._replace(weights=jnp.asarray(weights, trials.weights.dtype))
-    z0 = to_whitened(model, init.params)
+    size = bucket_size(max(len(d) for d, _, _ in jobs))
     # common random numbers: every refit draws the same Monte Carlo noise (and minibatch
-    # indices) at every step, so refits differ only by their resampling counts and the
-    # optimiser's noise does not add spread between them
+    # indices) at every step, so refits differ only by their resampling counts (and their
+    # data and start) and the optimiser's noise does not add spread between them
     key = jax.random.fold_in(jax.random.PRNGKey(seed), 7)
-    one = init_state(model, problem.optimizer, key, z0, learning_rate, steps)
-    states = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (F,) + jnp.shape(x)), one)
+    batches, starts, sizes = [], [], []
+    for data, init, counts in jobs:
+        F = len(counts)
+        trials = pad_trials(data, size)
+        weights = np.concatenate([counts, np.zeros((F, size - len(data)), counts.dtype)], 1)
+        b = jax.tree_util.tree_map(lambda x, F=F: jnp.broadcast_to(x, (F,) + x.shape), trials)
+        batches.append(b._replace(weights=jnp.asarray(weights, trials.weights.dtype)))
+        one = init_state(model, problem.optimizer, key, to_whitened(model, init.params),
+                         learning_rate, steps)
+        starts.append(jax.tree_util.tree_map(
+            lambda x, F=F: jnp.broadcast_to(x, (F,) + jnp.shape(x)), one))
+        sizes.append(F)
+    total = sum(sizes)
+
+    def cat(*xs):
+        return jnp.concatenate(xs) if len(xs) > 1 else xs[0]
+
+    batch = jax.tree_util.tree_map(cat, *batches)
+    states = jax.tree_util.tree_map(cat, *starts)
     timings = {"compile": 0.0, "steps": 0.0} if timings is None else timings
-    bar = Progress(show, F * steps, "fit_bootstrap")
+    bar = Progress(show, total * steps, label)
     try:
         sharded_states, _ = engine.shard(states)
         sharded, _ = engine.shard(batch)
-        out, losses = _run_phase(problem, sharded_states, sharded, steps, F, bar, timings,
-                                 len(data))
+        out, losses = _run_phase(problem, sharded_states, sharded, steps, total, bar, timings,
+                                 max(len(d) for d, _, _ in jobs))
     finally:
         bar.close()
-    out = engine.unshard(out, F)
-    bad = _first_bad(losses, out.z) >= 0
-    if bad.sum() > F // 10:
-        raise FitDivergedError(
-            f"fit_bootstrap: {int(bad.sum())} of {F} refits diverged (non-finite loss or "
-            f"weights); try a smaller learning_rate (now {learning_rate:g})"
-        )
-    if bad.any():
-        warnings.warn(f"fit_bootstrap: {int(bad.sum())} of {F} refits diverged and were "
-                      "dropped", RuntimeWarning, stacklevel=3)
-    params = from_whitened(model, jax.tree_util.tree_map(lambda a: jnp.asarray(a)[~bad], out.z))
-    W = np.asarray(params["W"]).astype(np.asarray(init.params["W"]).dtype)
-    lapse = params.get("lapse_rate")
-    return W[None], None if lapse is None else np.asarray(lapse)[None], ~bad
+    out = engine.unshard(out, total)
+    bad_all = _first_bad(losses, out.z) >= 0
+    results, lo = [], 0
+    for j, (F, (_, init, _)) in enumerate(zip(sizes, jobs, strict=True)):
+        bad = bad_all[lo:lo + F]
+        who = f"{label}: " if len(jobs) == 1 else f"{label}: data set {j}: "
+        if bad.sum() > F // 10:
+            raise FitDivergedError(
+                f"{who}{int(bad.sum())} of {F} refits diverged (non-finite loss or weights); "
+                f"try a smaller learning_rate (now {learning_rate:g})"
+            )
+        if bad.any():
+            warnings.warn(f"{who}{int(bad.sum())} of {F} refits diverged and were dropped",
+                          RuntimeWarning, stacklevel=3)
+        z = jax.tree_util.tree_map(lambda a, lo=lo, F=F, bad=bad: jnp.asarray(a)[lo:lo + F][~bad],
+                                   out.z)
+        params = from_whitened(model, z)
+        W = np.asarray(params["W"]).astype(np.asarray(init.params["W"]).dtype)
+        lapse = params.get("lapse_rate")
+        results.append((W[None], None if lapse is None else np.asarray(lapse)[None], ~bad))
+        lo += F
+    return results

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import jax
 import numpy as np
 
-from .bootstrap import _refit, default_strata
+from .bootstrap import _refit_many, default_strata
 from .errors import InvalidInput
 from .fits import MAPFit
 from .inference.objective import MAP, bucket_size, from_whitened
@@ -157,12 +157,16 @@ def _held_out_score(model, params, test, seed, num_samples) -> float:
 def cross_validate(data, models, *, num_folds: int = 5, seed: int = 0, rng_key=None,
                    steps: int = 1000, learning_rate: float = 0.05, init_scale: float = 0.3,
                    eval_samples: int | None = None, progress: bool | None = None
-                   ) -> CrossValidation:
+                   ) -> CrossValidation | list[CrossValidation]:
     """K-fold cross-validation of candidate models by held-out log-likelihood.
 
     Parameters
     ----------
-    data : TrialData
+    data : TrialData, or a list of them
+        A list cross-validates several observers: each model's folds of every
+        observer run as one batched program, and one ``CrossValidation`` per
+        observer is returned, in order (each equal to its separate call up to
+        floating-point rounding of the batched sums).
     models : list of WPPM
         Candidates (e.g. a grid over ``variance_scale`` and ``decay_rate``, as
         Hong et al. 2025 chose them).
@@ -182,7 +186,7 @@ def cross_validate(data, models, *, num_folds: int = 5, seed: int = 0, rng_key=N
 
     Returns
     -------
-    CrossValidation
+    CrossValidation (a list of them for a list of data sets)
         ``.table()``, ``.best``, ``.plot()``, per-fold ``.scores``.
     """
     if not isinstance(models, list | tuple) or len(models) == 0:
@@ -194,31 +198,43 @@ def cross_validate(data, models, *, num_folds: int = 5, seed: int = 0, rng_key=N
     init_scale = check_real("init_scale", init_scale, 0.0)
     if eval_samples is not None:
         eval_samples = _check_count("eval_samples", eval_samples)
-    checked = [resolve_model(data, m, check=False) for m in models]
-    data = checked[0][0]
-    if len(data) < 2 * num_folds:
-        raise InvalidInput(f"{len(data)} trials are too few for {num_folds} folds")
+    many = isinstance(data, list | tuple)
+    datas = list(data) if many else [data]
+    if len(datas) == 0:
+        raise InvalidInput("data is an empty list: pass at least one data set")
+    for j, d in enumerate(datas):
+        checked = [resolve_model(d, m, check=False) for m in models]
+        datas[j] = checked[0][0]
+        if len(datas[j]) < 2 * num_folds:
+            where = f"data[{j}]: " if many else ""
+            raise InvalidInput(f"{where}{len(datas[j])} trials are too few for {num_folds} "
+                               "folds")
     seed = seed_from(seed, rng_key)
-    folds = fold_labels(data, num_folds, seed)
-    train = np.stack([(folds != k).astype(np.int64) for k in range(num_folds)])
+    folds = [fold_labels(d, num_folds, seed) for d in datas]
+    train = [np.stack([(f != k).astype(np.int64) for k in range(num_folds)]) for f in folds]
     show = use_progress(progress)
-    scores = np.zeros((len(models), num_folds))
+    scores = np.zeros((len(datas), len(models), num_folds))
     used = 0
-    for i, (_, model) in enumerate(checked):
+    for i, model in enumerate(models):
         z0 = MAP(model).init_z(jax.random.PRNGKey(seed), None, init_scale)
         start = MAPFit.from_params(model, from_whitened(model, z0))
-        W, lapse, kept = _refit(model, data, start, train, steps, learning_rate, None, seed,
-                                show)
+        jobs = [(d, start, t) for d, t in zip(datas, train, strict=True)]
+        results = _refit_many(model, jobs, steps, learning_rate, None, seed, show,
+                              label="cross_validate" if not many
+                              else f"cross_validate x{len(datas)} observers")
         ns = eval_samples or max(1024, 8 * model.num_samples)
         used = max(used, ns)
-        j = 0
-        for k in range(num_folds):
-            if not kept[k]:
-                scores[i, k] = -np.inf
-                continue
-            params = {"W": W[0, j]}
-            if lapse is not None:
-                params["lapse_rate"] = lapse[0, j]
-            j += 1
-            scores[i, k] = _held_out_score(model, params, data[folds == k], seed + k, ns)
-    return CrossValidation(models=list(models), scores=scores, folds=folds, num_samples=used)
+        for o, ((W, lapse, kept), d, f) in enumerate(zip(results, datas, folds, strict=True)):
+            j = 0
+            for k in range(num_folds):
+                if not kept[k]:
+                    scores[o, i, k] = -np.inf
+                    continue
+                params = {"W": W[0, j]}
+                if lapse is not None:
+                    params["lapse_rate"] = lapse[0, j]
+                j += 1
+                scores[o, i, k] = _held_out_score(model, params, d[f == k], seed + k, ns)
+    out = [CrossValidation(models=list(models), scores=scores[o], folds=folds[o],
+                           num_samples=used) for o in range(len(datas))]
+    return out if many else out[0]

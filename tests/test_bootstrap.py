@@ -125,6 +125,41 @@ def test_bootstrap_fit_reads_out_saves_and_loads(tiny, tmp_path):
     assert idata.posterior.attrs["inference"] == "bootstrap"
 
 
+def test_many_observers_run_as_one_program_and_equal_separate_fits(tiny):
+    """fit_bootstrap of a list: one batched program, each observer's fit equal to its
+    separate call with the same seed and start (up to float32 rounding of batched sums,
+    which 30 Adam steps amplify to about 1% of max|W|)."""
+    other = _data(200, 6)
+    inits = [tiny.map_fit, pn.MAPFit.from_params(QUICK, TRUTH, other)]
+    many = pn.fit_bootstrap([tiny.data, other], init=inits, num_fits=6, steps=30, seed=4,
+                            progress=False)
+    assert len(many) == 2 and all(type(f) is pn.BootstrapFit for f in many)
+    alone = pn.fit_bootstrap(other, QUICK, init=inits[1], num_fits=6, steps=30, seed=4,
+                             progress=False)
+    for fit, ref in ((many[0], tiny), (many[1], alone)):
+        assert fit.model == QUICK and fit.draws.shape == ref.draws.shape
+        np.testing.assert_array_equal(fit.counts, ref.counts)
+        np.testing.assert_allclose(fit.draws, ref.draws, rtol=0, atol=0.02 * np.abs(
+            ref.draws).max())
+    # the two observers' refits differ: each saw its own data
+    gap = np.abs(many[0].draws - many[1].draws).max() / np.abs(alone.draws).max()
+    assert gap > 0.1, gap
+
+
+def test_many_observer_arguments_are_checked():
+    data = [_data(40, 0), _data(40, 1)]
+    init = pn.MAPFit.from_params(QUICK, TRUTH, data[0])
+    with pytest.raises(ValueError, match="data is an empty list"):
+        pn.fit_bootstrap([], QUICK)
+    with pytest.raises(TypeError, match="init for 2 data sets must be a list of 2 MAPFits"):
+        pn.fit_bootstrap(data, QUICK, init=init)
+    with pytest.raises(ValueError, match="strata for 2 data sets must be a string or a list"):
+        pn.fit_bootstrap(data, QUICK, init=[init, init], strata=[None])
+    other = pn.MAPFit.from_params(QUICK.replace(diag_term=1e-3), TRUTH, data[1])
+    with pytest.raises(ValueError, match=r"init\[1\].model differs from init\[0\].model"):
+        pn.fit_bootstrap(data, init=[init, other])
+
+
 def test_bad_arguments_fail_before_any_fit(monkeypatch):
     from psyphy_numpyro import bootstrap
 

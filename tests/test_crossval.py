@@ -52,3 +52,23 @@ def test_cross_validation_prefers_the_generating_prior_scale():
     assert "variance_scale=" in rows[0][0]
     fig = cv.plot()
     assert len(fig.axes[0].lines) >= 3
+
+
+@pytest.mark.slow
+def test_many_observers_cross_validate_as_one_program_like_separate_calls():
+    """A list of data sets: one CrossValidation per observer, each equal to its own call."""
+    model = pn.WPPM(input_dim=2, basis_degree=1, estimator="reparam", num_samples=16)
+    params = model.sample_prior(2)
+    datas = [pn.simulate_experiment(model, params, n, key=k) for n, k in ((160, 1), (120, 2))]
+    models = [model, model.replace(variance_scale=model.variance_scale * 100)]
+    kw = {"num_folds": 3, "steps": 60, "seed": 3, "eval_samples": 256, "progress": False}
+    many = pn.cross_validate(datas, models, **kw)
+    assert len(many) == 2
+    for cv, d in zip(many, datas, strict=True):
+        alone = pn.cross_validate(d, models, **kw)
+        assert cv.scores.shape == (2, 3) and np.isfinite(cv.scores).all()
+        np.testing.assert_array_equal(cv.folds, alone.folds)
+        np.testing.assert_allclose(cv.scores, alone.scores, rtol=0, atol=0.01)
+    assert not np.allclose(many[0].scores, many[1].scores, atol=0.01)
+    with pytest.raises(ValueError, match=r"data\[1\]: 4 trials are too few for 3 folds"):
+        pn.cross_validate([datas[0], datas[1][:4]], models, **kw)
