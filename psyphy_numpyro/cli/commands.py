@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 
+from .experiment import run as _cmd_experiment
 from .parser import _AXES, _MODEL_OPTIONS, CLIError, _given
 
 __all__ = ["COMMANDS"]
@@ -307,4 +308,5 @@ def _cmd_thresholds(args):
     return 0
 
 
-COMMANDS = {"fit": _cmd_fit, "summary": _cmd_summary, "thresholds": _cmd_thresholds}
+COMMANDS = {"fit": _cmd_fit, "summary": _cmd_summary, "thresholds": _cmd_thresholds,
+            "experiment": _cmd_experiment}

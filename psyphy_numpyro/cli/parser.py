@@ -28,6 +28,7 @@ examples:
   psyphy-numpyro summary fit.nc
   psyphy-numpyro thresholds fit.nc --refs grid --points-per-axis 5 --out thresholds.csv
   psyphy-numpyro thresholds fit.nc --refs refs.csv --target 0.75 --plot thresholds.png
+  psyphy-numpyro experiment ask observer1.sqlite --n 20    (adaptive sessions, JSON)
 
 The trials CSV has a header: ref_x,ref_y,comparison_x,comparison_y,response
 (1-D: ref_x,comparison_x,response; 3-D adds _z columns), stimuli in [-1, 1],
@@ -137,7 +138,7 @@ def _wrap(text):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``psyphy-numpyro`` argument parser (subcommands ``fit``, ``summary``, ``thresholds``).
+    """The ``psyphy-numpyro`` argument parser: ``fit``, ``summary``, ``thresholds``, ``experiment``.
 
     Returns
     -------
@@ -158,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fit(sub, raw)
     _add_summary(sub, raw)
     _add_thresholds(sub, raw)
+    from .experiment import add_parser as _add_experiment
+
+    _add_experiment(sub, raw)
     return parser
 
 

@@ -1,0 +1,699 @@
+"""``psyphy-numpyro experiment``: run an adaptive session from any language, JSON in and out.
+
+Experiment software written in MATLAB, PsychoPy or Unity drives a
+:class:`~psyphy_numpyro.Experiment` session file through one short command
+per step::
+
+    psyphy-numpyro experiment new    SESSION --dim 2 --seed 1
+    psyphy-numpyro experiment ask    SESSION --n 20
+    psyphy-numpyro experiment tell   SESSION --ids 1,2 --responses 1,0
+    psyphy-numpyro experiment status SESSION
+
+Protocol
+--------
+* Every call prints exactly one JSON object, on one line, as the last line
+  of stdout: ``"ok": true`` and the result, or ``"ok": false``, ``"error"``
+  (the message) and ``"status"`` (the exit status). Human-readable messages
+  (errors, warnings) go to stderr, before the JSON line.
+* Exit status 0: success (for ``tell``: the responses are on disk).
+  2: bad input (an unknown or repeated id, a response that is not 0/1, a
+  missing session, an invalid option, a usage error); nothing was changed.
+  1: a refit run by ``refit`` (in the foreground) failed, or a bug
+  (its traceback on stderr).
+* Each call is a fresh process that reopens the session file, so ``ask``
+  hands out trials left pending (asked, never told) before new ones, with
+  the same ids (``--no-reissue`` to hand out only new trials).
+
+Refits
+------
+``ask`` never waits for a refit: it hands out the proposals of the latest
+finished fit, which are stored in the session file. When a refit is due by
+the session's policy, ``tell`` (and ``ask``) start it in a detached
+background process (``experiment refit --if-due``, its own process session,
+output appended to ``SESSION.fits/refit.log``) and return at once. A lock
+(``SESSION.fits/refit.lock``, held by the refitting process and released by
+the operating system when it ends, even by ``kill -9``) makes sure two refits
+never run at once; the fit file is written atomically and recorded in the
+session file in one transaction. ``--refit wait`` (or ``--wait``) refits in
+the calling process instead (scripts, bit-reproducible simulations), ``--refit
+off`` never starts one, and ``experiment refit SESSION`` refits now.
+``SESSION.fits/refit.json`` holds the state of the latest refit
+(``running``, ``finished``, ``failed``; ``status`` reports a refit whose
+process died as ``interrupted``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .. import errors
+from .parser import _MODEL_OPTIONS, PROG, CLIError, _estimators, _given, _lapse_rate, _wrap
+
+__all__ = ["add_parser", "run"]
+
+REFIT_MODES = ("background", "wait", "off")
+
+_EPILOG = """\
+actions:
+  new     create a session file (or reopen it with --exist-ok)
+  ask     the next trials: ids and stimuli (n, 2, d)
+  tell    record responses (1 correct, 0 wrong) of asked trials
+  status  counts, fits, the refit state
+  refit   refit now (waits for a running refit), or in the background
+  expire  discard pending trials
+
+examples:
+  psyphy-numpyro experiment new obs1.sqlite --dim 2 --seed 1
+  psyphy-numpyro experiment ask obs1.sqlite --n 20
+  psyphy-numpyro experiment tell obs1.sqlite --ids 1,2,3 --responses 1,0,1
+  echo '{"ids": [4, 5], "responses": [1, 1]}' | psyphy-numpyro experiment tell obs1.sqlite
+  psyphy-numpyro experiment status obs1.sqlite
+
+Every call prints one JSON object on one line of stdout ("ok": true/false);
+exit status 0 ok, 2 bad input (nothing changed), 1 a failed refit or a bug.
+See docs/experiment.md.
+"""
+
+
+# ---------------------------------------------------------------------------
+# parser
+# ---------------------------------------------------------------------------
+def _emit(obj) -> None:
+    """Print one JSON object as the last line of stdout (stderr flushed first)."""
+    sys.stderr.flush()
+    sys.stdout.write(json.dumps(obj, allow_nan=False) + "\n")
+    sys.stdout.flush()
+
+
+def _usage_error(parser, message):
+    """argparse's usage error (stderr, exit 2), with the JSON error object on stdout."""
+    parser.print_usage(sys.stderr)
+    print(f"{parser.prog}: error: {message}", file=sys.stderr)
+    _emit({"ok": False, "error": f"{parser.prog}: {message}", "status": 2})
+    sys.exit(2)
+
+
+class _JSONParser(argparse.ArgumentParser):
+    """An action's parser: usage errors and unrecognised arguments also answer in JSON."""
+
+    def error(self, message):
+        _usage_error(self, message)
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extra = super().parse_known_args(args, namespace)
+        if extra:
+            self.error(f"unrecognized arguments: {' '.join(extra)}")
+        return namespace, extra
+
+
+def add_parser(sub, raw) -> None:
+    """Add ``experiment`` and its actions to the top-level subcommands ``sub``."""
+    p = sub.add_parser(
+        "experiment",
+        help="run an adaptive session from other software (JSON in and out)",
+        description=_wrap("Drive an adaptive session file (psyphy_numpyro.Experiment) from "
+                          "experiment software in any language: one JSON object per call on "
+                          "stdout."),
+        epilog=_EPILOG,
+        formatter_class=raw,
+    )
+    p.error = lambda message: _usage_error(p, message)
+    acts = p.add_subparsers(dest="action", metavar="ACTION", required=True,
+                            parser_class=_JSONParser)
+    session_help = "the session file (SQLite), e.g. observer1.sqlite"
+
+    new = acts.add_parser("new", help="create a session file",
+                          description=_wrap("Create a session file. Without model options "
+                                            "the first refit chooses the WPPM's "
+                                            "hyperparameters from the data; any model option "
+                                            "fixes the model (WPPM defaults for the rest)."),
+                          formatter_class=raw)
+    new.add_argument("session", help=session_help)
+    new.add_argument("--dim", "--input-dim", dest="dim", type=int, default=None,
+                     help="stimulus dimension, 1 to 3 (default: 2)")
+    new.add_argument("--seed", type=int, default=0, help="seeds the design, fits and "
+                     "proposals (default: 0)")
+    new.add_argument("--num-initial", type=int, default=None,
+                     help="space-filling trials before the first refit (default: 150 * dim)")
+    new.add_argument("--refit-every", type=int, default=200,
+                     help="responses between refits (default: 200)")
+    new.add_argument("--distances", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                     default=(0.005, 0.4), help="distance range of the space-filling trials "
+                     "(default: 0.005 0.4)")
+    new.add_argument("--exist-ok", action="store_true",
+                     help="reopen the session if it exists (its settings must match)")
+    f = new.add_argument_group("refits (defaults: the session's)")
+    f.add_argument("--map-steps", type=int, help="MAP steps of the first fit (default: 2000)")
+    f.add_argument("--warm-steps", type=int,
+                   help="MAP steps of later, warm-started fits (default: 500)")
+    f.add_argument("--num-draws", type=int, help="Laplace draws per fit (default: 64)")
+    from ..design.acquisition import CRITERIA
+
+    f.add_argument("--criterion", choices=CRITERIA,
+                   help="how proposals are scored (default: info_gain)")
+    m = new.add_argument_group("model (any of these fixes the model; defaults: the WPPM's)")
+    for name, typ, text in _MODEL_OPTIONS:
+        if name == "estimator":
+            kwargs = {"choices": _estimators()}
+        else:
+            kwargs = {"type": _lapse_rate if typ == "lapse" else typ}
+        m.add_argument("--" + name.replace("_", "-"), default=None, help=text, **kwargs)
+
+    def refit_option(q, default="background"):
+        q.add_argument("--refit", choices=REFIT_MODES, default=default,
+                       help="when a refit is due: start it in a background process "
+                       "(default), run it in this process and wait, or do nothing")
+        q.add_argument("--wait", dest="refit", action="store_const", const="wait",
+                       help="same as --refit wait")
+
+    ask = acts.add_parser("ask", help="the next trials (ids and stimuli)",
+                          description=_wrap("Hand out the next trials: trials left pending by "
+                                            "earlier calls first (same ids), then the latest "
+                                            "fit's proposals, then the space-filling "
+                                            "sequence. Stored as pending before it prints."),
+                          formatter_class=raw)
+    ask.add_argument("session", help=session_help)
+    ask.add_argument("--n", "-n", type=int, default=1, help="number of trials (default: 1)")
+    ask.add_argument("--no-reissue", action="store_true",
+                     help="hand out only new trials (pending ones stay tellable)")
+    refit_option(ask)
+
+    tell = acts.add_parser("tell", help="record responses",
+                           description=_wrap("Record responses (1 correct, 0 wrong; true/false "
+                                             "in JSON) of asked trials, from --json, from "
+                                             "--ids/--responses or from a JSON object "
+                                             "{\"ids\": [...], \"responses\": [...]} on stdin. "
+                                             "Durable on disk before it prints; a bad id or "
+                                             "response records nothing."),
+                           formatter_class=raw)
+    tell.add_argument("session", help=session_help)
+    tell.add_argument("--json", help='{"ids": [...], "responses": [...]}')
+    tell.add_argument("--ids", help="comma-separated trial ids, e.g. 4,5,6")
+    tell.add_argument("--responses", help="comma-separated 0/1 responses, e.g. 1,0,1")
+    refit_option(tell)
+
+    status = acts.add_parser("status", help="counts, fits and the refit state",
+                             formatter_class=raw)
+    status.add_argument("session", help=session_help)
+
+    refit = acts.add_parser("refit", help="refit now",
+                            description=_wrap("Refit the session now (waiting for a running "
+                                              "refit first) if it has responses its latest fit "
+                                              "has not seen."),
+                            formatter_class=raw)
+    refit.add_argument("session", help=session_help)
+    refit.add_argument("--if-due", action="store_true",
+                       help="only when a refit is due by the session's policy")
+    refit.add_argument("--background", action="store_true",
+                       help="start it in a detached process and return at once")
+    refit.add_argument("--lock-fd", type=int, default=None, help=argparse.SUPPRESS)
+
+    expire = acts.add_parser("expire", help="discard pending trials",
+                             description=_wrap("Mark pending trials expired: never handed out "
+                                               "again and not tellable."),
+                             formatter_class=raw)
+    expire.add_argument("session", help=session_help)
+    expire.add_argument("--ids", help="comma-separated ids (default: every pending trial)")
+    p.set_defaults(command="experiment")
+
+
+# ---------------------------------------------------------------------------
+# running an action
+# ---------------------------------------------------------------------------
+def run(args) -> int:
+    """Run ``experiment <action>``; print its JSON object; return the exit status."""
+    from . import _message
+
+    try:
+        result, status = _ACTIONS[args.action](args)
+    except (errors.Error, OSError, sqlite3.Error) as exc:
+        status = 1 if isinstance(exc, errors.FitDivergedError | errors.FitFailedError) else 2
+        text = _message(exc)
+        if isinstance(exc, sqlite3.Error):
+            text = f"{args.session}: {text}"
+        print(f"{PROG}: error: {text}", file=sys.stderr)
+        _emit({"ok": False, "error": text, "status": status})
+        return status
+    except Exception as exc:  # a bug: JSON for the caller, then the traceback
+        _emit({"ok": False, "error": f"internal error: {type(exc).__name__}: {exc}",
+               "status": 1})
+        raise
+    _emit({"ok": status == 0, **result})
+    return status
+
+
+def _fits_dir(path) -> Path:
+    return Path(str(path) + ".fits")
+
+
+def _check_session(path) -> dict:
+    """The settings stored in an existing session file (``ValueError`` if it is not one)."""
+    if not os.path.exists(path):
+        raise CLIError(f"{path}: no such session file (create it with "
+                       f"'{PROG} experiment new')")
+    if os.path.isdir(path):
+        raise CLIError(f"{path}: is a folder, not a session file")
+    try:
+        con = sqlite3.connect(path)
+        try:
+            rows = con.execute("SELECT key, value FROM meta").fetchall()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError:
+        raise CLIError(f"{path}: not a psyphy_numpyro session file") from None
+    if not rows:
+        raise CLIError(f"{path}: not a psyphy_numpyro session file")
+    return {k: json.loads(v) for k, v in rows}
+
+
+def _open(path, *, reissue=True):
+    """Reopen a session with its stored settings; refits only when this module runs them."""
+    from ..design.session import Experiment, _model_from_json
+
+    s = _check_session(path)
+    model = _model_from_json(s["model"])
+    return Experiment(path, model, seed=s["seed"], live=False, auto_refit=False,
+                      input_dim=None if model is not None else s["input_dim"],
+                      num_initial=s["num_initial"], refit_every=s["refit_every"],
+                      distances=s["distances"], fit_options=s["fit_options"], reissue=reissue)
+
+
+def _settings(exp) -> dict:
+    s = exp.settings
+    return {"input_dim": exp.input_dim, "seed": exp.seed, "num_initial": s["num_initial"],
+            "refit_every": s["refit_every"], "distances": s["distances"],
+            "fit_options": s["fit_options"], "model": s.get("model") or s.get("chosen_model"),
+            "model_chosen_from_data": s.get("model") is None}
+
+
+def _int_list(option, text) -> list[int]:
+    try:
+        out = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CLIError(f"{option} must be comma-separated integers, got {text!r}") from None
+    if not out:
+        raise CLIError(f"{option} is empty")
+    return out
+
+
+# -- new ------------------------------------------------------------------------------
+def _new(args):
+    from ..design.session import Experiment
+    from ..model import WPPM
+
+    path = args.session
+    created = not os.path.exists(path)
+    if not created:
+        if not args.exist_ok:
+            raise CLIError(f"{path}: already exists ('experiment ask' resumes it; --exist-ok "
+                           "reopens it)")
+        _check_session(path)
+    options = _given(args, **{n: n for n, _, _ in _MODEL_OPTIONS})
+    model = None
+    if options:
+        model = WPPM(input_dim=2 if args.dim is None else args.dim, **options)
+    fit_options = _given(args, map_steps="map_steps", warm_steps="warm_steps",
+                         num_draws="num_draws", criterion="criterion")
+    exp = Experiment(path, model, seed=args.seed, live=False, auto_refit=False,
+                     input_dim=args.dim, num_initial=args.num_initial,
+                     refit_every=args.refit_every, distances=args.distances,
+                     fit_options=fit_options)
+    try:
+        out = {"session": str(path), "created": created, **_settings(exp),
+               "told": exp.num_told}
+    finally:
+        exp.close()
+    return out, 0
+
+
+# -- ask ------------------------------------------------------------------------------
+def _ask(args):
+    if args.refit == "wait":
+        refit = _refit_step(args.session, "wait")
+    exp = _open(args.session, reissue=not args.no_reissue)
+    try:
+        before = set(exp.pending.tolist())
+        ids, stimuli = exp.ask(args.n)
+        sources = exp.sources(ids)
+        st = exp.status()
+    finally:
+        exp.close()
+    if args.refit != "wait":
+        refit = _refit_step(args.session, args.refit)
+    ids = ids.tolist()
+    return {"ids": ids, "stimuli": stimuli.tolist(), "ref": stimuli[:, 0].tolist(),
+            "comparison": stimuli[:, 1].tolist(), "sources": sources,
+            "reissued": sum(i in before for i in ids), "told": st["told"],
+            "pending": st["pending"], "refit": refit}, 0
+
+
+# -- tell -----------------------------------------------------------------------------
+def _tell_input(args):
+    """``(ids, responses)`` from --ids/--responses, --json or stdin, with JSON types checked."""
+    pair = args.ids is not None or args.responses is not None
+    if pair and args.json is not None:
+        raise CLIError("give --json or --ids/--responses, not both")
+    if pair:
+        if args.ids is None or args.responses is None:
+            raise CLIError("--ids and --responses go together")
+        return _int_list("--ids", args.ids), _int_list("--responses", args.responses)
+    if args.json is not None:
+        text, where = args.json, "--json"
+    else:
+        if sys.stdin is None or sys.stdin.isatty():
+            raise CLIError("tell needs responses: --json, --ids/--responses, or a JSON object "
+                           "on stdin")
+        text, where = sys.stdin.read(), "stdin"
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CLIError(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise CLIError(f'{where}: expected a JSON object {{"ids": [...], "responses": [...]}}, '
+                       f"got {type(obj).__name__}")
+    missing = [k for k in ("ids", "responses") if k not in obj]
+    unknown = sorted(set(obj) - {"ids", "responses"})
+    if missing or unknown:
+        raise CLIError(f"{where}: the object needs the keys 'ids' and 'responses'"
+                       + (f"; missing {missing}" if missing else "")
+                       + (f"; unknown {unknown}" if unknown else ""))
+    ids, resp = (v if isinstance(v, list) else [v] for v in (obj["ids"], obj["responses"]))
+    for j, i in enumerate(ids):
+        ok = isinstance(i, int) and not isinstance(i, bool)
+        if isinstance(i, float) and i.is_integer():
+            ids[j], ok = int(i), True
+        if not ok:
+            raise CLIError(f"{where}: ids[{j}] = {json.dumps(i)} is not an integer trial id")
+    for j, r in enumerate(resp):
+        if isinstance(r, bool):
+            resp[j] = int(r)
+        elif not isinstance(r, int | float):
+            raise CLIError(f"{where}: responses[{j}] = {json.dumps(r)} is not 0/1 or "
+                           "true/false")
+    return ids, resp
+
+
+def _tell(args):
+    ids, responses = _tell_input(args)
+    exp = _open(args.session)
+    try:
+        exp.tell(ids, responses)  # committed (synchronous=FULL) before it returns
+        st = exp.status()
+    finally:
+        exp.close()
+    refit = _refit_step(args.session, args.refit)
+    if refit["state"] == "failed":
+        print(f"{PROG}: warning: the responses were recorded; the refit failed: "
+              f"{refit['error']}", file=sys.stderr)
+    return {"told": len(ids), "ids": [int(i) for i in ids], "total_told": st["told"],
+            "pending": st["pending"], "refit": refit}, 0
+
+
+# -- status ---------------------------------------------------------------------------
+def _latest_fit(path):
+    con = sqlite3.connect(path)
+    try:
+        row = con.execute("SELECT seq, num_trials, path FROM fits ORDER BY seq DESC LIMIT 1"
+                          ).fetchone()
+    finally:
+        con.close()
+    if row is None:
+        return None
+    file = _fits_dir(os.path.abspath(path)) / row[2]
+    written = None
+    if file.exists():
+        written = datetime.fromtimestamp(file.stat().st_mtime, UTC).isoformat(timespec="seconds")
+    return {"fit": int(row[0]), "num_trials": int(row[1]), "file": str(file),
+            "written": written}
+
+
+def _status(args):
+    exp = _open(args.session, reissue=False)
+    try:
+        st = exp.status()
+        pending_ids = exp.pending.tolist()
+        settings = _settings(exp)
+    finally:
+        exp.close()
+    lock = _RefitLock(_fits_dir(args.session))
+    refitting = lock.held_elsewhere()
+    last = _read_state(args.session)
+    if last is not None and last.get("state") == "running" and not refitting:
+        last["state"] = "interrupted"
+    return {"session": str(args.session), "told": st["told"], "pending": st["pending"],
+            "pending_ids": pending_ids, "expired": st["expired"], "fits": st["fits"],
+            "latest_fit": _latest_fit(args.session), "next_refit_at": st["next_refit_at"],
+            "refit_due": st["told"] >= st["next_refit_at"], "refitting": refitting,
+            "last_refit": last, **settings}, 0
+
+
+# -- expire ---------------------------------------------------------------------------
+def _expire(args):
+    ids = None if args.ids is None else _int_list("--ids", args.ids)
+    exp = _open(args.session, reissue=False)
+    try:
+        done = exp.expire(ids).tolist()
+        st = exp.status()
+    finally:
+        exp.close()
+    return {"expired": done, "pending": st["pending"], "told": st["told"]}, 0
+
+
+# -- refit ----------------------------------------------------------------------------
+def _refit(args):
+    _check_session(args.session)
+    lock = _RefitLock(_fits_dir(args.session))
+    if args.background:
+        if not lock.acquire(blocking=False):
+            return {"refit": {"state": "running"}}, 0
+        return {"refit": _spawn_refit(args.session, lock, if_due=args.if_due)}, 0
+    if args.lock_fd is not None:
+        lock.adopt(args.lock_fd)  # handed over by the process that started this one
+    elif args.if_due:
+        if not lock.acquire(blocking=False):
+            return {"refit": {"state": "running"}}, 0
+    else:
+        lock.acquire(blocking=True)
+    try:
+        info = _refit_locked(args.session, only_if_due=args.if_due)
+    finally:
+        lock.release()
+    if info["state"] == "failed":
+        print(f"{PROG}: error: the refit failed: {info['error']}", file=sys.stderr)
+        return {"refit": info, "error": info["error"], "status": 1}, 1
+    return {"refit": info}, 0
+
+
+def _refit_step(path, mode):
+    """After ``tell`` (before or after ``ask``): start, run or skip a due refit."""
+    exp = _open(path, reissue=False)
+    try:
+        st = exp.status()
+    finally:
+        exp.close()
+    out = {"next_refit_at": st["next_refit_at"]}
+    if st["told"] < st["next_refit_at"]:
+        return {"state": "not_due", **out}
+    if mode == "off":
+        return {"state": "off", **out}
+    lock = _RefitLock(_fits_dir(path))
+    if mode == "wait":
+        lock.acquire(blocking=True)
+        try:
+            return _refit_locked(path, only_if_due=True)
+        finally:
+            lock.release()
+    if not lock.acquire(blocking=False):
+        return {"state": "running", **out}
+    return {**_spawn_refit(path, lock, if_due=True), **out}
+
+
+def _now():
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _refit_locked(path, *, only_if_due):
+    """One refit, the refit lock held by this process; its state in ``refit.json``."""
+    exp = _open(path, reissue=False)
+    try:
+        st = exp.status()
+        if only_if_due and st["told"] < st["next_refit_at"]:
+            return {"state": "not_due", "next_refit_at": st["next_refit_at"]}
+        if st["told"] == 0 or st["told"] == st["latest_fit_trials"]:
+            return {"state": "up_to_date", "next_refit_at": st["next_refit_at"]}
+        state = {"state": "running", "pid": os.getpid(), "started": _now(),
+                 "num_trials": st["told"]}
+        _write_state(path, state)
+        _log(path, f"refit of {st['told']} responses started (pid {os.getpid()})")
+        t0 = time.monotonic()
+        try:
+            exp.refit()
+        except Exception as exc:  # noqa: BLE001 - recorded in refit.json / refit.log
+            from . import _message
+
+            state.update(state="failed", ended=_now(), error=_message(exc),
+                         seconds=round(time.monotonic() - t0, 3))
+            _write_state(path, state)
+            _log(path, "refit failed:\n" + traceback.format_exc())
+            return state
+        latest = _latest_fit(path)
+        state.update(state="finished", ended=_now(), seconds=round(time.monotonic() - t0, 3),
+                     fit=latest["fit"], file=latest["file"],
+                     next_refit_at=exp.status()["next_refit_at"])
+        _write_state(path, state)
+        _log(path, f"refit finished: {latest['file']} ({state['seconds']} s)")
+        return state
+    finally:
+        exp.close()
+
+
+def _spawn_refit(path, lock, *, if_due):
+    """Start ``experiment refit`` in a detached process that takes over ``lock``."""
+    import psyphy_numpyro
+
+    folder = _fits_dir(path)
+    cmd = [sys.executable, "-m", "psyphy_numpyro", "experiment", "refit",
+           os.path.abspath(path)] + (["--if-due"] if if_due else [])
+    env = dict(os.environ)
+    package_root = str(Path(psyphy_numpyro.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join([package_root] + [p for p in env.get(
+        "PYTHONPATH", "").split(os.pathsep) if p])
+    kwargs = {"stdin": subprocess.DEVNULL, "stderr": subprocess.STDOUT, "env": env,
+              "close_fds": True}
+    if os.name == "posix":
+        # the child inherits the locked file: the lock passes to it with no gap
+        cmd += ["--lock-fd", str(lock.fd)]
+        kwargs.update(start_new_session=True, pass_fds=(lock.fd,))
+    else:  # pragma: no cover - Windows: the child takes the lock itself
+        lock.release()
+        kwargs["creationflags"] = (subprocess.DETACHED_PROCESS
+                                   | subprocess.CREATE_NEW_PROCESS_GROUP
+                                   | subprocess.CREATE_NO_WINDOW)
+    with open(folder / "refit.log", "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, **kwargs)
+    proc.returncode = 0  # never waited for: it outlives this process by design
+    lock.close()  # closing (not unlocking) leaves the lock with the child
+    return {"state": "started", "pid": proc.pid, "log": os.path.abspath(folder / "refit.log")}
+
+
+def _log(path, text):
+    with open(_fits_dir(path) / "refit.log", "a") as fh:
+        fh.write(f"{_now()} {text.rstrip()}\n")
+
+
+def _write_state(path, state):
+    folder = _fits_dir(path)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".refit.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(state, fh)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, folder / "refit.json")
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _read_state(path):
+    try:
+        return json.loads((_fits_dir(path) / "refit.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+class _RefitLock:
+    """The exclusive refit lock ``<session>.fits/refit.lock``.
+
+    An operating-system file lock (``flock`` on POSIX, ``msvcrt.locking`` on
+    Windows): released when the holding process ends, however it ends.
+    """
+
+    def __init__(self, folder):
+        self.path = Path(folder) / "refit.lock"
+        self.fd = None
+
+    def _open(self):
+        self.path.parent.mkdir(exist_ok=True)
+        return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+
+    def acquire(self, *, blocking: bool) -> bool:
+        fd = self._open()
+        try:
+            ok = _lock(fd, blocking)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not ok:
+            os.close(fd)
+            return False
+        self.fd = fd
+        return True
+
+    def adopt(self, fd: int) -> None:
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            _unlock(self.fd)
+            self.close()
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def held_elsewhere(self) -> bool:
+        """Whether another process holds the lock (a refit is running)."""
+        if not self.path.parent.exists():
+            return False
+        if self.acquire(blocking=False):
+            self.release()
+            return False
+        return True
+
+
+if os.name == "posix":
+    import fcntl
+
+    def _lock(fd, blocking):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return False
+        return True
+
+    def _unlock(fd):
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+else:  # pragma: no cover - Windows
+    import msvcrt
+
+    def _lock(fd, blocking):
+        os.lseek(fd, 0, os.SEEK_SET)
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+                return True
+            except OSError:
+                if not blocking:
+                    return False
+                time.sleep(0.5)
+
+    def _unlock(fd):
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+
+_ACTIONS = {"new": _new, "ask": _ask, "tell": _tell, "status": _status, "refit": _refit,
+            "expire": _expire}
