@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..errors import InvalidInput, InvalidType
@@ -139,7 +141,8 @@ def _largest_semi_axis(E, q=None):
     lam = np.linalg.eigvalsh(np.where(ok[..., None, None], E, np.eye(2)))[..., -1]
     semi = np.where(ok, np.sqrt(np.maximum(lam, 0.0)), np.nan)
     if q is not None and semi.ndim > 1:
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # refs without any finite draw
             semi = np.nanpercentile(semi, q, axis=0) if np.isfinite(semi).any() else semi[0]
     return float(np.nanmax(semi)) if np.isfinite(semi).any() else np.nan
 
@@ -184,8 +187,9 @@ def threshold_scale(th, *, fill=0.4, through=None, cut="section"):
     for centers, med, E in parts:
         if not len(centers):
             continue
-        big = np.nanmax([_largest_semi_axis(med),
-                         _largest_semi_axis(E, q) if E is not None else np.nan])
+        sizes = [_largest_semi_axis(med), np.nan if E is None else _largest_semi_axis(E, q)]
+        sizes = [v for v in sizes if np.isfinite(v)]
+        big = max(sizes) if sizes else np.nan
         if np.isfinite(big) and big > 0:
             ratios.append(fill * _spacing(centers) / big)
     if not ratios:
@@ -209,7 +213,8 @@ def plot_thresholds(th, ax=None, *, draws="spaghetti", max_draws=50, show_points
         For draw-based results: ``"spaghetti"`` draws the ellipse of each of
         up to ``max_draws`` posterior draws as thin lines; ``"ribbon"`` fills,
         in every direction, the central ``th.level`` range of the draws' ellipse
-        radii. The ellipse fitted to the median lengths is drawn on top.
+        radii. The ellipse fitted to the median lengths is drawn on top. When
+        ``label`` is given, the band (or the draws) gets a legend entry too.
     max_draws : int
         Most draws in the spaghetti (evenly thinned).
     show_points : bool
@@ -308,23 +313,29 @@ def _draw_ellipses(ax, refs, med, E, points, level, draws, max_draws, color, lab
     if E is not None and len(refs):
         if draws == "spaghetti":
             idx = np.unique(np.linspace(0, len(E) - 1, min(max_draws, len(E))).round().astype(int))
+            tag = None if label is None else f"draws ({len(idx)} shown)"
             for s in idx:
                 for g, c in enumerate(refs):
                     if np.all(np.isfinite(E[s, g])):
                         pts = ellipse_points(c, E[s, g], scale, num)
-                        ax.plot(pts[:, 0], pts[:, 1], color=color, lw=0.5, alpha=0.25)
+                        ax.plot(pts[:, 0], pts[:, 1], color=color, lw=0.5, alpha=0.25,
+                                label=tag)
+                        tag = None
         else:
             ok = np.all(np.isfinite(E), axis=(-1, -2))
             safe = np.where(ok[..., None, None], E, np.eye(2))
             radius = np.where(ok[..., None], _ellipse_radius(safe, circle), np.nan)
             q = 50 * (1 - level)
-            with np.errstate(all="ignore"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # refs without finite draws
                 lo, hi = np.nanpercentile(radius, [q, 100 - q], axis=0)  # (R, num)
+            tag = None if label is None else f"{100 * level:.0f}% band"
             for g, c in enumerate(refs):
                 if np.all(np.isfinite(lo[g])) and np.all(np.isfinite(hi[g])):
                     ring = np.concatenate([c + scale * hi[g][:, None] * circle,
                                            c + scale * lo[g][::-1, None] * circle[::-1]])
-                    ax.fill(ring[:, 0], ring[:, 1], color=color, alpha=0.3, lw=0)
+                    ax.fill(ring[:, 0], ring[:, 1], color=color, alpha=0.3, lw=0, label=tag)
+                    tag = None
     style = {"lw": 1.5, **style}
     first = True
     for g, c in enumerate(refs):

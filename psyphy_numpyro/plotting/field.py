@@ -394,7 +394,9 @@ def _field_1d(fit, ax, level, name, pct):
     else:
         plot_field_band(S, x, ax=ax, level=level, color=PALETTE[0], alpha=0.3,
                         label=f"{pct} band")
-        plot_field(np.median(S, axis=0), x, ax=ax, color=PALETTE[0], label=f"{name} median")
+        med_sd = np.median(np.sqrt(S[..., 0, 0]), axis=0)  # the median of sqrt Sigma
+        plot_field(med_sd[:, None, None] ** 2, x, ax=ax, color=PALETTE[0],
+                   label=f"{name} median")
     ax.set_xlim(-1, 1)
     ax.set_ylim(bottom=0)
     unit_ticks(ax, y=False)
