@@ -204,6 +204,64 @@ def test_posterior_fit_summary_and_thresholds(workdir, capsys):
         assert ok.any() and np.all(lo[ok] <= hi[ok])
 
 
+def test_threshold_plot_3d_and_2d_states_its_scale(tmp_path, monkeypatch):
+    """The thresholds --plot figure: slices in 3-D, no overlap at a stated scale, closed."""
+    import matplotlib.pyplot as plt
+
+    from psyphy_numpyro.cli import commands
+    from psyphy_numpyro.contours import Thresholds, unit_directions
+
+    shown = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", shown.append)  # keep the CLI's figure to inspect it
+    for d in (2, 3):
+        refs = default_grid(d, 3)
+        u = unit_directions(d, 8)
+        lengths = np.full((len(refs), len(u)), 0.5)  # circles of radius 0.5: would overlap
+        th = Thresholds(refs=refs, directions=u, lengths=lengths,
+                        points=refs[:, None] + 0.5 * u, ellipses=np.broadcast_to(
+                            0.25 * np.eye(d), (len(refs), d, d)), max_lengths=lengths)
+        commands._plot_thresholds(th, 2 / 3, "map", tmp_path / f"th{d}.png")
+        fig = shown[-1]
+        axes = fig.axes
+        assert len(axes) == (3 if d == 3 else 1)
+        for ax in axes:
+            assert ax.get_xlabel().startswith("stimulus") and ax.get_ylabel()
+            widths = [np.ptp(line.get_xdata()) for line in ax.lines]
+            assert widths and max(widths) <= 0.8 * 0.8 + 1e-9  # 0.4 x the 0.8 spacing, twice
+            assert {line.get_color() for line in ax.lines} == {"#0072B2"}
+        legend = fig.legends[0] if d == 3 else axes[0].get_legend()
+        assert "ellipses drawn at 0.64 x the threshold contour" in legend.get_title().get_text()
+        assert (tmp_path / f"th{d}.png").read_bytes()[:4] == b"\x89PNG"
+        close(fig)
+
+
+@pytest.mark.slow
+def test_3d_fit_and_threshold_plots(tmp_path, capsys):
+    """--plot draws 3-D fits and thresholds as three labelled slices (PNG and PDF)."""
+    import matplotlib.pyplot as plt
+
+    from psyphy_numpyro.cli.commands import _plot_field
+
+    model = pn.WPPM(input_dim=3, basis_degree=1, num_samples=16, estimator="reparam",
+                    variance_scale=2e-3)
+    W = np.asarray(model.sample_prior(3)["W"])
+    rng = np.random.default_rng(0)
+    ref = rng.uniform(-0.5, 0.5, (20, 3))
+    data = pn.TrialData.from_arrays(ref, ref + 0.05, rng.uniform(size=20) < 0.7)
+    fit = pn.MAPFit.from_params(model, {"W": W}, data)
+    fit.save(tmp_path / "fit3.nc")
+    _plot_field(fit, tmp_path / "field3.pdf")
+    assert (tmp_path / "field3.pdf").read_bytes()[:5] == b"%PDF-"
+    code, out, err = _main(capsys, "thresholds", tmp_path / "fit3.nc", "--points-per-axis", "2",
+                           "--num-directions", "6", "--num-samples", "64", "--out",
+                           tmp_path / "th3.csv", "--plot", tmp_path / "th3.png")
+    assert code == 0, err
+    assert f"plotted {tmp_path / 'th3.png'}" in out
+    assert (tmp_path / "th3.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plt.get_fignums() == []  # the CLI closes its figures
+
+
 def test_an_internal_bug_is_not_reported_as_bad_input(workdir, monkeypatch):
     """Only the package's own errors (and OS errors) become one-line messages; a plain
     ValueError from inside a command is a bug and propagates with its traceback."""

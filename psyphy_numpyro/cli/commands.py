@@ -121,8 +121,6 @@ def _cmd_fit(args):
     if args.input_dim is not None and args.input_dim != d:
         raise CLIError(f"--input-dim {args.input_dim} does not match {args.trials}, whose "
                        f"columns are {d}-D")
-    if args.plot and d == 3:
-        raise CLIError("--plot draws 1-D and 2-D fits; this data is 3-D")
     options = _given(args, **{n: n for n, _, _ in _MODEL_OPTIONS})
     # variance_scale and diag_term not given: chosen from the data (kept when given)
     choice = choose_hyperparameters(data, WPPM(input_dim=d, **options),
@@ -270,8 +268,6 @@ def _cmd_thresholds(args):
         _check_output_path(args.out, "--out")
     if args.plot:
         _check_figure(args.plot)
-        if d == 3:
-            raise CLIError("--plot draws 1-D and 2-D thresholds; this fit is 3-D")
     if args.refs == "grid":
         refs = _grid(d, args.points_per_axis)
     else:
@@ -289,23 +285,47 @@ def _cmd_thresholds(args):
         for cells in _format_rows(names, values):
             print(",".join(cells))
     if args.plot:
-        from ..plotting import plot_thresholds, save_figure
-
-        plt = _pyplot()
-        fig, ax = plt.subplots(figsize=(6, 6) if d == 2 else (7, 4))
-        try:
-            plot_thresholds(th, ax=ax)
-            if d == 2:
-                ax.set_xlim(-1, 1)
-                ax.set_ylim(-1, 1)
-            ax.set_title(f"thresholds at p(correct) = {args.target:.3g} ({_kind_name(fit)})")
-            fig.tight_layout()
-            save_figure(fig, args.plot)
-        finally:
-            plt.close(fig)
+        _plot_thresholds(th, args.target, _kind_name(fit), args.plot)
         if args.out:
             print(f"plotted {args.plot}")
     return 0
+
+
+def _plot_thresholds(th, target, kind, path):
+    """Threshold ellipses (3-D: three slices) at a non-overlapping, stated scale."""
+    from ..plotting import plot_thresholds, save_figure, threshold_scale
+    from ..plotting._base import figure_legend, legend_outside, unit_ticks
+
+    plt = _pyplot()
+    d = th.input_dim
+    scale = threshold_scale(th)
+    if d == 3:
+        fig, axes = plt.subplots(1, 3, figsize=(13.5, 5.2), layout="constrained")
+    else:
+        fig, axes = plt.subplots(figsize=(7.6, 6) if d == 2 else (7.5, 4), layout="constrained")
+    try:
+        label = f"{kind} median" if th.has_draws else kind
+        plot_thresholds(th, ax=axes, scale=scale, draws="ribbon", show_points=False,
+                        label=label)
+        title = f"Thresholds at p(correct) = {target:.3g} ({kind} fit, {len(th.refs)} references)"
+        what = ("intervals at true size" if d == 1 else
+                f"ellipses drawn at {scale:.3g} x the threshold contour (no overlap)")
+        if d == 3:
+            for ax in axes:
+                ax.set(xlim=(-1, 1), ylim=(-1, 1))
+                unit_ticks(ax)
+            figure_legend(fig, axes, f"{what}; sections of the threshold ellipsoids by "
+                          "each slice")
+            fig.suptitle(title)
+        else:
+            if d == 2:
+                axes.set(xlim=(-1, 1), ylim=(-1, 1))
+                unit_ticks(axes)
+            axes.set_title(title, fontsize=10)
+            legend_outside(axes, title=what, title_fontsize=8)
+        save_figure(fig, path)
+    finally:
+        plt.close(fig)
 
 
 COMMANDS = {"fit": _cmd_fit, "summary": _cmd_summary, "thresholds": _cmd_thresholds,

@@ -178,8 +178,8 @@ def _add_fit(sub, raw):
     p.add_argument("--method", choices=("map", "laplace", "nuts"), default="map",
                    help="inference method (default: map)")
     p.add_argument("--plot", metavar="FIGURE", help="also draw the fitted covariance field "
-                   "(ellipses in 2-D, posterior bands for laplace/nuts) to this PNG, PDF or "
-                   "SVG file")
+                   "(ellipses in 2-D, three slices in 3-D, posterior bands for laplace/nuts) "
+                   "to this PNG, PDF or SVG file")
     _add_inference_options(p)
     p.set_defaults(command="fit")
 
@@ -265,6 +265,6 @@ def _add_thresholds(sub, raw):
     p.add_argument("--seed", type=int, default=0, help="seed of the estimator noise "
                    "(default: 0)")
     p.add_argument("--out", "-o", help="write the table to this CSV (default: print it)")
-    p.add_argument("--plot", metavar="FIGURE", help="draw the threshold ellipses (1-D/2-D) to "
-                   "this PNG, PDF or SVG file")
+    p.add_argument("--plot", metavar="FIGURE", help="draw the threshold ellipses (1-D intervals, "
+                   "3-D three slices) to this PNG, PDF or SVG file")
     p.set_defaults(command="thresholds")
