@@ -1,14 +1,58 @@
-"""Conversion of fits to ArviZ ``InferenceData`` with named dims."""
+"""Conversion of fits to ArviZ data, for ArviZ 0.x and ArviZ >= 1.0.
+
+ArviZ 0.x functions take an ``arviz.InferenceData``; ArviZ >= 1.0 (Python >=
+3.12) replaced it by ``xarray.DataTree``. :func:`to_inference_data` builds the
+groups as plain ``xarray.Dataset`` objects and wraps them in whichever of the
+two the installed ArviZ takes, so ``az.summary``, ``az.loo``, ``az.compare``
+and ``az.plot_trace`` work on ``fit.to_arviz()`` with either version. The
+small helpers below (:func:`group_names`, :func:`group`, :func:`add_group`,
+:func:`read_netcdf`, :func:`write_netcdf`) give the fit-file code one way to
+handle both containers.
+
+Layout (``docs/arviz.md``):
+
+- ``posterior``: the identified quantities only, so the default
+  ``az.summary(idata)`` is meaningful: ``Sigma``, the unique entries of the
+  covariance at the grid points (dims ``grid_point, sigma_entry``; entries
+  ``xx, xy, yy`` in 2-D, the upper triangle row by row), and a learned
+  ``lapse_rate``;
+- ``unconstrained_posterior``: the raw weights ``W`` (NumPyro's sample site,
+  real-valued, identified only up to a rotation of its embedding columns),
+  which fit files are restored from;
+- ``sample_stats``, ``log_likelihood`` (``y``), ``observed_data`` (``y``),
+  ``constant_data`` (``ref``, ``comparison``, ``grid``) and, on request,
+  ``posterior_predictive`` (``y``).
+"""
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 
 from . import field
+from ._version import __version__
+from .errors import InvalidInput
 
-__all__ = ["to_inference_data", "default_grid", "weight_dims"]
+__all__ = [
+    "to_inference_data",
+    "default_grid",
+    "weight_dims",
+    "sigma_entries",
+    "expand_sigma",
+    "WEIGHTS_GROUP",
+    "uses_datatree",
+    "group_names",
+    "group",
+    "add_group",
+    "read_netcdf",
+    "write_netcdf",
+]
 
 _AXES = ("x", "y", "z")
+
+WEIGHTS_GROUP = "unconstrained_posterior"
+"""The group that holds the raw weights ``W`` (files of format 1 kept them in ``posterior``)."""
 
 
 def weight_dims(input_dim: int) -> list[str]:
@@ -23,6 +67,138 @@ def default_grid(input_dim: int, points_per_axis: int = 5) -> np.ndarray:
     return np.stack([m.ravel() for m in mesh], -1)
 
 
+def _pairs(input_dim: int) -> list[tuple[int, int]]:
+    return [(i, j) for i, j in itertools.combinations_with_replacement(range(input_dim), 2)]
+
+
+def sigma_entries(input_dim: int) -> list[str]:
+    """Labels of the unique entries of a ``d x d`` covariance, the ``sigma_entry`` coordinate.
+
+    The upper triangle row by row: ``["xx"]`` in 1-D, ``["xx", "xy", "yy"]`` in
+    2-D, ``["xx", "xy", "xz", "yy", "yz", "zz"]`` in 3-D.
+    """
+    if input_dim not in (1, 2, 3):
+        raise InvalidInput(f"input_dim must be 1, 2 or 3, got {input_dim!r}")
+    return [_AXES[i] + _AXES[j] for i, j in _pairs(input_dim)]
+
+
+def expand_sigma(entries) -> np.ndarray:
+    """Full symmetric matrices from the unique entries of ``posterior["Sigma"]``.
+
+    Parameters
+    ----------
+    entries : array-like (..., E)
+        The last axis holds the entries in :func:`sigma_entries` order
+        (``E = d (d + 1) / 2``), e.g. ``idata.posterior["Sigma"].values`` of
+        shape ``(chain, draw, grid_point, E)``.
+
+    Returns
+    -------
+    numpy array (..., d, d)
+    """
+    entries = np.asarray(entries)
+    sizes = {1: 1, 3: 2, 6: 3}
+    if entries.ndim < 1 or entries.shape[-1] not in sizes:
+        raise InvalidInput(
+            "expand_sigma needs the unique covariance entries on the last axis (1, 3 or 6 of "
+            f"them), got shape {entries.shape}"
+        )
+    d = sizes[entries.shape[-1]]
+    out = np.empty(entries.shape[:-1] + (d, d), entries.dtype)
+    for k, (i, j) in enumerate(_pairs(d)):
+        out[..., i, j] = out[..., j, i] = entries[..., k]
+    return out
+
+
+# ---------------------------------------------------------------------------
+# the container of the installed ArviZ
+# ---------------------------------------------------------------------------
+def uses_datatree() -> bool:
+    """``True`` when the installed ArviZ (>= 1.0) takes ``xarray.DataTree`` rather than
+    ``arviz.InferenceData``."""
+    import arviz as az
+
+    major = az.__version__.split(".", 1)[0]
+    return int(major) >= 1 if major.isdigit() else True
+
+
+def _wrap(groups: dict, attrs: dict):
+    """``groups`` (name -> Dataset) as the container the installed ArviZ takes."""
+    import xarray as xr
+
+    if uses_datatree():
+        return xr.DataTree.from_dict({"/": xr.Dataset(attrs=attrs), **groups})
+    import arviz as az
+
+    return az.InferenceData(attrs=attrs, **groups)
+
+
+def group_names(idata) -> list[str]:
+    """The group names of an ``InferenceData`` or a ``DataTree``."""
+    if hasattr(idata, "children"):  # xarray.DataTree
+        return list(idata.children)
+    return list(idata.groups())
+
+
+def group(idata, name: str):
+    """One group as an ``xarray.Dataset``, for either container."""
+    node = idata[name]
+    return node.to_dataset() if hasattr(node, "to_dataset") else node
+
+
+def add_group(idata, name: str, dataset) -> None:
+    """Add (or replace) the group ``name`` in place."""
+    if hasattr(idata, "children"):
+        import xarray as xr
+
+        idata[name] = xr.DataTree(dataset)
+    else:
+        idata.add_groups({name: dataset}, warn_on_custom_groups=False)
+
+
+def read_netcdf(path: str):
+    """Read a NetCDF file fully into memory (the file is closed afterwards) as the container
+    the installed ArviZ takes."""
+    if uses_datatree():
+        import xarray as xr
+
+        with xr.open_datatree(path) as tree:
+            return tree.load().copy()
+    import arviz as az
+
+    with az.rc_context({"data.load": "eager"}):
+        return az.from_netcdf(path)
+
+
+def write_netcdf(idata, path: str) -> None:
+    """Write either container to a NetCDF file (one NetCDF group per ArviZ group)."""
+    idata.to_netcdf(path)
+
+
+# ---------------------------------------------------------------------------
+# fit -> ArviZ
+# ---------------------------------------------------------------------------
+def _dataset(values: dict, dims: dict, coords: dict, *, sample_shape=None, attrs=None):
+    """A Dataset of ``values`` with named dims (``chain, draw`` first when ``sample_shape``)."""
+    import xarray as xr
+
+    lead = []
+    used = {}
+    if sample_shape is not None:
+        lead = ["chain", "draw"]
+        used = {"chain": np.arange(sample_shape[0]), "draw": np.arange(sample_shape[1])}
+    out = {}
+    for name, value in values.items():
+        value = np.asarray(value)
+        names = lead + list(dims.get(name, []))
+        if len(names) != value.ndim:
+            raise InvalidInput(
+                f"ArviZ conversion: {name} has shape {value.shape}, expected dims {names}")
+        out[name] = (names, value)
+        used.update({d: coords[d] for d in names if d in coords})
+    return xr.Dataset(out, coords=used, attrs=dict(attrs or {}))
+
+
 def to_inference_data(
     model,
     data,
@@ -35,78 +211,91 @@ def to_inference_data(
     posterior_predictive=None,
     lapse_draws=None,
 ):
-    """Build InferenceData from weight draws.
+    """ArviZ data of weight draws: ``InferenceData`` on ArviZ 0.x, ``xarray.DataTree`` on
+    ArviZ >= 1.0.
 
     Parameters
     ----------
     model : WPPM
     data : TrialData
     W_draws : array (chain, draw, *weight_shape)
-    log_likelihood : array (chain, draw, N)
+    log_likelihood : array (chain, draw, N) or None
         Pointwise log-likelihood of every trial.
     sample_stats : dict of arrays (chain, draw), optional
     grid : array (G, d), optional
-        Points where ``Sigma`` is added to the posterior as a derived variable
-        (identifiable, unlike ``W``); default :func:`default_grid`.
+        Points where the unique entries of ``Sigma`` (identified, unlike
+        ``W``) are added to the posterior; default :func:`default_grid`.
     attrs : dict, optional
         Extra attributes (``inference`` method etc.), stored on the posterior
-        and the InferenceData.
+        and on the root.
     posterior_predictive : array (chain, draw, N), optional
         Replicated responses ``y``.
     lapse_draws : array (chain, draw), optional
         Draws of a learned lapse rate (posterior variable ``lapse_rate``).
+
+    Returns
+    -------
+    arviz.InferenceData or xarray.DataTree
+        Groups ``posterior`` (``Sigma`` with dims ``grid_point, sigma_entry``
+        and ``lapse_rate``), ``unconstrained_posterior`` (``W``),
+        ``sample_stats``, ``log_likelihood``, ``observed_data``,
+        ``constant_data`` and ``posterior_predictive`` (see the module
+        docstring).
     """
-    import arviz as az
+    import jax
 
     d = model.input_dim
     W_draws = np.asarray(W_draws)
+    if W_draws.ndim != len(model.weight_shape) + 2:
+        raise InvalidInput(
+            f"ArviZ conversion needs W draws (chain, draw) + {model.weight_shape}, got shape "
+            f"{W_draws.shape}")
     if grid is None:
         grid = default_grid(d)
     grid = np.asarray(grid, dtype=float).reshape(-1, d)
-    chains, draws = W_draws.shape[:2]
-    flat = W_draws.reshape((chains * draws,) + W_draws.shape[2:])
-    import jax
-
+    sample_shape = W_draws.shape[:2]
+    flat = W_draws.reshape((-1,) + W_draws.shape[2:])
     Sigma = np.asarray(
         jax.vmap(lambda W: field.covariance_field(W, grid, model.diag_term))(flat)
-    ).reshape(chains, draws, grid.shape[0], d, d)
+    )
+    rows, cols = zip(*_pairs(d), strict=True)
+    Sigma = Sigma[..., list(rows), list(cols)].reshape(sample_shape + (grid.shape[0], -1))
     axes = list(_AXES[:d])
     coords = {
         **{f"basis_{i}": np.arange(model.basis_degree + 1) for i in range(d)},
         "stimulus_dim": axes,
-        "stimulus_dim_": axes,
         "embedding_dim": np.arange(model.embedding_dim),
         "trial": np.arange(len(data)),
         "grid_point": np.arange(grid.shape[0]),
+        "sigma_entry": sigma_entries(d),
     }
     dims = {
         "W": weight_dims(d),
-        "Sigma": ["grid_point", "stimulus_dim", "stimulus_dim_"],
+        "Sigma": ["grid_point", "sigma_entry"],
         "grid": ["grid_point", "stimulus_dim"],
         "y": ["trial"],
         "ref": ["trial", "stimulus_dim"],
         "comparison": ["trial", "stimulus_dim"],
     }
-    meta = {"model": repr(model), **(attrs or {})}
-    posterior = {"W": W_draws, "Sigma": Sigma}
+    meta = {"inference_library": "psyphy_numpyro", "inference_library_version": __version__,
+            "model": repr(model), **(attrs or {})}
+    posterior = {"Sigma": Sigma}
     if lapse_draws is not None:
-        posterior["lapse_rate"] = np.asarray(lapse_draws).reshape(chains, draws)
-    idata = az.from_dict(
-        posterior=posterior,
-        sample_stats=sample_stats,
-        log_likelihood=None if log_likelihood is None else {"y": np.asarray(log_likelihood)},
-        posterior_predictive=(
-            None if posterior_predictive is None else {"y": np.asarray(posterior_predictive)}
-        ),
-        observed_data={"y": np.asarray(data.responses)},
-        constant_data={
-            "ref": data.stimuli[:, 0],
-            "comparison": data.stimuli[:, 1],
-            "grid": grid,
-        },
-        coords=coords,
-        dims=dims,
-        attrs=meta,
-        posterior_attrs=meta,
-    )
-    return idata
+        posterior["lapse_rate"] = np.asarray(lapse_draws).reshape(sample_shape)
+    groups = {
+        "posterior": _dataset(posterior, dims, coords, sample_shape=sample_shape, attrs=meta),
+        WEIGHTS_GROUP: _dataset({"W": W_draws}, dims, coords, sample_shape=sample_shape,
+                                attrs=meta),
+    }
+    if sample_stats:
+        groups["sample_stats"] = _dataset(sample_stats, {}, coords, sample_shape=sample_shape)
+    if log_likelihood is not None:
+        groups["log_likelihood"] = _dataset({"y": log_likelihood}, dims, coords,
+                                            sample_shape=sample_shape)
+    if posterior_predictive is not None:
+        groups["posterior_predictive"] = _dataset({"y": posterior_predictive}, dims, coords,
+                                                  sample_shape=sample_shape)
+    groups["observed_data"] = _dataset({"y": data.responses}, dims, coords)
+    groups["constant_data"] = _dataset(
+        {"ref": data.stimuli[:, 0], "comparison": data.stimuli[:, 1], "grid": grid}, dims, coords)
+    return _wrap(groups, meta)

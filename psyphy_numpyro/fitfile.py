@@ -1,8 +1,10 @@
 """The fit-file format: NetCDF writing and reading that knows no fit class.
 
-A fit file is an ArviZ ``InferenceData`` NetCDF file (``fit.to_arviz()``:
-``posterior`` with ``W``, ``Sigma`` and a learned ``lapse_rate``, ``observed_data``,
-``constant_data``, ``log_likelihood``, ``sample_stats``) with two additions that make it
+A fit file is an ArviZ NetCDF file (``fit.to_arviz()``, one NetCDF group per
+ArviZ group: ``posterior`` with the unique entries of ``Sigma`` on a grid and a learned
+``lapse_rate``, ``unconstrained_posterior`` with the weights ``W``, ``observed_data``,
+``constant_data``, ``log_likelihood``, ``sample_stats``), readable by ArviZ 0.x
+(``InferenceData``) and >= 1.0 (``xarray.DataTree``), with two additions that make it
 self-contained:
 
 - root attributes: ``psyphy_numpyro_format`` (format version),
@@ -24,6 +26,9 @@ hands it to the restore hook of the class its ``fit_kind`` names.
 Writes are atomic: the file is written to a temporary file in the target's
 directory and moved over the target with :func:`os.replace` only once it is
 complete, so an interrupted save never leaves a half-written file behind.
+
+Format 2 moved ``W`` from ``posterior`` to ``unconstrained_posterior`` and stores only
+the unique entries of ``Sigma``; format-1 files (``W`` in ``posterior``) still load.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import arviz_io
 from ._version import __version__
 from .data import TrialData
 from .errors import InvalidInput, InvalidType
@@ -45,8 +51,9 @@ from .model import WPPM
 __all__ = ["FORMAT_VERSION", "GROUP", "FitSource", "write", "read", "as_jax", "to_json",
            "model_config", "model_from_config", "value", "metadata_extras", "read_metadata"]
 
-FORMAT_VERSION = 1
-"""Version of the fit-file layout written by :func:`write`."""
+FORMAT_VERSION = 2
+"""Version of the fit-file layout written by :func:`write` (2: ``W`` in
+``unconstrained_posterior``; 1: ``W`` in ``posterior``, still read)."""
 
 GROUP = "psyphy_numpyro"
 
@@ -54,11 +61,11 @@ GROUP = "psyphy_numpyro"
 class FitSource(NamedTuple):
     """What a restore hook gets: the parts of a fit file every kind shares."""
 
-    idata: object        #: the file's ArviZ InferenceData
+    idata: object        #: the file's ArviZ data (InferenceData or xarray.DataTree)
     extra: object        #: its ``psyphy_numpyro`` group (xarray Dataset)
     model: WPPM
     data: TrialData
-    draws: np.ndarray    #: posterior ``W``, ``(chain, draw, *weight_shape)``
+    draws: np.ndarray    #: the weights ``W``, ``(chain, draw, *weight_shape)``
     path: str
     lapse: np.ndarray | None = None  #: posterior ``lapse_rate`` ``(chain, draw)`` when learned
 
@@ -152,7 +159,7 @@ def _build(idata, kind, model, extras, attrs):
     group = xr.Dataset({k: xr.Variable(*dv) for k, dv in extras.items()}, attrs=attrs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        idata.add_groups({GROUP: group})
+        arviz_io.add_group(idata, GROUP, group)
     idata.attrs.update(attrs)
     return idata
 
@@ -179,7 +186,7 @@ def write(path, idata, *, kind: str, model: WPPM, extras: dict, attrs: dict,
     Parameters
     ----------
     path : str or os.PathLike
-    idata : arviz.InferenceData
+    idata : arviz.InferenceData or xarray.DataTree
         The fit's ``to_arviz()`` output.
     kind : str
         The fit class's ``kind``.
@@ -231,22 +238,20 @@ def write(path, idata, *, kind: str, model: WPPM, extras: dict, attrs: dict,
 # read
 # ---------------------------------------------------------------------------
 def _open(path):
-    import arviz as az
-
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such fit file")
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path}: is a directory, not a fit file")
     try:
-        with az.rc_context({"data.load": "eager"}), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            return az.from_netcdf(path)
+            return arviz_io.read_netcdf(path)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InvalidInput(f"{path}: not a NetCDF fit file ({type(exc).__name__}: {exc})") from exc
 
 
 def _check_header(idata, path, kinds):
-    groups = set(idata.groups())
+    groups = set(arviz_io.group_names(idata))
     if GROUP not in groups or "psyphy_numpyro_format" not in idata[GROUP].attrs:
         raise InvalidInput(
             f"{path}: not a psyphy_numpyro fit file (no '{GROUP}' group; write fit files "
@@ -272,19 +277,24 @@ def _check_header(idata, path, kinds):
 def _source(idata, path) -> FitSource:
     import jax
 
-    extra = idata[GROUP]
+    extra = arviz_io.group(idata, GROUP)
     model = model_from_config(extra.attrs["model_config"], path)
-    const = idata.constant_data
+    const = arviz_io.group(idata, "constant_data")
     data = TrialData(
         np.stack([const["ref"].values, const["comparison"].values], axis=1),
-        idata.observed_data["y"].values,
+        arviz_io.group(idata, "observed_data")["y"].values,
         metadata=read_metadata(extra, ""),
     )
-    draws = idata.posterior["W"].values
+    posterior = arviz_io.group(idata, "posterior")
+    # format 2 keeps W in unconstrained_posterior, format 1 in posterior
+    where = arviz_io.WEIGHTS_GROUP
+    if where not in arviz_io.group_names(idata) and "W" in posterior.data_vars:
+        where = "posterior"
+    draws = arviz_io.group(idata, where)["W"].values
     expect = model.weight_shape
     if draws.ndim != len(expect) + 2 or tuple(draws.shape[2:]) != tuple(expect):
         raise InvalidInput(
-            f"{path}: posterior W has shape {draws.shape}, the model expects "
+            f"{path}: {where} W has shape {draws.shape}, the model expects "
             f"(chain, draw) + {expect}"
         )
     if draws.dtype == np.float64 and not jax.config.jax_enable_x64:
@@ -297,10 +307,10 @@ def _source(idata, path) -> FitSource:
         )
     lapse = None
     if model.learns_lapse:
-        if "lapse_rate" not in idata.posterior.data_vars:
+        if "lapse_rate" not in posterior.data_vars:
             raise InvalidInput(f"{path}: the model learns its lapse rate but the posterior has "
                                "no 'lapse_rate'")
-        lapse = idata.posterior["lapse_rate"].values
+        lapse = posterior["lapse_rate"].values
         if lapse.shape != draws.shape[:2]:
             raise InvalidInput(f"{path}: posterior lapse_rate has shape {lapse.shape}, expected "
                                f"(chain, draw) = {draws.shape[:2]}")

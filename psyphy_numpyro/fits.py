@@ -169,14 +169,16 @@ class Fit:
     # -- ArviZ, summary, files ----------------------------------------------
     def to_arviz(self, *, key=0, num_samples=None, grid=None, log_likelihood=True,
                  posterior_predictive=False):
-        """ArviZ InferenceData.
+        """ArviZ data: ``arviz.InferenceData`` on ArviZ 0.x, ``xarray.DataTree`` on ArviZ >= 1.0.
 
-        Groups: ``posterior`` (``W`` and the identifiable ``Sigma`` on
-        ``grid``), ``sample_stats``, ``log_likelihood`` (pointwise ``y``, for
-        ``az.loo``/``az.waic``; skip with ``log_likelihood=False``),
-        ``observed_data``, ``constant_data`` and, on request,
-        ``posterior_predictive``. ``key`` fixes the estimator noise. A point
-        fit has one chain of one draw.
+        Groups: ``posterior`` (identified quantities only: the unique entries
+        of ``Sigma`` on ``grid``, dims ``grid_point, sigma_entry``, and a
+        learned ``lapse_rate``), ``unconstrained_posterior`` (the raw weights
+        ``W``, identified only up to rotation), ``sample_stats``,
+        ``log_likelihood`` (pointwise ``y``, for ``az.loo``/``az.waic``; skip
+        with ``log_likelihood=False``), ``observed_data``, ``constant_data``
+        and, on request, ``posterior_predictive``. ``key`` fixes the estimator
+        noise. A point fit has one chain of one draw. See ``docs/arviz.md``.
         """
         ll = pp = None
         if log_likelihood:
@@ -196,8 +198,9 @@ class Fit:
         """ArviZ summary table of identifiable quantities (``Sigma`` on a grid).
 
         ``W`` is identified only up to rotation, so its r_hat means little; the
-        default reports ``Sigma`` at the grid points of :meth:`to_arviz` (and
-        a learned ``lapse_rate``).
+        default reports the unique entries of ``Sigma`` at the grid points of
+        :meth:`to_arviz` (and a learned ``lapse_rate``), the same rows as
+        ``az.summary(fit.to_arviz())``.
         """
         import arviz as az
 

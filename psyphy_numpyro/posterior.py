@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from . import fitfile
+from . import arviz_io, fitfile
 from .arviz_io import weight_dims
 from .errors import InvalidInput
 from .fits import MAPFit, PosteriorFit
@@ -101,8 +101,9 @@ class MCMCFit(PosteriorFit):
     @classmethod
     def _restore(cls, src):
         stats = None
-        if "sample_stats" in set(src.idata.groups()):
-            stats = {k: v.values for k, v in src.idata.sample_stats.data_vars.items()}
+        if "sample_stats" in arviz_io.group_names(src.idata):
+            group = arviz_io.group(src.idata, "sample_stats")
+            stats = {k: v.values for k, v in group.data_vars.items()}
         return cls(
             model=src.model, data=src.data, draws=src.draws, lapse=src.lapse, mcmc=None,
             surrogate=json.loads(src.extra.attrs.get("mcmc_surrogate", "{}")),

@@ -121,7 +121,7 @@ def test_bootstrap_fit_reads_out_saves_and_loads(tiny, tmp_path):
     assert "bootstrap: 6 refits of 30 steps, resampled within 8 strata" in "\n".join(
         back.describe())
     idata = fit.to_arviz(log_likelihood=False)
-    assert idata.posterior["W"].shape[:2] == (1, 6)
+    assert idata.unconstrained_posterior["W"].shape[:2] == (1, 6)
     assert idata.posterior.attrs["inference"] == "bootstrap"
 
 

@@ -128,9 +128,11 @@ def test_file_is_plain_arviz_with_version_and_config(fits, tmp_path):
     path = tmp_path / "fit.nc"
     fit.save(str(path))
     idata = az.from_netcdf(str(path))
-    for group in ("posterior", "log_likelihood", "observed_data", "constant_data", "sample_stats"):
+    for group in ("posterior", "unconstrained_posterior", "log_likelihood", "observed_data",
+                  "constant_data", "sample_stats"):
         assert group in idata.groups()
-    np.testing.assert_array_equal(idata.posterior["W"].values[0, 0], np.asarray(fit.params["W"]))
+    np.testing.assert_array_equal(idata.unconstrained_posterior["W"].values[0, 0],
+                                  np.asarray(fit.params["W"]))
     attrs = idata["psyphy_numpyro"].attrs
     assert attrs["psyphy_numpyro_format"] == persist.FORMAT_VERSION
     assert attrs["psyphy_numpyro_version"] == pn.__version__

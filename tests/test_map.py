@@ -7,6 +7,7 @@ import optax
 import pytest
 
 import psyphy_numpyro as pn
+from psyphy_numpyro.arviz_io import expand_sigma
 from psyphy_numpyro.plotting import grid_points
 
 TRUTH = pn.WPPM(input_dim=2, basis_degree=2, num_samples=64)
@@ -70,10 +71,11 @@ def test_fit_result_interface(recovery, sigma_ref, ref_mc):
 def test_to_arviz_has_named_dims_and_groups(recovery, sigma_ref):
     _, _, fit, data = recovery
     idata = fit.to_arviz()
-    for group in ("posterior", "sample_stats", "observed_data", "log_likelihood",
-                  "constant_data"):
+    for group in ("posterior", "unconstrained_posterior", "sample_stats", "observed_data",
+                  "log_likelihood", "constant_data"):
         assert group in idata.groups(), group
-    W = idata.posterior["W"]
+    assert "W" not in idata.posterior  # W is not identified: kept out of the summary
+    W = idata.unconstrained_posterior["W"]
     assert W.dims == ("chain", "draw", "basis_0", "basis_1", "stimulus_dim", "embedding_dim")
     np.testing.assert_allclose(W.values[0, 0], fit.params["W"])
     assert idata.log_likelihood["y"].dims == ("chain", "draw", "trial")
@@ -82,10 +84,10 @@ def test_to_arviz_has_named_dims_and_groups(recovery, sigma_ref):
     np.testing.assert_array_equal(idata.observed_data["y"].values, data.responses)
     np.testing.assert_array_equal(idata.constant_data["ref"].values, data.ref)
     grid = idata.constant_data["grid"].values
-    np.testing.assert_allclose(idata.posterior["Sigma"].values[0, 0],
+    np.testing.assert_allclose(expand_sigma(idata.posterior["Sigma"].values[0, 0]),
                                sigma_ref(fit.params["W"], grid, TRUTH.diag_term), rtol=2e-4,
                                atol=1e-9)
-    assert idata.posterior["Sigma"].dims[2:] == ("grid_point", "stimulus_dim", "stimulus_dim_")
+    assert idata.posterior["Sigma"].dims[2:] == ("grid_point", "sigma_entry")
 
 
 def test_same_seed_gives_bit_identical_fit():

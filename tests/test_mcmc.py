@@ -103,8 +103,8 @@ def test_mcmc_inference_data(small_nuts, tmp_path):
     for group in ("posterior", "sample_stats", "observed_data", "log_likelihood",
                   "constant_data"):
         assert group in idata.groups()
-    assert idata.posterior["W"].dims == ("chain", "draw", "basis_0", "basis_1", "stimulus_dim",
-                                         "embedding_dim")
+    assert idata.unconstrained_posterior["W"].dims == (
+        "chain", "draw", "basis_0", "basis_1", "stimulus_dim", "embedding_dim")
     for stat in ("diverging", "tree_depth", "step_size", "energy", "acceptance_rate"):
         assert idata.sample_stats[stat].shape == (2, 100), stat
     assert idata.log_likelihood["y"].shape == (2, 100, len(data))
