@@ -254,9 +254,6 @@ def test_console_round_trip(tmp_path):
     reply = json.dumps({"ids": a["ids"], "responses": [1, 0, 1]})
     code, t, err = _run("tell", "obs.sqlite", cwd=tmp_path, stdin=reply)
     assert code == 0 and t["total_told"] == 3, err
-    code, t, err = _run("tell", "obs.sqlite", "--ids", "3", "--responses", "0", cwd=tmp_path)
-    assert code == 2 and t["status"] == 2 and "trial 3 was already told" in t["error"]
-    assert err.startswith(PREFIX)
     code, s, err = _run("status", "obs.sqlite", cwd=tmp_path)
     assert code == 0 and (s["told"], s["pending"], s["num_initial"]) == (3, 0, 300), err
     with pn.Experiment(tmp_path / "obs.sqlite", seed=1, auto_refit=False) as exp:
@@ -280,8 +277,10 @@ def test_tell_starts_a_background_refit_and_ask_uses_it_when_done(tmp_path, caps
     path = tmp_path / "s.sqlite"
     _new(capsys, path, num_initial=20, refit_every=10)
     _, a, _ = _call(capsys, "ask", path, "--n", 20)
-    code, t, err = _call(capsys, "tell", path, "--ids", ",".join(map(str, a["ids"])),
-                         "--responses", ",".join(map(str, _respond(a["stimuli"], 1))))
+    # the real console, its output captured: it returns without waiting for the refit it
+    # starts (the refit process holds none of its pipes)
+    code, t, err = _run("tell", path, "--ids", ",".join(map(str, a["ids"])), "--responses",
+                        ",".join(map(str, _respond(a["stimuli"], 1))), cwd=tmp_path)
     assert code == 0, err
     assert t["refit"]["state"] == "started" and t["total_told"] == 20
     # the lock passed to the refit process with no gap: the refit is running, not due twice

@@ -51,6 +51,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from datetime import UTC, datetime
@@ -581,7 +582,8 @@ def _spawn_refit(path, lock, *, if_due):
                                    | subprocess.CREATE_NO_WINDOW)
     with open(folder / "refit.log", "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, **kwargs)
-    proc.returncode = 0  # never waited for: it outlives this process by design
+    # it outlives this process by design; a long-lived caller reaps it when it ends
+    threading.Thread(target=proc.wait, name="psyphy-numpyro-refit-reaper", daemon=True).start()
     lock.close()  # closing (not unlocking) leaves the lock with the child
     return {"state": "started", "pid": proc.pid, "log": os.path.abspath(folder / "refit.log")}
 
