@@ -84,20 +84,22 @@ def _plot(out, out_dir, n):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from psyphy_numpyro.plotting import COLORS, save_figure
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(5.5, 3.6), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(7.8, 3.6), constrained_layout=True)
     steps = np.arange(1, len(out["history"]) + 1)
-    ax.plot(steps, out["history"] / n, lw=2.5, color="#0072B2",
+    ax.plot(steps, out["history"] / n, lw=2.5, color=COLORS["blue"],
             label="my loop (optax SGD + momentum)")
-    ax.plot(steps, out["fit_history"] / n, lw=1.2, ls="--", color="#E69F00",
+    ax.plot(steps, out["fit_history"] / n, lw=1.2, ls="--", color=COLORS["orange"],
             label="fit_map, same optimiser and seed")
     ax.set_xscale("log")
-    ax.set_xlabel("step (one stochastic evaluation each)")
+    ax.set_xlabel("step (one stochastic evaluation each; log scale)")
     ax.set_ylabel("negative log joint per trial")
     ax.set_title("A from-scratch MAP loop on the WPPM objective")
-    ax.legend(frameon=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     path = out_dir / "custom_optimizer_loss.png"
-    fig.savefig(path, dpi=150)
+    save_figure(fig, path)
     plt.close(fig)
     print(f"wrote {path}")
 

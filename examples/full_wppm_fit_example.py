@@ -8,8 +8,11 @@ The psyphy tutorial "Full WPPM fit", end to end with psyphy_numpyro:
    radius 2.8 (under the truth) along random directions, clipped to the domain;
 3. oddity responses simulated from the truth;
 4. a MAP fit (diag_term 1e-4) with ``pn.fit_map``;
-5. figures: truth, the starting point (0.3 x a prior draw) and the MAP field as ellipses on one
-   axis, and the learning curve.
+5. figures (300-dpi PNG, and PDF with ``--pdf``): truth, the starting point
+   (0.3 x a prior draw) and the MAP field as ellipses on one axis
+   (``wppm_ellipses``), the learning curve of every restart on log axes
+   (``learning_curve``), and a posterior predictive check of the fit: observed
+   against predicted proportion correct in ten equal-count bins (``wppm_ppc``).
 
 The defaults run on a 2-core CPU in a few minutes. Scale up to the tutorial's
 size on a GPU with e.g. ``--trials-per-ref 4000 --num-samples 1000 --steps 4000``.
@@ -32,11 +35,15 @@ import numpy as np  # noqa: E402
 
 import psyphy_numpyro as pn  # noqa: E402
 from psyphy_numpyro.plotting import (  # noqa: E402
+    COLORS,
     auto_scale,
     grid_points,
     plot_field,
     plot_learning_curve,
+    plot_ppc,
+    save_figure,
 )
+from psyphy_numpyro.plotting.field import scale_text  # noqa: E402
 
 
 def make_trials(truth_model, truth, trials_per_ref, radius, seed):
@@ -65,6 +72,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out-dir", default="figures")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--pdf", action="store_true", help="also write every figure as PDF")
     args = ap.parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
 
@@ -90,29 +98,42 @@ def main(argv=None):
 
     grid = grid_points(5, -0.8, 0.8)
     S_true = np.asarray(model.covariance(truth, grid))
+    # one scale for the three fields: the largest true ellipse fills 0.4 of the grid spacing
     scale = auto_scale(grid, S_true)
-    fig, ax = plt.subplots(figsize=(6.5, 6.5))
-    plot_field(S_true, grid, ax=ax, scale=scale, color="k", lw=2, label="ground truth")
+    fig, ax = plt.subplots(figsize=(8.2, 5.6), layout="constrained")
+    plot_field(S_true, grid, ax=ax, scale=scale, color=COLORS["black"], lw=2.2,
+               label="ground truth")
     plot_field(np.asarray(model.covariance(init, grid)), grid, ax=ax, scale=scale,
-               color="0.6", ls="--", label="start (0.3 x prior draw)")
+               color="0.55", ls="--", lw=1, label="start (0.3 x prior draw)")
     plot_field(np.asarray(fit.covariance(grid)), grid, ax=ax, scale=scale,
-               color="C3", lw=1.5, label=f"MAP fit (error {err_fit:.2f})")
+               color=COLORS["vermillion"], lw=1.5, label=f"MAP fit (error {err_fit:.2f})")
     ax.scatter(grid[:, 0], grid[:, 1], s=6, color="k")
-    ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), xlabel="stimulus x", ylabel="stimulus y",
-           title=f"WPPM covariance ellipses ({len(data)} trials, x{scale:.2f} Mahalanobis)")
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    path_ell = os.path.join(args.out_dir, "wppm_ellipses.png")
-    fig.savefig(path_ell, dpi=120)
+    ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), xticks=[-1, -0.5, 0, 0.5, 1],
+           yticks=[-1, -0.5, 0, 0.5, 1],
+           title=f"WPPM covariance ellipses ({len(data)} trials)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False,
+              title=scale_text(scale), title_fontsize=8, alignment="left")
+    paths = _save(fig, args.out_dir, "wppm_ellipses", args.pdf)
 
-    fig2, ax2 = plt.subplots(figsize=(6, 3.5))
-    plot_learning_curve(fit, ax=ax2)
-    ax2.set_title("fit_map learning curve")
-    fig2.tight_layout()
-    path_lc = os.path.join(args.out_dir, "learning_curve.png")
-    fig2.savefig(path_lc, dpi=120)
-    print(f"wrote {path_ell} and {path_lc}")
+    fig, ax = plt.subplots(figsize=(7.5, 3.8), layout="constrained")
+    plot_learning_curve(fit, ax=ax)
+    ax.set_title(f"fit_map learning curves ({args.restarts} restarts)")
+    paths += _save(fig, args.out_dir, "learning_curve", args.pdf)
+
+    fig = plot_ppc(fit, bins=10)
+    paths += _save(fig, args.out_dir, "wppm_ppc", args.pdf)
+    print("wrote " + ", ".join(paths))
     return fit, err_fit, err_init
+
+
+def _save(fig, out_dir, stem, pdf):
+    """300-dpi PNG (and PDF) of ``fig``; returns the paths."""
+    paths = [os.path.join(out_dir, f"{stem}.{ext}") for ext in (("png", "pdf") if pdf else
+                                                                ("png",))]
+    for path in paths:
+        save_figure(fig, path)
+    plt.close(fig)
+    return paths
 
 
 if __name__ == "__main__":

@@ -6,8 +6,14 @@ the identifiable covariances, and writes
 
 - ``mcmc_ellipses.png``: 90% posterior bands of the covariance ellipses over
   the true ellipses and the MAP;
+- ``mcmc_ppc.png``: posterior predictive check drawn from the ArviZ data
+  (``to_arviz(posterior_predictive=True)``): observed vs predicted proportion
+  correct in ten equal-count bins of predicted p, with the 90% interval of
+  replicated data;
 - ``mcmc_trace.png`` and ``mcmc_rank.png``: trace and rank plots of Sigma at
-  the grid centre.
+  the grid centre (ArviZ).
+
+Figures are 300-dpi PNGs (``save_figure``).
 
 About two minutes on a 2-core CPU. Run:
     python examples/mcmc_example.py --out-dir figures
@@ -28,11 +34,15 @@ import numpy as np  # noqa: E402
 
 import psyphy_numpyro as pn  # noqa: E402
 from psyphy_numpyro.plotting import (  # noqa: E402
+    COLORS,
     auto_scale,
     grid_points,
     plot_field,
     plot_field_band,
+    plot_ppc,
+    save_figure,
 )
+from psyphy_numpyro.plotting.field import scale_text  # noqa: E402
 
 
 def simulate(model, truth, n, seed):
@@ -68,32 +78,42 @@ def main(argv=None):
     print(f"fit_map {t1 - t0:.1f} s, fit_mcmc {t2 - t1:.1f} s, "
           f"{post.divergences} divergences, surrogate {post.surrogate}")
 
-    idata = post.to_arviz(log_likelihood=False)
+    idata = post.to_arviz(log_likelihood=False, posterior_predictive=True)
     print(az.summary(idata, var_names=["Sigma"], coords={"grid_point": [0, 12, 24]}))
 
     grid = grid_points(5, -0.8, 0.8)
     S_true = np.asarray(model.covariance(truth, grid))
     scale = auto_scale(grid, S_true)
-    fig, ax = plt.subplots(figsize=(6.5, 6.5))
-    plot_field_band(np.asarray(post.covariance(grid)), grid, ax=ax, scale=scale, color="C0",
-                    label="NUTS 90% band")
-    plot_field(S_true, grid, ax=ax, scale=scale, color="k", lw=1.5, label="ground truth")
-    plot_field(np.asarray(map_fit.covariance(grid)), grid, ax=ax, scale=scale, color="C3",
-               lw=1, ls="--", label="MAP")
-    ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), xlabel="stimulus x", ylabel="stimulus y",
+    fig, ax = plt.subplots(figsize=(8, 5.6), layout="constrained")
+    plot_field_band(np.asarray(post.covariance(grid)), grid, ax=ax, scale=scale,
+                    color=COLORS["blue"], label="NUTS 90% band")
+    plot_field(S_true, grid, ax=ax, scale=scale, color=COLORS["black"], lw=1.5,
+               label="ground truth")
+    plot_field(np.asarray(map_fit.covariance(grid)), grid, ax=ax, scale=scale,
+               color=COLORS["vermillion"], lw=1, ls="--", label="MAP")
+    ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), xticks=[-1, -0.5, 0, 0.5, 1],
+           yticks=[-1, -0.5, 0, 0.5, 1],
            title=f"Posterior covariance ellipses ({len(data)} trials)")
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(args.out_dir, "mcmc_ellipses.png"), dpi=120)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False,
+              title=scale_text(scale), title_fontsize=8, alignment="left")
+    save_figure(fig, os.path.join(args.out_dir, "mcmc_ellipses.png"))
+    plt.close(fig)
+
+    fig = plot_ppc(idata, bins=10)  # from the ArviZ data: its posterior_predictive group
+    save_figure(fig, os.path.join(args.out_dir, "mcmc_ppc.png"))
+    plt.close(fig)
 
     centre = {"grid_point": [12]}
     az.plot_trace(idata, var_names=["Sigma"], coords=centre)
     plt.gcf().tight_layout()
-    plt.savefig(os.path.join(args.out_dir, "mcmc_trace.png"), dpi=100)
+    save_figure(plt.gcf(), os.path.join(args.out_dir, "mcmc_trace.png"))
+    plt.close("all")
     az.plot_rank(idata, var_names=["Sigma"], coords=centre)
     plt.gcf().tight_layout()
-    plt.savefig(os.path.join(args.out_dir, "mcmc_rank.png"), dpi=100)
-    print(f"wrote {args.out_dir}/mcmc_ellipses.png, mcmc_trace.png, mcmc_rank.png")
+    save_figure(plt.gcf(), os.path.join(args.out_dir, "mcmc_rank.png"))
+    plt.close("all")
+    print(f"wrote {args.out_dir}/mcmc_ellipses.png, mcmc_ppc.png, mcmc_trace.png, "
+          "mcmc_rank.png")
     return post
 
 

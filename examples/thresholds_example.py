@@ -12,7 +12,12 @@ functions along a few directions. Writes to ``--out-dir``:
   ellipses, median on top) over the ground truth;
 - ``thresholds_psychometric.png``: psychometric functions at the centre
   reference along three directions (posterior 90% band, truth, and binned
-  proportions of the observed trials near each ray).
+  proportions of the observed trials near each ray);
+- ``thresholds_ppc.png``: posterior predictive check of the Laplace fit,
+  observed vs predicted proportion correct in bins of reference-comparison
+  distance.
+
+Every figure is a 300-dpi PNG (``save_figure``); ``--pdf`` adds PDFs.
 
 About a minute on a 2-core CPU. Run:
     python examples/thresholds_example.py --out-dir figures
@@ -32,11 +37,28 @@ import numpy as np  # noqa: E402
 
 import psyphy_numpyro as pn  # noqa: E402
 from psyphy_numpyro.plotting import (  # noqa: E402
+    COLORS,
     grid_points,
+    plot_ppc,
     plot_psychometric,
     plot_thresholds,
     plot_trials,
+    save_figure,
+    threshold_scale,
 )
+
+TICKS = [-1, -0.5, 0, 0.5, 1]
+
+
+def _save(fig, out_dir, stem, pdf):
+    for ext in ("png", "pdf") if pdf else ("png",):
+        save_figure(fig, os.path.join(out_dir, f"{stem}.{ext}"))
+    plt.close(fig)
+
+
+def _legend(ax, title=None):
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False,
+              title=title, title_fontsize=8, alignment="left")
 
 
 def simulate(model, truth, n, seed):
@@ -65,6 +87,7 @@ def main(argv=None):
     ap.add_argument("--draws", type=int, default=100, help="Laplace draws used for read-outs")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out-dir", default="figures")
+    ap.add_argument("--pdf", action="store_true", help="also write every figure as PDF")
     args = ap.parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
 
@@ -92,35 +115,40 @@ def main(argv=None):
           f"90th percentile {100 * np.nanpercentile(rel, 90):.1f}%; "
           f"true length inside the 90% interval on {100 * np.mean(inside):.0f}% of rays")
 
-    fig, ax = plt.subplots(figsize=(6, 6))
+    fig, ax = plt.subplots(figsize=(7.4, 6), layout="constrained")
     plot_trials(data, ax=ax, max_trials=400)
+    ax.set(xticks=TICKS, yticks=TICKS)
     ax.set_title(f"{len(data)} simulated trials (400 shown)")
-    fig.savefig(os.path.join(args.out_dir, "thresholds_trials.png"), dpi=120)
-    plt.close(fig)
+    _legend(ax)
+    _save(fig, args.out_dir, "thresholds_trials", args.pdf)
 
-    fig, ax = plt.subplots(figsize=(6.5, 6.5))
-    plot_thresholds(th_true, ax=ax, color="k", show_points=False, label="ground truth")
-    plot_thresholds(th_map, ax=ax, color="C3", ls="--", label="MAP")
-    ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05))
-    ax.legend(loc="lower left", fontsize=8)
+    # one scale for truth and fit, chosen so that neighbouring ellipses do not overlap
+    scale = threshold_scale(th_true)
+    note = f"ellipses drawn at {scale:.2g} x the threshold contour"
+    fig, ax = plt.subplots(figsize=(8, 6), layout="constrained")
+    plot_thresholds(th_true, ax=ax, color=COLORS["black"], show_points=False, scale=scale,
+                    label="ground truth")
+    plot_thresholds(th_map, ax=ax, color=COLORS["vermillion"], ls="--", scale=scale,
+                    show_refs=False, label="MAP")
+    ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), xticks=TICKS, yticks=TICKS)
     ax.set_title("2/3-correct threshold ellipses: MAP")
-    fig.savefig(os.path.join(args.out_dir, "thresholds_map.png"), dpi=120)
-    plt.close(fig)
+    _legend(ax, note)
+    _save(fig, args.out_dir, "thresholds_map", args.pdf)
 
-    fig, ax = plt.subplots(figsize=(6.5, 6.5))
-    plot_thresholds(th_post, ax=ax, draws="ribbon", color="C0", show_points=False,
-                    label="Laplace median")
-    plot_thresholds(th_true, ax=ax, color="k", show_points=False, show_refs=False,
-                    lw=1, label="ground truth")
-    ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05))
-    ax.legend(loc="lower left", fontsize=8)
+    fig, ax = plt.subplots(figsize=(8, 6), layout="constrained")
+    plot_thresholds(th_post, ax=ax, draws="ribbon", color=COLORS["blue"], show_points=False,
+                    scale=scale, label="Laplace median")
+    plot_thresholds(th_true, ax=ax, color=COLORS["black"], show_points=False, show_refs=False,
+                    lw=1, scale=scale, label="ground truth")
+    ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), xticks=TICKS, yticks=TICKS)
     ax.set_title("Threshold ellipses: Laplace posterior (90% ribbon)")
-    fig.savefig(os.path.join(args.out_dir, "thresholds_posterior.png"), dpi=120)
-    plt.close(fig)
+    _legend(ax, note)
+    _save(fig, args.out_dir, "thresholds_posterior", args.pdf)
 
     ref = np.zeros(2)
     angles = np.radians([0.0, 60.0, 120.0])
-    fig, axes = plt.subplots(1, len(angles), figsize=(12, 3.8), sharey=True)
+    fig, axes = plt.subplots(1, len(angles), figsize=(12, 4.2), sharey=True,
+                             layout="constrained")
     for ax, a in zip(axes, angles, strict=True):
         u = np.array([np.cos(a), np.sin(a)])
         t_edge = float(pn.readout.ray_extent(ref, u))
@@ -129,12 +157,18 @@ def main(argv=None):
         p_true = pn.psychometric((model, truth), ref, u, t)
         plot_psychometric(t, p_post, ax=ax, data=trials_near_ray(data, ref, u), bins=8,
                           target=2 / 3, label="Laplace median")
-        ax.plot(t, p_true, color="k", lw=1, label="ground truth")
-        ax.set_title(f"direction {np.degrees(a):.0f} deg")
-    axes[0].legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(os.path.join(args.out_dir, "thresholds_psychometric.png"), dpi=120)
-    plt.close(fig)
+        ax.plot(t, p_true, color=COLORS["black"], lw=1, label="ground truth")
+        ax.set_title(f"direction {np.degrees(a):.0f} deg from the x axis")
+        if ax is not axes[0]:
+            ax.set_ylabel("")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=9,
+               frameon=False, title="dotted: 2/3 correct; observed: trials within 20 deg of "
+               "the ray, references within 0.25", title_fontsize=9)
+    _save(fig, args.out_dir, "thresholds_psychometric", args.pdf)
+
+    fig = plot_ppc(post, by="distance", bins=10)
+    _save(fig, args.out_dir, "thresholds_ppc", args.pdf)
     print(f"figures written to {args.out_dir}/ ({time.perf_counter() - t0:.1f} s total)")
 
 

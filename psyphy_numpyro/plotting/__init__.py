@@ -18,7 +18,7 @@ coordinates are model units, ``[-1, 1]``), colours come from :data:`PALETTE`
 figure, and legends sit outside the data.
 """
 
-from ._base import COLORS, PALETTE, plane_covariances, save_figure
+from ._base import COLORS, PALETTE, figure_legend, legend_outside, plane_covariances, save_figure
 from .curves import (
     plot_learning_curve,
     plot_psychometric,
@@ -34,6 +34,7 @@ from .field import (
     plot_field,
     plot_field_band,
     plot_fit,
+    scale_text,
 )
 from .mocs import plot_mocs
 from .ppc import BinnedPPC, binned_ppc, plot_ppc
@@ -59,4 +60,7 @@ __all__ = [
     "plot_trials",
     "save_figure",
     "plot_mocs",
+    "figure_legend",
+    "legend_outside",
+    "scale_text",
 ]

@@ -51,6 +51,25 @@ def legend_outside(ax, **kwargs):
     return ax.legend(handles, labels, **{**opts, **kwargs})
 
 
+def figure_legend(fig, axes, title=None):
+    """One legend below a row of panels (outside every one) of the labels of all of them.
+
+    With nothing labelled, ``title`` is still written there as text (a
+    figure's stated scale must not vanish with its legend).
+    """
+    seen = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, h)
+    if not seen:
+        if title:
+            fig.text(0.5, 0.005, title, ha="center", va="bottom", fontsize=9)
+        return None
+    return fig.legend(list(seen.values()), list(seen), loc="outside lower center",
+                      ncol=len(seen), fontsize=9, frameon=False, title=title,
+                      title_fontsize=9)
+
+
 def unit_ticks(ax, x=True, y=True):
     """Ticks at -1, -0.5, 0, 0.5, 1 (model units) so that tick labels never collide."""
     ticks = [-1.0, -0.5, 0.0, 0.5, 1.0]

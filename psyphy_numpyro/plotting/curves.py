@@ -81,7 +81,20 @@ def plot_learning_curve(fit, *, ax=None, per_trial=True, all_restarts=True, log=
     if log:
         ax.set_xscale("log")
         if values.size and values.min() > 0:
+            from matplotlib.ticker import FuncFormatter, NullFormatter
+
             ax.set_yscale("log")
+            # plain numbers (0.4, 2, 3) rather than 4 x 10^-1; within ~a decade the minor
+            # ticks 2, 3, 4, 6 x 10^k are labelled too
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            if np.log10(values.max() / values.min()) <= 1.5:
+                def minor(v, _):
+                    m = round(v / 10 ** np.floor(np.log10(v)), 6)
+                    return f"{v:g}" if m in (2, 3, 4, 6) else ""
+
+                ax.yaxis.set_minor_formatter(FuncFormatter(minor))
+            else:
+                ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("SVI step" + (" (log scale)" if log else ""))
     what = "negative log joint per trial" if per_trial else "negative log joint"
     ax.set_ylabel(what + (" (log scale)" if log and ax.get_yscale() == "log" else ""))

@@ -16,6 +16,7 @@ from ._base import (
     axis_label,
     check_plane,
     cut_text,
+    figure_legend,
     legend_outside,
     new_axes,
     plane_covariances,
@@ -250,7 +251,7 @@ _KIND_LABEL = {"map": "MAP", "laplace": "Laplace", "mcmc": "NUTS", "posterior": 
 
 
 def plot_fit(fit, *, ax=None, points_per_axis: int = 5, level: float = 0.9, title=None,
-             through=None, cut: str = "section"):
+             through=None, cut: str = "section", scale=None):
     """The covariance field of any fit, as one figure.
 
     - 1-D: ``sqrt Sigma(x)`` against ``x`` (model units).
@@ -286,6 +287,12 @@ def plot_fit(fit, *, ax=None, points_per_axis: int = 5, level: float = 0.9, titl
         3-D: ``"section"`` draws the ellipsoid ``Sigma`` cut by each plane (the
         conditional covariance, the contour of comparisons inside the plane);
         ``"marginal"`` its 2 x 2 sub-block (the ellipsoid's shadow).
+    scale : float, optional
+        2-D, 3-D: draw the ellipses at this Mahalanobis radius instead of the
+        automatic one (e.g. to overlay another field with :func:`plot_field`
+        at the same scale; the grid is :func:`grid_points` of
+        ``points_per_axis``, and in 3-D slice ``p`` of :data:`SLICE_PLANES`
+        holds the other coordinate at ``through``).
 
     Returns
     -------
@@ -306,6 +313,8 @@ def plot_fit(fit, *, ax=None, points_per_axis: int = 5, level: float = 0.9, titl
     level = check_real("level", level, 0.0, 1.0)
     if cut not in ("section", "marginal"):
         raise InvalidInput(f'cut must be "section" or "marginal", got {cut!r}')
+    if scale is not None:
+        scale = check_real("scale", scale, 0.0)
     if d != 3 and through is not None:
         raise InvalidInput(f"through selects the slices of a 3-D fit; this fit is {d}-D")
     if d == 3:
@@ -327,13 +336,14 @@ def plot_fit(fit, *, ax=None, points_per_axis: int = 5, level: float = 0.9, titl
     n = 0 if fit.data is None else len(fit.data)
     default_title = f"WPPM covariance field ({name}, {n} trials)"
     if d == 3:
-        _field_3d(fit, fig, axes, grid_points(points_per_axis), level, name, pct, through, cut)
+        _field_3d(fit, fig, axes, grid_points(points_per_axis), level, name, pct, through, cut,
+                  scale)
         fig.suptitle(title if title is not None else
                      f"{default_title}: slices through "
                      f"({', '.join(f'{v:.2g}' for v in through)}), {cut_text(cut)}")
         return fig
     if d == 2:
-        _field_2d(fit, axes, grid_points(points_per_axis), level, name, pct)
+        _field_2d(fit, axes, grid_points(points_per_axis), level, name, pct, scale)
     else:
         _field_1d(fit, axes, level, name, pct)
     axes.set_title(title if title is not None else default_title)
@@ -352,9 +362,10 @@ def _median_band(fit, ax, S, centers, level, name, pct, scale, color, **kw):
     unit_ticks(ax)
 
 
-def _field_2d(fit, ax, grid, level, name, pct):
+def _field_2d(fit, ax, grid, level, name, pct, scale):
     S = np.asarray(fit.covariance(grid), dtype=float)
-    scale = auto_scale(grid, S if fit.point else np.median(S, axis=0))
+    if scale is None:
+        scale = auto_scale(grid, S if fit.point else np.median(S, axis=0))
     _median_band(fit, ax, S, grid, level, name, pct, scale,
                  PALETTE[1] if fit.point else PALETTE[0])
     ax.set_xlim(-1, 1)
@@ -362,7 +373,7 @@ def _field_2d(fit, ax, grid, level, name, pct):
     legend_outside(ax, title=scale_text(scale), title_fontsize=8)
 
 
-def _field_3d(fit, fig, axes, grid2, level, name, pct, through, cut):
+def _field_3d(fit, fig, axes, grid2, level, name, pct, through, cut, scale):
     pts = np.repeat(through[None, None, :], 3, 0).repeat(len(grid2), 1)  # (3, G, 3)
     for p, plane in enumerate(SLICE_PLANES):
         pts[p][:, list(plane)] = grid2
@@ -370,7 +381,8 @@ def _field_3d(fit, fig, axes, grid2, level, name, pct, through, cut):
     red = [plane_covariances(S[..., p, :, :, :], plane, cut) for p, plane in
            enumerate(SLICE_PLANES)]
     med = np.concatenate([r if fit.point else np.median(r, axis=0) for r in red])
-    scale = auto_scale(grid2, med)
+    if scale is None:
+        scale = auto_scale(grid2, med)
     color = PALETTE[1] if fit.point else PALETTE[0]
     for p, (plane, ax) in enumerate(zip(SLICE_PLANES, axes, strict=True)):
         k = ({0, 1, 2} - set(plane)).pop()
@@ -381,9 +393,7 @@ def _field_3d(fit, fig, axes, grid2, level, name, pct, through, cut):
         ax.set_xlim(-1, 1)
         ax.set_ylim(-1, 1)
         ax.set_title(f"slice {AXIS_NAMES[k]} = {through[k]:.2g}")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=9,
-               frameon=False, title=scale_text(scale), title_fontsize=9)
+    figure_legend(fig, axes, scale_text(scale))
 
 
 def _field_1d(fit, ax, level, name, pct):
