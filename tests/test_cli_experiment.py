@@ -176,6 +176,10 @@ def test_bad_input_is_an_error_that_changes_nothing(tmp_path, capsys, monkeypatc
         (["ask", tmp_path / "trials.csv"], "trials.csv: not a psyphy_numpyro session file"),
         (["ask", path, "--n", 0], "num_trials must be >= 1"),
         (["status", tmp_path], "is a folder, not a session file"),
+        (["new", tmp_path / "x.sqlite", "--dim", 4], "input_dim must be in [1, 3], got 4"),
+        (["new", tmp_path / "x.sqlite", "--num-draws", 1], "--num-draws must be >= 2, got 1"),
+        (["new", tmp_path / "x.sqlite", "--distances", 0.3, 0.1], "distances must satisfy"),
+        (["new", tmp_path / "no_dir" / "x.sqlite"], "no such folder for the session file"),
     ]
 
     class Terminal(io.StringIO):
@@ -190,7 +194,8 @@ def test_bad_input_is_an_error_that_changes_nothing(tmp_path, capsys, monkeypatc
         assert message in obj["error"], (args, obj["error"])
         assert err.startswith(PREFIX) and message in err, (args, err)
         assert _snapshot(path) == before, args
-    assert not (tmp_path / "nope.sqlite").exists()  # ask does not create a session
+    # ask does not create a session; a refused new leaves no file
+    assert not (tmp_path / "nope.sqlite").exists() and not (tmp_path / "x.sqlite").exists()
 
 
 def test_usage_errors_also_answer_in_json(tmp_path, capsys):
@@ -351,3 +356,43 @@ def test_wait_sessions_match_the_library_offline_session_bit_for_bit(tmp_path, c
     fit = pn.load_fit(tmp_path / "cli.sqlite.fits" / "fit_0002.nc")
     np.testing.assert_array_equal(fit.draws, lib.fit.draws)
     lib.close()
+
+
+@pytest.mark.slow
+def test_a_tell_killed_at_any_moment_records_all_of_it_or_nothing(tmp_path, capsys):
+    """SIGKILL during ``tell`` processes: every acknowledged call is in the session once,
+    and a killed call is recorded whole or not at all."""
+    path = tmp_path / "s.sqlite"
+    _new(capsys, path, num_initial=1000)
+    _, a, _ = _call(capsys, "ask", path, "--n", 36)
+    rng = np.random.default_rng(0)
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    acknowledged, killed = {}, []
+    for k in range(6):
+        ids, y = a["ids"][6 * k: 6 * k + 6], rng.integers(0, 2, 6).tolist()
+        proc = subprocess.Popen([sys.executable, "-m", "psyphy_numpyro", "experiment", "tell",
+                                 str(path), "--ids", ",".join(map(str, ids)), "--responses",
+                                 ",".join(map(str, y))], stdout=subprocess.PIPE, text=True,
+                                env=env)
+        if k % 2:
+            time.sleep(rng.uniform(0.5, 4.0))  # somewhere in start-up, the commit or after
+            proc.send_signal(signal.SIGKILL)
+        out, _ = proc.communicate(timeout=300)
+        if out.strip():
+            assert json.loads(out.splitlines()[-1])["ok"]
+            acknowledged.update(zip(ids, y, strict=True))
+        else:
+            killed.append(dict(zip(ids, y, strict=True)))
+    with pn.Experiment(path, SMALL, seed=5, num_initial=1000, refit_every=20,
+                       fit_options=QUICK_FITS, auto_refit=False) as exp:
+        told = dict(zip(exp.trial_ids.tolist(), exp.data.responses.tolist(), strict=True))
+        assert len(told) == exp.num_told  # each trial once
+    assert len(acknowledged) >= 18
+    for i, y in acknowledged.items():
+        assert told[i] == y
+    for call in killed:
+        recorded = [i in told for i in call]
+        assert all(recorded) or not any(recorded)
+        if all(recorded):
+            assert all(told[i] == y for i, y in call.items())
+    assert set(told) <= set(acknowledged) | {i for call in killed for i in call}

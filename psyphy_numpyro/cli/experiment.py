@@ -311,6 +311,7 @@ def _int_list(option, text) -> list[int]:
 def _new(args):
     from ..design.session import Experiment
     from ..model import WPPM
+    from ..validation import check_int
 
     path = args.session
     created = not os.path.exists(path)
@@ -325,6 +326,9 @@ def _new(args):
         model = WPPM(input_dim=2 if args.dim is None else args.dim, **options)
     fit_options = _given(args, map_steps="map_steps", warm_steps="warm_steps",
                          num_draws="num_draws", criterion="criterion")
+    for name, lo in (("map_steps", 1), ("warm_steps", 1), ("num_draws", 2)):
+        if name in fit_options:  # checked now, not at the first refit
+            check_int("--" + name.replace("_", "-"), fit_options[name], lo)
     exp = Experiment(path, model, seed=args.seed, live=False, auto_refit=False,
                      input_dim=args.dim, num_initial=args.num_initial,
                      refit_every=args.refit_every, distances=args.distances,
