@@ -152,6 +152,8 @@ class Experiment:
         says; run them with :meth:`refit` (the command line does, in a process
         of its own). Not stored in the file: it applies to this opening.
 
+    Notes
+    -----
     When reopening, the settings stored in the file win; giving different
     ones raises ``ValueError``.
 
