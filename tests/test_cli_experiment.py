@@ -250,8 +250,8 @@ def _run(*args, cwd, stdin=None):
     return res.returncode, json.loads(lines[0]), res.stderr
 
 
-def test_console_round_trip(tmp_path):
-    """new -> ask -> tell (JSON on stdin) -> status, each a fresh ``python -m`` process."""
+def test_console_round_trip(tmp_path, capsys):
+    """new -> ask -> tell (JSON on stdin), each a fresh ``python -m`` process, -> status."""
     code, obj, err = _run("new", "obs.sqlite", "--dim", 2, "--seed", 1, cwd=tmp_path)
     assert code == 0 and obj["created"] and obj["model"] is None, err
     code, a, err = _run("ask", "obs.sqlite", "--n", 3, cwd=tmp_path)
@@ -259,7 +259,7 @@ def test_console_round_trip(tmp_path):
     reply = json.dumps({"ids": a["ids"], "responses": [1, 0, 1]})
     code, t, err = _run("tell", "obs.sqlite", cwd=tmp_path, stdin=reply)
     assert code == 0 and t["total_told"] == 3, err
-    code, s, err = _run("status", "obs.sqlite", cwd=tmp_path)
+    code, s, err = _call(capsys, "status", tmp_path / "obs.sqlite")  # in-process: faster
     assert code == 0 and (s["told"], s["pending"], s["num_initial"]) == (3, 0, 300), err
     with pn.Experiment(tmp_path / "obs.sqlite", seed=1, auto_refit=False) as exp:
         np.testing.assert_array_equal(exp.data.responses, [1, 0, 1])
