@@ -119,7 +119,7 @@ def main(argv=None):
     for ax in axes:
         ax.set(xlim=(-1, 1), ylim=(-1, 1), xticks=[-1, -0.5, 0, 0.5, 1],
                yticks=[-1, -0.5, 0, 0.5, 1])
-    figure_legend(fig, axes, f"ellipses drawn at {scale:.2g} x the threshold contour; "
+    figure_legend(fig, axes, f"ellipses drawn at {scale:.3g} x the threshold contour; "
                   "sections of the threshold ellipsoids by each slice")
     fig.suptitle(f"2/3-correct thresholds of a 3-D observer ({len(data)} trials, Laplace fit)")
     _save(fig, args.out_dir, "thresholds_3d", args.pdf)
