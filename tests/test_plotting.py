@@ -44,7 +44,7 @@ def _saved_all(fig, tmp_path, stem="f"):
     """Save as PNG, PDF and SVG and check each file's type by its first bytes."""
     for ext in ("png", "pdf", "svg"):
         path = tmp_path / f"{stem}.{ext}"
-        save_figure(fig, path)
+        save_figure(fig, path, dpi=60)  # 300 dpi is checked once, in test_save_figure
         head = path.read_bytes()[:400]
         if ext == "svg":
             assert head.startswith(b"<?xml") and b"<svg" in head, head[:80]
@@ -166,6 +166,10 @@ def test_plot_field_and_band_2d(tmp_path):
     fig, ax = plt.subplots()
     out = plot_field(covs, grid, ax=ax, color="k", label="truth")
     assert out is ax and len(ax.lines) == 9
+    plot_field(covs, grid, ax=ax, label="again")  # the next palette colour after "truth"
+    assert ax.lines[-1].get_color() == PALETTE[1]
+    for line in list(ax.lines[9:]):
+        line.remove()
     draws = covs[None] * np.random.default_rng(1).uniform(0.8, 1.2, (50, 9, 1, 1))
     plot_field_band(draws, grid, ax=ax, color=PALETTE[0], label="band")
     assert len(ax.patches) == 9
@@ -188,6 +192,7 @@ def test_plot_field_1d_and_3d(tmp_path):
     fig, ax = plt.subplots()
     plot_field(var, x, ax=ax, scale=2.0)
     np.testing.assert_allclose(ax.lines[0].get_ydata(), 2.0 * np.sqrt(var[:, 0, 0]))
+    assert ax.lines[0].get_color() == PALETTE[0]  # no colour given: the palette, not tab10
     plot_field_band(var[None] * [[[[0.8]]], [[[1.2]]]], x, ax=ax)
     assert len(ax.collections) == 1 and "sqrt Sigma" in ax.get_ylabel()
     _saved_all(fig, tmp_path, "one")

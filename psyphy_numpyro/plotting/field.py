@@ -99,6 +99,14 @@ def _field_input(name, covs, centers, plane, cut):
     return covs, centers, d, (0, 1)
 
 
+def _palette_color(ax, style):
+    """Fill in a colour from :data:`PALETTE` when none is given: the next one after the
+    labelled artists already on ``ax`` (so overlaid fields differ, never matplotlib's
+    ``tab10``)."""
+    if not any(k in style for k in ("color", "c", "facecolor", "fc")):
+        style["color"] = PALETTE[len(ax.get_legend_handles_labels()[0]) % len(PALETTE)]
+
+
 def _label_axes(ax, d, plane):
     if not ax.get_xlabel():
         ax.set_xlabel(axis_label(plane[0], d))
@@ -132,7 +140,8 @@ def plot_field(covs, centers, *, ax=None, scale=None, label=None, plane=None, cu
         covariance) or of the 2 x 2 sub-blocks (see
         :func:`~psyphy_numpyro.plotting.plane_covariances`).
     **style
-        Passed to ``ax.plot`` (color, lw, ls, alpha ...).
+        Passed to ``ax.plot`` (color, lw, ls, alpha ...). Without a colour,
+        the next :data:`PALETTE` colour after the labelled artists on ``ax``.
 
     Returns
     -------
@@ -147,6 +156,7 @@ def plot_field(covs, centers, *, ax=None, scale=None, label=None, plane=None, cu
                                f"{covs[:, 0, 0].min():.4g}")
         scale = 1.0 if scale is None else check_real("scale", scale, 0.0)
         ax = ax if ax is not None else plt.gca()
+        _palette_color(ax, style)
         order = np.argsort(centers[:, 0])
         ax.plot(centers[order, 0], scale * np.sqrt(covs[order, 0, 0]), label=label, **style)
         _label_axes(ax, d, plane)
@@ -154,6 +164,7 @@ def plot_field(covs, centers, *, ax=None, scale=None, label=None, plane=None, cu
     covs = _check_covs("covs", covs)
     scale = auto_scale(centers, covs) if scale is None else check_real("scale", scale, 0.0)
     ax = ax if ax is not None else plt.gca()
+    _palette_color(ax, style)
     for i, (c, S) in enumerate(zip(centers, covs, strict=True)):
         pts = ellipse_points(c, S, scale)
         ax.plot(pts[:, 0], pts[:, 1], label=label if i == 0 else None, **style)
@@ -221,6 +232,7 @@ def plot_field_band(cov_draws, centers, *, ax=None, scale=None, level=0.9, label
             raise InvalidInput("cov_draws must be positive (1 x 1 variances)")
         scale = 1.0 if scale is None else check_real("scale", scale, 0.0)
         ax = ax if ax is not None else plt.gca()
+        _palette_color(ax, style)
         order = np.argsort(centers[:, 0])
         lo, hi = np.percentile(scale * np.sqrt(cov_draws[:, order, 0, 0]), [q, 100 - q], axis=0)
         ax.fill_between(centers[order, 0], lo, hi, label=label, lw=0, **style)
@@ -228,6 +240,7 @@ def plot_field_band(cov_draws, centers, *, ax=None, scale=None, level=0.9, label
         return ax
     cov_draws = _check_covs("cov_draws", cov_draws)
     ax = ax if ax is not None else plt.gca()
+    _palette_color(ax, style)
     if scale is None:
         scale = auto_scale(centers, np.median(cov_draws, axis=0))
     scale = check_real("scale", scale, 0.0)
