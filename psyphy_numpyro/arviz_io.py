@@ -27,6 +27,7 @@ Layout (``docs/arviz.md``):
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 
@@ -153,7 +154,9 @@ def add_group(idata, name: str, dataset) -> None:
 
         idata[name] = xr.DataTree(dataset)
     else:
-        idata.add_groups({name: dataset}, warn_on_custom_groups=False)
+        with warnings.catch_warnings():  # ArviZ 0.x warns about groups it does not know
+            warnings.simplefilter("ignore", UserWarning)
+            idata.add_groups({name: dataset})
 
 
 def read_netcdf(path: str):
