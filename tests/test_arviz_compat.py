@@ -90,6 +90,31 @@ def test_sigma_entries_and_expand():
         expand_sigma(np.zeros(4))
 
 
+@pytest.mark.parametrize("d", [1, 3])
+def test_sigma_entries_and_lapse_rate_in_1d_and_3d(d):
+    """d (d + 1) / 2 entries per grid point, and a learned lapse rate, in the default summary."""
+    model = pn.WPPM(input_dim=d, basis_degree=1, lapse_rate="learn")
+    rng = np.random.default_rng(d)
+    data = pn.TrialData(rng.uniform(-0.5, 0.5, (10, 2, d)), rng.integers(0, 2, 10))
+    lapse = rng.uniform(0.01, 0.05, (2, 30))
+    fit = pn.PosteriorFit(model, data, _draws(model.sample_prior(d)["W"], 0.005, (2, 30), d),
+                          lapse=lapse)
+    grid = default_grid(d, 3)
+    idata = fit.to_arviz(log_likelihood=False, grid=grid)
+    post = arviz_io.group(idata, "posterior")
+    assert set(post.data_vars) == {"Sigma", "lapse_rate"}
+    assert list(post["Sigma"]["sigma_entry"].values) == sigma_entries(d)
+    np.testing.assert_allclose(expand_sigma(post["Sigma"].values).reshape((60, len(grid), d, d)),
+                               fit.covariance(grid), rtol=1e-5, atol=1e-9)
+    np.testing.assert_array_equal(post["lapse_rate"].values, lapse)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = az.summary(idata)
+    assert len(table) == len(grid) * d * (d + 1) // 2 + 1
+    assert "lapse_rate" in table.index and not any(str(i).startswith("W") for i in table.index)
+    assert abs(float(table.loc["lapse_rate", "mean"]) - lapse.mean()) < 1e-3
+
+
 def test_default_summary_has_no_W_rows(setup):
     _, fit, _ = setup
     idata = fit.to_arviz(log_likelihood=False)
