@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import psyphy_numpyro as pn
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 import custom_optimizer  # noqa: E402
@@ -19,3 +21,30 @@ def test_custom_optimizer_loop_matches_fit_map(tmp_path):
     assert out["max_rel_diff_sigma"] < 1e-3
     assert out["history"][-20:].mean() < out["history"][:20].mean()
     assert (tmp_path / "custom_optimizer_loss.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_adaptive_example_places_trials_where_responses_are_informative(tmp_path):
+    import adaptive_experiment
+
+    out = adaptive_experiment.run((300, 500), seed=0, out_dir=tmp_path)
+    data, sources = out["adaptive_data"], out["sources"]
+    assert len(data) == 500 and len(sources) == 500
+    assert sources[:300] == ["space"] * 300 and all(s.startswith("fit") for s in sources[300:])
+    assert np.all(np.abs(data.stimuli) <= 1.0)
+    # the session's posterior-chosen trials sit on the slope of the psychometric function
+    # (neither at chance nor at ceiling) far more often than the plain design's
+    def informative(p):
+        return np.mean((p > 0.45) & (p < 0.9))
+
+    assert informative(out["p_true"]["adaptive"]) > 1.3 * informative(out["p_true"]["plain"])
+    assert all(0 < e < 1 for e in out["plain"] + out["adaptive"])
+    for path in out["figures"]:
+        with open(path, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    reopened = pn.Experiment(tmp_path / "adaptive_session.sqlite")
+    try:
+        np.testing.assert_array_equal(reopened.data.stimuli, data.stimuli)
+        np.testing.assert_array_equal(reopened.data.responses, data.responses)
+    finally:
+        reopened.close()
