@@ -197,3 +197,15 @@ def test_format1_files_load_with_the_same_readouts():
     assert mc.divergences == int(exp["div"])
     idata = mc.to_arviz(log_likelihood=False)
     assert "W" not in arviz_io.group(idata, "posterior").data_vars
+
+
+def test_binned_ppc_reads_either_container(setup):
+    """The plotting module's psychometric check takes ``to_arviz()`` output of either ArviZ."""
+    from psyphy_numpyro.plotting import binned_ppc
+
+    data, fit, _ = setup
+    idata = fit.to_arviz(log_likelihood=False, posterior_predictive=True)
+    ppc = binned_ppc(idata, by="distance")
+    direct = binned_ppc(fit, by="distance")  # the same bins: observed proportions agree
+    assert int(np.sum(ppc.counts)) == len(data) == int(np.sum(direct.counts))
+    np.testing.assert_allclose(ppc.observed, direct.observed)
