@@ -114,7 +114,7 @@ class CrossValidation:
 
     def plot(self, ax=None):
         """Mean held-out log-likelihood per trial with standard-error bars; returns the Figure."""
-        from .plotting._base import _plt
+        from .plotting._base import PALETTE, _plt
 
         plt = _plt()
         if ax is None:
@@ -123,8 +123,8 @@ class CrossValidation:
         else:
             fig = ax.figure
         x = np.arange(len(self.models))
-        colors = ["#0072B2"] * len(x)
-        colors[self.best_index] = "#D55E00"
+        colors = [PALETTE[0]] * len(x)
+        colors[self.best_index] = PALETTE[1]
         for i in x:
             ax.errorbar(i, self.mean[i], yerr=self.standard_error[i], fmt="o", color=colors[i],
                         capsize=3)
