@@ -7,12 +7,12 @@ table from ``kind`` to class and dispatches through it. The arrows point one
 way: persist imports the fits, the fits import the file format, and the file
 format imports no fit.
 
-The weights are read back from ``unconstrained_posterior["W"]`` (``posterior["W"]``
-in format-1 files; chain layout, dtype preserved) and the trials from ``constant_data`` / ``observed_data``, so a
-loaded fit gives bit-for-bit the same read-outs as the original. The NumPyro
-``MCMC`` object of a NUTS fit cannot be saved: it loads as ``None``, and its
-sampler statistics (divergences, tree depth, ...) are restored from
-``sample_stats`` instead.
+The weights are read back from ``unconstrained_posterior["W"]``
+(``posterior["W"]`` in format-1 files; chain layout, dtype preserved) and the
+trials from ``constant_data`` / ``observed_data``, so a loaded fit gives
+bit-for-bit the same read-outs as the original. The NumPyro ``MCMC`` object of
+a NUTS fit cannot be saved: it loads as ``None``, and its sampler statistics
+(divergences, tree depth, ...) are restored from ``sample_stats`` instead.
 """
 
 from __future__ import annotations

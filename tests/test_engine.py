@@ -76,6 +76,7 @@ def test_repeat_and_nearby_sized_fits_compile_nothing():
     assert engine.compile_stats()["compiles"] > before
 
 
+@pytest.mark.slow  # compile-heavy: runs in the slow tier (CI runs both)
 def test_laplace_and_mcmc_start_reuse_their_programs():
     kw = {"map_steps": 40, "hessian_samples": 8, "num_draws": 20, "progress": False}
     pn.fit_laplace(_data(200, 4), QUICK, **kw)

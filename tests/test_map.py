@@ -90,6 +90,7 @@ def test_to_arviz_has_named_dims_and_groups(recovery, sigma_ref):
     assert idata.posterior["Sigma"].dims[2:] == ("grid_point", "sigma_entry")
 
 
+@pytest.mark.slow  # compile-heavy: runs in the slow tier (CI runs both)
 def test_same_seed_gives_bit_identical_fit():
     _, data = _simulate(200, seed=5)
     fits = [pn.fit_map(data, TRUTH, steps=60, num_restarts=2, seed=7, progress=False)
@@ -115,6 +116,7 @@ def _nan_after(k):
     return optax.GradientTransformation(init, update)
 
 
+@pytest.mark.slow  # compile-heavy: runs in the slow tier (CI runs both)
 def test_diverging_fit_raises_naming_the_step():
     _, data = _simulate(100, seed=6)
     with pytest.raises(pn.FitDivergedError, match="restart 0 diverged at step 4"):
@@ -134,6 +136,7 @@ def test_fit_map_rejects_bad_arguments():
         pn.fit_map(np.zeros((5, 2, 2)))
 
 
+@pytest.mark.slow  # compile-heavy: runs in the slow tier (CI runs both)
 def test_default_model_and_psyphy_init_params():
     _, data = _simulate(80, seed=8)
     init = TRUTH.sample_prior(1)

@@ -35,7 +35,7 @@ def small_nuts():
     return model, data, fit
 
 
-@pytest.mark.parametrize("samples", [0, 8])
+@pytest.mark.parametrize("samples", [pytest.param(0, marks=pytest.mark.slow), 8])
 def test_surrogate_log_likelihood_is_deterministic_and_the_documented_one(samples):
     model = pn.WPPM(input_dim=2, basis_degree=1)
     data = _simulate(model, model.sample_prior(0), 50, seed=3)

@@ -166,7 +166,8 @@ def test_rotated_noise_is_standard_normal_per_trial(d):
                                atol=1e-5)
 
 
-@pytest.mark.parametrize("d", [1, 2, 3])
+@pytest.mark.parametrize("d", [pytest.param(1, marks=pytest.mark.slow), 2,
+                               pytest.param(3, marks=pytest.mark.slow)])
 @pytest.mark.parametrize(
     "control_variate", [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_factored_noise_equals_materialized_noise(d, control_variate):

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 
 from .experiment import run as _cmd_experiment
-from .parser import _AXES, _MODEL_OPTIONS, CLIError, _given
+from .parser import _MODEL_OPTIONS, CLIError, _given
 
 __all__ = ["COMMANDS"]
 
@@ -186,15 +186,6 @@ def _plot_field(fit, path):
 # ---------------------------------------------------------------------------
 # summary
 # ---------------------------------------------------------------------------
-def _upper_triangle(label) -> bool:
-    """Keep ``Sigma[g, i, j]`` rows with ``i <= j`` (Sigma is symmetric)."""
-    try:
-        _, i, j = (part.strip() for part in label[label.index("[") + 1 : -1].split(","))
-        return _AXES.index(i) <= _AXES.index(j)
-    except ValueError:
-        return True
-
-
 def _grid_text(d):
     from ..arviz_io import default_grid
 
@@ -221,6 +212,8 @@ def _cmd_summary(args):
     import arviz as az
     import pandas as pd
 
+    from ..arviz_io import sigma_entries
+
     # ArviZ logs "shape validation failed" for a single chain (its own Logger instance)
     logger = getattr(az, "_log", None)
     level = logger.level if isinstance(logger, logging.Logger) else None
@@ -233,8 +226,9 @@ def _cmd_summary(args):
     finally:
         if level is not None:
             logger.setLevel(level)
-    table = table[[_upper_triangle(label) for label in table.index]]
-    print(f"summary of Sigma[g, i, j] (i <= j) at {_grid_text(fit.model.input_dim)}:")
+    print(f"summary of the unique entries Sigma[g, ij] (ij in "
+          f"{', '.join(sigma_entries(fit.model.input_dim))}) at "
+          f"{_grid_text(fit.model.input_dim)}:")
     with pd.option_context("display.max_rows", None, "display.width", 120):
         print(table.to_string())
     return 0
