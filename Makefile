@@ -35,7 +35,7 @@ test-all: $(STAMP)
 # ArviZ >= 1.0 needs Python >= 3.12: .ci/arviz1 finds one (PYTHON312=..., python3.12, pyenv),
 # makes .venv-arviz1 and runs tests/test_arviz_compat.py there
 test-arviz1:
-	.ci/arviz1
+	bash .ci/arviz1
 
 DOCS_STAMP := $(VENV)/.docs-installed
 
