@@ -46,7 +46,7 @@ from .errors import InvalidInput, InvalidType
 from .validation import check_int
 
 __all__ = ["HyperparameterChoice", "choose_hyperparameters", "threshold_floor", "check_floor",
-           "isotropic_scales"]
+           "floor_is_high", "isotropic_scales"]
 
 _GUESS_LAPSE = 0.02
 _S_GRID = np.geomspace(1e-4, 3.0, 241)
@@ -236,24 +236,33 @@ def choose_hyperparameters(data, base, *, fixed=(),
     )
 
 
+def floor_is_high(data, model):
+    """``(high, choice)``: whether the model's ``diag_term`` floor ``k sqrt(diag_term)``
+    is above half of the smallest cell threshold of the isotropic pre-fit (then it
+    would hold the fit's thresholds up), and the pre-fit's choice (``None`` under 50
+    trials, which are too few to tell)."""
+    if len(data) < 50:
+        return False, None
+    choice = choose_hyperparameters(data, model, fixed=("variance_scale",))
+    return threshold_floor(model) > 0.5 * choice.smallest_threshold, choice
+
+
 def check_floor(data, model, *, stacklevel: int = 3) -> None:
     """Warn when the model's ``diag_term`` floor is above thresholds the data imply.
 
     The floor ``k sqrt(diag_term)`` is compared with the smallest cell threshold
     of the isotropic pre-fit; a floor above half of it would hold the fit's
-    thresholds up there.
+    thresholds up there (:func:`floor_is_high`).
     """
-    if len(data) < 50:
-        return
-    choice = choose_hyperparameters(data, model, fixed=("variance_scale",))
-    floor = threshold_floor(model)
-    if floor > 0.5 * choice.smallest_threshold:
+    high, choice = floor_is_high(data, model)
+    if high:
+        floor = threshold_floor(model)
         warnings.warn(
             f"model.diag_term={model.diag_term:g} puts a floor of {floor:.3g} under every "
-            f"threshold, but the data imply thresholds down to ~{choice.smallest_threshold:.3g}"
-            f": the fit cannot go below the floor. Use WPPM.for_data(data) (or fit_map "
-            f"without a model) to choose the hyperparameters from the data, or set "
-            f"diag_term <= {choice.model.diag_term:.2g}",
+            f"threshold, more than half of the smallest threshold the data imply "
+            f"(~{choice.smallest_threshold:.3g}): thresholds near it are held up by the floor. "
+            f"Use WPPM.for_data(data) (or fit_map without a model) to choose the "
+            f"hyperparameters from the data, or set diag_term <= {choice.model.diag_term:.2g}",
             RuntimeWarning,
             stacklevel=stacklevel,
         )

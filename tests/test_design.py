@@ -300,3 +300,39 @@ def test_sigkill_mid_session_loses_no_acknowledged_response(tmp_path):
         assert told.get(i) == y, f"acknowledged response of trial {i} lost or changed"
     assert len(told) >= len(acknowledged) > 50
     exp.close()
+
+
+def test_a_session_chooses_its_hyperparameters_again_when_the_floor_is_too_high(monkeypatch,
+                                                                                 tmp_path):
+    """A session that chose its model itself re-chooses it when its data imply thresholds
+    near the diag_term floor; a model the user gave is never changed (fits stubbed)."""
+    from psyphy_numpyro import laplace, map_fit
+    from psyphy_numpyro.hyperparameters import floor_is_high
+
+    rng = np.random.default_rng(0)
+    ref = rng.uniform(-0.8, 0.8, (600, 2))
+    comp = ref + rng.normal(0, 0.01, ref.shape)  # an observer with thresholds ~0.005
+    data = pn.simulate_observer(lambda x: np.broadcast_to(2e-6 * np.eye(2), (len(x), 2, 2)),
+                                ref, comp, key=1)
+    coarse = pn.WPPM(input_dim=2, diag_term=1e-3)  # floor ~0.08
+    assert floor_is_high(data, coarse)[0]
+    used = []
+
+    class Fit:
+        def __init__(self, model):
+            self.model, self.map_fit = model, None
+
+        def save(self, path, **kw):
+            pass
+
+    monkeypatch.setattr(map_fit, "fit_map", lambda d, m, **kw: used.append(m) or Fit(m))
+    monkeypatch.setattr(laplace, "fit_laplace", lambda d, m, **kw: Fit(m))
+    monkeypatch.setattr(session, "propose_trials", lambda *a, **k: (np.zeros((0, 2)),) * 2)
+    job = {"data": data, "model": coarse, "seq": 1, "seed": 0, "previous": None,
+           "options": {**QUICK_FITS, "criterion": "info_gain"}, "num_proposals": 4,
+           "path": tmp_path / "f" / "fit.nc"}
+    chosen = session._refit_job({**job, "chosen": True})["fit"].model
+    assert chosen == pn.WPPM.for_data(data) and chosen.diag_term < coarse.diag_term
+    assert not floor_is_high(data, chosen)[0]
+    assert session._refit_job({**job, "chosen": False})["fit"].model == coarse
+    assert used == [chosen, coarse]

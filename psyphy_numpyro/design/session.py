@@ -511,6 +511,7 @@ class Experiment:
             seq = int(self._db.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM fits"
                                        ).fetchone()[0])
         return {"data": self.data, "model": self.model, "seq": seq, "seed": self.seed,
+                "chosen": self.settings.get("model") is None,
                 "previous": self._fit, "path": self.fits_dir / f"fit_{seq:04d}.nc",
                 "options": self.settings["fit_options"],
                 "num_proposals": 2 * self.settings["refit_every"]}
@@ -532,8 +533,10 @@ class Experiment:
 
     def _record(self, result):
         with self._lock, self._transaction() as db:
-            if self.settings.get("model") is None and "chosen_model" not in self.settings:
-                self.settings["chosen_model"] = _model_to_json(result["fit"].model)
+            chosen = _model_to_json(result["fit"].model)
+            if self.settings.get("model") is None and self.settings.get(
+                    "chosen_model") != chosen:
+                self.settings["chosen_model"] = chosen
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('chosen_model', ?)",
                            (json.dumps(self.settings["chosen_model"]),))
             db.execute("INSERT INTO fits VALUES (?, ?, ?)",
@@ -656,6 +659,7 @@ def session_capacity(n: int) -> int:
 
 def _refit_job(job):
     """One refit: MAP (warm-started), Laplace around it, the proposals; the fit saved."""
+    from ..hyperparameters import floor_is_high
     from ..laplace import fit_laplace
     from ..map_fit import fit_map
     from ..model import WPPM
@@ -663,14 +667,18 @@ def _refit_job(job):
     data, model, seq, seed = job["data"], job["model"], job["seq"], job["seed"]
     opts = job["options"]
     previous = job["previous"]
-    if model is None:
+    if model is None or (job.get("chosen") and floor_is_high(data, model)[0]):
+        # the first refit chooses the hyperparameters; a session that chose them itself
+        # chooses again when its data imply thresholds near the model's diag_term floor
         model = WPPM.for_data(data)
+    warm = previous is not None and previous.model == model
     init = None
-    if previous is not None and previous.model == model:
-        init = _posterior_mode(previous)
+    if previous is not None and previous.model.replace(
+            variance_scale=model.variance_scale, diag_term=model.diag_term) == model:
+        init = _posterior_mode(previous)  # also across a new choice of the two scales
     fit_seed = (seed * 1009 + seq) % (2**31)
     capacity = session_capacity(len(data))
-    m = fit_map(data, model, steps=opts["warm_steps"] if init is not None else opts["map_steps"],
+    m = fit_map(data, model, steps=opts["warm_steps"] if warm else opts["map_steps"],
                 num_restarts=1 if init is not None else 3, seed=fit_seed, init_params=init,
                 progress=False, trial_capacity=capacity)
     post = fit_laplace(data, model, init=m, num_draws=opts["num_draws"], seed=fit_seed,
