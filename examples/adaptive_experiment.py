@@ -13,8 +13,9 @@ compared with the observer's true ones. Writes to ``--out-dir``:
 - ``adaptive_error.png``: median threshold error against trials, both designs
   (log-log axes);
 - ``adaptive_trials.png``: where the trials went: each design's trials as
-  arrows from reference to comparison (the session's space-filling start and
-  its posterior-chosen trials in two colours), and the observer's true
+  arrows from reference to comparison (a random subset; the session's
+  space-filling start and its posterior-chosen trials in two colours), and
+  the observer's true
   p(correct) of the trials of each design (chance is 1/3);
 - ``adaptive_session.sqlite``: the session file (reopen it with
   ``pn.Experiment(path)``; ``pn.load_fit`` reads its refits in
@@ -46,6 +47,7 @@ from psyphy_numpyro.plotting._base import PALETTE  # noqa: E402
 GRID = np.stack(np.meshgrid(*[np.linspace(-0.7, 0.7, 5)] * 2, indexing="ij"), -1).reshape(-1, 2)
 DIRECTIONS = pn.readout.unit_directions(2, 8)
 NUM_INITIAL = 300  # space-filling trials before the first refit
+MAX_ARROWS = 250  # trials drawn per design and kind in the placement figure
 
 
 def plain_design(n, seed, distances=(0.005, 0.4)):
@@ -171,14 +173,18 @@ def _plot_placement(plain, adaptive, sources, p_true, out_dir):
     chosen = np.array([s != "space" for s in sources])
     panels = ((axes[0], plain, np.zeros(len(plain), bool), "plain design"),
               (axes[1], adaptive, chosen, "adaptive session"))
+    rng = np.random.default_rng(0)
     for ax, data, adaptive_mask, title in panels:
         step = data.comparison - data.ref
         for mask, color, label in ((~adaptive_mask, PALETTE[4], "space-filling / plain"),
                                    (adaptive_mask, PALETTE[1], "chosen from the posterior")):
-            if mask.any():
-                ax.quiver(*data.ref[mask].T, *step[mask].T, angles="xy", scale_units="xy",
-                          scale=1, width=0.0025, color=color, alpha=0.55,
-                          label=f"{label} ({int(mask.sum())})")
+            idx = np.flatnonzero(mask)
+            if len(idx) == 0:
+                continue
+            shown = np.sort(rng.choice(idx, min(len(idx), MAX_ARROWS), replace=False))
+            ax.quiver(*data.ref[shown].T, *step[shown].T, angles="xy", scale_units="xy",
+                      scale=1, width=0.003, color=color, alpha=0.7,
+                      label=f"{label}: {len(shown)} of {len(idx)} shown")
         ax.set_xlim(-1, 1)
         ax.set_ylim(-1, 1)
         ax.set_aspect("equal")

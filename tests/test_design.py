@@ -176,6 +176,10 @@ def test_reopening_reissues_pending_trials_and_expire_drops_them(tmp_path):
     exp.close()
     with pytest.raises(ValueError, match="the session was created with seed=4"):
         pn.Experiment(path, SMALL, seed=5)
+    # settings left out are the stored ones: a bare reopening works for any session
+    bare = pn.Experiment(path, live=False)
+    assert (bare.seed, bare.model, bare.settings["num_initial"]) == (4, SMALL, 50)
+    bare.close()
     again = pn.Experiment(path, SMALL, live=False, num_initial=50, seed=4)
     ids2, st2 = again.ask(4)
     np.testing.assert_array_equal(ids2[:3], ids[2:])  # the pending ones first, same ids

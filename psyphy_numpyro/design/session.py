@@ -126,8 +126,8 @@ class Experiment:
     model : WPPM, optional
         The model the refits use. ``None``: chosen from the data at the first
         refit (:meth:`~psyphy_numpyro.WPPM.for_data`) and kept.
-    seed : int
-        Seeds the space-filling design, the fits and the proposals.
+    seed : int, optional
+        Seeds the space-filling design, the fits and the proposals (default 0).
     live : bool
         ``True``: refits run in a background thread and ``ask`` never waits
         for one. ``False``: refits run inside ``ask`` when due (bit-identical
@@ -136,11 +136,11 @@ class Experiment:
         Stimulus dimension when ``model`` is None (default 2).
     num_initial : int, optional
         Space-filling trials before the first refit (default ``150 * d``).
-    refit_every : int
+    refit_every : int, optional
         Responses between refits (default 200).
-    distances : (float, float)
-        Distance range of the space-filling trials (see
-        :func:`~psyphy_numpyro.design.space_filling_trials`).
+    distances : (float, float), optional
+        Distance range of the space-filling trials (default ``(0.005, 0.4)``;
+        see :func:`~psyphy_numpyro.design.space_filling_trials`).
     fit_options : dict, optional
         Settings of the refits: ``map_steps`` (first fit, default 2000),
         ``warm_steps`` (later fits, default 500), ``num_draws`` (Laplace
@@ -154,8 +154,9 @@ class Experiment:
 
     Notes
     -----
-    When reopening, the settings stored in the file win; giving different
-    ones raises ``ValueError``.
+    When reopening, the settings stored in the file win: leave out the ones
+    you do not give (``Experiment(path)`` reopens any session); giving one
+    that differs from the stored value raises ``ValueError``.
 
     Examples
     --------
@@ -164,9 +165,9 @@ class Experiment:
     >>> exp.tell(ids, responses)                             # doctest: +SKIP
     """
 
-    def __init__(self, path, model=None, *, seed: int = 0, live: bool = True,
+    def __init__(self, path, model=None, *, seed: int | None = None, live: bool = True,
                  input_dim: int | None = None, num_initial: int | None = None,
-                 refit_every: int = 200, distances=(0.005, 0.4), fit_options=None,
+                 refit_every: int | None = None, distances=None, fit_options=None,
                  reissue: bool = True, auto_refit: bool = True):
         from ..model import WPPM
 
@@ -176,7 +177,13 @@ class Experiment:
             raise InvalidInput(f"input_dim={input_dim} does not match model.input_dim="
                                f"{model.input_dim}")
         d = model.input_dim if model is not None else check_int("input_dim", input_dim or 2, 1, 3)
-        seed = check_int("seed", seed, 0)
+        given = {"model": model is not None, "input_dim": model is None and input_dim is not None,
+                 "seed": seed is not None, "num_initial": num_initial is not None,
+                 "refit_every": refit_every is not None, "distances": distances is not None,
+                 "fit_options": fit_options is not None}
+        seed = check_int("seed", 0 if seed is None else seed, 0)
+        refit_every = 200 if refit_every is None else refit_every
+        distances = (0.005, 0.4) if distances is None else distances
         opts = {"map_steps": 2000, "warm_steps": 500, "num_draws": 64, "criterion": "info_gain"}
         unknown = set(fit_options or {}) - set(opts)
         if unknown:
@@ -208,8 +215,7 @@ class Experiment:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         self.settings = self._settings(settings, reopening_defaults={
-            "model": model is None, "num_initial": num_initial is None,
-            "input_dim": model is None and input_dim is None})
+            k: not v for k, v in given.items()})
         self.input_dim = self.settings["input_dim"]
         self.seed = self.settings["seed"]
         self.fits_dir = Path(str(self.path) + ".fits")
