@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import time
 import warnings
 
@@ -101,12 +102,17 @@ def run(num_trials=(500, 1000, 2000), *, refit_every=200, seed=0, out_dir="figur
     for stale in (path, path + "-wal", path + "-shm"):
         if os.path.exists(stale):
             os.remove(stale)
+    shutil.rmtree(path + ".fits", ignore_errors=True)  # an earlier run's refits
     t0 = time.perf_counter()
     with pn.Experiment(path, seed=seed + 1, live=False, num_initial=NUM_INITIAL,
                        refit_every=refit_every) as exp:
         block = 0
         while exp.num_told < n_max:
-            ids, stimuli = exp.ask(min(refit_every, n_max - exp.num_told))
+            # blocks end where a refit is due (it then runs inside the next ask), so the
+            # first refit sees exactly NUM_INITIAL responses
+            gap = exp.status()["next_refit_at"] - exp.num_told
+            ids, stimuli = exp.ask(min(refit_every, n_max - exp.num_told,
+                                       gap if gap > 0 else refit_every))
             exp.tell(ids, respond(stimuli[:, 0], stimuli[:, 1], key=1000 * seed + block))
             block += 1
             if progress:

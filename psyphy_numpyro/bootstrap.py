@@ -181,9 +181,11 @@ def fit_bootstrap(
         program and returns one fit per observer, in order; each observer's
         refits are those of its separate call with the same ``seed`` (same
         resampling counts) and the same ``init``, up to floating-point
-        rounding of the batched sums. ``init`` is then a list of MAPFits (or None: one
-        :func:`~psyphy_numpyro.fit_map` of the list), and ``strata`` a string
-        or a list with one entry per observer.
+        rounding of the batched sums (with ``batch_size`` below the largest
+        data set, every observer is minibatched, as in a separate call only
+        when ``batch_size`` is below its own trial count). ``init`` is then a
+        list of MAPFits (or None: one :func:`~psyphy_numpyro.fit_map` of the
+        list), and ``strata`` a string or a list with one entry per observer.
     model : WPPM or psyphy WPPM, optional
         A psyphy model is converted (:meth:`WPPM.from_psyphy`). Default: the
         model of ``init`` when given, else :func:`~psyphy_numpyro.fit_map`'s

@@ -139,6 +139,9 @@ def test_new_refuses_an_existing_session_unless_exist_ok_with_the_same_settings(
     assert code == 2 and "already exists" in obj["error"] and err.startswith(PREFIX)
     obj = _new(capsys, path, "--exist-ok")
     assert obj["created"] is False
+    # settings left out are the stored ones (seed 5, refit_every 20, its refit options)
+    code, obj, _ = _call(capsys, "new", path, "--exist-ok")
+    assert code == 0 and obj["created"] is False and obj["seed"] == 5, obj
     code, obj, _ = _call(capsys, "new", path, "--dim", 2, "--seed", 6, "--num-initial", 40,
                          "--refit-every", 20, *MODEL_ARGS, *QUICK_ARGS, "--exist-ok")
     assert code == 2 and "the session was created with seed=5" in obj["error"]

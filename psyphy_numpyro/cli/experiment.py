@@ -142,14 +142,14 @@ def add_parser(sub, raw) -> None:
     new.add_argument("session", help=session_help)
     new.add_argument("--dim", "--input-dim", dest="dim", type=int, default=None,
                      help="stimulus dimension, 1 to 3 (default: 2)")
-    new.add_argument("--seed", type=int, default=0, help="seeds the design, fits and "
+    new.add_argument("--seed", type=int, default=None, help="seeds the design, fits and "
                      "proposals (default: 0)")
     new.add_argument("--num-initial", type=int, default=None,
                      help="space-filling trials before the first refit (default: 150 * dim)")
-    new.add_argument("--refit-every", type=int, default=200,
+    new.add_argument("--refit-every", type=int, default=None,
                      help="responses between refits (default: 200)")
     new.add_argument("--distances", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                     default=(0.005, 0.4), help="distance range of the space-filling trials "
+                     default=None, help="distance range of the space-filling trials "
                      "(default: 0.005 0.4)")
     new.add_argument("--exist-ok", action="store_true",
                      help="reopen the session if it exists (its settings must match)")
@@ -332,7 +332,7 @@ def _new(args):
     exp = Experiment(path, model, seed=args.seed, live=False, auto_refit=False,
                      input_dim=args.dim, num_initial=args.num_initial,
                      refit_every=args.refit_every, distances=args.distances,
-                     fit_options=fit_options)
+                     fit_options=fit_options or None)
     try:
         out = {"session": str(path), "created": created, **_settings(exp),
                "told": exp.num_told}
@@ -500,7 +500,23 @@ def _refit(args):
 
 
 def _refit_step(path, mode):
-    """After ``tell`` (before or after ``ask``): start, run or skip a due refit."""
+    """After ``tell`` (before or after ``ask``): start, run or skip a due refit.
+
+    Never raises: the responses or trials are already committed when it runs, so a
+    refit that cannot start (no process, a full disk, a busy file) is reported as
+    ``{"state": "failed", "error": ...}`` and the command still succeeds.
+    """
+    try:
+        return _refit_step_unchecked(path, mode)
+    except Exception as exc:  # noqa: BLE001 - reported in the JSON and on stderr
+        from . import _message
+
+        print(f"{PROG}: warning: the refit could not start: {_message(exc)}",
+              file=sys.stderr)
+        return {"state": "failed", "error": _message(exc)}
+
+
+def _refit_step_unchecked(path, mode):
     exp = _open(path, reissue=False)
     try:
         st = exp.status()
@@ -520,7 +536,12 @@ def _refit_step(path, mode):
             lock.release()
     if not lock.acquire(blocking=False):
         return {"state": "running", **out}
-    return {**_spawn_refit(path, lock, if_due=True), **out}
+    try:
+        started = _spawn_refit(path, lock, if_due=True)
+    except BaseException:
+        lock.release()  # no child took it over
+        raise
+    return {**started, **out}
 
 
 def _now():

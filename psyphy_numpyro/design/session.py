@@ -375,10 +375,11 @@ class Experiment:
                 state = self._db.execute("SELECT state FROM trials WHERE id=?", (i,)).fetchone()
                 if state is not None and state[0] == "pending":
                     ids.append(i)
-            new = self._new_trials(n - len(ids))
-            if new:
+            if len(ids) < n:
+                # the next indices are read inside the write transaction, so two processes
+                # asking at once never hand out the same design trial under two ids
                 with self._transaction() as db:
-                    for ref, comp, source, index in new:
+                    for ref, comp, source, index in self._new_trials(n - len(ids)):
                         cur = db.execute(
                             "INSERT INTO trials (ref, comparison, source, source_index) "
                             "VALUES (?, ?, ?, ?)",
@@ -422,16 +423,20 @@ class Experiment:
         y = _check_binary(responses, len(ids))
         self._raise_worker_error()
         with self._lock:
-            states = dict(self._db.execute(
-                f"SELECT id, state FROM trials WHERE id IN ({_marks(ids)})",
-                [int(i) for i in ids]).fetchall())
-            for i in ids:
-                s = states.get(int(i))
-                if s is None:
-                    raise InvalidInput(f"unknown trial id {int(i)}; nothing was recorded")
-                if s != "pending":
-                    raise InvalidInput(f"trial {int(i)} was already {s}; nothing was recorded")
+            # checked inside the write transaction: another process (the command line)
+            # telling the same ids at the same moment cannot overwrite an acknowledged
+            # response, since BEGIN IMMEDIATE serialises the two
             with self._transaction() as db:
+                states = dict(db.execute(
+                    f"SELECT id, state FROM trials WHERE id IN ({_marks(ids)})",
+                    [int(i) for i in ids]).fetchall())
+                for i in ids:
+                    s = states.get(int(i))
+                    if s is None:
+                        raise InvalidInput(f"unknown trial id {int(i)}; nothing was recorded")
+                    if s != "pending":
+                        raise InvalidInput(f"trial {int(i)} was already {s}; nothing was "
+                                           "recorded")
                 seq = db.execute("SELECT COALESCE(MAX(told_seq) + 1, 0) FROM trials"
                                  ).fetchone()[0]
                 db.executemany(
