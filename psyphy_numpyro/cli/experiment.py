@@ -58,7 +58,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import errors
-from .parser import _MODEL_OPTIONS, PROG, CLIError, _estimators, _given, _lapse_rate, _wrap
+from ._common import _MODEL_OPTIONS, PROG, CLIError, _estimators, _given, _lapse_rate, _wrap
 
 __all__ = ["add_parser", "run"]
 

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import textwrap
 
-from .. import errors
+from ._common import (  # noqa: F401 - re-exported for the subcommand modules
+    _AXES,
+    _MODEL_OPTIONS,
+    PROG,
+    CLIError,
+    _estimators,
+    _given,
+    _lapse_rate,
+    _wrap,
+)
 
 __all__ = ["build_parser", "CLIError", "PROG"]
-
-PROG = "psyphy-numpyro"
-_AXES = ("x", "y", "z")
-
-
-class CLIError(errors.InvalidInput):
-    """Bad command-line input detected by the CLI itself."""
-
 
 # ---------------------------------------------------------------------------
 # parser
@@ -73,31 +73,6 @@ exactly d unnamed numeric columns.
 """
 
 
-_MODEL_OPTIONS = (
-    ("basis_degree", int, "Chebyshev degree per axis"),
-    ("extra_dims", int, "extra embedding dimensions"),
-    ("variance_scale", float, "prior variance of the degree-0 weights"),
-    ("decay_rate", float, "prior variance decay per degree"),
-    ("diag_term", float, "added to the diagonal of Sigma(x)"),
-    ("bandwidth", float, "logistic smoothing of the oddity rule"),
-    ("num_samples", int, "estimator samples per trial for p(correct)"),
-    ("estimator", str, "p(correct) estimator; nuts needs cv or reparam (docs/model.md)"),
-    ("lapse_rate", "lapse", "fixed lapse rate in [0, 0.5), or 'learn' to estimate it "
-     "(Beta(2, 50) prior; docs/observers.md)"),
-)
-
-
-def _lapse_rate(text):
-    """``--lapse-rate`` value: a number (the model checks its range) or the word ``learn``."""
-    if text.strip().lower() == "learn":
-        return "learn"
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a number in [0, 0.5) or 'learn', got {text!r}") from None
-
-
 def _signature_defaults(fn) -> dict:
     import inspect
 
@@ -120,21 +95,6 @@ def _library_defaults():
     wppm = {f.name: f.default for f in dataclasses.fields(WPPM)}
     return (wppm, _signature_defaults(fit_map), _signature_defaults(fit_laplace),
             _signature_defaults(fit_mcmc))
-
-
-def _estimators():
-    from ..estimators import NAMES
-
-    return NAMES
-
-
-def _given(args, **names) -> dict:
-    """Keyword arguments for the options the user gave (``names``: kwarg -> option dest)."""
-    return {k: getattr(args, v) for k, v in names.items() if getattr(args, v) is not None}
-
-
-def _wrap(text):
-    return textwrap.fill(text, 78)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,59 @@
+"""What the command line's parser and its subcommand modules share: the program name,
+the error type, the model options and small argument helpers (no subcommand imports it
+back, so parser.py -> experiment.py -> _common.py has no cycle)."""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+
+from .. import errors
+
+__all__ = ["PROG", "CLIError"]
+
+PROG = "psyphy-numpyro"
+_AXES = ("x", "y", "z")
+
+
+class CLIError(errors.InvalidInput):
+    """Bad command-line input detected by the CLI itself."""
+
+
+_MODEL_OPTIONS = (
+    ("basis_degree", int, "Chebyshev degree per axis"),
+    ("extra_dims", int, "extra embedding dimensions"),
+    ("variance_scale", float, "prior variance of the degree-0 weights"),
+    ("decay_rate", float, "prior variance decay per degree"),
+    ("diag_term", float, "added to the diagonal of Sigma(x)"),
+    ("bandwidth", float, "logistic smoothing of the oddity rule"),
+    ("num_samples", int, "estimator samples per trial for p(correct)"),
+    ("estimator", str, "p(correct) estimator; nuts needs cv or reparam (docs/model.md)"),
+    ("lapse_rate", "lapse", "fixed lapse rate in [0, 0.5), or 'learn' to estimate it "
+     "(Beta(2, 50) prior; docs/observers.md)"),
+)
+
+
+def _lapse_rate(text):
+    """``--lapse-rate`` value: a number (the model checks its range) or the word ``learn``."""
+    if text.strip().lower() == "learn":
+        return "learn"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number in [0, 0.5) or 'learn', got {text!r}") from None
+
+
+def _estimators():
+    from ..estimators import NAMES
+
+    return NAMES
+
+
+def _given(args, **names) -> dict:
+    """Keyword arguments for the options the user gave (``names``: kwarg -> option dest)."""
+    return {k: getattr(args, v) for k, v in names.items() if getattr(args, v) is not None}
+
+
+def _wrap(text):
+    return textwrap.fill(text, 78)
