@@ -243,6 +243,22 @@ def test_the_refit_lock_is_exclusive(tmp_path):
     b.release()
 
 
+def test_a_status_probe_of_the_lock_does_not_make_a_due_refit_look_running(tmp_path):
+    """A lock held for an instant (status probing it) is taken a moment later; one held
+    throughout (a running refit) is not."""
+    import threading
+
+    probe, caller = cx._RefitLock(tmp_path), cx._RefitLock(tmp_path)
+    assert probe.acquire(blocking=False)
+    threading.Timer(0.05, probe.release).start()
+    assert cx._acquire_soon(caller, tries=200)  # up to 10 s: a loaded machine is slow
+    caller.release()
+    refit = cx._RefitLock(tmp_path)
+    assert refit.acquire(blocking=False)
+    assert not cx._acquire_soon(caller)
+    refit.release()
+
+
 def _run(*args, cwd, stdin=None):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     res = subprocess.run([sys.executable, "-m", "psyphy_numpyro", "experiment",

@@ -534,7 +534,7 @@ def _refit_step_unchecked(path, mode):
             return _refit_locked(path, only_if_due=True)
         finally:
             lock.release()
-    if not lock.acquire(blocking=False):
+    if not _acquire_soon(lock):
         return {"state": "running", **out}
     try:
         started = _spawn_refit(path, lock, if_due=True)
@@ -542,6 +542,18 @@ def _refit_step_unchecked(path, mode):
         lock.release()  # no child took it over
         raise
     return {**started, **out}
+
+
+def _acquire_soon(lock, tries: int = 6, wait: float = 0.05) -> bool:
+    """Take the refit lock without blocking, trying again for a moment: ``status`` (and
+    another caller's probe) hold it for an instant only, a running refit for as long as
+    it runs, so a lock still held after ``tries * wait`` seconds means a refit."""
+    for k in range(tries):
+        if lock.acquire(blocking=False):
+            return True
+        if k + 1 < tries:
+            time.sleep(wait)
+    return False
 
 
 def _now():
