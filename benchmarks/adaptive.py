@@ -45,7 +45,7 @@ import jax
 import numpy as np
 
 import psyphy_numpyro as pn
-from psyphy_numpyro.design import inside_domain, space_filling_trials
+from psyphy_numpyro.design import space_filling_trials
 from psyphy_numpyro.hyperparameters import threshold_constant
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -102,15 +102,6 @@ class WeibullObserver:
             len(GRID), len(DIRS))
 
 
-def plain_design(n, seed, distances=(0.005, 0.4)):
-    rng = np.random.default_rng([seed, 11])
-    ref = rng.uniform(-1, 1, (n, 2))
-    ang = rng.uniform(0, 2 * np.pi, n)
-    u = np.stack([np.cos(ang), np.sin(ang)], -1)
-    dist = np.exp(rng.uniform(np.log(distances[0]), np.log(distances[1]), n))
-    return ref, inside_domain(ref, u * dist[:, None])
-
-
 def error(fit, truth):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -162,7 +153,7 @@ def main(argv=None):
             obs = WPPMObserver(args.seed) if name == "wppm" else WeibullObserver()
             truth = obs.thresholds()
             adaptive, secs = run_session(obs, n_max, args.refit_every, args.seed + 1, tmp)
-            ref_p, comp_p = plain_design(n_max, args.seed + 2)
+            ref_p, comp_p = pn.random_trials(n_max, 2, seed=args.seed + 2)
             plain = pn.TrialData.from_arrays(ref_p, comp_p,
                                              obs.respond(ref_p, comp_p, key=args.seed + 3))
             ref_s, comp_s = space_filling_trials(n_max, 2, seed=args.seed + 4)

@@ -41,7 +41,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import psyphy_numpyro as pn  # noqa: E402
-from psyphy_numpyro.design import inside_domain  # noqa: E402
 from psyphy_numpyro.plotting import save_figure  # noqa: E402
 from psyphy_numpyro.plotting._base import PALETTE  # noqa: E402
 
@@ -49,16 +48,6 @@ GRID = np.stack(np.meshgrid(*[np.linspace(-0.7, 0.7, 5)] * 2, indexing="ij"), -1
 DIRECTIONS = pn.readout.unit_directions(2, 8)
 NUM_INITIAL = 300  # space-filling trials before the first refit
 MAX_ARROWS = 250  # trials drawn per design and kind in the placement figure
-
-
-def plain_design(n, seed, distances=(0.005, 0.4)):
-    """Uniform references in [-1, 1]^2, random directions, log-uniform distances."""
-    rng = np.random.default_rng(seed)
-    ref = rng.uniform(-1, 1, (n, 2))
-    angle = rng.uniform(0, 2 * np.pi, n)
-    u = np.stack([np.cos(angle), np.sin(angle)], -1)
-    dist = np.exp(rng.uniform(np.log(distances[0]), np.log(distances[1]), n))
-    return ref, inside_domain(ref, u * dist[:, None])
 
 
 def threshold_error(fit, truth):
@@ -121,7 +110,7 @@ def run(num_trials=(500, 1000, 2000), *, refit_every=200, seed=0, out_dir="figur
         sources = exp.sources(exp.trial_ids)
     seconds = time.perf_counter() - t0
 
-    ref, comparison = plain_design(n_max, seed + 2)
+    ref, comparison = pn.random_trials(n_max, 2, seed=seed + 2)  # the plain design
     plain = pn.TrialData.from_arrays(ref, comparison, respond(ref, comparison, key=seed + 3))
 
     errors = {"plain": [], "adaptive": []}

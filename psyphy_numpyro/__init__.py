@@ -11,7 +11,7 @@ from .data import (
     simulate_observer,
     simulate_trials,
 )
-from .design import propose_trials, space_filling_trials
+from .design import propose_trials, random_trials, space_filling_trials
 from .design.session import Experiment
 from .errors import FitDivergedError, FitFailedError
 from .fits import Fit, MAPFit, PosteriorFit
@@ -30,6 +30,7 @@ __all__ = [
     "Experiment",
     "propose_trials",
     "space_filling_trials",
+    "random_trials",
     "WPPM",
     "TrialData",
     "as_trial_data",

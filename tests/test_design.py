@@ -128,6 +128,24 @@ def test_space_filling_sequence_continues_index_by_index():
     assert counts.min() >= 10
 
 
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_random_trials_are_the_plain_baseline_inside_the_domain(d):
+    ref, comp = pn.random_trials(4000, d, seed=1, distances=(0.01, 0.2))
+    assert ref.shape == comp.shape == (4000, d) and np.all(np.abs(comp) <= 1)
+    dist = np.linalg.norm(comp - ref, axis=1)
+    assert dist.min() >= 0.01 - 1e-12 and dist.max() <= 0.2 + 1e-12
+    # log-uniform distances: the median is the geometric mean of the range
+    assert abs(np.log(np.median(dist)) - 0.5 * np.log(0.01 * 0.2)) < 0.1
+    # uniform references and directions: means near 0
+    assert np.abs(ref.mean(0)).max() < 0.05
+    u = (comp - ref) / dist[:, None]
+    assert np.abs(u.mean(0)).max() < 0.1
+    np.testing.assert_array_equal(pn.random_trials(10, d, seed=1)[0],
+                                  pn.random_trials(10, d, seed=1)[0])
+    with pytest.raises(ValueError, match="input_dim"):
+        pn.random_trials(10, 4)
+
+
 # -- the session ------------------------------------------------------------
 def _respond(stimuli, seed):
     """A deterministic simulated observer: correct when the comparison is far enough."""

@@ -11,6 +11,7 @@ from .acquisition import (
     candidate_trials,
     inside_domain,
     propose_trials,
+    random_trials,
     score_trials,
     space_filling_trials,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "candidate_trials",
     "inside_domain",
     "propose_trials",
+    "random_trials",
     "score_trials",
     "space_filling_trials",
 ]

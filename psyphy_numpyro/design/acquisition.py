@@ -27,6 +27,7 @@ from ..validation import check_int, check_points, check_real, seed_from
 __all__ = [
     "CRITERIA",
     "space_filling_trials",
+    "random_trials",
     "candidate_trials",
     "score_trials",
     "propose_trials",
@@ -91,6 +92,34 @@ def space_filling_trials(num_trials: int, input_dim: int, *, seed: int = 0, star
     rng = np.random.default_rng([seed, 202])
     u = _directions(rng, start + num_trials, d)[start:]
     dist = np.exp(rng.uniform(np.log(lo), np.log(hi), start + num_trials))[start:]
+    return ref, inside_domain(ref, u * dist[:, None])
+
+
+def random_trials(num_trials: int, input_dim: int, *, seed: int = 0, distances=(0.005, 0.4)):
+    """The plain non-adaptive baseline: uniform references, random directions, log-uniform
+    distances.
+
+    References are uniform in ``[-1, 1]^d`` (not space-filling, unlike
+    :func:`space_filling_trials`), directions uniform (in 2-D a uniform
+    angle), distances log-uniform in ``distances``; a comparison that would
+    leave the domain is mirrored (:func:`inside_domain`). Drawn with
+    ``numpy.random.default_rng([seed, 11])``.
+
+    Returns
+    -------
+    ref, comparison : numpy arrays ``(num_trials, input_dim)`` inside ``[-1, 1]^d``
+    """
+    num_trials = check_int("num_trials", num_trials, 1)
+    d = check_int("input_dim", input_dim, 1, 3)
+    lo, hi = _check_range("distances", distances)
+    rng = np.random.default_rng([seed, 11])
+    ref = rng.uniform(-1, 1, (num_trials, d))
+    if d == 2:
+        angle = rng.uniform(0, 2 * np.pi, num_trials)
+        u = np.stack([np.cos(angle), np.sin(angle)], -1)
+    else:
+        u = _directions(rng, num_trials, d)
+    dist = np.exp(rng.uniform(np.log(lo), np.log(hi), num_trials))
     return ref, inside_domain(ref, u * dist[:, None])
 
 
