@@ -90,13 +90,20 @@ def _field_input(name, covs, centers, plane, cut):
             f"{name} needs centers (G, {d}) and covs (G, {d}, {d}), got {centers.shape} and "
             f"{covs.shape}"
         )
+    covs, centers, plane = _in_plane("covs", covs, centers, d, plane, cut)
+    return covs, centers, d, plane
+
+
+def _in_plane(name, covs, centers, d, plane, cut):
+    """``(covs, centers, plane)`` in the 2-D ``plane`` of 3-D input (checked there), else
+    as given with plane ``(0, 1)``; ``covs`` may have leading draw axes."""
     if d == 3:
         plane = (0, 1) if plane is None else check_plane(plane)
-        _check_covs("covs", plane_covariances(covs, plane, "marginal"))
-        return plane_covariances(covs, plane, cut), centers[:, list(plane)], d, plane
+        _check_covs(name, plane_covariances(covs, plane, "marginal"))
+        return plane_covariances(covs, plane, cut), centers[:, list(plane)], plane
     if plane is not None:
         raise InvalidInput(f"plane selects a slice of 3-D covariances; these are {d}-D")
-    return covs, centers, d, (0, 1)
+    return covs, centers, (0, 1)
 
 
 def _palette_color(ax, style):
@@ -213,15 +220,7 @@ def plot_field_band(cov_draws, centers, *, ax=None, scale=None, level=0.9, label
             f"plot_field_band needs cov_draws (D, G, {d}, {d}) for G={len(centers)} centers, "
             f"got {cov_draws.shape}"
         )
-    if d == 3:
-        plane = (0, 1) if plane is None else check_plane(plane)
-        _check_covs("cov_draws", plane_covariances(cov_draws, plane, "marginal"))
-        cov_draws = plane_covariances(cov_draws, plane, cut)
-        centers = centers[:, list(plane)]
-    elif plane is not None:
-        raise InvalidInput(f"plane selects a slice of 3-D covariances; these are {d}-D")
-    else:
-        plane = (0, 1)
+    cov_draws, centers, plane = _in_plane("cov_draws", cov_draws, centers, d, plane, cut)
     level = check_real("level", level, 0.0, 1.0)
     num = check_int("num", num, 3)
     _check_style("plot_field_band", style, "patch")
