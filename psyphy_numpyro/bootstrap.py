@@ -236,12 +236,8 @@ def fit_bootstrap(
     if model is None and isinstance(init, MAPFit):
         model = init.model
     data, model = resolve_model(data, model)
-    num_fits = _check_count("num_fits", num_fits, lo=2)
-    steps = _check_count("steps", steps)
-    learning_rate = check_real("learning_rate", learning_rate, 0.0)
-    if batch_size is not None:
-        batch_size = _check_count("batch_size", batch_size)
-        batch_size = None if batch_size >= len(data) else batch_size
+    num_fits, steps, learning_rate, batch_size = _check_refits(
+        num_fits, steps, learning_rate, batch_size, len(data))
     labels = _check_strata(strata, data)
     if init is not None:
         if not isinstance(init, MAPFit):
@@ -263,6 +259,17 @@ def fit_bootstrap(
                         timings=timings)
 
 
+def _check_refits(num_fits, steps, learning_rate, batch_size, num_trials):
+    """Checked refit settings; a ``batch_size`` of ``num_trials`` or more is full batch."""
+    num_fits = _check_count("num_fits", num_fits, lo=2)
+    steps = _check_count("steps", steps)
+    learning_rate = check_real("learning_rate", learning_rate, 0.0)
+    if batch_size is not None:
+        batch_size = _check_count("batch_size", batch_size)
+        batch_size = None if batch_size >= num_trials else batch_size
+    return num_fits, steps, learning_rate, batch_size
+
+
 def _bootstrap_many(datas, model, *, num_fits, seed, rng_key, strata, init, steps,
                     learning_rate, batch_size, progress):
     """:func:`fit_bootstrap` of a list of observers' data sets (see its ``data`` parameter)."""
@@ -271,12 +278,8 @@ def _bootstrap_many(datas, model, *, num_fits, seed, rng_key, strata, init, step
     if len(datas) == 0:
         raise InvalidInput("data is an empty list: pass at least one data set")
     datas = [as_trial_data(d) for d in datas]
-    num_fits = _check_count("num_fits", num_fits, lo=2)
-    steps = _check_count("steps", steps)
-    learning_rate = check_real("learning_rate", learning_rate, 0.0)
-    if batch_size is not None:
-        batch_size = _check_count("batch_size", batch_size)
-        batch_size = None if batch_size >= min(len(d) for d in datas) else batch_size
+    num_fits, steps, learning_rate, batch_size = _check_refits(
+        num_fits, steps, learning_rate, batch_size, min(len(d) for d in datas))
     if isinstance(strata, str) or strata is None:
         strata = [strata] * len(datas)
     elif not isinstance(strata, list | tuple) or len(strata) != len(datas):
