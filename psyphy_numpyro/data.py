@@ -787,8 +787,6 @@ def simulate_experiment(
     return simulate_trials(model, params, ref, comparison, key=k_y)
 
 
-_POINT_AXES = ("x", "y", "z")
-
 
 def read_points(path, input_dim: int) -> np.ndarray:
     """Stimulus points ``(R, d)`` from a CSV file, e.g. the references of a threshold table.
@@ -820,7 +818,7 @@ def read_points(path, input_dim: int) -> np.ndarray:
     except ValueError:
         header = [h.strip() for h in rows[0]]
         rows = rows[1:]
-    axes = _POINT_AXES[:d]
+    axes = _AXES[:d]
     named = None
     if header is not None:
         for candidate in ([f"ref_{a}" for a in axes], list(axes)):

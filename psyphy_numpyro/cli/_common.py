@@ -12,7 +12,6 @@ from .. import errors
 __all__ = ["PROG", "CLIError"]
 
 PROG = "psyphy-numpyro"
-_AXES = ("x", "y", "z")
 
 
 class CLIError(errors.InvalidInput):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from ._common import (  # noqa: F401 - re-exported for the subcommand modules
-    _AXES,
     _MODEL_OPTIONS,
     PROG,
     CLIError,
