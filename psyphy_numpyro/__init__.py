@@ -20,11 +20,12 @@ from .inference import MAP, MAPState, Trials
 from .laplace import fit_laplace
 from .map_fit import fit_map
 from .mcmc import fit_mcmc
-from .mocs import MOCSValidation, fit_weibull, simulate_mocs, validate_mocs
+from .mocs import MOCSValidation, simulate_mocs, validate_mocs
 from .model import WPPM, wppm_model
 from .persist import load_fit
 from .posterior import LaplaceFit, MCMCFit
 from .readout import Thresholds, field_error, fit_ellipse, psychometric, thresholds
+from .weibull import fit_weibull
 
 __all__ = [
     "Experiment",

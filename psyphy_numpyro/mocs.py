@@ -2,20 +2,14 @@
 
 In the method of constant stimuli (MOCS) every *condition* is a fixed
 reference, a fixed unit direction and a handful of comparison distances
-("levels"), each tested many times. A Weibull psychometric function with the
-task's guess rate (1/3 for the 3-alternative oddity task)
+("levels"), each tested many times. A Weibull psychometric function
+(:mod:`psyphy_numpyro.weibull`) is fitted to each condition by maximum
+likelihood, and its ``target`` threshold (66.7 % correct by default) is
+compared with the threshold a fitted WPPM predicts along the same ray (Hong
+et al. 2025). Agreement is summarised by the slope of a no-intercept
+regression of the WPPM thresholds on the Weibull thresholds (1 = no bias) and
+by Pearson's r, each with a bootstrap interval.
 
-    p(t) = guess + (1 - guess - lapse) * (1 - exp(-(t / alpha) ** beta))
-
-is fitted to each condition by maximum likelihood, and its ``target``
-threshold (66.7 % correct by default) is compared with the threshold a fitted
-WPPM predicts along the same ray (Hong et al. 2025). Agreement is summarised
-by the slope of a no-intercept regression of the WPPM thresholds on the
-Weibull thresholds (1 = no bias) and by Pearson's r, each with a bootstrap
-interval.
-
-- :func:`weibull_p`, :func:`weibull_threshold`: the function and its closed-form inverse;
-- :func:`fit_weibull`: one maximum-likelihood fit (:class:`WeibullFit`);
 - :func:`mocs_conditions`: group trials into conditions (:class:`MOCSConditions`);
 - :func:`simulate_mocs`: MOCS trials from a WPPM observer;
 - :func:`validate_mocs`: the whole comparison (:class:`MOCSValidation`).
@@ -23,25 +17,29 @@ interval.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
-from scipy.special import expit
 
 from .contours import ray_extent
 from .data import TrialData, as_trial_data, simulate_trials, write_csv
 from .errors import InvalidInput
 from .readout import _check_directions, _check_refs, _fit_weights, thresholds
-from .validation import DOMAIN_TOL, check_array, check_int, check_real, check_responses
+from .validation import DOMAIN_TOL, check_array, check_int, check_real
+from .weibull import (  # noqa: F401 - the Weibull names stay importable from here too
+    WeibullFit,
+    bootstrap_thresholds,
+    check_weibull_rates,
+    fit_weibull,
+    fit_weibull_counts,
+    level_counts,
+    weibull_p,
+    weibull_threshold,
+)
 
 __all__ = [
-    "weibull_p",
-    "weibull_threshold",
-    "fit_weibull",
-    "WeibullFit",
     "mocs_conditions",
     "MOCSConditions",
     "simulate_mocs",
@@ -50,397 +48,6 @@ __all__ = [
 ]
 
 _AXES = ("x", "y", "z")
-_BETA_RANGE = (0.25, 25.0)
-"""Bounds of the Weibull slope ``beta`` in the fits."""
-_ALPHA_MARGIN = 10.0
-"""``alpha`` is searched within ``[min level / margin, max level * margin]``."""
-_GRID_ALPHA = 24
-_GRID_BETA = (0.5, 1.0, 2.0, 4.0, 8.0)
-_NUM_STARTS = 3
-"""Newton starts per data set (the best grid points of different ``beta``)."""
-_LEVEL_TOL = 1e-6
-"""Distances within this fraction of the largest distance are one level."""
-
-
-# ---------------------------------------------------------------------------
-# the Weibull psychometric function
-# ---------------------------------------------------------------------------
-def _check_rates(guess, lapse, target=None):
-    guess = check_real("guess", guess, 0.0, 1.0)
-    lapse = check_real("lapse", lapse, 0.0, 1.0 - guess, lo_closed=True)
-    if target is None:
-        return guess, lapse
-    return guess, lapse, check_real("target", target, guess, 1.0 - lapse)
-
-
-def weibull_p(t, alpha, beta, guess=1.0 / 3.0, lapse=0.0):
-    """The Weibull psychometric function ``guess + (1 - guess - lapse) (1 - exp(-(t/alpha)^beta))``.
-
-    Parameters
-    ----------
-    t : array_like
-        Distances from the reference (>= 0).
-    alpha, beta : float or array_like
-        Scale (> 0) and slope (> 0); broadcast against ``t``.
-    guess : float
-        p(correct) at ``t = 0`` (1/3 in the oddity task), in (0, 1).
-    lapse : float
-        Lapse rate: the function saturates at ``1 - lapse``; in ``[0, 1 - guess)``.
-
-    Returns
-    -------
-    numpy array
-        p(correct), the broadcast shape of ``t``, ``alpha`` and ``beta``.
-    """
-    guess, lapse = _check_rates(guess, lapse)
-    t = np.asarray(t, dtype=float)
-    z = (t / np.asarray(alpha, dtype=float)) ** np.asarray(beta, dtype=float)
-    return guess + (1.0 - guess - lapse) * -np.expm1(-z)
-
-
-def weibull_threshold(alpha, beta, target=2.0 / 3.0, guess=1.0 / 3.0, lapse=0.0):
-    """The distance at which :func:`weibull_p` reaches ``target`` (closed form).
-
-    ``alpha * (-log(1 - (target - guess) / (1 - guess - lapse))) ** (1 / beta)``;
-    with the defaults (guess 1/3, target 2/3) this is ``alpha * log(2) ** (1 / beta)``.
-
-    Parameters
-    ----------
-    alpha, beta : float or array_like
-    target : float
-        In ``(guess, 1 - lapse)``.
-    guess, lapse : float
-        As in :func:`weibull_p`.
-
-    Returns
-    -------
-    numpy array (broadcast shape of ``alpha`` and ``beta``)
-    """
-    guess, lapse, target = _check_rates(guess, lapse, target)
-    return _threshold(np.asarray(alpha, float), np.asarray(beta, float), target, guess, lapse)
-
-
-def _threshold(alpha, beta, target, guess, lapse):
-    frac = (target - guess) / (1.0 - guess - lapse)
-    return alpha * (-math.log1p(-frac)) ** (1.0 / beta)
-
-
-def _nll(theta, t, n, k, guess, lapse):
-    """Binomial negative log-likelihood with its gradient and Hessian in ``(log a, log b)``.
-
-    ``theta`` is ``(..., 2)``; ``t``, ``n`` and ``k`` broadcast to ``(..., L)``.
-    ``log(1 - p)`` is evaluated as ``logaddexp(log lapse, log(span) - z)`` so a
-    miss at a level far above threshold never takes the log of zero.
-
-    Returns
-    -------
-    f : array (...,)
-    grad : array (..., 2)
-    hess : array (..., 3)
-        Upper triangle ``(H_aa, H_ab, H_bb)`` of the Hessian where it is
-        positive definite, else of the (positive semi-definite) expected
-        information, so that a Newton step is always a descent direction.
-    """
-    la, lb = theta[..., 0:1], theta[..., 1:2]
-    beta = np.exp(lb)
-    pos = t > 0
-    with np.errstate(divide="ignore"):
-        s = np.where(pos, np.log(np.where(pos, t, 1.0)) - la, 0.0)
-        log_lapse = math.log(lapse) if lapse > 0 else -np.inf
-    z = np.where(pos, np.exp(beta * s), 0.0)  # (t / alpha) ** beta, 0 at t = 0
-    span = 1.0 - guess - lapse
-    log_p = np.log(guess + span * -np.expm1(-z))
-    log_q = np.logaddexp(log_lapse, math.log(span) - z)
-    miss = n - k
-    f = -np.sum(k * log_p + miss * log_q, axis=-1)
-    dlogp = span * np.exp(-z - log_p)  # (dp/dz) / p
-    dlogq = expit(math.log(span) - z - log_lapse)  # -(d(1-p)/dz) / (1-p)
-    f_z = miss * dlogq - k * dlogp
-    f_zz = k * dlogp * (1.0 + dlogp) - miss * dlogq * (1.0 - dlogq)
-    bs = beta * s
-    z_a, z_b = -beta * z, bs * z  # dz / dlog(alpha), dz / dlog(beta)
-    grad = np.stack([np.sum(f_z * z_a, -1), np.sum(f_z * z_b, -1)], -1)
-    hess = np.stack([
-        np.sum(f_zz * z_a * z_a + f_z * beta * beta * z, -1),
-        np.sum(f_zz * z_a * z_b - f_z * beta * z * (1.0 + bs), -1),
-        np.sum(f_zz * z_b * z_b + f_z * bs * z * (1.0 + bs), -1),
-    ], -1)
-    w = n * dlogp * dlogq  # n (dp/dz)^2 / (p (1 - p))
-    info = np.stack([np.sum(w * z_a * z_a, -1), np.sum(w * z_a * z_b, -1),
-                     np.sum(w * z_b * z_b, -1)], -1)
-    pd = (hess[..., 0] > 0) & (hess[..., 0] * hess[..., 2] > hess[..., 1] ** 2)
-    return f, grad, np.where(pd[..., None], hess, info)
-
-
-def _held(x, g, lo, hi, tol=1e-9):
-    """Parameters at a bound of the box with the gradient pushing outwards."""
-    return ((x <= lo + tol) & (g > 0)) | ((x >= hi - tol) & (g < 0))
-
-
-def _fit_counts(t, n, k, guess, lapse, starts=None, max_iter=100):
-    """Maximum-likelihood ``(alpha, beta)`` for every row of ``k``, all rows at once.
-
-    A grid (24 values of ``log alpha`` across the levels times 5 of ``beta``)
-    gives, for each ``beta``, the best ``alpha``; the ``_NUM_STARTS`` best of
-    these (plus ``starts``) each start a vectorised Newton iteration
-    (:func:`_newton`), and the best end point is kept. Several starts matter:
-    with steep psychometric functions the likelihood can have two basins
-    (a moderate and a near-step ``beta``).
-
-    Parameters
-    ----------
-    t, n : array (L,)
-        Levels (at least one > 0) and trials per level.
-    k : array (B, L)
-        Correct responses per level, one data set per row.
-    starts : array (S, 2), optional
-        Extra starting points ``(log alpha, log beta)`` for every row.
-
-    Returns
-    -------
-    alpha, beta, nll : arrays (B,)
-    converged : bool array (B,)
-        The projected gradient of the kept end point vanished (relative to
-        the trial count).
-    """
-    B = len(k)
-    t_pos = t[t > 0]
-    lo_t, hi_t = float(t_pos.min()), float(t.max())
-    lo = np.array([math.log(lo_t / _ALPHA_MARGIN), math.log(_BETA_RANGE[0])])
-    hi = np.array([math.log(hi_t * _ALPHA_MARGIN), math.log(_BETA_RANGE[1])])
-    la = np.linspace(math.log(lo_t / 3.0), math.log(hi_t * 3.0), _GRID_ALPHA)
-    grid = np.stack(np.meshgrid(la, np.log(_GRID_BETA), indexing="ij"), -1)  # (A, G, 2)
-    f_grid = _nll(grid[None], t, n, k[:, None, None, :], guess, lapse)[0]  # (B, A, G)
-    best_a = np.argmin(f_grid, axis=1)  # (B, G): best alpha for every beta
-    cols = np.argsort(np.take_along_axis(f_grid, best_a[:, None], 1)[:, 0], axis=1)
-    cols = cols[:, :_NUM_STARTS]
-    x0 = grid[np.take_along_axis(best_a, cols, 1), cols]  # (B, S, 2)
-    if starts is not None:
-        extra = np.broadcast_to(np.clip(starts, lo, hi), (B,) + np.shape(starts))
-        x0 = np.concatenate([x0, extra], axis=1)
-    S = x0.shape[1]
-    x, f, ok = _newton(x0.reshape(-1, 2), t, n, np.repeat(k, S, axis=0), guess, lapse,
-                       lo, hi, max_iter)
-    pick = np.argmin(f.reshape(B, S), axis=1)
-    x = x.reshape(B, S, 2)[np.arange(B), pick]
-    f = f.reshape(B, S)[np.arange(B), pick]
-    ok = ok.reshape(B, S)[np.arange(B), pick]
-    return np.exp(x[:, 0]), np.exp(x[:, 1]), f, ok
-
-
-def _newton(x, t, n, k, guess, lapse, lo, hi, max_iter):
-    """Projected Newton iteration in ``(log alpha, log beta)`` for every row at once.
-
-    Steps use the Hessian (the expected information where the Hessian is not
-    positive definite), are halved until the likelihood does not increase,
-    and are projected onto the box ``[lo, hi]``; a parameter held at a bound
-    by the gradient is left out of the step.
-
-    Returns
-    -------
-    x : array (R, 2)
-    f : array (R,)
-    converged : bool array (R,)
-    """
-    x = np.array(x, dtype=float)
-    f, g, hess = _nll(x, t, n, k, guess, lapse)
-    gtol = 1e-8 * float(n.sum())
-    done = np.zeros(len(k), dtype=bool)
-    for _ in range(max_iter):
-        fixed = _held(x, g, lo, hi)
-        done |= np.max(np.abs(np.where(fixed, 0.0, g)), axis=1) <= gtol
-        act = np.flatnonzero(~done)
-        if act.size == 0:
-            break
-        a, b, c = hess[act].T
-        ridge = 1e-9 * (a + c) + 1e-12
-        a, c = a + ridge, c + ridge
-        fa, fb = fixed[act].T
-        b = np.where(fa | fb, 0.0, b)  # Newton step in the free parameter(s) only
-        ga, gb = np.where(fixed[act], 0.0, g[act]).T
-        det = a * c - b * b
-        step = np.stack([c * ga - b * gb, a * gb - b * ga], -1) / det[:, None]
-        scale = np.ones(act.size)
-        x_new, f_new = x[act], f[act]
-        pending = np.arange(act.size)
-        for _ in range(40):  # backtracking, only on rows still without a decrease
-            rows = act[pending]
-            trial = np.clip(x[rows] - scale[pending, None] * step[pending], lo, hi)
-            f_try = _nll(trial, t, n, k[rows], guess, lapse)[0]
-            ok = f_try <= f[rows]
-            x_new[pending[ok]], f_new[pending[ok]] = trial[ok], f_try[ok]
-            pending = pending[~ok]
-            if pending.size == 0:
-                break
-            scale[pending] *= 0.5
-        moved = np.max(np.abs(x_new - x[act]), axis=1) > 1e-12
-        done[act[~moved]] = True  # no decrease possible: a (numerical) optimum
-        x[act] = x_new
-        f[act], g[act], hess[act] = _nll(x_new, t, n, k[act], guess, lapse)
-    pg = np.where(_held(x, g, lo, hi), 0.0, g)
-    converged = np.max(np.abs(pg), axis=1) <= 1e-5 * float(n.sum())
-    return x, f, converged
-
-
-@dataclass(frozen=True)
-class WeibullFit:
-    """Result of :func:`fit_weibull`: a maximum-likelihood Weibull psychometric function.
-
-    Attributes
-    ----------
-    alpha, beta : float
-        Scale and slope of :func:`weibull_p`.
-    threshold : float
-        Distance at which the fitted function reaches ``target``.
-    nll : float
-        Binomial negative log-likelihood at the optimum (without the
-        binomial coefficients, so it equals the Bernoulli one of the trials).
-    levels : numpy array (L,)
-        The distinct distances tested, ascending.
-    num_trials, num_correct : numpy arrays (L,)
-        Trials and correct responses at each level.
-    guess, lapse, target : float
-    converged : bool
-        Whether the optimiser reported convergence.
-    """
-
-    alpha: float
-    beta: float
-    threshold: float
-    nll: float
-    levels: np.ndarray = field(repr=False)
-    num_trials: np.ndarray = field(repr=False)
-    num_correct: np.ndarray = field(repr=False)
-    guess: float = 1.0 / 3.0
-    lapse: float = 0.0
-    target: float = 2.0 / 3.0
-    converged: bool = True
-
-    @property
-    def in_range(self) -> bool:
-        """True when the threshold lies within the tested levels ``[min, max]``."""
-        return bool(self.levels.min() <= self.threshold <= self.levels.max())
-
-    def p(self, t) -> np.ndarray:
-        """The fitted p(correct) at distances ``t``."""
-        return weibull_p(t, self.alpha, self.beta, self.guess, self.lapse)
-
-    def bootstrap(self, num_bootstrap: int = 1000, *, seed: int = 0) -> np.ndarray:
-        """Thresholds of refits to data resampled within each level.
-
-        Resampling the trials of a level with replacement gives a binomial
-        count with the level's observed proportion correct, so each
-        replicate draws ``Binomial(num_trials, num_correct / num_trials)`` per
-        level and refits.
-
-        Parameters
-        ----------
-        num_bootstrap : int
-        seed : int
-
-        Returns
-        -------
-        numpy array (num_bootstrap,)
-        """
-        num_bootstrap = check_int("num_bootstrap", num_bootstrap, 1)
-        rng = np.random.default_rng(check_int("seed", seed, 0))
-        return self._bootstrap(num_bootstrap, rng)
-
-    def _bootstrap(self, num_bootstrap, rng):
-        n = self.num_trials
-        k = rng.binomial(n, self.num_correct / n, size=(num_bootstrap, len(n)))
-        start = np.log([[self.alpha, self.beta]])
-        alpha, beta, _, _ = _fit_counts(self.levels, n, k, self.guess, self.lapse, start)
-        return _threshold(alpha, beta, self.target, self.guess, self.lapse)
-
-
-def _counts(distances, responses):
-    """Levels (mean distance of each group), trials and correct responses per level.
-
-    Distances closer than ``_LEVEL_TOL`` times the largest one (gaps in the
-    sorted distances) are one level, so float32 round-off never splits a level.
-    """
-    order = np.argsort(distances, kind="stable")
-    gaps = np.diff(distances[order]) > _LEVEL_TOL * float(np.max(np.abs(distances)))
-    inv = np.empty(len(distances), dtype=np.int64)
-    inv[order] = np.concatenate([[0], np.cumsum(gaps)])
-    n = np.bincount(inv)
-    k = np.rint(np.bincount(inv, weights=responses)).astype(np.int64)
-    return np.bincount(inv, weights=distances) / n, n, k
-
-
-def _make_fit(levels, n, k, guess, lapse, target):
-    alpha, beta, nll, ok = _fit_counts(levels, n, k[None], guess, lapse)
-    thr = float(_threshold(alpha[0], beta[0], target, guess, lapse))
-    return WeibullFit(alpha=float(alpha[0]), beta=float(beta[0]), threshold=thr,
-                      nll=float(nll[0]), levels=levels, num_trials=n, num_correct=k,
-                      guess=guess, lapse=lapse, target=target, converged=bool(ok[0]))
-
-
-def fit_weibull(distances, responses, *, guess=1.0 / 3.0, lapse=0.0,
-                target=2.0 / 3.0) -> WeibullFit:
-    """Maximum-likelihood Weibull psychometric function of constant-stimuli trials.
-
-    The trials are pooled into binomial counts per distinct distance, and the
-    negative log-likelihood is minimised over ``(log alpha, log beta)``
-    within ``alpha`` in ``[min level / 10, max level * 10]`` and ``beta`` in
-    ``[0.25, 25]``: a grid (24 values of ``alpha`` spanning the levels times
-    ``beta`` in {0.5, 1, 2, 4, 8}) gives three starting points (the best
-    ``alpha`` of the three best ``beta``), each refined by projected Newton
-    steps with the analytic gradient and Hessian, and the best optimum is
-    kept. The same vectorised solver refits all bootstrap replicates at once
-    (:meth:`WeibullFit.bootstrap`). The threshold is the closed-form inverse
-    at ``target`` (:func:`weibull_threshold`).
-
-    Parameters
-    ----------
-    distances : array (N,)
-        Comparison distance of every trial, >= 0, at least 2 distinct values.
-    responses : array (N,) of 0/1
-        1 = correct.
-    guess : float
-        Guess rate (p at distance 0), in (0, 1); 1/3 for the oddity task.
-    lapse : float
-        Fixed lapse rate, in ``[0, 1 - guess)``.
-    target : float
-        p(correct) of the threshold, in ``(guess, 1 - lapse)``.
-
-    Returns
-    -------
-    WeibullFit
-        A ``RuntimeWarning`` says when the threshold lies outside the tested
-        distances (an extrapolation; see :attr:`WeibullFit.in_range`).
-
-    Raises
-    ------
-    ValueError
-        Responses other than 0/1, negative or non-finite distances, lengths
-        that differ, fewer than 2 distinct distances, or a bad ``guess``,
-        ``lapse`` or ``target``.
-    TypeError
-        Non-numeric input.
-    """
-    guess, lapse, target = _check_rates(guess, lapse, target)
-    t = check_array("distances", distances)
-    if t.ndim != 1 or t.size == 0:
-        raise InvalidInput(f"distances must be a non-empty 1-D array, got shape {t.shape}")
-    y = check_responses(responses, len(t))
-    if np.any(t < 0):
-        i = int(np.argmax(t < 0))
-        raise InvalidInput(f"distances must be >= 0; entry {i} is {t[i]:g}")
-    levels, n, k = _counts(t, y.astype(float))
-    if len(levels) < 2:
-        raise InvalidInput(
-            f"fit_weibull needs at least 2 distinct distances (levels), got {len(levels)}"
-        )
-    wf = _make_fit(levels, n, k, guess, lapse, target)
-    if not wf.in_range:
-        warnings.warn(
-            f"fit_weibull: the threshold {wf.threshold:.4g} lies outside the tested distances "
-            f"[{levels.min():.4g}, {levels.max():.4g}] (an extrapolation)",
-            RuntimeWarning, stacklevel=2,
-        )
-    return wf
 
 
 # ---------------------------------------------------------------------------
@@ -826,7 +433,7 @@ def validate_mocs(
 
     1. Group ``mocs_data`` into conditions (:func:`mocs_conditions`) and the
        trials of each condition into levels (equal distances up to round-off).
-    2. Fit a Weibull function to each condition (:func:`fit_weibull`) and
+    2. Fit a Weibull function to each condition (:func:`~psyphy_numpyro.fit_weibull`) and
        read its ``target`` threshold; bootstrap it ``num_bootstrap`` times by
        resampling trials within each level.
     3. Read the fit's threshold along every condition's ray with
@@ -892,7 +499,7 @@ def validate_mocs(
     num_bootstrap = check_int("num_bootstrap", num_bootstrap, 1)
     level = check_real("level", level, 0.0, 1.0)
     rng = np.random.default_rng(check_int("seed", seed, 0))
-    guess, lapse, target = _check_rates(guess, lapse, target)
+    guess, lapse, target = check_weibull_rates(guess, lapse, target)
     cond = mocs_conditions(data, ref_tol=ref_tol, direction_tol=direction_tol)
     C = len(cond.refs)
     y = data.responses.astype(float)
@@ -904,16 +511,17 @@ def validate_mocs(
     weibull = []
     for c in range(C):
         sel = cond.index == c
-        levels, n, k = _counts(cond.distances[sel], y[sel])
+        levels, n, k = level_counts(cond.distances[sel], y[sel])
         if len(levels) < 2:
             raise InvalidInput(
                 f"condition {c} (ref {np.round(cond.refs[c], 4).tolist()}, direction "
                 f"{np.round(cond.directions[c], 4).tolist()}) has {len(levels)} level; a "
                 "Weibull fit needs at least 2 distinct distances"
             )
-        weibull.append(_make_fit(levels, n, k, guess, lapse, target))
+        weibull.append(fit_weibull_counts(levels, n, k, guess, lapse, target))
     w_thr = np.array([w.threshold for w in weibull])
-    w_boot = np.stack([w._bootstrap(num_bootstrap, rng) for w in weibull], axis=1)  # (B, C)
+    w_boot = np.stack([bootstrap_thresholds(w, num_bootstrap, rng) for w in weibull],
+                      axis=1)  # (B, C)
     w_int = np.stack([_interval(w_boot[:, c], level) for c in range(C)], axis=1)
     in_range = np.array([w.in_range for w in weibull])
 

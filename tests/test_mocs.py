@@ -1,4 +1,5 @@
-"""MOCS validation: Weibull fits, condition grouping, simulation, validate_mocs and its plot."""
+"""MOCS validation: Weibull fits (weibull.py), condition grouping, simulation, validate_mocs
+and its plot."""
 
 import csv
 import warnings
@@ -13,7 +14,7 @@ import pytest  # noqa: E402
 from scipy.optimize import minimize  # noqa: E402
 
 import psyphy_numpyro as pn  # noqa: E402
-from psyphy_numpyro import mocs  # noqa: E402
+from psyphy_numpyro import mocs, weibull  # noqa: E402
 from psyphy_numpyro.errors import InvalidInput, InvalidType  # noqa: E402
 from psyphy_numpyro.plotting import save_figure  # noqa: E402
 from psyphy_numpyro.plotting.mocs import plot_mocs  # noqa: E402
@@ -31,22 +32,22 @@ REPEATS = 40
 # ---------------------------------------------------------------------------
 def test_weibull_p_and_threshold_closed_form():
     t = np.array([0.0, 0.1, 0.2])
-    p = mocs.weibull_p(t, 0.1, 2.0)
+    p = weibull.weibull_p(t, 0.1, 2.0)
     np.testing.assert_allclose(p, 1 / 3 + 2 / 3 * (1 - np.exp(-np.array([0.0, 1.0, 4.0]))))
-    thr = mocs.weibull_threshold(0.1, 2.0)
+    thr = weibull.weibull_threshold(0.1, 2.0)
     np.testing.assert_allclose(thr, 0.1 * np.log(2) ** 0.5)
-    np.testing.assert_allclose(mocs.weibull_p(thr, 0.1, 2.0), 2 / 3)
+    np.testing.assert_allclose(weibull.weibull_p(thr, 0.1, 2.0), 2 / 3)
     # with a lapse rate and another target the inverse still holds
-    thr = mocs.weibull_threshold(0.2, 3.0, target=0.8, lapse=0.05)
-    np.testing.assert_allclose(mocs.weibull_p(thr, 0.2, 3.0, lapse=0.05), 0.8)
-    np.testing.assert_allclose(mocs.weibull_p(100.0, 0.2, 3.0, lapse=0.05), 0.95)
+    thr = weibull.weibull_threshold(0.2, 3.0, target=0.8, lapse=0.05)
+    np.testing.assert_allclose(weibull.weibull_p(thr, 0.2, 3.0, lapse=0.05), 0.8)
+    np.testing.assert_allclose(weibull.weibull_p(100.0, 0.2, 3.0, lapse=0.05), 0.95)
 
 
 def _simulate_weibull(alpha, beta, repeats, seed, lapse=0.0, grid=LEVEL_GRID):
-    thr = mocs.weibull_threshold(alpha, beta, lapse=lapse)
+    thr = weibull.weibull_threshold(alpha, beta, lapse=lapse)
     d = np.repeat(thr * grid, repeats)
     rng = np.random.default_rng(seed)
-    y = (rng.random(d.size) < mocs.weibull_p(d, alpha, beta, lapse=lapse)).astype(int)
+    y = (rng.random(d.size) < weibull.weibull_p(d, alpha, beta, lapse=lapse)).astype(int)
     return d, y, float(thr)
 
 
@@ -56,20 +57,20 @@ def test_fit_weibull_recovers_threshold(alpha, beta):
     # threshold over 50 simulated experiments is 6-11% (beta 5 .. 1.5), so at
     # 2400 it is <= 4.5%; 15% is more than 3 sd.
     d, y, thr = _simulate_weibull(alpha, beta, 300, seed=int(100 * beta))
-    wf = mocs.fit_weibull(d, y)
+    wf = weibull.fit_weibull(d, y)
     assert wf.converged and wf.in_range
     assert abs(wf.threshold / thr - 1) < 0.15
-    assert wf.threshold == pytest.approx(mocs.weibull_threshold(wf.alpha, wf.beta))
+    assert wf.threshold == pytest.approx(weibull.weibull_threshold(wf.alpha, wf.beta))
     assert len(wf.levels) == 8 and wf.num_trials.sum() == len(d)
     assert wf.num_correct.sum() == y.sum()
 
 
 def test_fit_weibull_matches_scipy_optimum_and_bootstrap_brackets_truth():
     d, y, thr = _simulate_weibull(0.1, 2.0, 40, seed=3, lapse=0.02)
-    wf = mocs.fit_weibull(d, y, lapse=0.02)
+    wf = weibull.fit_weibull(d, y, lapse=0.02)
 
     def nll(x):
-        p = mocs.weibull_p(d, np.exp(x[0]), np.exp(x[1]), lapse=0.02)
+        p = weibull.weibull_p(d, np.exp(x[0]), np.exp(x[1]), lapse=0.02)
         return -np.sum(y * np.log(p) + (1 - y) * np.log1p(-p))
 
     best = min((minimize(nll, x0, method="Nelder-Mead", options={"xatol": 1e-10,
@@ -89,7 +90,7 @@ def test_fit_weibull_flags_extrapolated_threshold():
     d = np.repeat([0.2, 0.3, 0.4], 20)
     y = np.ones_like(d, dtype=int)  # all correct: the threshold is below every level
     with pytest.warns(RuntimeWarning, match="outside the tested distances"):
-        wf = mocs.fit_weibull(d, y)
+        wf = weibull.fit_weibull(d, y)
     assert not wf.in_range and wf.threshold < 0.2
 
 
@@ -118,7 +119,7 @@ def test_fit_weibull_bad_input_messages(kwargs, exc, msg):
     args = {"distances": [0.1, 0.2, 0.3, 0.4], "responses": [0, 1, 1, 1]}
     args.update(kwargs)
     with pytest.raises(exc) as info:
-        mocs.fit_weibull(args.pop("distances"), args.pop("responses"), **args)
+        weibull.fit_weibull(args.pop("distances"), args.pop("responses"), **args)
     assert str(info.value) == msg
 
 
@@ -315,7 +316,7 @@ def test_validate_mocs_1d_picks_the_ray_direction():
     refs = np.array([[0.0], [0.0], [0.3]])
     dirs = np.array([[1.0], [-1.0], [-1.0]])
     _, y, _ = _simulate_weibull(0.05, 2.0, 10, seed=0)
-    t = np.repeat(mocs.weibull_threshold(0.05, 2.0) * LEVEL_GRID, 10)
+    t = np.repeat(weibull.weibull_threshold(0.05, 2.0) * LEVEL_GRID, 10)
     ref = np.repeat(refs, len(t), axis=0)
     comp = ref + np.tile(t, 3)[:, None] * np.repeat(dirs, len(t), axis=0)
     data = pn.TrialData.from_arrays(ref, comp, np.tile(y, 3))
