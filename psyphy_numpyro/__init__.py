@@ -3,14 +3,7 @@
 from ._version import __version__  # noqa: F401
 from .bootstrap import BootstrapFit, fit_bootstrap
 from .crossval import CrossValidation, cross_validate
-from .data import (
-    TrialData,
-    as_trial_data,
-    comparisons_at_radius,
-    simulate_experiment,
-    simulate_observer,
-    simulate_trials,
-)
+from .data import TrialData, as_trial_data
 from .design import propose_trials, random_trials, space_filling_trials
 from .design.session import Experiment
 from .errors import FitDivergedError, FitFailedError
@@ -25,6 +18,12 @@ from .model import WPPM, wppm_model
 from .persist import load_fit
 from .posterior import LaplaceFit, MCMCFit
 from .readout import Thresholds, field_error, fit_ellipse, psychometric, thresholds
+from .simulate import (
+    comparisons_at_radius,
+    simulate_experiment,
+    simulate_observer,
+    simulate_trials,
+)
 from .weibull import fit_weibull
 
 __all__ = [

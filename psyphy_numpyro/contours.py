@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .data import write_csv
+from .csvio import write_csv
 from .errors import InvalidInput
 from .validation import check_int
 

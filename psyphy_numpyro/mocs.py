@@ -24,9 +24,11 @@ from typing import NamedTuple
 import numpy as np
 
 from .contours import ray_extent
-from .data import TrialData, as_trial_data, simulate_trials, write_csv
+from .csvio import write_csv
+from .data import TrialData, as_trial_data
 from .errors import InvalidInput
 from .readout import _check_directions, _check_refs, _fit_weights, thresholds
+from .simulate import simulate_trials
 from .validation import DOMAIN_TOL, check_array, check_int, check_real
 from .weibull import (  # noqa: F401 - the Weibull names stay importable from here too
     WeibullFit,

@@ -19,14 +19,14 @@ def test_csv_round_trip_is_lossless(tmp_path, d):
     path = tmp_path / "trials.csv"
     data.to_csv(path)
     header = path.read_text().splitlines()[0]
-    assert header == ",".join(pn.data.csv_columns(d))
+    assert header == ",".join(pn.csvio.csv_columns(d))
     back = pn.TrialData.from_csv(path)
     assert back == data
     np.testing.assert_array_equal(back.stimuli, s)  # bit for bit
 
 
 def test_csv_header_for_2d():
-    assert pn.data.csv_columns(2) == ["ref_x", "ref_y", "comparison_x", "comparison_y", "response"]
+    assert pn.csvio.csv_columns(2) == ["ref_x", "ref_y", "comparison_x", "comparison_y", "response"]
 
 
 @pytest.mark.parametrize(
@@ -250,7 +250,7 @@ def test_missing_header_is_named_with_the_expected_header(tmp_path, d):
     path = _write(tmp_path, f"{row}\n{row}\n")
     with pytest.raises(ValueError, match="the header is missing: file line 1") as err:
         pn.TrialData.from_csv(path)
-    assert ",".join(pn.data.csv_columns(d)) in str(err.value)
+    assert ",".join(pn.csvio.csv_columns(d)) in str(err.value)
 
 
 @pytest.mark.parametrize("delim", [",", ";", "\t"])
