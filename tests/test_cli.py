@@ -301,3 +301,56 @@ def test_read_points(tmp_path):
         assert message in str(info.value) and "p.csv" in str(info.value), str(info.value)
     with pytest.raises(FileNotFoundError, match="nope.csv: no such file"):
         pn.data.read_points(tmp_path / "nope.csv", 2)
+
+
+_X64_SCRIPT = """
+import sys
+import jax
+jax.config.update("jax_enable_x64", True)
+import numpy as np
+import psyphy_numpyro as pn
+from psyphy_numpyro import cli
+trials, path = sys.argv[1:]
+model = pn.WPPM(input_dim=2, basis_degree=1, num_samples=16, estimator="reparam")
+fit = pn.fit_map(pn.TrialData.from_csv(trials), model, steps=30, num_restarts=1, progress=False)
+assert np.asarray(fit.params["W"]).dtype == np.float64
+fit.save(path)
+jax.config.update("jax_enable_x64", False)  # as a fresh CLI process starts
+code = cli.main(["summary", path])
+print("code", code, "x64", jax.config.jax_enable_x64)
+"""
+
+
+def test_cli_switches_to_float64_for_a_float64_fit(workdir, monkeypatch):
+    """A format-2 fit file keeps W in unconstrained_posterior: the CLI reads its dtype there
+    and switches JAX to float64, so a float64 fit's read-outs are reproduced exactly."""
+    from psyphy_numpyro.cli import commands
+
+    tmp, _, _ = workdir
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "CI": "1"}
+    res = subprocess.run([sys.executable, "-c", _X64_SCRIPT, str(tmp / "trials.csv"),
+                          str(tmp / "fit64.nc")], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert "code 0 x64 True" in res.stdout, res.stdout
+    assert "saved in float64" not in res.stderr, res.stderr  # no float32 read-out warning
+
+    # in this (float32) process: record the switch instead of making it
+    import jax
+
+    calls = []
+    monkeypatch.setattr(jax.config, "update", lambda *a: calls.append(a))
+    commands._enable_x64_for(str(tmp / "fit64.nc"))
+    assert calls == [("jax_enable_x64", True)]
+    calls.clear()
+    commands._enable_x64_for(str(tmp / "fit.nc"))  # a float32 fit: no switch
+    commands._enable_x64_for(str(tmp / "trials.csv"))  # not a fit file: load_fit reports it
+    assert calls == []
+    # format 1 kept W in posterior
+    import h5netcdf
+
+    with h5netcdf.File(tmp / "format1.nc", "w") as fh:
+        group = fh.create_group("posterior")
+        group.dimensions = {"chain": 1, "draw": 2}
+        group.create_variable("W", ("chain", "draw"), data=np.zeros((1, 2)))
+    assert commands._weights_dtype(str(tmp / "format1.nc")) == np.float64

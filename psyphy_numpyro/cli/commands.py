@@ -43,18 +43,31 @@ def _check_output_path(path, what):
         raise IsADirectoryError(f"{what} {path}: is a directory")
 
 
+def _weights_dtype(path):
+    """The dtype of the saved weights ``W``, read where the fit-file format keeps them
+    (format 2: ``unconstrained_posterior``, format 1: ``posterior``); ``None`` for a file
+    that is not NetCDF-4 or holds no ``W`` (:func:`load_fit` then reports it)."""
+    import h5netcdf
+
+    from ..arviz_io import WEIGHTS_GROUP
+
+    try:
+        fh = h5netcdf.File(path, "r")
+    except OSError:  # not an HDF5 (NetCDF-4) file
+        return None
+    with fh:
+        for name in (WEIGHTS_GROUP, "posterior"):
+            group = fh.groups.get(name)
+            if group is not None and "W" in group.variables:
+                return np.dtype(group.variables["W"].dtype)
+    return None
+
+
 def _enable_x64_for(path):
     """Switch JAX to float64 when the saved weights are float64 (identical read-outs)."""
     import jax
 
-    try:
-        import xarray as xr
-
-        with xr.open_dataset(path, group="posterior", engine="h5netcdf") as ds:
-            dtype = ds["W"].dtype
-    except Exception:  # noqa: BLE001 - load_fit reports unreadable files properly
-        return
-    if dtype == np.float64:
+    if _weights_dtype(path) == np.float64:
         jax.config.update("jax_enable_x64", True)
 
 
