@@ -122,6 +122,10 @@ class TrialData:
         keep their dtype, anything else is stored as text. Names may not be
         data columns (``ref_x``, ..., ``response``).
 
+    ``N`` may be 0: no trials yet, e.g. a new session's ``Experiment.data``
+    (stimuli ``(0, 2, d)``, responses ``(0,)``). Fits and the other functions
+    that take data reject it (:func:`as_trial_data`).
+
     Attributes
     ----------
     stimuli : numpy array (N, 2, d), float64
@@ -164,8 +168,6 @@ class TrialData:
                 "stimuli must have shape (N, 2, d) with d in {1, 2, 3} "
                 f"([:, 0] = reference, [:, 1] = comparison), got {s.shape}"
             )
-        if s.shape[0] == 0:
-            raise InvalidInput("TrialData is empty: at least one trial is needed")
         check_points(s, s.shape[2], "stimuli", locate=_locate_stimulus)
         y = check_responses(responses, s.shape[0])
         meta = check_metadata(metadata, s.shape[0])
@@ -194,7 +196,7 @@ class TrialData:
         Every data set must have the same stimulus dimension and the same
         metadata columns.
         """
-        datas = [as_trial_data(d) for d in datas]
+        datas = [as_trial_data(d, allow_empty=True) for d in datas]
         if not datas:
             raise InvalidInput("concatenate needs at least one data set")
         dims = sorted({d.input_dim for d in datas})
@@ -331,18 +333,22 @@ class TrialData:
 
     def __repr__(self) -> str:
         meta = f", metadata={list(self.metadata)}" if self.metadata else ""
-        return (
-            f"TrialData(num_trials={len(self)}, input_dim={self.input_dim}, "
-            f"proportion_correct={self.responses.mean():.3f}{meta})"
-        )
+        correct = f", proportion_correct={self.responses.mean():.3f}" if len(self) else ""
+        return f"TrialData(num_trials={len(self)}, input_dim={self.input_dim}{correct}{meta})"
 
 
-def as_trial_data(data) -> TrialData:
-    """Coerce ``data`` (ours, psyphy's TrialData/ResponseData) to :class:`TrialData`."""
-    if isinstance(data, TrialData):
-        return data
-    if hasattr(data, "stimuli") or hasattr(data, "to_trial_data"):
-        return TrialData(data)
-    raise InvalidType(
-        f"data must be a TrialData (or psyphy TrialData/ResponseData), got {type(data).__name__}"
-    )
+def as_trial_data(data, *, allow_empty: bool = False) -> TrialData:
+    """Coerce ``data`` (ours, psyphy's TrialData/ResponseData) to :class:`TrialData`.
+
+    Data without trials is an error unless ``allow_empty``: every function that
+    fits or evaluates data takes it through here.
+    """
+    if not isinstance(data, TrialData):
+        if not (hasattr(data, "stimuli") or hasattr(data, "to_trial_data")):
+            raise InvalidType(f"data must be a TrialData (or psyphy TrialData/ResponseData), "
+                              f"got {type(data).__name__}")
+        data = TrialData(data)
+    if not allow_empty and len(data) == 0:
+        raise InvalidInput("data has no trials (an empty TrialData): at least one trial is "
+                           "needed")
+    return data

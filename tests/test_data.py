@@ -70,7 +70,6 @@ def test_columns_in_any_order(tmp_path):
 @pytest.mark.parametrize(
     "stimuli, responses, exc, msg",
     [
-        (np.zeros((0, 2, 2)), np.zeros(0), ValueError, "empty"),
         (np.zeros((3, 2)), np.zeros(3), ValueError, "shape \\(N, 2, d\\)"),
         (np.zeros((3, 3, 2)), np.zeros(3), ValueError, "shape \\(N, 2, d\\)"),
         (np.zeros((3, 2, 4)), np.zeros(3), ValueError, "d in \\{1, 2, 3\\}"),

@@ -122,7 +122,6 @@ def _bad_stimuli(where, value):
         (DATA.stimuli, 1, ValueError, r"responses must have shape \(N,\) or \(N, 1\), got \(\)"),
         (DATA.stimuli, [[0, 1]] * 12, ValueError, r"shape \(N,\) or \(N, 1\), got \(12, 2\)"),
         (DATA.stimuli, np.array(["1"] * 12), TypeError, "responses must be numeric 0/1"),
-        (DATA.stimuli[:0], DATA.responses[:0], ValueError, "TrialData is empty"),
         (DATA.stimuli[:, :, :1].repeat(4, 2), DATA.responses, ValueError,
          r"shape \(N, 2, d\) with d in \{1, 2, 3\}.*got \(12, 2, 4\)"),
     ],
