@@ -51,13 +51,13 @@ def overheads(steps: int):
         fit, wall = _timed(lambda d=data: pn.fit_map(d, model, steps=steps, progress=False))
         rows.append(("fit_map", label, wall, fit.timings["steps"], fit.timings["compile"]))
     for label, data in sets.items():
-        lap, wall = _timed(lambda d=data: pn.fit_laplace(d, model, map_steps=steps,
+        lap, wall = _timed(lambda d=data: pn.fit_laplace(d, model, steps=steps,
                                                          progress=False))
         st = lap.map_fit.timings
         rows.append(("fit_laplace", label, wall, st["steps"], st["compile"]))
     for label, data in sets.items():
         post, wall = _timed(lambda d=data: pn.fit_mcmc(
-            d, model, num_warmup=2, num_samples=2, num_chains=1, map_steps=steps,
+            d, model, num_warmup=2, num_draws=2, num_chains=1, steps=steps,
             progress=False))
         st = post.init_fit.timings
         rows.append(("fit_mcmc start", label, wall, st["steps"], st["compile"]))

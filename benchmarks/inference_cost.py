@@ -64,12 +64,12 @@ def main():
         rows.append(("fit_laplace (after the MAP, 1000 draws)", t_lap,
                      *scores(np.asarray(lap.covariance(grid)), S_true)))
         t = time.perf_counter()
-        post = pn.fit_mcmc(data, model, init=fit, num_warmup=300, num_samples=300, num_chains=2)
+        post = pn.fit_mcmc(data, model, init=fit, num_warmup=300, num_draws=300, num_chains=2)
         t_nuts = time.perf_counter() - t
         rows.append(("fit_mcmc (after the MAP, 2 x (300 + 300), table surrogate)", t_nuts,
                      *scores(np.asarray(post.covariance(grid)), S_true)))
         t = time.perf_counter()
-        post16 = pn.fit_mcmc(data, model, init=fit, num_warmup=300, num_samples=300,
+        post16 = pn.fit_mcmc(data, model, init=fit, num_warmup=300, num_draws=300,
                              num_chains=2, surrogate_samples=16)
         t_nuts16 = time.perf_counter() - t
         rows.append(("fit_mcmc (same, surrogate_samples=16)", t_nuts16,

@@ -60,6 +60,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from numpyro.infer.util import log_likelihood  # noqa: E402
 from scipy import stats  # noqa: E402
 
 import psyphy_numpyro as pn  # noqa: E402
@@ -130,7 +131,8 @@ def _quantities(model, W, stimuli, responses, points, trial):
         corr = S[:, iu[0], iu[1]] / jnp.sqrt(var[:, iu[0]] * var[:, iu[1]])
         per_point = jnp.concatenate([jnp.log(var), corr], axis=1).reshape(-1)
         p = model.p_correct_from_weights(w, trial[None, 0], trial[None, 1], noise0[:1])[0]
-        ll = jnp.sum(model.log_likelihood_from_weights(w, stimuli, responses, noise0))
+        ll = jnp.sum(log_likelihood(partial(pn.wppm_model, config=model, noise=noise0),
+                                    {"W": w}, stimuli, responses, batch_ndims=0)["y"])
         return jnp.concatenate([per_point, p[None], ll[None]])
 
     return jax.lax.map(one, W)
@@ -292,9 +294,9 @@ def run_sbc(
             t = time.perf_counter()
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", RuntimeWarning)
-                fit = pn.fit_mcmc(data, model, num_warmup=num_warmup, num_samples=num_samples,
+                fit = pn.fit_mcmc(data, model, num_warmup=num_warmup, num_draws=num_samples,
                                   num_chains=num_chains, seed=seed + r, progress=False,
-                                  map_steps=map_steps)
+                                  steps=map_steps)
             fit_time[r] = time.perf_counter() - t
             warn_count += sum(issubclass(w.category, RuntimeWarning) for w in caught)
             chains = fit.draws  # (chains, num_samples, ...)

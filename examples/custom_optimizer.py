@@ -1,12 +1,15 @@
-"""Build your own MAP optimiser: a from-scratch optax loop on the WPPM objective.
+"""Build your own MAP optimiser: a from-scratch optax loop on the WPPM's SVI loss.
 
 psyphy's documentation page "Build your own optimizer with jax" writes MAP
 estimation as a short loop: a loss, ``jax.value_and_grad``, an optax
 optimiser (SGD with momentum), ``jax.jit``, a loss history. This example runs
-that loop on psyphy_numpyro's objective, :meth:`psyphy_numpyro.MAP.loss` (the
-NumPyro model's negative log joint in prior-whitened coordinates), then checks
-it against :func:`psyphy_numpyro.fit_map` run with the same optimiser and seed:
-the two are the same computation, so their loss histories and fields agree.
+that loop on psyphy_numpyro's objective, :meth:`psyphy_numpyro.MAP.loss`:
+NumPyro's ``Trace_ELBO`` of the ``AutoDelta`` guide on the WPPM model (its
+negative log joint, weights decentred by ``LocScaleReparam``), the loss
+``numpyro.infer.SVI`` steps on (``problem.svi``). It then checks the loop
+against :func:`psyphy_numpyro.fit_map` run with the same optimiser and seed
+(``SVI.update`` with that optax transformation): the two are the same
+computation, so their loss histories and fields agree.
 
 Run ``python examples/custom_optimizer.py --out-dir figures`` (about a minute
 on a laptop CPU); it writes ``custom_optimizer_loss.png``.
@@ -43,7 +46,7 @@ def my_map_loop(problem, data, optimizer, steps, seed):
         key, sub = jax.random.split(key)
         z, opt_state, loss = step(z, opt_state, trials, sub)
         history.append(float(loss))
-    return problem.get_params(pn.MAPState(z, opt_state, key, steps)), np.asarray(history)
+    return problem.params(z), np.asarray(history)
 
 
 def run(num_trials=2000, steps=500, seed=0, learning_rate=1e-3, out_dir=None):
@@ -95,7 +98,7 @@ def _plot(out, out_dir, n):
             label="fit_map, same optimiser and seed")
     ax.set_xscale("log")
     ax.set_xlabel("step (one stochastic evaluation each; log scale)")
-    ax.set_ylabel("negative log joint per trial")
+    ax.set_ylabel("SVI loss (negative log joint) per trial")
     ax.set_title("A from-scratch MAP loop on the WPPM objective")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     path = out_dir / "custom_optimizer_loss.png"

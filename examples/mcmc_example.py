@@ -73,7 +73,7 @@ def main(argv=None):
     map_fit = pn.fit_map(data, model, steps=800, num_restarts=2, seed=args.seed)
     t1 = time.perf_counter()
     post = pn.fit_mcmc(data, model, init=map_fit, num_warmup=args.warmup,
-                       num_samples=args.samples, num_chains=args.chains, seed=args.seed)
+                       num_draws=args.samples, num_chains=args.chains, seed=args.seed)
     t2 = time.perf_counter()
     print(f"fit_map {t1 - t0:.1f} s, fit_mcmc {t2 - t1:.1f} s, "
           f"{post.divergences} divergences, surrogate {post.surrogate}")

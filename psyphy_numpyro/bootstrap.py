@@ -20,10 +20,10 @@ import numpy as np
 from .errors import FitDivergedError, InvalidInput, InvalidType
 from .fits import MAPFit, PosteriorFit
 from .inference import engine
-from .inference.objective import MAP, from_whitened, init_state, pad_trials, to_whitened
-from .map_fit import _check_count, _first_bad, _run_phase, fit_map, resolve_model
+from .inference.svi import MAP, from_whitened, init_state, pad_trials, state_z, to_whitened
+from .map_fit import fit_map, resolve_model
 from .progress import Progress, use_progress
-from .validation import check_real, seed_from
+from .validation import check_count, check_real, seed_from
 
 __all__ = ["fit_bootstrap", "BootstrapFit", "resample_counts", "default_strata"]
 
@@ -261,11 +261,11 @@ def fit_bootstrap(
 
 def _check_refits(num_fits, steps, learning_rate, batch_size, num_trials):
     """Checked refit settings; a ``batch_size`` of ``num_trials`` or more is full batch."""
-    num_fits = _check_count("num_fits", num_fits, lo=2)
-    steps = _check_count("steps", steps)
+    num_fits = check_count("num_fits", num_fits, lo=2)
+    steps = check_count("steps", steps)
     learning_rate = check_real("learning_rate", learning_rate, 0.0)
     if batch_size is not None:
-        batch_size = _check_count("batch_size", batch_size)
+        batch_size = check_count("batch_size", batch_size)
         batch_size = None if batch_size >= num_trials else batch_size
     return num_fits, steps, learning_rate, batch_size
 
@@ -340,7 +340,7 @@ def _refit_many(model, jobs, steps, learning_rate, batch_size, seed, show, timin
     largest data set, and each job's refits start from ``init`` (a MAPFit).
     Returns one ``(W (1, F_ok, ...), lapse (1, F_ok) or None, kept (F_j,))`` per job.
     """
-    from .inference.objective import bucket_size
+    from .inference.svi import bucket_size
 
     problem = MAP(model, None, batch_size)
     size = bucket_size(max(len(d) for d, _, _ in jobs))
@@ -356,7 +356,7 @@ def _refit_many(model, jobs, steps, learning_rate, batch_size, seed, show, timin
         b = jax.tree_util.tree_map(lambda x, F=F: jnp.broadcast_to(x, (F,) + x.shape), trials)
         batches.append(b._replace(weights=jnp.asarray(weights, trials.weights.dtype)))
         one = init_state(model, problem.optimizer, key, to_whitened(model, init.params),
-                         learning_rate, steps)
+                         learning_rate, steps, problem.batch_size)
         starts.append(jax.tree_util.tree_map(
             lambda x, F=F: jnp.broadcast_to(x, (F,) + jnp.shape(x)), one))
         sizes.append(F)
@@ -372,12 +372,12 @@ def _refit_many(model, jobs, steps, learning_rate, batch_size, seed, show, timin
     try:
         sharded_states, _ = engine.shard(states)
         sharded, _ = engine.shard(batch)
-        out, losses = _run_phase(problem, sharded_states, sharded, steps, total, bar, timings,
+        out, losses = engine.run_batch(problem, sharded_states, sharded, steps, total, bar, timings,
                                  max(len(d) for d, _, _ in jobs))
     finally:
         bar.close()
     out = engine.unshard(out, total)
-    bad_all = _first_bad(losses, out.z) >= 0
+    bad_all = engine.first_bad(losses, state_z(out)) >= 0
     results, lo = [], 0
     for j, (F, (_, init, _)) in enumerate(zip(sizes, jobs, strict=True)):
         bad = bad_all[lo:lo + F]
@@ -391,7 +391,7 @@ def _refit_many(model, jobs, steps, learning_rate, batch_size, seed, show, timin
             warnings.warn(f"{who}{int(bad.sum())} of {F} refits diverged and were dropped",
                           RuntimeWarning, stacklevel=3)
         z = jax.tree_util.tree_map(lambda a, lo=lo, F=F, bad=bad: jnp.asarray(a)[lo:lo + F][~bad],
-                                   out.z)
+                                   state_z(out))
         params = from_whitened(model, z)
         W = np.asarray(params["W"]).astype(np.asarray(init.params["W"]).dtype)
         lapse = params.get("lapse_rate")

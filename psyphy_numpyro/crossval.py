@@ -23,11 +23,11 @@ import numpy as np
 from .bootstrap import _refit_many, default_strata
 from .errors import InvalidInput
 from .fits import MAPFit
-from .inference.objective import MAP, bucket_size, from_whitened
-from .map_fit import _check_count, resolve_model
+from .inference.svi import MAP, bucket_size, from_whitened
+from .map_fit import resolve_model
 from .model import WPPM, as_wppm
 from .progress import use_progress
-from .validation import check_real, seed_from
+from .validation import check_count, check_real, seed_from
 
 __all__ = ["cross_validate", "CrossValidation", "fold_labels"]
 
@@ -192,12 +192,12 @@ def cross_validate(data, models, *, num_folds: int = 5, seed: int = 0, rng_key=N
     if not isinstance(models, list | tuple) or len(models) == 0:
         raise InvalidInput("models must be a non-empty list of psyphy_numpyro.WPPM")
     models = [as_wppm(m, f"models[{i}]") for i, m in enumerate(models)]
-    num_folds = _check_count("num_folds", num_folds, lo=2)
-    steps = _check_count("steps", steps)
+    num_folds = check_count("num_folds", num_folds, lo=2)
+    steps = check_count("steps", steps)
     learning_rate = check_real("learning_rate", learning_rate, 0.0)
     init_scale = check_real("init_scale", init_scale, 0.0)
     if eval_samples is not None:
-        eval_samples = _check_count("eval_samples", eval_samples)
+        eval_samples = check_count("eval_samples", eval_samples)
     many = isinstance(data, list | tuple)
     datas = list(data) if many else [data]
     if len(datas) == 0:

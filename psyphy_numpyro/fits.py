@@ -35,7 +35,7 @@ from .arviz_io import to_inference_data, weight_dims
 from .data import TrialData
 from .errors import InvalidInput
 from .field import covariance_field, sqrt_field
-from .model import WPPM, _chunked_loglik, as_wppm
+from .model import WPPM, as_wppm, pointwise_log_likelihood, with_lapse
 from .validation import as_key, check_array, check_int, check_points
 
 __all__ = ["Fit", "PosteriorFit", "MAPFit"]
@@ -501,15 +501,15 @@ def _p_correct_draws(model, W, ref, comparison, noise):
 def _lapse_draws(p, lapse):
     """Response probability per draw: ``p`` (num_draws, ...), ``lapse`` scalar or (num_draws,)."""
     lapse = jnp.asarray(lapse, p.dtype)
-    lapse = lapse.reshape(lapse.shape + (1,) * (p.ndim - lapse.ndim))
-    return (1.0 - lapse) * p + lapse / 3.0
+    return with_lapse(p, lapse.reshape(lapse.shape + (1,) * (p.ndim - lapse.ndim)))
 
 
 @partial(jax.jit, static_argnums=(0, 5))
 def _loglik_draws(model, W, stimuli, responses, key, num_samples, lapse=None):
+    def one(w, lam=None):
+        return pointwise_log_likelihood(model, w, stimuli, responses, key, num_samples, 4096,
+                                        lam)
+
     if lapse is None:
-        return jax.lax.map(
-            lambda w: _chunked_loglik(model, w, stimuli, responses, key, num_samples, 4096), W)
-    return jax.lax.map(
-        lambda a: _chunked_loglik(model, a[0], stimuli, responses, key, num_samples, 4096,
-                                  a[1]), (W, lapse))
+        return jax.lax.map(one, W)
+    return jax.lax.map(lambda a: one(*a), (W, lapse))

@@ -9,24 +9,25 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.infer.util import log_density
+from numpyro.infer.util import constrain_fn, log_density, log_likelihood, potential_energy
 
 from .errors import FitFailedError, InvalidInput, InvalidType
 from .estimators import check_fixed_noise, surrogate_model, surrogate_noise
 from .fits import MAPFit
-from .inference.objective import pad_trials, padded_size
-from .map_fit import _check_count, fit_map, resolve_model
+from .inference.svi import pad_trials, padded_size
+from .map_fit import fit_map, resolve_model
 from .model import wppm_model
 from .noise import SharedNoise
 from .posterior import LaplaceFit
 from .progress import use_progress
-from .validation import check_real, seed_from
+from .validation import check_count, check_real, seed_from
 
 __all__ = ["fit_laplace", "negative_log_joint", "rotation_tangents"]
 
 
 def negative_log_joint(model, stimuli, responses, noise):
-    """``W -> -log p(W, y)`` with fixed noise (deterministic, differentiable)."""
+    """``W -> -log p(W, y)`` of :func:`~psyphy_numpyro.wppm_model` with fixed noise
+    (deterministic, differentiable): NumPyro's ``log_density`` of the model."""
     fn = partial(wppm_model, config=model, noise=noise)
 
     def f(W):
@@ -56,17 +57,14 @@ def rotation_tangents(W) -> np.ndarray:
     return U[:, s > 1e-10 * max(s.max(), 1e-300)]
 
 
-def _split(model, v):
-    """``(W, lapse or None)`` of a flat parameter vector (``logit(lapse)`` last when learned)."""
+def _sites(model, v):
+    """Unconstrained sites of the flat vector ``v``: ``W``, then ``logit(lapse)`` when learned
+    (NumPyro's unconstrained value of the ``"lapse_rate"`` site)."""
     P = int(np.prod(model.weight_shape))
-    W = v[:P].reshape(model.weight_shape)
-    return W, (jax.nn.sigmoid(v[P]) if model.learns_lapse else None)
-
-
-def _log_lapse_prior_logit(model, u):
-    """Log prior density of ``u = logit(lapse)`` (the Beta density times the Jacobian)."""
-    lam = jax.nn.sigmoid(u)
-    return model.lapse_prior_dist().log_prob(lam) + jnp.log(lam) + jnp.log1p(-lam)
+    sites = {"W": v[:P].reshape(model.weight_shape)}
+    if model.learns_lapse:
+        sites["lapse_rate"] = v[P]
+    return sites
 
 
 CURVATURE_CHUNK = 64
@@ -91,8 +89,9 @@ def _noise_blocks(noise, num_blocks, size):
     return noise.reshape((num_blocks, size) + noise.shape[1:]), lambda q: q
 
 
-def _block_sum(model, fn, w, stimuli, responses, weights, noise):
-    """``sum_b fn(p_of_b, w, y_b, weights_b)`` over blocks of trials (jittable)."""
+def _block_sum(model, block_fn, v, stimuli, responses, weights, noise):
+    """``sum_b block_fn(model_b, v, y_b, weights_b)`` over blocks of trials (jittable), with
+    ``model_b`` the WPPM model on block ``b``'s trials and noise."""
     n = stimuli.shape[0]
     size = _blocks(n)
     nb = n // size
@@ -100,72 +99,73 @@ def _block_sum(model, fn, w, stimuli, responses, weights, noise):
 
     def one(args):
         s, y, wt, q = args
-        nz = rebuild(q)
-
-        def p_of(v):
-            W, lapse = _split(model, v)
-            p = model.p_correct_from_weights(W, s[:, 0], s[:, 1], nz)
-            return model.response_p(p, lapse)
-
-        return fn(p_of, w, y, wt)
+        fn = partial(wppm_model, s, config=model, noise=rebuild(q))
+        return block_fn(fn, model, v, y, wt)
 
     blocks = (stimuli.reshape((nb, size) + stimuli.shape[1:]), responses.reshape(nb, size),
               weights.reshape(nb, size), per)
     return jnp.sum(jax.lax.map(one, blocks), 0)
 
 
-def _fisher_block(p_of, w, y, wt):
-    p = p_of(w)
-    J = jax.jacfwd(p_of)(w)  # (size, P)
-    Jw = J * jnp.sqrt(wt / (p * (1.0 - p)))[:, None]
-    return Jw.T @ Jw
+def _fisher_block(fn, model, v, y, wt):
+    """Expected information of one block's responses: ``E_y[s s']`` per trial, with the
+    scores ``s`` of both outcomes from the model's own log-likelihood."""
+
+    def loglik(u, outcome):
+        params = constrain_fn(fn, (outcome,), {}, _sites(model, u))
+        return log_likelihood(fn, params, outcome, batch_ndims=0)["y"]
+
+    ones = jnp.ones_like(y)
+    zeros = jnp.zeros_like(y)
+    p = jnp.exp(loglik(v, ones))  # the model's probability of a correct response
+    J1 = jax.jacfwd(loglik)(v, ones)
+    J0 = jax.jacfwd(loglik)(v, zeros)
+    return (J1 * (wt * p)[:, None]).T @ J1 + (J0 * (wt * (1.0 - p))[:, None]).T @ J0
 
 
-def _hessian_block(p_of, w, y, wt):
-    def nll(v):
-        p = p_of(v)
-        yy = y.astype(p.dtype)
-        ll = yy * jnp.log(p) + (1.0 - yy) * jnp.log1p(-p)
-        return -jnp.sum(jnp.where(wt > 0, wt * ll, 0.0))
-
-    return jax.hessian(nll)(w)
+def _hessian_block(fn, model, v, y, wt):
+    """Hessian of the block's (weighted) potential energy, prior included (subtracted once
+    per block by :func:`_curvature`)."""
+    weighted = partial(fn, weights=wt)
+    return jax.hessian(lambda u: potential_energy(weighted, (y,), {}, _sites(model, u)))(v)
 
 
-@partial(jax.jit, static_argnums=0)
-def _fisher(model, w, stimuli, weights, noise):
-    """Bernoulli Fisher information ``sum_n w_n grad p_n grad p_n' / (p_n (1 - p_n))`` of the
-    response probabilities (the likelihood part of the curvature), block by block."""
-    y = jnp.zeros(stimuli.shape[0], jnp.int32)
-    return _block_sum(model, _fisher_block, w, stimuli, y, weights, noise)
+@partial(jax.jit, static_argnums=(0, 1))
+def _likelihood_curvature(model, curvature, v, stimuli, responses, weights, noise):
+    """The likelihood's curvature (P, P), block by block: the Fisher information of the
+    responses, or the exact Hessian of the negative log-likelihood."""
+    if curvature == "hessian":
+        H = _block_sum(model, _hessian_block, v, stimuli, responses, weights, noise)
+        nb = stimuli.shape[0] // _blocks(stimuli.shape[0])
+        return H - nb * _prior_curvature(model, v, stimuli, noise)
+    return _block_sum(model, _fisher_block, v, stimuli, responses, weights, noise)
 
 
-@partial(jax.jit, static_argnums=0)
-def _hessian(model, w, stimuli, responses, weights, noise):
-    """Exact Hessian of the (weighted) negative log-likelihood, block by block."""
-    return _block_sum(model, _hessian_block, w, stimuli, responses, weights, noise)
+def _prior_curvature(model, v, stimuli, noise):
+    """Hessian of the model's potential energy on one weightless trial: the prior's curvature
+    in the unconstrained coordinates (a learned lapse rate's Jacobian included)."""
+    one = jax.tree_util.tree_map(lambda a: a[:1], noise)
+    fn = partial(wppm_model, stimuli[:1], config=model, noise=one,
+                 weights=jnp.zeros(1, stimuli.dtype))
+    y = jnp.zeros(1, jnp.int32)
+    return jax.hessian(lambda u: potential_energy(fn, (y,), {}, _sites(model, u)))(v)
 
 
-@partial(jax.jit, static_argnums=0)
-def _lapse_prior_curvature(model, u):
-    return -jax.grad(jax.grad(lambda x: _log_lapse_prior_logit(model, x)))(u)
+_prior_curvature_jit = jax.jit(_prior_curvature, static_argnums=0)
 
 
 def _curvature(model, w, data, noise, curvature):
-    """Curvature matrix (P, P) of the negative log joint at the flat parameters ``w``:
-    the likelihood's (Fisher information or exact Hessian) plus the prior's.
+    """Curvature ``(likelihood, prior)`` (P, P) each of the negative log joint at the flat
+    unconstrained parameters ``w``, both from the model.
 
     Trials are padded to their size bucket (weight 0 on the padding; ``noise``
     must cover the padded count), so nearby trial counts share one program.
     """
     trials = pad_trials(data, noise.shape[0], dtype=w.dtype)
-    if curvature == "hessian":
-        L = _hessian(model, w, trials.stimuli, trials.responses, trials.weights, noise)
-    else:
-        L = _fisher(model, w, trials.stimuli, trials.weights, noise)
-    prior_prec = 1.0 / np.asarray(model.prior_std(), dtype=np.float64).reshape(-1) ** 2
-    if model.learns_lapse:  # the log density of logit(lapse): Beta prior and Jacobian
-        prior_prec = np.append(prior_prec, float(_lapse_prior_curvature(model, w[-1])))
-    return np.asarray(L, dtype=np.float64) + np.diag(prior_prec)
+    L = _likelihood_curvature(model, curvature, w, trials.stimuli, trials.responses,
+                              trials.weights, noise)
+    prior = _prior_curvature_jit(model, w, trials.stimuli, noise)
+    return np.asarray(L, np.float64), np.asarray(prior, np.float64)
 
 
 def fit_laplace(
@@ -180,7 +180,7 @@ def fit_laplace(
     curvature: str = "fisher",
     hessian_samples: int = 256,
     hessian_bandwidth: float | None = None,
-    map_steps: int = 2000,
+    steps: int | None = None,
     trial_capacity: int | None = None,
 ) -> LaplaceFit:
     """Gaussian (Laplace) posterior around the MAP: uncertainty in seconds.
@@ -218,10 +218,12 @@ def fit_laplace(
     model : WPPM or psyphy WPPM, optional
         A psyphy model is converted (:meth:`WPPM.from_psyphy`).
     init : MAPFit, optional
-        The mode; ``None`` runs :func:`fit_map` (``map_steps`` steps) first.
+        The mode; ``None`` runs :func:`fit_map` first (``steps`` optimiser
+        steps, default its own), with this ``seed``: the same MAP as
+        ``fit_map(data, model, seed=seed)``.
     num_draws : int
         Gaussian draws, returned as a single chain.
-    seed : int
+    seed : int or jax PRNG key
         Seeds the MAP start (when ``init`` is None), the QMC noise and the draws.
     rng_key : jax PRNG key, optional
         Used instead of ``seed`` (an integer seed is drawn from it).
@@ -240,12 +242,14 @@ def fit_laplace(
     """
     given = model
     data, model = resolve_model(data, model)
-    num_draws = _check_count("num_draws", num_draws)
+    num_draws = check_count("num_draws", num_draws)
+    given_seed = seed if rng_key is None else rng_key  # the MAP start: fit_map's stream
     seed = seed_from(seed, rng_key)
-    hessian_samples = _check_count("hessian_samples", hessian_samples, lo=0)
+    hessian_samples = check_count("hessian_samples", hessian_samples, lo=0)
     if curvature not in ("fisher", "hessian"):
         raise InvalidInput(f'curvature must be "fisher" or "hessian", got {curvature!r}')
-    map_steps = _check_count("map_steps", map_steps)
+    if steps is not None:
+        steps = check_count("steps", steps)
     if hessian_bandwidth is not None:
         hessian_bandwidth = check_real("hessian_bandwidth", hessian_bandwidth, 0.0)
     check_fixed_noise(
@@ -257,7 +261,7 @@ def fit_laplace(
     elif init is not None:
         raise InvalidType(f"init must be a MAPFit or None, got {type(init).__name__}")
     if init is None:
-        init = fit_map(data, given, steps=map_steps, seed=seed, progress=use_progress(progress),
+        init = fit_map(data, given, steps=steps, seed=given_seed, progress=use_progress(progress),
                        trial_capacity=trial_capacity)
     if not isinstance(init, MAPFit):
         raise InvalidType(f"init must be a MAPFit or None, got {type(init).__name__}")
@@ -269,7 +273,8 @@ def fit_laplace(
         w0 = jnp.append(w0, jnp.asarray(np.log(lam0 / (1 - lam0)), W0.dtype))
     noise = surrogate_noise(hmodel, padded_size(len(data), trial_capacity), hessian_samples,
                             seed)
-    H = np.asarray(_curvature(hmodel, w0, data, noise, curvature), dtype=np.float64)
+    L, prior = _curvature(hmodel, w0, data, noise, curvature)
+    H = L + prior
     if not np.all(np.isfinite(H)):
         raise FitFailedError(
             "fit_laplace: the curvature at the MAP is not finite (NaN/Inf), so no Gaussian "
@@ -293,7 +298,7 @@ def fit_laplace(
     # its curvature falls below its prior's
     scale = np.ones(P)
     if model.learns_lapse:
-        scale[-1] = np.sqrt(float(_lapse_prior_curvature(model, w0[-1])) / floor)
+        scale[-1] = np.sqrt(prior[-1, -1] / floor)
     H = H / np.outer(scale, scale)
     lam, V = np.linalg.eigh(B.T @ H @ B)
     num_floored = int(np.sum(lam < floor))

@@ -17,10 +17,18 @@ from .data import TrialData, as_trial_data
 from .errors import FitDivergedError, InvalidInput, InvalidType
 from .fits import MAPFit
 from .inference import engine
-from .inference.objective import MAP, from_whitened, init_state, padded_size
+from .inference.svi import (
+    MAP,
+    from_whitened,
+    init_state,
+    lbfgs,
+    padded_size,
+    state_z,
+    whitened_adam,
+)
 from .model import WPPM, as_wppm
 from .progress import Progress, use_progress
-from .validation import as_key, check_int, check_real
+from .validation import as_key, check_count, check_real
 
 __all__ = ["MAPFit", "fit_map", "FitDivergedError", "resolve_model"]
 
@@ -50,13 +58,10 @@ def resolve_model(data, model, *, check=True) -> tuple[TrialData, WPPM]:
     return data, model
 
 
-def _check_count(name, value, lo=1):
-    return check_int(name, value, lo)
-
-
 AUTO_FULL_BATCH = 16384
 AUTO_BATCH_SIZE = 8192
-CHUNK = 50  # steps per compiled chunk (the progress bar and divergence checks run between)
+LBFGS_STEPS = 150  # the most L-BFGS steps of the kept start (it usually converges first)
+LBFGS_SCREEN = 20  # L-BFGS steps of every start before the best one continues
 
 
 class _Settings(NamedTuple):
@@ -68,67 +73,65 @@ class _Settings(NamedTuple):
     eval_samples: int
     init_scale: float
     custom_optimizer: bool
+    optimizer: optax.GradientTransformation
+    deterministic: bool
+    tol: float | None
+
+
+def _route(optimizer, batch_size):
+    """``(optax transformation, deterministic)`` of the ``optimizer`` argument."""
+    if optimizer is None:
+        optimizer = "adam" if batch_size is not None else "lbfgs"
+    if isinstance(optimizer, str):
+        if optimizer == "lbfgs":
+            if batch_size is not None:
+                raise InvalidInput('optimizer="lbfgs" needs every trial every step (its line '
+                                   'search needs a deterministic loss): use batch_size=None, '
+                                   'or optimizer="adam" for minibatches')
+            return lbfgs(), True
+        if optimizer == "adam":
+            return whitened_adam(), False
+        raise InvalidInput(f'optimizer must be "lbfgs", "adam", None or an optax '
+                           f'GradientTransformation, got {optimizer!r}')
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise InvalidType(
+            f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}"
+        )
+    return optimizer, False
 
 
 def _check_settings(data, model, steps, optimizer, learning_rate, num_restarts, batch_size,
-                    eval_samples, init_scale, screen_steps) -> _Settings:
+                    eval_samples, init_scale, screen_steps, tol=0.05) -> _Settings:
     """Every fit_map argument checked, before anything is compiled."""
-    steps = _check_count("steps", steps)
-    num_restarts = _check_count("num_restarts", num_restarts)
+    num_restarts = check_count("num_restarts", num_restarts)
     if isinstance(batch_size, str):
         if batch_size != "auto":
             raise InvalidInput(f'batch_size must be an int, None or "auto", got {batch_size!r}')
         batch_size = AUTO_BATCH_SIZE if len(data) > AUTO_FULL_BATCH else None
     if batch_size is not None:
-        batch_size = _check_count("batch_size", batch_size)
+        batch_size = check_count("batch_size", batch_size)
         if batch_size >= len(data):
             batch_size = None
     learning_rate = check_real("learning_rate", learning_rate, 0.0)
-    if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
-        raise InvalidType(
-            f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}"
-        )
+    custom = optimizer is not None and not isinstance(optimizer, str)
+    transformation, deterministic = _route(optimizer, batch_size)
+    if steps is None:
+        steps = LBFGS_STEPS if deterministic else 2000
+    steps = check_count("steps", steps)
     if eval_samples is None:
         eval_samples = max(8 * model.num_samples, 1024)
-    eval_samples = _check_count("eval_samples", eval_samples)
+    eval_samples = check_count("eval_samples", eval_samples)
     if check_real("init_scale", init_scale) <= 0:
         raise InvalidInput(f"init_scale must be > 0, got {init_scale!r}")
     if screen_steps is None:
-        screen_steps = steps if num_restarts == 1 else max(1, steps // 4)
-    screen_steps = min(_check_count("screen_steps", screen_steps), steps)
+        screen_steps = steps if num_restarts == 1 else (
+            LBFGS_SCREEN if deterministic else max(1, steps // 4))
+    screen_steps = min(check_count("screen_steps", screen_steps), steps)
+    if tol is not None:
+        tol = check_real("tol", tol, 0.0, lo_closed=True)
     return _Settings(steps, num_restarts, screen_steps, learning_rate, batch_size, eval_samples,
-                     float(init_scale), optimizer is not None)
-
-
-def _run_phase(problem, states, trials, target, members, bar, timings, n):
-    """Advance every batch member to ``target`` steps; ``(states, losses (members, k))``."""
-    current = int(np.asarray(jax.device_get(states.step)).reshape(-1)[0])
-    todo = target - current
-    if todo <= 0:
-        return states, np.zeros((members, 0))
-    length = min(CHUNK, todo)
-    bar.phase("compiling")
-    prog, secs = engine.prepare_chunk(problem.model, problem.optimizer, problem.batch_size,
-                                      length, states, trials, target)
-    timings["compile"] += secs
-    bar.compiled(secs)
-    bar.phase(f"restarts x{members}" if members > 1 else "steps")
-    out, done, t0 = [], 0, time.perf_counter()
-    while done < todo:
-        states, losses = engine.run_chunk(prog, states, trials, target)
-        k = min(length, todo - done)
-        losses = np.asarray(engine.unshard(losses, members))[:, :k]
-        out.append(losses)
-        done += k
-        last = losses[:, -1][np.isfinite(losses[:, -1])]
-        bar.update(members * k, loss_per_trial=f"{last.min() / n:.4f}" if last.size else "nan")
-        if not np.isfinite(losses).all(axis=1).any():
-            break  # every member diverged: nothing left to run
-    timings["steps"] += time.perf_counter() - t0
-    losses = np.concatenate(out, 1)
-    if losses.shape[1] < todo:
-        losses = np.concatenate([losses, np.full((members, todo - losses.shape[1]), np.nan)], 1)
-    return states, losses
+                     float(init_scale), custom, transformation, deterministic,
+                     tol if deterministic else None)
 
 
 def _evaluate(model, num_samples, z, trials, key, bar, timings):
@@ -141,16 +144,6 @@ def _evaluate(model, num_samples, z, trials, key, bar, timings):
     timings["compile"] += compiled
     timings["evaluation"] += time.perf_counter() - t0 - compiled
     return out
-
-
-def _first_bad(losses, z):
-    """Index of the first non-finite loss per member (or -1), non-finite parameters last."""
-    bad = ~np.isfinite(losses)
-    first = np.where(bad.any(1), np.argmax(bad, 1), -1)
-    z_bad = np.zeros(len(first), bool)
-    for leaf in jax.tree_util.tree_leaves(z):
-        z_bad |= ~np.isfinite(np.asarray(leaf)).reshape(len(first), -1).all(1)
-    return np.where((first < 0) & z_bad, losses.shape[1] - 1, first)
 
 
 def _judge(final, start, bound, r):
@@ -175,6 +168,11 @@ def _loss_bound(model, n):
     )
 
 
+def _cpu() -> bool:
+    """Whether the default JAX backend is the CPU."""
+    return jax.default_backend() == "cpu"
+
+
 def _stack(trees):
     return jax.tree_util.tree_map(lambda *x: jnp.stack(x), *trees)
 
@@ -191,52 +189,77 @@ class _Run(NamedTuple):
     best: int | None  # the restart that ran all steps and was kept
 
 
-def _fit_restarts(problem, trials, z0, keys, cfg, bar, timings, eval_key) -> _Run:
+def _scores(model, cfg, z, batch, eval_key, bar, timings, losses):
+    """The loss that ranks restarts, per member: on the deterministic route the (exact)
+    last loss of ``losses``; otherwise a low-noise evaluation with ``eval_samples``."""
+    if cfg.deterministic:
+        out = np.full(losses.shape[0], np.nan)
+        for i, row in enumerate(losses):
+            finite = row[np.isfinite(row)]
+            out[i] = finite[-1] if finite.size else np.nan
+        return out
+    return _evaluate(model, cfg.eval_samples, z, batch, eval_key, bar, timings)
+
+
+def _fit_restarts(problem, trials, z0, keys, cfg, bar, timings, eval_key, noise=None) -> _Run:
     """Screen every restart as one batched program, then finish the best ones alone."""
     model, R, n = problem.model, len(z0), int(trials.num_trials)
-    states = _stack([init_state(model, problem.optimizer, k, z, cfg.learning_rate, cfg.steps)
-                     for k, z in zip(keys, z0, strict=True)])
+    states = _stack([init_state(model, problem.optimizer, k, z, cfg.learning_rate, cfg.steps,
+                                problem.batch_size) for k, z in zip(keys, z0, strict=True)])
     batch = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (R,) + x.shape), trials)
-    states, _ = engine.shard(states)
-    sharded, _ = engine.shard(batch)  # padded to the device count; `batch` stays R long
-    states, losses = _run_phase(problem, states, sharded, cfg.screen_steps, R, bar, timings, n)
-    states = engine.unshard(states, R)
+    if cfg.deterministic and _cpu():
+        # one start at a time: the screening and the finishing share one program, and a
+        # line search vmapped over starts costs more than the starts run in turn on a CPU
+        # (measured: 3 starts vmapped 4.4x one start's time per step)
+        outs = [engine.run_batch(problem, _take(states, r), _take(batch, r), cfg.screen_steps, 1,
+                           bar, timings, n, noise, cfg.tol) for r in range(R)]
+        states = jax.tree_util.tree_map(lambda *x: jnp.concatenate(x), *[o[0] for o in outs])
+        losses = np.concatenate([o[1] for o in outs])
+    else:
+        states, _ = engine.shard(states)
+        sharded, _ = engine.shard(batch)  # padded to the device count; `batch` stays R long
+        states, losses = engine.run_batch(problem, states, sharded, cfg.screen_steps, R, bar,
+                                          timings, n, noise, cfg.tol)
+        states = engine.unshard(states, R)
     histories = np.full((R, cfg.steps), np.nan)
     histories[:, : losses.shape[1]] = losses
-    bad = _first_bad(losses, states.z)
+    bad = engine.first_bad(losses, state_z(states))
     failures = [f"restart {r} diverged at step {bad[r]}" for r in range(R) if bad[r] >= 0]
     bound, starts = _loss_bound(model, n), None
-    ev = _evaluate(model, cfg.eval_samples, states.z, batch, eval_key, bar, timings)
+    ev = _scores(model, cfg, state_z(states), batch, eval_key, bar, timings, losses)
     ev = np.where(bad >= 0, np.inf, ev)
     for r in range(R):
         if bad[r] < 0 and not ev[r] <= bound:  # NaN too
             if starts is None:
-                starts = _evaluate(model, cfg.eval_samples, _stack(z0), batch,
-                                   eval_key, bar, timings)
+                starts = _scores(model, cfg, _stack(z0), batch, eval_key, bar, timings,
+                                 losses[:, :1])
             why = _judge(ev[r], starts[r], bound, r)
             if why is not None:
                 failures.append(why)
                 ev[r] = np.inf
-    z = jax.tree_util.tree_map(np.array, states.z)
+    z = jax.tree_util.tree_map(np.array, state_z(states))
     if cfg.screen_steps >= cfg.steps:
         best = int(np.argmin(ev)) if np.isfinite(ev).any() else None
         return _Run(z, histories, ev, failures, best)
     for r in np.argsort(ev):  # the best screened restart continues; the next if it fails
         if not np.isfinite(ev[r]):
             break
-        state, more = _run_phase(problem, _take(states, r), _take(batch, r), cfg.steps, 1,
-                                 bar, timings, n)
-        histories[r, cfg.screen_steps :] = more[0]
+        state, more = engine.run_batch(problem, _take(states, r), _take(batch, r), cfg.steps, 1,
+                                 bar, timings, n, noise, cfg.tol)
+        offset = cfg.steps - more.shape[1]
+        histories[r, offset:] = more[0]
         # evaluated in the screening program's shape (R copies): no second compile
-        final = _evaluate(model, cfg.eval_samples,
-                          jax.tree_util.tree_map(
-                              lambda a: jnp.broadcast_to(a, (R,) + a.shape[1:]), state.z),
-                          batch, eval_key, bar, timings)[0]
-        late = _first_bad(more, state.z)[0]
-        why = (f"restart {r} diverged at step {cfg.screen_steps + late}" if late >= 0
+        zr = state_z(state)
+        final = _scores(model, cfg,
+                        jax.tree_util.tree_map(
+                            lambda a: jnp.broadcast_to(a, (R,) + a.shape[1:]), zr),
+                        batch, eval_key, bar, timings,
+                        np.repeat(more, R, 0) if more.shape[1] else histories[r : r + 1])[0]
+        late = engine.first_bad(more, zr)[0]
+        why = (f"restart {r} diverged at step {offset + late}" if late >= 0
                else _judge(final, ev[r], bound, r))
         if why is None:
-            for name, leaf in state.z.items():
+            for name, leaf in zr.items():
                 z[name][r] = np.asarray(leaf[0])
             ev[r] = final
             return _Run(z, histories, ev, failures, int(r))
@@ -245,7 +268,8 @@ def _fit_restarts(problem, trials, z0, keys, cfg, bar, timings, eval_key) -> _Ru
     return _Run(z, histories, ev, failures, None)
 
 
-def _fit_observers(problem, trials_list, z0, keys, cfg, bar, timings, eval_key) -> list:
+def _fit_observers(problem, trials_list, z0, keys, cfg, bar, timings, eval_key,
+                   noise=None) -> list:
     """Several observers' restarts as one batched program: one :class:`_Run` per observer.
 
     Every observer's trials are padded to one size; the batch holds observers x
@@ -254,24 +278,24 @@ def _fit_observers(problem, trials_list, z0, keys, cfg, bar, timings, eval_key) 
     kept restart diverges gets no fit (its ``_Run.best`` is None).
     """
     model, n_obs, R = problem.model, len(trials_list), len(z0)
-    one = [init_state(model, problem.optimizer, k, z, cfg.learning_rate, cfg.steps)
-           for k, z in zip(keys, z0, strict=True)]
+    one = [init_state(model, problem.optimizer, k, z, cfg.learning_rate, cfg.steps,
+                      problem.batch_size) for k, z in zip(keys, z0, strict=True)]
     states = _stack(one * n_obs)
     batch = _stack([t for t in trials_list for _ in range(R)])
     n_min = min(int(t.num_trials) for t in trials_list)
     sh_states, _ = engine.shard(states)
     sh_batch, _ = engine.shard(batch)
-    sh_states, losses = _run_phase(problem, sh_states, sh_batch, cfg.screen_steps, n_obs * R, bar,
-                                   timings, n_min)
+    sh_states, losses = engine.run_batch(problem, sh_states, sh_batch, cfg.screen_steps,
+                                         n_obs * R, bar, timings, n_min, noise, cfg.tol)
     states = engine.unshard(sh_states, n_obs * R)
     histories = np.full((n_obs * R, cfg.steps), np.nan)
     histories[:, : losses.shape[1]] = losses
-    bad = _first_bad(losses, states.z)
-    ev = _evaluate(model, cfg.eval_samples, states.z, batch, eval_key, bar, timings)
+    bad = engine.first_bad(losses, state_z(states))
+    ev = _scores(model, cfg, state_z(states), batch, eval_key, bar, timings, losses)
     ev = np.where(bad >= 0, np.inf, ev)
     failures = [[f"restart {r} diverged at step {bad[o * R + r]}" for r in range(R)
                  if bad[o * R + r] >= 0] for o in range(n_obs)]
-    z = jax.tree_util.tree_map(np.array, states.z)
+    z = jax.tree_util.tree_map(np.array, state_z(states))
     best = np.argmin(ev.reshape(n_obs, R), 1)
     alive = np.isfinite(ev.reshape(n_obs, R)[np.arange(n_obs), best])
     if cfg.screen_steps < cfg.steps and alive.any():
@@ -280,19 +304,22 @@ def _fit_observers(problem, trials_list, z0, keys, cfg, bar, timings, eval_key) 
         sub = jax.tree_util.tree_map(lambda a: a[idx], batch)
         sh_pick, _ = engine.shard(pick)
         sh_sub, _ = engine.shard(sub)
-        sh_pick, more = _run_phase(problem, sh_pick, sh_sub, cfg.steps, len(idx), bar, timings,
-                                   n_min)
+        sh_pick, more = engine.run_batch(problem, sh_pick, sh_sub, cfg.steps, len(idx), bar,
+                                         timings, n_min, noise, cfg.tol)
         pick = engine.unshard(sh_pick, len(idx))
-        final = _evaluate(model, cfg.eval_samples, pick.z, sub, eval_key, bar, timings)
-        late = _first_bad(more, pick.z)
+        zp = state_z(pick)
+        offset = cfg.steps - more.shape[1]
+        final = _scores(model, cfg, zp, sub, eval_key, bar, timings,
+                        more if more.shape[1] else histories[idx])
+        late = engine.first_bad(more, zp)
         for j, i in enumerate(idx):
-            histories[i, cfg.screen_steps :] = more[j]
+            histories[i, offset:] = more[j]
             o, r = divmod(int(i), R)
             if late[j] >= 0:
-                failures[o].append(f"restart {r} diverged at step {cfg.screen_steps + late[j]}")
+                failures[o].append(f"restart {r} diverged at step {offset + late[j]}")
                 ev[i], alive[o] = np.inf, False
                 continue
-            for name, leaf in pick.z.items():
+            for name, leaf in zp.items():
                 z[name][i] = np.asarray(leaf[j])
             ev[i] = final[j]
     runs = []
@@ -306,7 +333,7 @@ def _fit_observers(problem, trials_list, z0, keys, cfg, bar, timings, eval_key) 
 def _fit_many(datas, model, cfg_args, seed, rng_key, progress, init_params):
     """:func:`fit_map` of a list of observers' data sets (see its ``data`` parameter)."""
     from .hyperparameters import choose_hyperparameters
-    from .inference.objective import bucket_size
+    from .inference.svi import bucket_size
 
     if len(datas) == 0:
         raise InvalidInput("data is an empty list: pass at least one data set")
@@ -327,19 +354,20 @@ def _fit_many(datas, model, cfg_args, seed, rng_key, progress, init_params):
     cfg = _check_settings(min(datas, key=len), model, *cfg_args)
     root, seed = _root_key(seed, rng_key)
     if init_params is not None:
-        init_params = model.checked_params(init_params, "init_params", lapse_optional=True)
-    problem = MAP(model, cfg_args[1], cfg.batch_size)
+        init_params = model.checked_params(init_params, "init", lapse_optional=True)
+    problem = MAP(model, cfg.optimizer, cfg.batch_size)
     t_start = time.perf_counter()
     z0, keys = _restart_starts(problem, root, cfg, init_params)
     size = bucket_size(max(len(d) for d in datas))
     trials = [problem.trials(d, size) for d in datas]
+    noise = _fixed_noise(model, cfg, root, size)
     timings = {"compile": 0.0, "steps": 0.0, "evaluation": 0.0}
     n_obs = len(datas)
     total = n_obs * (cfg.num_restarts * cfg.screen_steps + (cfg.steps - cfg.screen_steps))
     bar = Progress(use_progress(progress), total, f"fit_map x{n_obs} observers")
     try:
         runs = _fit_observers(problem, trials, z0, keys, cfg, bar, timings,
-                              jax.random.fold_in(root, 10**6))
+                              jax.random.fold_in(root, 10**6), noise)
     finally:
         bar.close()
     timings["total"] = time.perf_counter() - t_start
@@ -375,11 +403,25 @@ def _start_params(model, z0, init_params):
     return starts
 
 
+def _fixed_noise(model, cfg, root, size):
+    """The deterministic route's estimator noise: one draw for the ``size`` padded trials,
+    fixed by the fit's key (None on the stochastic route)."""
+    if not cfg.deterministic:
+        return None
+    return model.fresh_noise(jax.random.fold_in(root, 10**6 + 1), (size,))
+
+
 def _root_key(seed, rng_key):
-    """``(key, seed)``: an explicit ``rng_key`` wins (recorded as seed -1)."""
+    """``(key, seed)``: an explicit ``rng_key`` wins (recorded as seed -1); a PRNG key as
+    ``seed`` is the same stream as ``rng_key=`` (an int ``s`` is ``PRNGKey(s)``)."""
+    if rng_key is None and not isinstance(seed, int | np.integer):
+        if not isinstance(seed, jax.Array | np.ndarray):
+            raise InvalidType(f"seed must be an integer or a jax PRNG key, got "
+                              f"{type(seed).__name__} {seed!r}")
+        rng_key = seed
     if rng_key is not None:
         return as_key(rng_key), -1
-    seed = _check_count("seed", seed, lo=0)
+    seed = check_count("seed", seed, lo=0)
     return jax.random.PRNGKey(seed), seed
 
 
@@ -387,33 +429,48 @@ def fit_map(
     data,
     model: WPPM | None = None,
     *,
-    steps: int = 2000,
-    optimizer: optax.GradientTransformation | None = None,
+    steps: int | None = None,
+    optimizer: optax.GradientTransformation | str | None = None,
     learning_rate: float = 0.05,
     num_restarts: int = 3,
     seed: int = 0,
     rng_key=None,
     progress: bool | None = None,
-    init_params: dict | None = None,
+    init=None,
     batch_size: int | str | None = "auto",
     eval_samples: int | None = None,
     init_scale: float = 0.3,
     screen_steps: int | None = None,
     trial_capacity: int | None = None,
+    tol: float = 0.05,
 ) -> MAPFit | list[MAPFit]:
-    """Maximum a posteriori fit of a WPPM: whitened Adam on the model's log joint.
+    """Maximum a posteriori fit of a WPPM: NumPyro ``SVI`` with an ``AutoDelta`` guide.
 
-    The objective is the NumPyro model's negative log joint in prior-whitened
-    coordinates (:class:`~psyphy_numpyro.MAP`, which this function drives).
-    Restarts run as one batched (vmapped) program, sharded across devices when
-    several are visible, and every program is compiled once per model
-    configuration and trial-count bucket and then reused (see
-    :mod:`psyphy_numpyro.inference.engine`).
+    The objective is the NumPyro model's own negative log joint (``Trace_ELBO``
+    of an ``AutoDelta`` guide on :func:`~psyphy_numpyro.wppm_model`, its weights
+    decentred by ``LocScaleReparam``; :class:`~psyphy_numpyro.MAP` exposes the
+    steps). Two routes:
 
-    Restarts are *screened*: all of them run ``screen_steps`` steps together,
-    the one with the lowest low-noise loss then continues alone to ``steps``
-    (the next best, if it fails). ``screen_steps=steps`` runs every restart to
-    the end.
+    - ``optimizer=None`` (default) or ``"lbfgs"``: the *deterministic* route. The
+      estimator noise is one fixed draw (set by ``seed``), so the loss is a
+      smooth deterministic function, and ``optax.lbfgs`` (backtracking line
+      search) minimises it until the loss falls by less than ``tol`` over 10
+      steps, or ``steps`` (default 150). Restarts are screened one after another
+      on a CPU (a line search vmapped over starts costs more than the starts in
+      turn there) and as one batched program on other devices.
+    - ``"adam"`` (or any optax transformation): the *stochastic* route, fresh
+      noise every step (and minibatches beyond ``AUTO_FULL_BATCH`` trials,
+      where it is the default): whitened Adam with warm-up and cosine decay,
+      ``steps`` default 2000; restarts run as one batched program.
+
+    Every program is compiled once per model configuration and trial-count
+    bucket and then reused (see :mod:`psyphy_numpyro.inference.engine`).
+
+    Restarts are *screened*: all of them run ``screen_steps`` steps, the one
+    with the lowest loss (the exact loss on the deterministic route, a
+    low-noise evaluation with ``eval_samples`` draws on the stochastic one)
+    then continues alone to ``steps`` (the next best, if it fails).
+    ``screen_steps=steps`` runs every restart to the end.
 
     Parameters
     ----------
@@ -432,28 +489,29 @@ def fit_map(
         chosen and why is in ``fit.hyperparameters``). A given model is used
         as it is; a ``RuntimeWarning`` says when its ``diag_term`` floor is
         above the thresholds the data imply.
-    steps : int
-        Optimiser steps of the kept restart.
-    optimizer : optax.GradientTransformation, optional
-        Acts on the whitened weights ``z = W / prior_std``. Default
-        :func:`~psyphy_numpyro.inference.objective.whitened_adam`: Adam with
+    steps : int, optional
+        Optimiser steps of the kept restart (the most, on the deterministic
+        route): default 150 L-BFGS steps, or 2000 Adam steps.
+    optimizer : None, "lbfgs", "adam" or optax.GradientTransformation
+        The route (above). A transformation acts on the whitened weights
+        ``z = W / prior_std`` with fresh noise every step; reusing one
+        object across calls reuses its compiled program. ``"adam"`` is
+        :func:`~psyphy_numpyro.inference.svi.whitened_adam`: Adam with
         warm-up and cosine decay, one step being about ``learning_rate``
-        prior standard deviations. Reusing one optimizer object across calls
-        reuses its compiled program.
+        prior standard deviations.
     learning_rate : float
-        Peak learning rate of the default optimiser (ignored if ``optimizer``
-        is given).
+        Peak learning rate of ``"adam"`` (ignored otherwise).
     num_restarts : int
         Independent starts from prior draws.
-    seed : int
+    seed : int or jax PRNG key
         Seeds the initial draws and the Monte Carlo noise: equal seeds give
-        bit-identical fits.
+        bit-identical fits; an int ``s`` is ``PRNGKey(s)`` (the same fit).
     rng_key : jax PRNG key, optional
         Used instead of ``seed`` when given (``fit.seed`` is then -1).
     progress : bool, optional
         tqdm progress bar (compilation shown as its own phase). Default: on,
         unless the ``CI`` environment variable is set.
-    init_params : dict or psyphy MAPPosterior, optional
+    init : dict, MAPFit or psyphy MAPPosterior, optional
         ``{"W": ...}`` to start the first restart from (psyphy's parameter
         dicts have this layout), with ``"lapse_rate"`` for a model that learns
         it (default: the prior mean of the lapse rate); an object with a
@@ -464,20 +522,26 @@ def fit_map(
         (default) uses every trial up to ``AUTO_FULL_BATCH`` (16 384) trials
         and minibatches of ``AUTO_BATCH_SIZE`` (8 192) above.
     eval_samples : int, optional
-        Monte Carlo samples per trial of the low-noise losses that pick the
-        restart (default ``max(8 * model.num_samples, 1024)``).
+        Estimator draws per trial of the low-noise losses that pick the
+        restart on the stochastic route (default ``max(8 * model.num_samples,
+        1024)``).
     init_scale : float
         Restarts start from ``init_scale`` times a prior draw (a weaker, more
         isotropic field than a full draw reached better optima; see
         docs/inference.md).
     screen_steps : int, optional
         Steps every restart runs before the best one continues alone
-        (default ``steps // 4``; ``steps`` with a single restart).
+        (default 20 L-BFGS steps, or ``steps // 4`` Adam steps; ``steps`` with
+        a single restart).
     trial_capacity : int, optional
         Pad the trial axis to at least this many trials (weight 0 on the
         padding), so data sets that grow, such as an adaptive session's,
         reuse one compiled program until they outgrow it (default: the size
         bucket of the trial count).
+    tol : float
+        Deterministic route: stop once the loss fell by at most ``tol`` nats
+        over 10 steps (converged; the rest of the loss history repeats the
+        last value). ``0`` runs every step.
 
     Returns
     -------
@@ -495,11 +559,12 @@ def fit_map(
         says what to try. A restart that fails this way is dropped with a
         warning when another one succeeds.
     """
+    init_params = init
     if isinstance(data, list | tuple):
         if trial_capacity is not None:
             raise InvalidInput("trial_capacity applies to a single data set, not a list")
         return _fit_many(data, model, (steps, optimizer, learning_rate, num_restarts, batch_size,
-                                       eval_samples, init_scale, screen_steps),
+                                       eval_samples, init_scale, screen_steps, tol),
                          seed, rng_key, progress, init_params)
     choice = None
     if model is None:
@@ -510,12 +575,12 @@ def fit_map(
         model = choice.model
     data, model = resolve_model(data, model, check=choice is None)
     cfg = _check_settings(data, model, steps, optimizer, learning_rate, num_restarts,
-                          batch_size, eval_samples, init_scale, screen_steps)
+                          batch_size, eval_samples, init_scale, screen_steps, tol)
     size = padded_size(len(data), trial_capacity)
     root, seed = _root_key(seed, rng_key)
     if init_params is not None:  # last: the only check that builds a JAX array
-        init_params = model.checked_params(init_params, "init_params", lapse_optional=True)
-    problem = MAP(model, optimizer, cfg.batch_size)
+        init_params = model.checked_params(init_params, "init", lapse_optional=True)
+    problem = MAP(model, cfg.optimizer, cfg.batch_size)
     t_start = time.perf_counter()
     z0, keys = _restart_starts(problem, root, cfg, init_params)
     trials = problem.trials(data, size)
@@ -524,7 +589,7 @@ def fit_map(
     bar = Progress(use_progress(progress), total, "fit_map")
     try:
         run = _fit_restarts(problem, trials, z0, keys, cfg, bar, timings,
-                            jax.random.fold_in(root, 10**6))
+                            jax.random.fold_in(root, 10**6), _fixed_noise(model, cfg, root, size))
     finally:
         bar.close()
     timings["total"] = time.perf_counter() - t_start

@@ -16,12 +16,12 @@ from .errors import FitFailedError, InvalidInput, InvalidType
 from .estimators import check_fixed_noise, surrogate_noise
 from .estimators import surrogate_model as surrogate_model_of
 from .fits import MAPFit
-from .inference.objective import bucket_size, pad_trials
-from .map_fit import _check_count, fit_map, resolve_model
+from .inference.svi import bucket_size, pad_trials
+from .map_fit import fit_map, resolve_model
 from .model import as_params, is_psyphy_object, wppm_model
 from .posterior import MCMCFit
 from .progress import use_progress
-from .validation import check_real, seed_from
+from .validation import check_count, check_real, seed_from
 
 __all__ = ["fit_mcmc", "surrogate_noise"]
 
@@ -33,7 +33,7 @@ def fit_mcmc(
     model=None,
     *,
     num_warmup: int = 500,
-    num_samples: int = 500,
+    num_draws: int = 500,
     num_chains: int = 2,
     init=None,
     seed: int = 0,
@@ -46,7 +46,7 @@ def fit_mcmc(
     surrogate_samples: int = 0,
     surrogate_bandwidth: float | None = None,
     init_jitter: float = 0.05,
-    map_steps: int = 1000,
+    steps: int | None = None,
 ) -> MCMCFit:
     """Sample the WPPM posterior with NUTS.
 
@@ -80,14 +80,15 @@ def fit_mcmc(
     model : WPPM or psyphy WPPM, optional
         Defaults to ``WPPM(input_dim=d)``; a psyphy model is converted
         (:meth:`WPPM.from_psyphy`).
-    num_warmup, num_samples, num_chains : int
+    num_warmup, num_draws, num_chains : int
         NUTS warm-up iterations, kept draws per chain, number of chains.
     init : MAPFit, dict, psyphy MAPPosterior or None
         Starting point: a MAP fit, ``{"W": ...}`` (psyphy's parameters
         too), a psyphy ``MAPPosterior``, or ``None`` to run a
-        :func:`fit_map` of ``map_steps`` steps first. Each chain starts from it
+        :func:`fit_map` first (``steps`` optimiser steps, default its own;
+        this ``seed``: the same MAP as ``fit_map``'s). Each chain starts from it
         plus ``init_jitter`` prior standard deviations of Gaussian jitter.
-    seed : int
+    seed : int or jax PRNG key
         Seeds the surrogate noise, jitter and NUTS: equal seeds, equal draws.
     rng_key : jax PRNG key, optional
         Used instead of ``seed`` (an integer seed is drawn from it).
@@ -117,17 +118,19 @@ def fit_mcmc(
     """
     given = model
     data, model = resolve_model(data, model)
-    num_warmup = _check_count("num_warmup", num_warmup, lo=1)
-    num_samples = _check_count("num_samples", num_samples)
-    num_chains = _check_count("num_chains", num_chains)
+    num_warmup = check_count("num_warmup", num_warmup, lo=1)
+    num_draws = check_count("num_draws", num_draws)
+    num_chains = check_count("num_chains", num_chains)
+    given_seed = seed if rng_key is None else rng_key  # the MAP start: fit_map's stream
     seed = seed_from(seed, rng_key)
-    surrogate_samples = _check_count("surrogate_samples", surrogate_samples, lo=0)
+    surrogate_samples = check_count("surrogate_samples", surrogate_samples, lo=0)
     if chain_method not in _CHAIN_METHODS:
         raise InvalidInput(f"chain_method must be one of {_CHAIN_METHODS}, got {chain_method!r}")
     target_accept_prob = check_real("target_accept_prob", target_accept_prob, 0.0, 1.0)
     init_jitter = check_real("init_jitter", init_jitter, 0.0, lo_closed=True)
-    max_tree_depth = _check_count("max_tree_depth", max_tree_depth)
-    map_steps = _check_count("map_steps", map_steps)
+    max_tree_depth = check_count("max_tree_depth", max_tree_depth)
+    if steps is not None:
+        steps = check_count("steps", steps)
     check_fixed_noise(
         model, "fit_mcmc", "NUTS samples a smooth deterministic surrogate of p(correct)",
         "surrogate_samples", surrogate_samples,
@@ -138,10 +141,10 @@ def fit_mcmc(
     noise = surrogate_noise(surrogate_model, bucket_size(len(data)), surrogate_samples, seed)
 
     show = use_progress(progress)
-    init_fit, params0 = _start(init, data, model, given, map_steps, seed, show)
+    init_fit, params0 = _start(init, data, model, given, steps, given_seed, show)
     W0 = params0["W"]
     trials = pad_trials(data, noise.shape[0])
-    settings = (num_warmup, num_samples, num_chains, chain_method, target_accept_prob,
+    settings = (num_warmup, num_draws, num_chains, chain_method, target_accept_prob,
                 dense_mass, max_tree_depth, show)
     mcmc, draws, lapse = _run_nuts(surrogate_model, settings, trials, noise, params0,
                                    init_jitter, seed)
@@ -183,12 +186,12 @@ def _surrogate_bandwidth(model, surrogate_samples, bandwidth):
     return check_real("surrogate_bandwidth", bandwidth, 0.0)
 
 
-def _start(init, data, model, given, map_steps, seed, show):
+def _start(init, data, model, given, steps, seed, show):
     """``(init_fit, params0)``: the MAP fit the chains start from (made if needed; of the
     ``given`` model, None: chosen from the data) and its parameters (a learned lapse rate
     missing from a dict start: the prior mean)."""
     if init is None:
-        init = fit_map(data, given, steps=map_steps, num_restarts=2, seed=seed, progress=show)
+        init = fit_map(data, given, steps=steps, num_restarts=2, seed=seed, progress=show)
     fit, params = (init, init.params) if isinstance(init, MAPFit) else (None, as_params(init))
     params = model.checked_params(params, "init", lapse_optional=True)
     if model.learns_lapse and "lapse_rate" not in params:
@@ -262,10 +265,10 @@ def _sampler(surrogate_model, settings) -> MCMC:
     if key in _SAMPLERS:
         _SAMPLERS.move_to_end(key)
         return _SAMPLERS[key]
-    num_warmup, num_samples, num_chains, chain_method, accept, dense, depth, show = settings
+    num_warmup, num_draws, num_chains, chain_method, accept, dense, depth, show = settings
     kernel = NUTS(partial(wppm_model, config=surrogate_model), target_accept_prob=accept,
                   dense_mass=dense, max_tree_depth=depth)
-    mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+    mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_draws, num_chains=num_chains,
                 chain_method=chain_method, progress_bar=show, jit_model_args=True)
     _SAMPLERS[key] = mcmc
     if len(_SAMPLERS) > _SAMPLER_CACHE_SIZE:

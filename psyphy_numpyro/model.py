@@ -19,7 +19,7 @@ from . import noise as _noise
 from .errors import InvalidInput, InvalidType
 from .validation import _concrete, as_key, check_int, check_params, check_points, check_real
 
-__all__ = ["WPPM", "wppm_model", "with_lapse", "as_wppm", "as_params"]
+__all__ = ["WPPM", "wppm_model", "with_lapse", "as_wppm", "as_params", "pointwise_log_likelihood"]
 
 
 def _check_pos(name, value, *, allow_zero=False):
@@ -393,7 +393,7 @@ class WPPM:
             )
         W = check_params(params, self.weight_shape)
         lapse = self.lapse_of(params)
-        return _chunked_loglik(
+        return pointwise_log_likelihood(
             self,
             W,
             jnp.asarray(data.stimuli, dtype=W.dtype),
@@ -421,17 +421,6 @@ class WPPM:
                 raise InvalidInput("this model learns its lapse rate: pass lapse=...")
             lapse = self.lapse_rate
         return with_lapse(p, lapse)
-
-    def log_likelihood_from_weights(self, W, stimuli, responses, noise, lapse=None):
-        """Pointwise Bernoulli log-likelihood (jittable), shape ``(N,)``.
-
-        ``lapse``: the lapse rate (required when it is learned; default the
-        fixed ``lapse_rate``).
-        """
-        p = self.p_correct_from_weights(W, stimuli[:, 0], stimuli[:, 1], noise)
-        p = self.response_p(p, lapse)
-        y = responses.astype(p.dtype)
-        return y * jnp.log(p) + (1.0 - y) * jnp.log1p(-p)
 
 
 def is_psyphy_object(obj, *attrs) -> bool:
@@ -526,24 +515,32 @@ _p_correct_jit = jax.jit(WPPM.p_correct_from_weights, static_argnums=0)
 
 
 @partial(jax.jit, static_argnums=(0, 5, 6))
-def _chunked_loglik(config, W, stimuli, responses, key, num_samples, chunk_size, lapse=None):
-    """Pointwise log-likelihood, chunk by chunk with ``lax.map`` (jittable).
+def pointwise_log_likelihood(config, W, stimuli, responses, key, num_samples, chunk_size,
+                             lapse=None):
+    """Pointwise log-likelihood of the ``"y"`` site of :func:`wppm_model` (jittable), shape
+    ``(N,)``: NumPyro's ``log_likelihood`` of the model, chunk by chunk with ``lax.map`` so
+    that memory does not grow with ``N * num_samples``; chunk ``i`` draws its estimator
+    noise from ``fold_in(key, i)``.
 
     ``lapse``: the lapse rate when the model learns it (``None``: the fixed one).
     """
+    from numpyro.infer.util import log_likelihood
+
     n = stimuli.shape[0]
-    chunk = min(chunk_size, n)
+    chunk = max(1, min(chunk_size, n))
     n_chunks = -(-n // chunk)
     pad = n_chunks * chunk - n
     stim = jnp.concatenate([stimuli, jnp.broadcast_to(stimuli[:1], (pad,) + stimuli.shape[1:])])
     y = jnp.concatenate([responses, jnp.zeros((pad,), responses.dtype)])
     stim = stim.reshape((n_chunks, chunk) + stimuli.shape[1:])
     y = y.reshape(n_chunks, chunk)
+    sites = {"W": W} if lapse is None else {"W": W, "lapse_rate": lapse}
 
     def one(args):
         i, s, yy = args
         noise = config.fresh_noise(jax.random.fold_in(key, i), (chunk,), num_samples, W.dtype)
-        return config.log_likelihood_from_weights(W, s, yy, noise, lapse)
+        fn = partial(wppm_model, config=config, noise=noise)
+        return log_likelihood(fn, sites, s, yy, batch_ndims=0)["y"]
 
     out = jax.lax.map(one, (jnp.arange(n_chunks), stim, y))
     return out.reshape(-1)[:n]

@@ -56,15 +56,24 @@ def as_key(key):
 
 
 def seed_from(seed, rng_key=None) -> int:
-    """An integer seed: ``seed`` checked, or one drawn from ``rng_key`` when that is given.
+    """An integer seed: ``seed`` checked, or one drawn from a PRNG key (``rng_key``, or a key
+    passed as ``seed``).
 
     Lets functions whose randomness includes numpy (QMC point sets) take a
     JAX PRNG key as NumPyro's do; equal keys give equal seeds.
     """
-    if rng_key is None:
+    if rng_key is None and (isinstance(seed, bool) or isinstance(seed, numbers.Integral)):
         return check_int("seed", seed, 0)
+    if rng_key is None:  # a PRNG key given as the seed
+        rng_key = seed
     bits = jax.random.bits(as_key(rng_key), (), dtype=jnp.uint32)
     return int(bits) & 0x7FFFFFFF
+
+
+def check_count(name, value, lo=1) -> int:
+    """``value`` as an int after checking it is an integer ``>= lo`` (default 1): a count of
+    steps, draws, restarts, folds..."""
+    return check_int(name, value, lo)
 
 
 def check_int(name, value, lo, hi=None) -> int:

@@ -18,7 +18,7 @@ from numpyro.infer.util import log_density
 
 import psyphy_numpyro as pn
 from psyphy_numpyro.inference import engine
-from psyphy_numpyro.inference.objective import bucket_size, negative_log_posterior, pad_trials
+from psyphy_numpyro.inference.svi import bucket_size, negative_log_posterior, pad_trials
 from psyphy_numpyro.noise import SharedNoise
 
 MODEL = pn.WPPM(input_dim=2, basis_degree=2, num_samples=16)
@@ -78,9 +78,9 @@ def test_repeat_and_nearby_sized_fits_compile_nothing():
 
 @pytest.mark.slow  # compile-heavy: runs in the slow tier (CI runs both)
 def test_laplace_and_mcmc_start_reuse_their_programs():
-    kw = {"map_steps": 40, "hessian_samples": 8, "num_draws": 20, "progress": False}
+    kw = {"steps": 40, "hessian_samples": 8, "num_draws": 20, "progress": False}
     pn.fit_laplace(_data(200, 4), QUICK, **kw)
-    mk = {"num_warmup": 5, "num_samples": 5, "num_chains": 1, "map_steps": 40,
+    mk = {"num_warmup": 5, "num_draws": 5, "num_chains": 1, "steps": 40,
           "progress": False}
     pn.fit_mcmc(_data(200, 4), QUICK, **mk)
     near, other = _data(203, 5), _data(203, 6)
@@ -125,7 +125,7 @@ def test_repeat_bootstrap_and_cross_validation_compile_nothing():
 def test_batched_restarts_equal_the_same_restarts_run_one_by_one():
     data = _data(150, 7)
     fit = pn.fit_map(data, MODEL, steps=80, num_restarts=3, screen_steps=80, seed=11,
-                     progress=False)
+                     optimizer="adam", progress=False)
     problem = pn.MAP(MODEL)
     root = jax.random.PRNGKey(11)
     for r in range(3):
@@ -141,7 +141,7 @@ def test_batched_restarts_equal_the_same_restarts_run_one_by_one():
 def test_screened_restarts_keep_the_best_and_finish_it():
     data = _data(150, 8)
     fit = pn.fit_map(data, MODEL, steps=80, num_restarts=3, screen_steps=20, seed=2,
-                     progress=False)
+                     optimizer="adam", progress=False)
     done = np.isfinite(fit.restart_histories).sum(1)
     assert done[fit.best_restart] == 80
     assert sorted(done) == [20, 20, 80]
@@ -181,17 +181,23 @@ def test_sharded_batch_equals_unsharded_on_two_cpu_devices():
 
 
 def test_objective_is_the_numpyro_log_joint_in_whitened_coordinates():
+    """The SVI loss (Trace_ELBO of the AutoDelta guide) is -log p(W, y) of wppm_model itself,
+    its prior measured in the decentred coordinates z = W / prior_std (LocScaleReparam):
+    the two differ by the constant sum(log prior_std), nothing else."""
     data = _data(100, 10)
     trials = pad_trials(data)
     z = jnp.asarray(np.random.default_rng(0).standard_normal(MODEL.weight_shape), jnp.float32)
-    key = jax.random.PRNGKey(4)
-    value = negative_log_posterior(MODEL, z, trials, key)
-    k_noise, _ = jax.random.split(key)
-    noise = MODEL.fresh_noise(k_noise, (trials.stimuli.shape[0],))
+    noise = MODEL.fresh_noise(jax.random.PRNGKey(4), (trials.stimuli.shape[0],))
+    value = negative_log_posterior(MODEL, z, trials, jax.random.PRNGKey(0), noise=noise)
     W = jnp.asarray(MODEL.prior_std(), jnp.float32) * z
     fn = partial(pn.wppm_model, config=MODEL, noise=noise, weights=trials.weights)
     reference = -log_density(fn, (trials.stimuli, trials.responses), {}, {"W": W})[0]
-    np.testing.assert_allclose(value, reference, rtol=1e-5)
+    jacobian = float(np.sum(np.log(MODEL.prior_std())))
+    np.testing.assert_allclose(value, reference - jacobian, rtol=1e-5)
+    # a different key changes nothing when the noise is fixed: a deterministic loss
+    again = negative_log_posterior(MODEL, z, trials, jax.random.PRNGKey(9), noise=noise)
+    assert float(again) == float(value)
+    value = reference  # below: the model on unpadded trials
     # padding carries no weight: the unpadded model gives the same log joint
     plain = partial(pn.wppm_model, config=MODEL, noise=SharedNoise(noise.z, noise.Q[:100]))
     ref2 = -log_density(plain, (trials.stimuli[:100], trials.responses[:100]), {}, {"W": W})[0]
@@ -258,6 +264,8 @@ def test_numpyro_svi_with_autodelta_from_init_to_value():
     z0 = W0 / jnp.asarray(model.prior_std(), W0.dtype)
     ours = negative_log_posterior(model, z0, pad_trials(data), jax.random.PRNGKey(1))
     first = float(svi.evaluate(state, stimuli, responses))
-    assert first == pytest.approx(float(ours), rel=1e-5)
+    # ours is the same log joint with the prior in decentred coordinates
+    jacobian = float(np.sum(np.log(model.prior_std())))
+    assert first == pytest.approx(float(ours) + jacobian, rel=1e-5)
     result = svi.run(jax.random.PRNGKey(0), 200, stimuli, responses, progress_bar=False)
     assert result.losses[-1] < first - 1.0

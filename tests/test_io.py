@@ -33,7 +33,7 @@ def fits():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         laplace = pn.fit_laplace(data, MODEL, init=fit, num_draws=20, hessian_samples=8)
-        mcmc = pn.fit_mcmc(data, MODEL, init=fit, num_warmup=10, num_samples=20, num_chains=1,
+        mcmc = pn.fit_mcmc(data, MODEL, init=fit, num_warmup=10, num_draws=20, num_chains=1,
                            surrogate_samples=8, surrogate_bandwidth=0.2, max_tree_depth=3,
                            seed=1, progress=False)
     # equal draw counts (1 chain x 20) share the compiled draw-based read-outs

@@ -94,7 +94,7 @@ def test_arrows_point_one_way():
         assert p + "persist" not in graph[p + mod], mod
     # the file format knows no fit class, and the numerical core knows no fit at all
     assert not graph[p + "fitfile"] & {p + "fits", p + "posterior", p + "map_fit"}
-    for core in ("field", "oddity", "model", "validation", "inference.objective"):
+    for core in ("field", "oddity", "model", "validation", "inference.svi"):
         assert not graph[p + core] & {p + "fits", p + "posterior", p + "persist", p + "cli"}
 
 

@@ -130,8 +130,12 @@ def test_fit_map_rejects_bad_arguments():
         pn.fit_map(data, pn.WPPM(input_dim=1))
     with pytest.raises(ValueError, match="steps must be >= 1"):
         pn.fit_map(data, steps=0)
+    with pytest.raises(ValueError, match='optimizer must be "lbfgs", "adam"'):
+        pn.fit_map(data, optimizer="sgd")
     with pytest.raises(TypeError, match="optimizer must be an optax.GradientTransformation"):
-        pn.fit_map(data, optimizer="adam")
+        pn.fit_map(data, optimizer=3)
+    with pytest.raises(ValueError, match='optimizer="lbfgs" needs every trial'):
+        pn.fit_map(data, optimizer="lbfgs", batch_size=10)
     with pytest.raises(TypeError, match="data must be a TrialData"):
         pn.fit_map(np.zeros((5, 2, 2)))
 
@@ -140,7 +144,7 @@ def test_fit_map_rejects_bad_arguments():
 def test_default_model_and_psyphy_init_params():
     _, data = _simulate(80, seed=8)
     init = TRUTH.sample_prior(1)
-    fit = pn.fit_map(data, TRUTH, steps=1, num_restarts=1, init_params=init, progress=False)
+    fit = pn.fit_map(data, TRUTH, steps=1, num_restarts=1, init=init, progress=False)
     np.testing.assert_array_equal(fit.init_params["W"], init["W"])
     # without init_params, restarts start from init_scale x a prior draw
     one = pn.fit_map(data, TRUTH, steps=1, num_restarts=1, init_scale=0.5, seed=3,

@@ -30,8 +30,8 @@ def small_nuts():
     data = _simulate(model, truth, 300, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        fit = pn.fit_mcmc(data, model, num_warmup=100, num_samples=100, num_chains=2,
-                          seed=1, progress=False, map_steps=200)
+        fit = pn.fit_mcmc(data, model, num_warmup=100, num_draws=100, num_chains=2,
+                          seed=1, progress=False, steps=200)
     return model, data, fit
 
 
@@ -159,8 +159,8 @@ def test_nuts_recovers_known_field_with_calibrated_intervals():
     model = pn.WPPM(input_dim=2, basis_degree=2, num_samples=64)
     truth = model.sample_prior(4)
     data = _simulate(model, truth, 1500, seed=1)
-    fit = pn.fit_mcmc(data, model, num_warmup=300, num_samples=300, num_chains=2, seed=0,
-                      progress=False, map_steps=800)
+    fit = pn.fit_mcmc(data, model, num_warmup=300, num_draws=300, num_chains=2, seed=0,
+                      progress=False, steps=800)
     idata = fit.to_arviz(log_likelihood=False)
     rhat = float(az.rhat(idata, var_names=["Sigma"])["Sigma"].max())
     div = fit.divergences / fit.num_draws

@@ -1,5 +1,7 @@
 """The NumPyro model: sites, log density, configuration checks."""
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -38,8 +40,11 @@ def test_log_density_equals_prior_plus_bernoulli(estimator):
     yy = data.responses
     lik = np.sum(yy * np.log(p) + (1 - yy) * np.log1p(-p))
     np.testing.assert_allclose(float(lp), prior + lik, rtol=2e-5)
-    # the public pointwise log-likelihood is the same Bernoulli term
-    ll = model.log_likelihood_from_weights(jnp.asarray(W, jnp.float32), stim, y, noise)
+    # NumPyro's pointwise log-likelihood of the model is the same Bernoulli term
+    from numpyro.infer.util import log_likelihood
+
+    fn = partial(pn.wppm_model, config=model, noise=noise)
+    ll = log_likelihood(fn, {"W": jnp.asarray(W, jnp.float32)}, stim, y, batch_ndims=0)["y"]
     np.testing.assert_allclose(float(jnp.sum(ll)), lik, rtol=2e-5)
 
 
@@ -144,8 +149,9 @@ def test_float64_is_available_end_to_end():
         ll64 = model.log_likelihood(truth64, data)
         stim = jnp.asarray(data.stimuli, jnp.float64)
         fresh = model.fresh_noise(jax.random.PRNGKey(0), (len(data),), dtype=jnp.float64)
-        grad = jax.grad(lambda w: jnp.sum(model.log_likelihood_from_weights(
-            w, stim, jnp.asarray(data.responses), fresh)))(truth64["W"])
+        fn = partial(pn.wppm_model, config=model, noise=fresh)
+        grad = jax.grad(lambda w: log_density(fn, (stim, jnp.asarray(data.responses)), {},
+                                              {"W": w})[0])(truth64["W"])
         assert p64.dtype == jnp.float64 and ll64.dtype == jnp.float64
         assert grad.dtype == jnp.float64 and np.all(np.isfinite(np.asarray(grad)))
     np.testing.assert_allclose(np.asarray(p64), np.asarray(p32), atol=1e-4)

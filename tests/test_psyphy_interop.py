@@ -85,7 +85,7 @@ def test_fit_map_accepts_a_psyphy_model_and_psyphy_parameters():
     posterior = MAPPosterior(start, theirs)             # psyphy's MAP result
     for init in (start, posterior):  # the second call reuses the first one's programs
         fit = pn.fit_map(data, theirs, steps=2, num_restarts=1, eval_samples=16,
-                         init_params=init, progress=False)
+                         init=init, progress=False)
         assert fit.model == ours
         np.testing.assert_array_equal(np.asarray(fit.init_params["W"]), np.asarray(start["W"]))
 
@@ -93,7 +93,7 @@ def test_fit_map_accepts_a_psyphy_model_and_psyphy_parameters():
 def test_many_observer_fit_accepts_a_psyphy_model():
     theirs = _theirs(2, degree=1)
     many = pn.fit_map([_data(), _data(seed=1)], theirs, steps=2, num_restarts=1,
-                      eval_samples=16, progress=False, init_params=MAPPosterior(
+                      eval_samples=16, progress=False, init=MAPPosterior(
                           theirs.init_params(jax.random.PRNGKey(3)), theirs))
     assert [f.model for f in many] == [pn.WPPM.from_psyphy(theirs)] * 2
 
@@ -130,8 +130,8 @@ def test_what_cannot_be_converted_is_named():
     # a psyphy model of the wrong size is caught like ours
     with pytest.raises(ValueError, match="stimulus dimension 2 but the model has input_dim=3"):
         pn.fit_map(_data(), _theirs(3))
-    with pytest.raises(ValueError, match=r"init_params\['W'\] has shape \(3, 3, 2, 3\), the "
+    with pytest.raises(ValueError, match=r"init\['W'\] has shape \(3, 3, 2, 3\), the "
                                          r"model expects \(2, 2, 2, 3\)"):
         pn.fit_map(_data(), _theirs(2, degree=1),
-                   init_params=MAPPosterior(_theirs(2).init_params(jax.random.PRNGKey(0)),
+                   init=MAPPosterior(_theirs(2).init_params(jax.random.PRNGKey(0)),
                                             None))

@@ -149,7 +149,7 @@ def _cmd_fit(args):
         full_batch = {}
     print(f"{len(data)} trials ({d}-D) from {args.trials}; method {args.method}", flush=True)
     fit = fit_map(data, model, progress=progress, **seed, **full_batch,
-                  **_given(args, steps="steps", num_restarts="restarts",
+                  **_given(args, steps="steps", num_restarts="restarts", optimizer="optimizer",
                            learning_rate="learning_rate", batch_size="batch_size"))
     if len(choice.fixed) < 2:
         fit.hyperparameters = choice.to_dict()
@@ -169,7 +169,7 @@ def _cmd_fit(args):
               f"{fit.num_floored} eigenvalues floored)", flush=True)
     elif args.method == "nuts":
         fit = fit_mcmc(data, model, init=fit, progress=progress, **seed,
-                       **_given(args, num_warmup="warmup", num_samples="draws",
+                       **_given(args, num_warmup="warmup", num_draws="draws",
                                 num_chains="chains"))
         chains, draws = fit.draws.shape[:2]
         print(f"NUTS: {chains} chain{'s' if chains != 1 else ''} x {draws} draws, "

@@ -156,19 +156,23 @@ def _add_inference_options(p):
         m.add_argument("--" + name.replace("_", "-"), default=None,
                        help=f"{text} (default: {wppm[name]})", **kwargs)
     o = p.add_argument_group("inference (defaults: the fit functions')")
+    o.add_argument("--optimizer", choices=("lbfgs", "adam"), default=None,
+                   help="MAP route: lbfgs (deterministic, fixed estimator noise) or adam "
+                   "(fresh noise every step; the default beyond 16 384 trials) (default: lbfgs)")
     o.add_argument("--steps", type=int, default=None,
-                   help=f"MAP optimisation steps per restart (default: {fmap['steps']})")
+                   help="MAP optimisation steps per restart (default: at most 150 L-BFGS "
+                   "steps, or 2000 Adam steps)")
     o.add_argument("--restarts", type=int, default=None,
                    help=f"MAP restarts (default: {fmap['num_restarts']})")
     o.add_argument("--learning-rate", type=float, default=None,
-                   help="peak MAP learning rate in prior standard deviations "
+                   help="peak Adam learning rate in prior standard deviations "
                    f"(default: {fmap['learning_rate']})")
     o.add_argument("--batch-size", type=int, default=None,
                    help="minibatch size for MAP steps, 0 = every trial every step "
                    f"(default: {fmap['batch_size']!r})")
     o.add_argument("--draws", type=int, default=None,
                    help=f"laplace: Gaussian draws (default: {flap['num_draws']}); nuts: draws "
-                   f"per chain (default: {fnuts['num_samples']})")
+                   f"per chain (default: {fnuts['num_draws']})")
     o.add_argument("--warmup", type=int, default=None,
                    help=f"nuts: warm-up iterations (default: {fnuts['num_warmup']})")
     o.add_argument("--chains", type=int, default=None,

@@ -690,7 +690,7 @@ def _refit_job(job):
     fit_seed = (seed * 1009 + seq) % (2**31)
     capacity = session_capacity(len(data))
     m = fit_map(data, model, steps=opts["warm_steps"] if warm else opts["map_steps"],
-                num_restarts=1 if init is not None else 3, seed=fit_seed, init_params=init,
+                num_restarts=1 if init is not None else 3, seed=fit_seed, init=init,
                 progress=False, trial_capacity=capacity)
     post = fit_laplace(data, model, init=m, num_draws=opts["num_draws"], seed=fit_seed,
                        progress=False, trial_capacity=capacity)

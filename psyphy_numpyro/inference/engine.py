@@ -4,7 +4,7 @@ Every program here is compiled ahead of time once per *configuration*
 (model, optimiser, minibatch size, samples) and *shapes* (batch size, padded
 trial count), and kept in a small cache, so a second fit of the same kind, or
 a fit of a data set whose trial count falls in the same bucket
-(:func:`~psyphy_numpyro.inference.objective.bucket_size`), runs without
+(:func:`~psyphy_numpyro.inference.svi.bucket_size`), runs without
 compiling. Each compilation is counted (:func:`compile_stats`) and timed, so
 the progress bar can show it as its own phase and tests can assert reuse.
 
@@ -28,9 +28,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .objective import evaluate, scan_steps
+from .svi import evaluate, scan_steps, state_step
 
-__all__ = ["compile_stats", "clear_cache", "run_chunk", "evaluate_batch", "shard", "unshard"]
+__all__ = ["compile_stats", "clear_cache", "run_batch", "first_bad", "run_chunk", "evaluate_batch",
+           "shard", "unshard"]
+
+CHUNK = 50  # steps per compiled chunk (the progress bar and divergence checks run between)
+LBFGS_CHUNK = 10  # steps per chunk of a deterministic run (the convergence check runs between)
 
 _CACHE_SIZE = 16
 _cache: OrderedDict = OrderedDict()
@@ -77,10 +81,11 @@ def _compiled(fn, static: tuple, args: tuple):
     return prog, seconds
 
 
-def _chunk_program(model, optimizer, batch_size, length, states, trials, num_steps):
-    """``length`` masked steps for every batch member (vmapped scan)."""
+def _chunk_program(model, optimizer, batch_size, length, states, trials, num_steps, noise):
+    """``length`` masked steps for every batch member (vmapped scan); ``noise`` (fixed
+    estimator noise of the padded trials, or None for fresh noise) is shared by all."""
     return jax.vmap(
-        lambda s, tr: scan_steps(model, optimizer, batch_size, length, s, tr, num_steps)
+        lambda s, tr: scan_steps(model, optimizer, batch_size, length, s, tr, num_steps, noise)
     )(states, trials)
 
 
@@ -88,17 +93,17 @@ def _eval_program(model, num_samples, z, trials, key):
     return jax.vmap(lambda zz, tr: evaluate(model, zz, tr, key, num_samples))(z, trials)
 
 
-def prepare_chunk(model, optimizer, batch_size, length, states, trials, num_steps):
+def prepare_chunk(model, optimizer, batch_size, length, states, trials, num_steps, noise=None):
     """Compile (or fetch) the chunk program; returns ``(program, compile_seconds)``."""
     return _compiled(
         _chunk_program, (model, optimizer, batch_size, length),
-        (states, trials, jnp.asarray(num_steps, jnp.int32)),
+        (states, trials, jnp.asarray(num_steps, jnp.int32), noise),
     )
 
 
-def run_chunk(program, states, trials, num_steps):
+def run_chunk(program, states, trials, num_steps, noise=None):
     """Run a prepared chunk: ``(states, losses (batch, length))``."""
-    return program(states, trials, jnp.asarray(num_steps, jnp.int32))
+    return program(states, trials, jnp.asarray(num_steps, jnp.int32), noise)
 
 
 def evaluate_batch(model, num_samples: int, z, trials, key):
@@ -107,6 +112,71 @@ def evaluate_batch(model, num_samples: int, z, trials, key):
     trials, _ = shard(trials)
     prog, _ = _compiled(_eval_program, (model, num_samples), (z, trials, key))
     return np.asarray(unshard(prog(z, trials, key), n), np.float64)
+
+
+def run_batch(problem, states, trials, target, members, bar, timings, n, noise=None,
+               tol=None):
+    """Advance every member of a batch of MAP problems to ``target`` steps: the one loop
+    under every fit (restarts, observers, bootstrap replicates, CV folds).
+
+    ``problem`` is a :class:`~psyphy_numpyro.MAP` (model, optimiser, minibatch),
+    ``states`` and ``trials`` carry the batch axis (possibly sharded, see
+    :func:`shard`), ``members`` is the batch size without sharding padding, ``n``
+    the trial count shown per trial on the progress ``bar``; compile and step
+    seconds are added to ``timings``. Returns ``(states, losses (members, k))``.
+
+    ``noise``: the fixed estimator noise of the deterministic route (None: fresh).
+    ``tol``: stop early once no member's loss fell by more than ``tol`` over a chunk
+    (a converged deterministic fit); the rest of the history repeats the last loss.
+    """
+    current = int(np.min(np.asarray(jax.device_get(state_step(states)))))
+    todo = target - current
+    if todo <= 0:
+        return states, np.zeros((members, 0))
+    length = min(LBFGS_CHUNK if tol is not None else CHUNK, todo)
+    bar.phase("compiling")
+    prog, secs = prepare_chunk(problem.model, problem.optimizer, problem.batch_size,
+                                      length, states, trials, target, noise)
+    timings["compile"] += secs
+    bar.compiled(secs)
+    bar.phase(f"restarts x{members}" if members > 1 else "steps")
+    out, done, t0 = [], 0, time.perf_counter()
+    while done < todo:
+        states, losses = run_chunk(prog, states, trials, target, noise)
+        k = min(length, todo - done)
+        losses = np.asarray(unshard(losses, members))[:, :k]
+        out.append(losses)
+        done += k
+        last = losses[:, -1][np.isfinite(losses[:, -1])]
+        bar.update(members * k, nll_per_trial=f"{last.min() / n:.4f}" if last.size else "nan")
+        if not np.isfinite(losses).all(axis=1).any():
+            break  # every member diverged: nothing left to run
+        if tol is not None and _converged(losses, tol):
+            bar.update(members * (todo - done))
+            break
+    timings["steps"] += time.perf_counter() - t0
+    losses = np.concatenate(out, 1)
+    if losses.shape[1] < todo:
+        fill = losses[:, -1:] if tol is not None else np.full((members, 1), np.nan)
+        losses = np.concatenate([losses, np.repeat(fill, todo - losses.shape[1], 1)], 1)
+    return states, losses
+
+
+def _converged(losses, tol) -> bool:
+    """Whether every finite member's loss fell by at most ``tol`` over this chunk."""
+    first, last = losses[:, 0], losses[:, -1]
+    ok = np.isfinite(first) & np.isfinite(last)
+    return bool(np.all(first[ok] - last[ok] <= tol))
+
+
+def first_bad(losses, z):
+    """Index of the first non-finite loss per member (or -1), non-finite parameters last."""
+    bad = ~np.isfinite(losses)
+    first = np.where(bad.any(1), np.argmax(bad, 1), -1)
+    z_bad = np.zeros(len(first), bool)
+    for leaf in jax.tree_util.tree_leaves(z):
+        z_bad |= ~np.isfinite(np.asarray(leaf)).reshape(len(first), -1).all(1)
+    return np.where((first < 0) & z_bad, losses.shape[1] - 1, first)
 
 
 # ---------------------------------------------------------------------------

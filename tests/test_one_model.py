@@ -1,0 +1,81 @@
+"""One model under every inference: MAP (SVI + AutoDelta), Laplace and NUTS all evaluate the
+log density of ``pn.wppm_model`` itself, never a second formula."""
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from numpyro.infer.util import log_density, potential_energy
+
+import psyphy_numpyro as pn
+from psyphy_numpyro.inference.svi import lbfgs, map_svi, whitened_adam
+
+MODEL = pn.WPPM(input_dim=2, basis_degree=2, num_samples=16, estimator="reparam")
+TRUTH = MODEL.sample_prior(3)
+
+
+def _data(n, key):
+    return pn.simulate_experiment(MODEL, TRUTH, n, key=key)
+
+
+def test_map_is_built_from_numpyro_svi_with_an_autodelta_guide():
+    from numpyro.infer import SVI
+    from numpyro.infer.autoguide import AutoDelta
+
+    problem = pn.MAP(MODEL, lbfgs())
+    assert isinstance(problem.svi, SVI) and isinstance(problem.svi.guide, AutoDelta)
+    # one SVI object per configuration: its compiled programs are reused
+    assert map_svi(MODEL, lbfgs()) is problem.svi
+    assert map_svi(MODEL, whitened_adam()) is not problem.svi
+
+
+def test_svi_map_is_a_stationary_point_of_the_models_log_density():
+    """L-BFGS through SVI on fixed noise ends where the gradient of wppm_model's own
+    log_density (same noise) vanishes: the optimum of the one model, found by NumPyro.
+    (The smooth "cv" estimator: "reparam" averages near-steps, whose fixed-noise loss is
+    rough at the scale of the bandwidth.)"""
+    model = MODEL.replace(estimator="cv")
+    data = _data(200, 21)
+    problem = pn.MAP(model, lbfgs())
+    trials = problem.trials(data)
+    noise = model.fresh_noise(jax.random.PRNGKey(5), (trials.stimuli.shape[0],))
+    start = problem.params(problem.init_z(jax.random.split(jax.random.PRNGKey(0))[0]))
+    params, _, losses = problem.run(jax.random.PRNGKey(0), data, 150, noise=noise)
+    assert losses[-1] < losses[0]
+    fn = partial(pn.wppm_model, config=model, noise=noise, weights=trials.weights)
+
+    def grad(W):  # gradient of the log joint, in units of each weight's prior sd
+        g = jax.grad(lambda w: log_density(fn, (trials.stimuli, trials.responses), {},
+                                           {"W": w})[0])(jnp.asarray(W))
+        return np.asarray(g) * model.prior_std()
+
+    g0, g1 = np.linalg.norm(grad(start["W"])), np.linalg.norm(grad(params["W"]))
+    assert g1 < 1e-2 * g0, (g0, g1)
+
+
+def test_the_default_fit_is_deterministic_and_equals_a_seed_given_as_a_key():
+    data = _data(150, 22)
+    kw = {"num_restarts": 2, "steps": 40, "progress": False}
+    a = pn.fit_map(data, MODEL, seed=7, **kw)
+    b = pn.fit_map(data, MODEL, seed=jax.random.PRNGKey(7), **kw)
+    np.testing.assert_array_equal(a.params["W"], b.params["W"])
+    assert np.isfinite(a.restart_losses).all()
+
+
+@pytest.mark.slow  # a NUTS run: compile-heavy
+def test_nuts_potential_is_the_models_potential_energy():
+    """The potential NUTS recorded at its draws is numpyro's potential_energy of wppm_model
+    (the surrogate configuration fit_mcmc reports) with the sampler's own arguments."""
+    data = _data(120, 23)
+    post = pn.fit_mcmc(data, MODEL, init=TRUTH, num_warmup=20, num_draws=10, num_chains=1,
+                       progress=False)
+    mcmc = post.mcmc
+    recorded = np.asarray(mcmc.get_extra_fields()["potential_energy"])
+    draws = mcmc.get_samples()["W"]
+    model_fn = mcmc.sampler.model
+    assert model_fn.func is pn.wppm_model
+    for i in (0, len(draws) - 1):
+        ours = potential_energy(model_fn, mcmc._args, mcmc._kwargs, {"W": draws[i]})
+        np.testing.assert_allclose(float(ours), recorded[i], rtol=1e-5)
