@@ -58,8 +58,9 @@ def resolve_model(data, model, *, check=True) -> tuple[TrialData, WPPM]:
     return data, model
 
 
-AUTO_FULL_BATCH = 16384
+AUTO_FULL_BATCH = 16384  # Adam: every trial every step up to here, minibatches above
 AUTO_BATCH_SIZE = 8192
+AUTO_LBFGS_MAX = 65536  # the default route stays deterministic (L-BFGS, full batch) up to here
 LBFGS_STEPS = 150  # the most L-BFGS steps of the kept start (it usually converges first)
 LBFGS_SCREEN = 20  # L-BFGS steps of every start before the best one continues
 
@@ -107,7 +108,8 @@ def _check_settings(data, model, steps, optimizer, learning_rate, num_restarts, 
     if isinstance(batch_size, str):
         if batch_size != "auto":
             raise InvalidInput(f'batch_size must be an int, None or "auto", got {batch_size!r}')
-        batch_size = AUTO_BATCH_SIZE if len(data) > AUTO_FULL_BATCH else None
+        limit = AUTO_LBFGS_MAX if optimizer in (None, "lbfgs") else AUTO_FULL_BATCH
+        batch_size = AUTO_BATCH_SIZE if len(data) > limit else None
     if batch_size is not None:
         batch_size = check_count("batch_size", batch_size)
         if batch_size >= len(data):
@@ -459,8 +461,8 @@ def fit_map(
       on a CPU (a line search vmapped over starts costs more than the starts in
       turn there) and as one batched program on other devices.
     - ``"adam"`` (or any optax transformation): the *stochastic* route, fresh
-      noise every step (and minibatches beyond ``AUTO_FULL_BATCH`` trials,
-      where it is the default): whitened Adam with warm-up and cosine decay,
+      noise every step (and minibatches beyond ``AUTO_LBFGS_MAX`` = 65 536
+      trials, where it is the default): whitened Adam with warm-up and cosine decay,
       ``steps`` default 2000; restarts run as one batched program.
 
     Every program is compiled once per model configuration and trial-count
@@ -518,9 +520,12 @@ def fit_map(
         ``params`` dict (psyphy's ``MAPPosterior``, a fit) starts from those.
     batch_size : int, "auto" or None
         Minibatch size (trials drawn uniformly each step, likelihood rescaled
-        to the full data); ``None`` uses every trial every step. ``"auto"``
-        (default) uses every trial up to ``AUTO_FULL_BATCH`` (16 384) trials
-        and minibatches of ``AUTO_BATCH_SIZE`` (8 192) above.
+        to the full data; Adam only); ``None`` uses every trial every step.
+        ``"auto"`` (default) uses every trial up to ``AUTO_LBFGS_MAX`` (65 536)
+        trials on the default route (a 3-D fit of 30 000 trials: 60 s at field
+        error 0.319 against 145 s and 0.325 for minibatched Adam, 2-core CPU),
+        up to ``AUTO_FULL_BATCH`` (16 384) with ``optimizer="adam"``, and
+        minibatches of ``AUTO_BATCH_SIZE`` (8 192) above.
     eval_samples : int, optional
         Estimator draws per trial of the low-noise losses that pick the
         restart on the stochastic route (default ``max(8 * model.num_samples,
