@@ -313,7 +313,7 @@ def _bootstrap_many(datas, model, *, num_fits, seed, rng_key, strata, init, step
     counts = [resample_counts(lab, num_fits, seed) for lab in labels]
     timings = {"compile": 0.0, "steps": 0.0}
     jobs = list(zip(datas, init, counts, strict=True))
-    results = _refit_many(model, jobs, steps, learning_rate, batch_size, seed, show, timings,
+    results = refit_batch(model, jobs, steps, learning_rate, batch_size, seed, show, timings,
                           label=f"fit_bootstrap x{len(datas)} observers")
     fits = []
     for (draws, lapse, kept), d, f, c, lab in zip(results, datas, init, counts, labels,
@@ -327,18 +327,40 @@ def _bootstrap_many(datas, model, *, num_fits, seed, rng_key, strata, init, step
 def _refit(model, data, init, counts, steps, learning_rate, batch_size, seed, show,
            timings=None):
     """Run every refit as one batch; ``(W (1, F_ok, ...), lapse (1, F_ok) or None, kept (F,))``."""
-    return _refit_many(model, [(data, init, counts)], steps, learning_rate, batch_size, seed,
+    return refit_batch(model, [(data, init, counts)], steps, learning_rate, batch_size, seed,
                        show, timings)[0]
 
 
-def _refit_many(model, jobs, steps, learning_rate, batch_size, seed, show, timings=None,
+def refit_batch(model, jobs, steps, learning_rate, batch_size, seed, show, timings=None,
                 label="fit_bootstrap"):
-    """Refits of several data sets as one batched program.
+    """Weighted MAP refits of several data sets as one batched program (whitened Adam on
+    :func:`~psyphy_numpyro.inference.engine.run_batch`): the bootstrap's refits and the
+    cross-validation folds.
 
-    ``jobs`` is a list of ``(data, init, counts)``: each data set's trials get
-    ``counts`` (``(F_j, N_j)``) as weights, all padded to the bucket size of the
-    largest data set, and each job's refits start from ``init`` (a MAPFit).
-    Returns one ``(W (1, F_ok, ...), lapse (1, F_ok) or None, kept (F_j,))`` per job.
+    Parameters
+    ----------
+    model : WPPM
+    jobs : list of (TrialData, MAPFit, array (F_j, N_j))
+        Each data set's trials get the rows of its ``counts`` as likelihood
+        weights (bootstrap multiplicities, or 0/1 fold masks), all padded to
+        the bucket size of the largest data set; each job's refits start from
+        its MAPFit.
+    steps, learning_rate, batch_size
+        Adam steps, peak learning rate, minibatch size (None: every trial).
+    seed : int
+        Common random numbers: every refit draws the same noise at every step.
+    show : bool
+        Progress bar.
+    timings : dict, optional
+        ``compile`` and ``steps`` seconds are added to it.
+    label : str
+        Names the caller in the progress bar and in errors.
+
+    Returns
+    -------
+    list of (W (1, F_ok, ...), lapse (1, F_ok) or None, kept (F_j,) bool)
+        One per job; refits that diverged are dropped (an error when more
+        than a tenth of a job's do).
     """
     from .inference.svi import bucket_size
 

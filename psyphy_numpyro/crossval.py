@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import jax
 import numpy as np
 
-from .bootstrap import _refit_many, default_strata
+from .bootstrap import default_strata, refit_batch
 from .errors import InvalidInput
 from .fits import MAPFit
 from .inference.svi import MAP, bucket_size, from_whitened
@@ -34,11 +34,11 @@ __all__ = ["cross_validate", "CrossValidation", "fold_labels"]
 
 def fold_labels(data, num_folds: int, seed: int = 0) -> np.ndarray:
     """Fold index ``(N,)`` of every trial, stratified by reference location (see the module)."""
-    from .hyperparameters import _cells
+    from .hyperparameters import reference_cells
 
     strata = default_strata(data)
     if strata.max() == 0:  # references do not repeat: cells of reference space
-        strata, _, _ = _cells(np.asarray(data.ref), max(20, 10 * num_folds))
+        strata, _, _ = reference_cells(np.asarray(data.ref), max(20, 10 * num_folds))
     rng = np.random.default_rng(seed)
     folds = np.empty(len(data), np.int64)
     offset = 0
@@ -219,7 +219,7 @@ def cross_validate(data, models, *, num_folds: int = 5, seed: int = 0, rng_key=N
         z0 = MAP(model).init_z(jax.random.PRNGKey(seed), None, init_scale)
         start = MAPFit.from_params(model, from_whitened(model, z0))
         jobs = [(d, start, t) for d, t in zip(datas, train, strict=True)]
-        results = _refit_many(model, jobs, steps, learning_rate, None, seed, show,
+        results = refit_batch(model, jobs, steps, learning_rate, None, seed, show,
                               label="cross_validate" if not many
                               else f"cross_validate x{len(datas)} observers")
         ns = eval_samples or max(1024, 8 * model.num_samples)

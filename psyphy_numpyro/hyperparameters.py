@@ -73,8 +73,15 @@ def threshold_floor(model) -> float:
     return threshold_constant(model.input_dim, model.bandwidth) * math.sqrt(model.diag_term)
 
 
-def _cells(ref, min_trials, max_per_axis=4):
-    """Cell index of every trial and the cell centres (bounding box of the refs, g^d cells)."""
+def reference_cells(ref, min_trials, max_per_axis=4):
+    """Cells of reference space with enough trials each: ``(cell index of every trial,
+    cell centres, g)``.
+
+    The bounding box of ``ref`` (N, d) is cut into ``g^d`` equal cells, ``g``
+    as large as ``max_per_axis`` allows with about ``min_trials`` trials per
+    cell. The hyperparameter pre-fit measures one threshold per cell; cross-
+    validation stratifies its folds by cell.
+    """
     n, d = ref.shape
     g = int(max(1, min(max_per_axis, math.floor((n / min_trials) ** (1.0 / d)))))
     lo, hi = ref.min(0), ref.max(0)
@@ -102,7 +109,7 @@ def isotropic_scales(data, *, min_trials_per_cell: int = 150, bandwidth: float =
     d = data.input_dim
     q_tab, f_tab = _table(d, bandwidth)
     dist2 = np.sum((comp - ref) ** 2, -1)
-    cell, centres, _ = _cells(ref, min_trials_per_cell)
+    cell, centres, _ = reference_cells(ref, min_trials_per_cell)
     C = len(centres)
     per_cell = np.zeros((len(_S_GRID), C))
     for lo in range(0, len(y), _BLOCK):  # (S, block) at a time: memory does not grow with N
