@@ -109,6 +109,10 @@ def _concat_column(parts) -> np.ndarray:
 class TrialData:
     """Oddity-task trials: stimuli, 0/1 responses (1 = correct) and per-trial metadata.
 
+    ``N`` may be 0: no trials yet, e.g. a new session's ``Experiment.data``
+    (stimuli ``(0, 2, d)``, responses ``(0,)``). Fits and the other functions
+    that take data reject it (:func:`as_trial_data`).
+
     Parameters
     ----------
     stimuli : array (N, 2, d), or a psyphy ``TrialData``/``ResponseData``
@@ -121,10 +125,6 @@ class TrialData:
         name -> a vector of ``N`` values (keyword only). Numbers and booleans
         keep their dtype, anything else is stored as text. Names may not be
         data columns (``ref_x``, ..., ``response``).
-
-    ``N`` may be 0: no trials yet, e.g. a new session's ``Experiment.data``
-    (stimuli ``(0, 2, d)``, responses ``(0,)``). Fits and the other functions
-    that take data reject it (:func:`as_trial_data`).
 
     Attributes
     ----------
