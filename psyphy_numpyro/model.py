@@ -17,7 +17,7 @@ import numpyro.distributions as dist
 from . import estimators, field
 from . import noise as _noise
 from .errors import InvalidInput, InvalidType
-from .validation import _concrete, as_key, check_int, check_params, check_points, check_real
+from .validation import as_key, check_int, check_params, check_points, check_real, is_concrete
 
 __all__ = ["WPPM", "wppm_model", "with_lapse", "as_wppm", "as_params", "pointwise_log_likelihood"]
 
@@ -239,7 +239,7 @@ class WPPM:
                 '"lapse_rate" entry next to "W"'
             )
         lam = params["lapse_rate"]
-        if _concrete(lam):
+        if is_concrete(lam):
             arr = np.asarray(lam, dtype=float)
             if arr.shape != () or not (0.0 <= float(arr) < 1.0):
                 raise InvalidInput(

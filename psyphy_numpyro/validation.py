@@ -20,10 +20,12 @@ __all__ = [
     "seed_from",
     "check_int",
     "check_real",
+    "check_range",
     "check_array",
     "check_params",
     "check_points",
     "check_responses",
+    "is_concrete",
     "DOMAIN_TOL",
 ]
 
@@ -46,7 +48,7 @@ def as_key(key):
             return key
         if key.dtype == np.uint32 and key.ndim >= 1 and key.shape[-1] == 2:
             return key
-        if key.ndim == 0 and np.issubdtype(key.dtype, np.integer) and _concrete(key):
+        if key.ndim == 0 and np.issubdtype(key.dtype, np.integer) and is_concrete(key):
             return jax.random.PRNGKey(int(key))
         raise InvalidType(
             "key must be a jax.random key (e.g. jax.random.PRNGKey(0)) or an integer seed, "
@@ -116,8 +118,52 @@ def check_real(name, value, lo=None, hi=None, *, lo_closed=False, hi_closed=Fals
     return v
 
 
-def _concrete(x):
+def is_concrete(x) -> bool:
+    """Whether ``x`` holds concrete values (not a JAX tracer inside ``jit`` or ``grad``).
+
+    Parameters
+    ----------
+    x : object
+        An array, a number or any other value.
+
+    Returns
+    -------
+    bool
+        ``False`` for a :class:`jax.core.Tracer`, whose values cannot be checked
+        eagerly; ``True`` otherwise.
+    """
     return not isinstance(x, jax.core.Tracer)
+
+
+def check_range(name, value) -> tuple[float, float]:
+    """A pair ``(low, high)`` with ``0 < low <= high``, as two floats.
+
+    Parameters
+    ----------
+    name : str
+        The input's name in the messages (e.g. ``"distances"``).
+    value : pair of real numbers
+        The range to check.
+
+    Returns
+    -------
+    (float, float)
+        ``(low, high)``.
+
+    Raises
+    ------
+    TypeError
+        ``value`` is not a pair of numbers.
+    ValueError
+        ``low`` is not positive or exceeds ``high``.
+    """
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise InvalidType(f"{name} must be a pair (low, high), got {value!r}") from None
+    if not 0.0 < lo <= hi:
+        raise InvalidInput(f"{name} must satisfy 0 < low <= high, got {value!r}")
+    return lo, hi
 
 
 def _where(idx, locate):
@@ -167,7 +213,7 @@ def check_params(params, shape, name="params"):
             f"{name}['W'] has shape {tuple(W.shape)}, the model expects {tuple(shape)} "
             "(basis_degree + 1 per axis, then input_dim x (input_dim + extra_dims))"
         )
-    if _concrete(W):
+    if is_concrete(W):
         check_array(f"{name}['W']", W)
     return jnp.asarray(W)
 
@@ -178,7 +224,7 @@ def check_points(x, input_dim, name="x", *, locate=None):
     ``locate`` (optional) describes an index tuple in words for the messages.
     Returns ``x`` as a JAX array; traced arrays pass through unchecked.
     """
-    if not _concrete(x):
+    if not is_concrete(x):
         return x
     arr = check_array(name, x, locate=locate)
     if arr.ndim == 0 or arr.shape[-1] != input_dim:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidInput, InvalidType
-from ..validation import check_int, check_points, check_real, seed_from
+from ..validation import check_int, check_points, check_range, check_real, seed_from
 
 __all__ = [
     "CRITERIA",
@@ -87,7 +87,7 @@ def space_filling_trials(num_trials: int, input_dim: int, *, seed: int = 0, star
     num_trials = check_int("num_trials", num_trials, 1)
     d = check_int("input_dim", input_dim, 1, 3)
     start = check_int("start", start, 0)
-    lo, hi = _check_range("distances", distances)
+    lo, hi = check_range("distances", distances)
     ref = 2.0 * _sobol(num_trials, d, seed, start) - 1.0
     rng = np.random.default_rng([seed, 202])
     u = _directions(rng, start + num_trials, d)[start:]
@@ -111,7 +111,7 @@ def random_trials(num_trials: int, input_dim: int, *, seed: int = 0, distances=(
     """
     num_trials = check_int("num_trials", num_trials, 1)
     d = check_int("input_dim", input_dim, 1, 3)
-    lo, hi = _check_range("distances", distances)
+    lo, hi = check_range("distances", distances)
     rng = np.random.default_rng([seed, 11])
     ref = rng.uniform(-1, 1, (num_trials, d))
     if d == 2:
@@ -121,16 +121,6 @@ def random_trials(num_trials: int, input_dim: int, *, seed: int = 0, distances=(
         u = _directions(rng, num_trials, d)
     dist = np.exp(rng.uniform(np.log(lo), np.log(hi), num_trials))
     return ref, inside_domain(ref, u * dist[:, None])
-
-
-def _check_range(name, value):
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise InvalidType(f"{name} must be a pair (low, high), got {value!r}") from None
-    if not 0.0 < lo <= hi:
-        raise InvalidInput(f"{name} must satisfy 0 < low <= high, got {value!r}")
-    return lo, hi
 
 
 def _posterior(fit, max_draws: int):
@@ -182,7 +172,7 @@ def candidate_trials(fit, *, seed: int = 0, num_refs: int = 256, per_ref: int = 
     d = model.input_dim
     num_refs = check_int("num_refs", num_refs, 1)
     per_ref = check_int("per_ref", per_ref, 1)
-    m_lo, m_hi = _check_range("multipliers", multipliers)
+    m_lo, m_hi = check_range("multipliers", multipliers)
     refs = 2.0 * _sobol(num_refs, d, seed) - 1.0
     cov = np.asarray(fit.covariance(refs))
     if not fit.point:

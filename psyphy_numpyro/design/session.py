@@ -62,8 +62,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidInput, InvalidType
-from ..validation import check_int
-from .acquisition import _check_range, propose_trials, space_filling_trials
+from ..validation import check_int, check_range
+from .acquisition import propose_trials, space_filling_trials
 
 __all__ = ["Experiment"]
 
@@ -200,7 +200,7 @@ class Experiment:
             "distances": [float(v) for v in distances],
             "fit_options": opts,
         }
-        _check_range("distances", distances)  # (no Sobol draw: scipy.stats loads slowly)
+        check_range("distances", distances)  # (no Sobol draw: scipy.stats loads slowly)
         self.path = Path(os.fspath(path))
         if self.path.is_dir():
             raise InvalidInput(f"{self.path}: is a folder, not a session file")
