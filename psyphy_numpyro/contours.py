@@ -21,7 +21,15 @@ from .csvio import write_csv
 from .errors import InvalidInput
 from .validation import check_int
 
-__all__ = ["Thresholds", "fit_ellipse", "threshold_table", "unit_directions", "ray_extent"]
+__all__ = [
+    "Thresholds",
+    "fit_ellipse",
+    "threshold_table",
+    "unit_directions",
+    "ray_extent",
+    "length_quantiles",
+    "intervals_1d",
+]
 
 _AXES = ("x", "y", "z")
 
@@ -124,12 +132,26 @@ def _fit_ellipse(v):
     return jnp.where(good[..., None, None], E, jnp.nan)
 
 
-def _quantiles(lengths, qs):
-    """Quantiles over draws, treating NaN (no crossing inside the domain) as +inf.
+def length_quantiles(lengths, qs):
+    """Quantiles of ray lengths over draws, treating NaN (no crossing inside the domain)
+    as +inf.
 
     A ray without a crossing has a threshold beyond the domain edge, so it
     counts as larger than every finite length; a quantile that lands on such
     draws is reported as NaN.
+
+    Parameters
+    ----------
+    lengths : numpy array (num_draws, ...)
+        Ray lengths per draw, NaN where a ray has no crossing.
+    qs : sequence of float
+        Quantile levels in ``[0, 1]``.
+
+    Returns
+    -------
+    numpy array (len(qs), ...)
+        One quantile per level (linear interpolation), NaN where it lands on
+        rays without a crossing.
     """
     big = 1e30  # stands for +inf without inf - inf in the interpolation
     x = np.where(np.isnan(lengths), big, lengths)
@@ -137,11 +159,24 @@ def _quantiles(lengths, qs):
     return np.where(out < 1e20, out, np.nan)
 
 
-def _intervals_1d(refs, lengths, directions=None):
-    """1-D threshold intervals ``[r - t(-1), r + t(+1)]``, shape ``(..., R, 2)``.
+def intervals_1d(refs, lengths, directions=None):
+    """1-D threshold intervals ``[r - t(-1), r + t(+1)]``.
 
-    ``t(+1)``/``t(-1)`` are the lengths of the first ray with direction ``+1``/``-1``
-    (``directions`` (D, 1); default ``[+1, -1]``); NaN where there is none.
+    Parameters
+    ----------
+    refs : numpy array (R, 1)
+        The references ``r``.
+    lengths : numpy array (..., R, D)
+        Ray lengths; ``t(+1)``/``t(-1)`` are those of the first ray with
+        direction ``+1``/``-1``.
+    directions : numpy array (D, 1), optional
+        The rays' directions (default ``[+1, -1]``).
+
+    Returns
+    -------
+    numpy array (..., R, 2)
+        ``[lower, upper]`` per reference; NaN on a side without a ray (or
+        without a crossing).
     """
     u = np.array([1.0, -1.0]) if directions is None else np.asarray(directions)[:, 0]
     nan = np.full(lengths.shape[:-1], np.nan)
@@ -209,7 +244,7 @@ class Thresholds:
         if not self.has_draws:
             return self.ellipses
         if self.input_dim == 1:
-            return _intervals_1d(self.refs, self.median, self.directions)
+            return intervals_1d(self.refs, self.median, self.directions)
         return fit_ellipse(self.median_points - self.refs[:, None, :])
 
     def table(self, refs=None) -> tuple[list[str], np.ndarray]:

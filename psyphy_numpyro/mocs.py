@@ -27,9 +27,16 @@ from .contours import ray_extent
 from .csvio import write_csv
 from .data import TrialData, as_trial_data
 from .errors import InvalidInput
-from .readout import _check_directions, _check_refs, _fit_weights, thresholds
+from .readout import fit_weights, thresholds
 from .simulate import simulate_trials
-from .validation import DOMAIN_TOL, check_array, check_int, check_real
+from .validation import (
+    DOMAIN_TOL,
+    check_array,
+    check_directions,
+    check_int,
+    check_real,
+    check_refs,
+)
 from .weibull import (  # noqa: F401 - the Weibull names stay importable from here too
     WeibullFit,
     bootstrap_thresholds,
@@ -179,7 +186,7 @@ def simulate_mocs(model, params, refs, directions, levels, num_repeats, *, key) 
         outside ``[-1, 1]^d``.
     """
     d = model.input_dim
-    refs = _check_refs(refs, d)
+    refs = check_refs(refs, d)
     dirs = np.atleast_2d(check_array("directions", directions))
     if len(refs) == 1 and len(dirs) > 1:
         refs = np.repeat(refs, len(dirs), axis=0)
@@ -189,7 +196,7 @@ def simulate_mocs(model, params, refs, directions, levels, num_repeats, *, key) 
         raise InvalidInput(
             f"directions must have shape ({len(refs)}, {d}) to match refs, got {dirs.shape}"
         )
-    dirs = _check_directions(dirs, None, d)
+    dirs = check_directions(dirs, d)
     C = len(refs)
     t = check_array("levels", levels)
     if t.ndim == 1:
@@ -491,7 +498,7 @@ def validate_mocs(
         A condition with fewer than 2 levels, data of another dimension than
         the fit, or bad settings.
     """
-    model = _fit_weights(fit)[0]  # checks the fit's type
+    model = fit_weights(fit)[0]  # checks the fit's type
     data = as_trial_data(mocs_data)
     if data.input_dim != model.input_dim:
         raise InvalidInput(

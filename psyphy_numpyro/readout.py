@@ -29,9 +29,9 @@ import numpy as np
 
 from .contours import (
     Thresholds,
-    _intervals_1d,
-    _quantiles,
     fit_ellipse,
+    intervals_1d,
+    length_quantiles,
     ray_extent,
     unit_directions,
 )
@@ -41,9 +41,11 @@ from .validation import (
     DOMAIN_TOL,
     as_key,
     check_array,
+    check_directions,
     check_int,
     check_points,
     check_real,
+    check_refs,
 )
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "unit_directions",
     "ray_extent",
     "field_error",
+    "fit_weights",
 ]
 
 DEFAULT_READOUT_SAMPLES = 1024
@@ -65,11 +68,29 @@ DEFAULT_READOUT_SAMPLES = 1024
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
-def _fit_weights(fit):
-    """``(model, W, point, lapse)``: the draws of ``W`` of any fit, ``(num_draws,
-    *weight_shape)``, and its lapse rate (a float, or ``(num_draws,)`` when learned).
+def fit_weights(fit):
+    """The model, weight draws and lapse rate of any fit, its type checked.
 
-    A ``(model, params)`` pair (e.g. a ground-truth field) is read as a point fit.
+    Parameters
+    ----------
+    fit : MAPFit, PosteriorFit (MCMCFit, LaplaceFit) or (WPPM, params) pair
+        A ``(model, params)`` pair (e.g. a ground-truth field) is read as a
+        point fit.
+
+    Returns
+    -------
+    model : WPPM
+    W : array (num_draws, *weight_shape)
+        The draws of ``W`` (one for a point fit).
+    point : bool
+        Whether the fit is a point estimate (MAP or a pair).
+    lapse : float or array (num_draws,)
+        The lapse rate; one per draw when it is learned.
+
+    Raises
+    ------
+    TypeError
+        ``fit`` is neither a fit nor a ``(model, params)`` pair.
     """
     if isinstance(fit, tuple) and len(fit) == 2:
         fit = MAPFit.from_params(*fit)
@@ -133,7 +154,7 @@ def psychometric(fit, ref, direction, distances, *, key=0, num_samples=None,
     ValueError
         Bad shapes, a zero direction, or a point of the ray outside ``[-1, 1]^d``.
     """
-    model, W, point, lapse = _fit_weights(fit)
+    model, W, point, lapse = fit_weights(fit)
     d = model.input_dim
     ref = np.asarray(check_points(ref, d, "ref"), dtype=float)
     if ref.shape != (d,):
@@ -228,29 +249,6 @@ def _lengths_draws(model, Ws, origin, u, t_max, noise, targets, num_iter):
     )
 
 
-def _check_refs(refs, d):
-    refs = np.asarray(check_points(refs, d, "refs"), dtype=float)
-    if refs.ndim == 1:
-        refs = refs[None]
-    if refs.ndim != 2:
-        raise InvalidInput(f"refs must have shape (R, {d}), got {refs.shape}")
-    if len(refs) == 0:
-        raise InvalidInput(f"refs is empty: pass at least one reference of shape ({d},)")
-    return refs
-
-
-def _check_directions(directions, num_directions, d):
-    if directions is None:
-        return unit_directions(d, num_directions)
-    dirs = check_array("directions", directions)
-    if dirs.ndim != 2 or dirs.shape[1] != d or len(dirs) == 0:
-        raise InvalidInput(f"directions must have shape (D, {d}), got {dirs.shape}")
-    norms = np.linalg.norm(dirs, axis=1)
-    if np.any(norms == 0):
-        raise InvalidInput(f"directions must be non-zero; row {int(np.argmin(norms))} is zero")
-    return dirs / norms[:, None]
-
-
 def _warn_missing(lengths, target, max_distance):
     n_bad = int(np.isnan(lengths).sum())
     if n_bad:
@@ -330,13 +328,14 @@ def thresholds(
         References outside the domain, wrong shapes, or a bad ``target``,
         ``tol``, ``max_distance`` or ``level``.
     """
-    model, W, point, lapse = _fit_weights(fit)
+    model, W, point, lapse = fit_weights(fit)
     d = model.input_dim
-    refs = _check_refs(refs, d)
+    refs = check_refs(refs, d)
     target = check_real("target", target, 1.0 / 3.0, 1.0)
     tol = check_real("tol", tol, 0.0)
     level = check_real("level", level, 0.0, 1.0)
-    dirs = _check_directions(directions, num_directions, d)
+    dirs = (unit_directions(d, num_directions) if directions is None
+            else check_directions(directions, d))
     if max_distance is not None:
         max_distance = check_real("max_distance", max_distance, 0.0)
     if num_draws is not None:
@@ -381,13 +380,13 @@ def thresholds(
     _warn_missing(lengths, target, max_distance)
     points = refs[:, None, :] + lengths[..., None] * dirs[None]
     if d == 1:
-        ellipses = _intervals_1d(refs, lengths, dirs)
+        ellipses = intervals_1d(refs, lengths, dirs)
     else:
         ellipses = fit_ellipse(points - refs[:, None, :])
     median = interval = lvl = None
     if not point:
         q = 0.5 * (1.0 - level)
-        median, lo, hi = _quantiles(lengths, [0.5, q, 1.0 - q])
+        median, lo, hi = length_quantiles(lengths, [0.5, q, 1.0 - q])
         interval = np.stack([lo, hi])
         lvl = level
     return Thresholds(

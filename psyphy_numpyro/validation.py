@@ -24,6 +24,8 @@ __all__ = [
     "check_array",
     "check_params",
     "check_points",
+    "check_refs",
+    "check_directions",
     "check_responses",
     "is_concrete",
     "DOMAIN_TOL",
@@ -243,6 +245,68 @@ def check_points(x, input_dim, name="x", *, locate=None):
             f"[{arr.min():.4g}, {arr.max():.4g}]); {_RESCALE_HINT}"
         )
     return jnp.asarray(x)
+
+
+def check_refs(refs, input_dim) -> np.ndarray:
+    """Reference stimuli as a float64 array ``(R, input_dim)``, each inside ``[-1, 1]^d``.
+
+    Parameters
+    ----------
+    refs : array (R, input_dim) or (input_dim,)
+        One or more references; a single one is read as ``R = 1``.
+    input_dim : int
+        The stimulus dimension ``d``.
+
+    Returns
+    -------
+    numpy array (R, input_dim)
+
+    Raises
+    ------
+    ValueError
+        A wrong shape, no reference at all, or a coordinate outside the domain.
+    TypeError
+        A non-numeric array.
+    """
+    refs = np.asarray(check_points(refs, input_dim, "refs"), dtype=float)
+    if refs.ndim == 1:
+        refs = refs[None]
+    if refs.ndim != 2:
+        raise InvalidInput(f"refs must have shape (R, {input_dim}), got {refs.shape}")
+    if len(refs) == 0:
+        raise InvalidInput(f"refs is empty: pass at least one reference of shape ({input_dim},)")
+    return refs
+
+
+def check_directions(directions, input_dim) -> np.ndarray:
+    """Ray directions normalised to unit length, a float64 array ``(D, input_dim)``.
+
+    Parameters
+    ----------
+    directions : array (D, input_dim)
+        Non-zero directions, at least one.
+    input_dim : int
+        The stimulus dimension ``d``.
+
+    Returns
+    -------
+    numpy array (D, input_dim)
+        Each row divided by its length.
+
+    Raises
+    ------
+    ValueError
+        A wrong shape, no direction at all, a zero row or a non-finite entry.
+    TypeError
+        A non-numeric array.
+    """
+    dirs = check_array("directions", directions)
+    if dirs.ndim != 2 or dirs.shape[1] != input_dim or len(dirs) == 0:
+        raise InvalidInput(f"directions must have shape (D, {input_dim}), got {dirs.shape}")
+    norms = np.linalg.norm(dirs, axis=1)
+    if np.any(norms == 0):
+        raise InvalidInput(f"directions must be non-zero; row {int(np.argmin(norms))} is zero")
+    return dirs / norms[:, None]
 
 
 def check_responses(y, num_trials=None, name="responses"):

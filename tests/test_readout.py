@@ -233,12 +233,12 @@ def test_draw_based_psychometric():
 
 
 def test_median_treats_missing_crossings_as_beyond_the_edge():
-    from psyphy_numpyro.readout import _quantiles
+    from psyphy_numpyro.contours import length_quantiles
 
     x = np.array([[1.0], [2.0], [np.nan], [np.nan], [np.nan]])
-    med, hi = _quantiles(x, [0.5, 0.9])
+    med, hi = length_quantiles(x, [0.5, 0.9])
     assert np.isnan(med[0]) and np.isnan(hi[0])
-    lo = _quantiles(x, [0.1])[0]
+    lo = length_quantiles(x, [0.1])[0]
     assert lo[0] == pytest.approx(1.4)
 
 
