@@ -203,133 +203,119 @@ def _scores(model, cfg, z, batch, eval_key, bar, timings, losses):
     return _evaluate(model, cfg.eval_samples, z, batch, eval_key, bar, timings)
 
 
-def _fit_restarts(problem, trials, z0, keys, cfg, bar, timings, eval_key, noise=None) -> _Run:
-    """Screen every restart as one batched program, then finish the best ones alone."""
-    model, R, n = problem.model, len(z0), int(trials.num_trials)
-    states = _stack([init_state(model, problem.optimizer, k, z, cfg.learning_rate, cfg.steps,
-                                problem.batch_size) for k, z in zip(keys, z0, strict=True)])
-    batch = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (R,) + x.shape), trials)
+def _advance(problem, states, batch, target, members, bar, timings, n, noise, cfg):
+    """:func:`engine.run_batch` on a batch of members: as one (sharded) program, or, on the
+    deterministic route on a CPU, one member at a time through the one-member program (a
+    line search vmapped over members cost 4.4x one member's time per step there, and the
+    screening and the finishing then share one compiled program)."""
     if cfg.deterministic and _cpu():
-        # one start at a time: the screening and the finishing share one program, and a
-        # line search vmapped over starts costs more than the starts run in turn on a CPU
-        # (measured: 3 starts vmapped 4.4x one start's time per step)
-        outs = [engine.run_batch(problem, _take(states, r), _take(batch, r), cfg.screen_steps, 1,
-                           bar, timings, n, noise, cfg.tol) for r in range(R)]
+        outs = [engine.run_batch(problem, _take(states, i), _take(batch, i), target, 1, bar,
+                                 timings, n, noise, cfg.tol) for i in range(members)]
         states = jax.tree_util.tree_map(lambda *x: jnp.concatenate(x), *[o[0] for o in outs])
-        losses = np.concatenate([o[1] for o in outs])
-    else:
-        states, _ = engine.shard(states)
-        sharded, _ = engine.shard(batch)  # padded to the device count; `batch` stays R long
-        states, losses = engine.run_batch(problem, states, sharded, cfg.screen_steps, R, bar,
-                                          timings, n, noise, cfg.tol)
-        states = engine.unshard(states, R)
-    histories = np.full((R, cfg.steps), np.nan)
-    histories[:, : losses.shape[1]] = losses
-    bad = engine.first_bad(losses, state_z(states))
-    failures = [f"restart {r} diverged at step {bad[r]}" for r in range(R) if bad[r] >= 0]
-    bound, starts = _loss_bound(model, n), None
-    ev = _scores(model, cfg, state_z(states), batch, eval_key, bar, timings, losses)
-    ev = np.where(bad >= 0, np.inf, ev)
-    for r in range(R):
-        if bad[r] < 0 and not ev[r] <= bound:  # NaN too
-            if starts is None:
-                starts = _scores(model, cfg, _stack(z0), batch, eval_key, bar, timings,
-                                 losses[:, :1])
-            why = _judge(ev[r], starts[r], bound, r)
-            if why is not None:
-                failures.append(why)
-                ev[r] = np.inf
-    z = jax.tree_util.tree_map(np.array, state_z(states))
-    if cfg.screen_steps >= cfg.steps:
-        best = int(np.argmin(ev)) if np.isfinite(ev).any() else None
-        return _Run(z, histories, ev, failures, best)
-    for r in np.argsort(ev):  # the best screened restart continues; the next if it fails
-        if not np.isfinite(ev[r]):
-            break
-        state, more = engine.run_batch(problem, _take(states, r), _take(batch, r), cfg.steps, 1,
-                                 bar, timings, n, noise, cfg.tol)
-        offset = cfg.steps - more.shape[1]
-        histories[r, offset:] = more[0]
-        # evaluated in the screening program's shape (R copies): no second compile
-        zr = state_z(state)
-        final = _scores(model, cfg,
-                        jax.tree_util.tree_map(
-                            lambda a: jnp.broadcast_to(a, (R,) + a.shape[1:]), zr),
-                        batch, eval_key, bar, timings,
-                        np.repeat(more, R, 0) if more.shape[1] else histories[r : r + 1])[0]
-        late = engine.first_bad(more, zr)[0]
-        why = (f"restart {r} diverged at step {offset + late}" if late >= 0
-               else _judge(final, ev[r], bound, r))
-        if why is None:
-            for name, leaf in zr.items():
-                z[name][r] = np.asarray(leaf[0])
-            ev[r] = final
-            return _Run(z, histories, ev, failures, int(r))
-        failures.append(why)
-        ev[r] = np.inf
-    return _Run(z, histories, ev, failures, None)
+        width = max(o[1].shape[1] for o in outs)
+        losses = np.full((members, width), np.nan)
+        for i, (_, row) in enumerate(outs):  # a member that stopped earlier: its loss repeats
+            losses[i] = row[0, 0] if row.size else np.nan
+            losses[i, width - row.shape[1]:] = row[0]
+        return states, losses
+    sh_states, _ = engine.shard(states)
+    sh_batch, _ = engine.shard(batch)  # padded to the device count; `batch` stays as it is
+    sh_states, losses = engine.run_batch(problem, sh_states, sh_batch, target, members, bar,
+                                         timings, n, noise, cfg.tol)
+    return engine.unshard(sh_states, members), losses
 
 
-def _fit_observers(problem, trials_list, z0, keys, cfg, bar, timings, eval_key,
-                   noise=None) -> list:
-    """Several observers' restarts as one batched program: one :class:`_Run` per observer.
+def _fit_batch(problem, trials_list, z0, keys, cfg, bar, timings, eval_key,
+               noise=None) -> list:
+    """The one MAP orchestration: every observer's restarts, one :class:`_Run` per observer
+    (one data set is a batch of one).
 
     Every observer's trials are padded to one size; the batch holds observers x
-    restarts. All of them are screened together, then the best restart of every
-    observer continues (the observers together) to ``steps``. An observer whose
-    kept restart diverges gets no fit (its ``_Run.best`` is None).
+    restarts. All of them are screened (``screen_steps``); a restart that diverged,
+    or ended worse than both its start and ``W = 0`` can be, is dropped. Then the
+    best restart of every observer continues (the observers together) to
+    ``steps``; an observer whose continued restart fails moves on to its next best.
+    An observer with no restart left gets no fit (its ``_Run.best`` is None).
     """
     model, n_obs, R = problem.model, len(trials_list), len(z0)
     one = [init_state(model, problem.optimizer, k, z, cfg.learning_rate, cfg.steps,
                       problem.batch_size) for k, z in zip(keys, z0, strict=True)]
     states = _stack(one * n_obs)
     batch = _stack([t for t in trials_list for _ in range(R)])
-    n_min = min(int(t.num_trials) for t in trials_list)
-    sh_states, _ = engine.shard(states)
-    sh_batch, _ = engine.shard(batch)
-    sh_states, losses = engine.run_batch(problem, sh_states, sh_batch, cfg.screen_steps,
-                                         n_obs * R, bar, timings, n_min, noise, cfg.tol)
-    states = engine.unshard(sh_states, n_obs * R)
+    sizes = [int(t.num_trials) for t in trials_list]
+    n_min = min(sizes)
+    states, losses = _advance(problem, states, batch, cfg.screen_steps, n_obs * R, bar,
+                              timings, n_min, noise, cfg)
     histories = np.full((n_obs * R, cfg.steps), np.nan)
     histories[:, : losses.shape[1]] = losses
     bad = engine.first_bad(losses, state_z(states))
-    ev = _scores(model, cfg, state_z(states), batch, eval_key, bar, timings, losses)
-    ev = np.where(bad >= 0, np.inf, ev)
     failures = [[f"restart {r} diverged at step {bad[o * R + r]}" for r in range(R)
                  if bad[o * R + r] >= 0] for o in range(n_obs)]
+    ev = _scores(model, cfg, state_z(states), batch, eval_key, bar, timings, losses)
+    ev = np.where(bad >= 0, np.inf, ev)
+    starts = None
+    for i in range(n_obs * R):  # the screened restarts that blew up
+        o, r = divmod(i, R)
+        bound = _loss_bound(model, sizes[o])
+        if bad[i] < 0 and not ev[i] <= bound:  # NaN too
+            if starts is None:
+                starts = _scores(model, cfg, _stack(z0 * n_obs), batch, eval_key, bar,
+                                 timings, losses[:, :1])
+            why = _judge(ev[i], starts[i], bound, r)
+            if why is not None:
+                failures[o].append(why)
+                ev[i] = np.inf
     z = jax.tree_util.tree_map(np.array, state_z(states))
-    best = np.argmin(ev.reshape(n_obs, R), 1)
-    alive = np.isfinite(ev.reshape(n_obs, R)[np.arange(n_obs), best])
-    if cfg.screen_steps < cfg.steps and alive.any():
-        idx = (np.arange(n_obs) * R + best)[alive]
-        pick = jax.tree_util.tree_map(lambda a: a[idx], states)
-        sub = jax.tree_util.tree_map(lambda a: a[idx], batch)
-        sh_pick, _ = engine.shard(pick)
-        sh_sub, _ = engine.shard(sub)
-        sh_pick, more = engine.run_batch(problem, sh_pick, sh_sub, cfg.steps, len(idx), bar,
-                                         timings, n_min, noise, cfg.tol)
-        pick = engine.unshard(sh_pick, len(idx))
+    grid = ev.reshape(n_obs, R)
+    if cfg.screen_steps >= cfg.steps:
+        best = [int(np.argmin(g)) if np.isfinite(g).any() else None for g in grid]
+        return _runs(z, histories, ev, failures, best, n_obs, R)
+    best = [None] * n_obs
+    tried = np.zeros((n_obs, R), bool)
+    while True:  # the best untried restart of every observer still without a fit continues
+        idx = []
+        for o in range(n_obs):
+            if best[o] is None:
+                left = np.where(~tried[o] & np.isfinite(grid[o]), grid[o], np.inf)
+                if np.isfinite(left).any():
+                    r = int(np.argmin(left))
+                    tried[o, r] = True
+                    idx.append(o * R + r)
+        if not idx:
+            break
+        idx = np.asarray(idx)
+        pick = jax.tree_util.tree_map(lambda a, idx=idx: a[idx], states)
+        sub = jax.tree_util.tree_map(lambda a, idx=idx: a[idx], batch)
+        pick, more = _advance(problem, pick, sub, cfg.steps, len(idx), bar, timings, n_min,
+                              noise, cfg)
         zp = state_z(pick)
         offset = cfg.steps - more.shape[1]
         final = _scores(model, cfg, zp, sub, eval_key, bar, timings,
                         more if more.shape[1] else histories[idx])
         late = engine.first_bad(more, zp)
         for j, i in enumerate(idx):
-            histories[i, offset:] = more[j]
             o, r = divmod(int(i), R)
-            if late[j] >= 0:
-                failures[o].append(f"restart {r} diverged at step {offset + late[j]}")
-                ev[i], alive[o] = np.inf, False
+            histories[i, offset:] = more[j]
+            why = (f"restart {r} diverged at step {offset + late[j]}" if late[j] >= 0
+                   else _judge(final[j], ev[i], _loss_bound(model, sizes[o]), r))
+            if why is not None:
+                failures[o].append(why)
+                ev[i] = grid[o, r] = np.inf
                 continue
             for name, leaf in zp.items():
                 z[name][i] = np.asarray(leaf[j])
-            ev[i] = final[j]
-    runs = []
+            ev[i], best[o] = final[j], r
+    return _runs(z, histories, ev, failures, best, n_obs, R)
+
+
+def _runs(z, histories, ev, failures, best, n_obs, R) -> list:
+    """One :class:`_Run` per observer from the batch's arrays."""
+    out = []
     for o in range(n_obs):
         sl = slice(o * R, (o + 1) * R)
-        runs.append(_Run({k: v[sl] for k, v in z.items()}, histories[sl], ev[sl], failures[o],
-                         int(best[o]) if alive[o] else None))
-    return runs
+        out.append(_Run({k: v[sl] for k, v in z.items()}, histories[sl], ev[sl], failures[o],
+                        best[o]))
+    return out
 
 
 def _fit_many(datas, model, cfg_args, seed, rng_key, progress, init_params):
@@ -368,7 +354,7 @@ def _fit_many(datas, model, cfg_args, seed, rng_key, progress, init_params):
     total = n_obs * (cfg.num_restarts * cfg.screen_steps + (cfg.steps - cfg.screen_steps))
     bar = Progress(use_progress(progress), total, f"fit_map x{n_obs} observers")
     try:
-        runs = _fit_observers(problem, trials, z0, keys, cfg, bar, timings,
+        runs = _fit_batch(problem, trials, z0, keys, cfg, bar, timings,
                               jax.random.fold_in(root, 10**6), noise)
     finally:
         bar.close()
@@ -593,8 +579,9 @@ def fit_map(
     total = cfg.num_restarts * cfg.screen_steps + (cfg.steps - cfg.screen_steps)
     bar = Progress(use_progress(progress), total, "fit_map")
     try:
-        run = _fit_restarts(problem, trials, z0, keys, cfg, bar, timings,
-                            jax.random.fold_in(root, 10**6), _fixed_noise(model, cfg, root, size))
+        run = _fit_batch(problem, [trials], z0, keys, cfg, bar, timings,
+                         jax.random.fold_in(root, 10**6),
+                         _fixed_noise(model, cfg, root, size))[0]
     finally:
         bar.close()
     timings["total"] = time.perf_counter() - t_start

@@ -291,7 +291,7 @@ def test_fit_laplace_rejects_before_compiling(no_compile, kwargs, exc, match):
     "kwargs, exc, match",
     [
         ({"num_warmup": 0}, ValueError, "num_warmup must be >= 1"),
-        ({"num_samples": 0}, ValueError, "num_samples must be >= 1, got 0"),
+        ({"num_draws": 0}, ValueError, "num_draws must be >= 1, got 0"),
         ({"num_chains": 0}, ValueError, "num_chains must be >= 1"),
         ({"num_chains": 2.0}, TypeError, "num_chains must be an integer"),
         ({"seed": -1}, ValueError, "seed must be >= 0"),
