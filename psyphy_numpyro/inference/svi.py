@@ -36,7 +36,6 @@ from __future__ import annotations
 import functools
 import math
 from functools import partial
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,12 +47,12 @@ from numpyro.infer.autoguide import AutoDelta
 from numpyro.infer.reparam import LocScaleReparam
 from numpyro.infer.svi import SVIState
 from numpyro.infer.util import log_density
-from numpyro.optim import _NumPyroOptim
 
-from ..data import as_trial_data
-from ..errors import InvalidInput, InvalidType
+from ..errors import InvalidType
 from ..model import WPPM, as_wppm, pointwise_log_likelihood, wppm_model
 from ..validation import as_key, check_int, check_real
+from .optim import OptaxOptim, lbfgs, set_schedule, whitened_adam
+from .trials import Trials, bucket_size, pad_trials, padded_size
 
 __all__ = [
     "Trials",
@@ -74,87 +73,12 @@ __all__ = [
 ]
 
 
-class Trials(NamedTuple):
-    """Trials padded to a bucket size (a JAX pytree).
-
-    Attributes
-    ----------
-    stimuli : array (n_pad, 2, d)
-        Real trials first, then copies of trial 0 as padding.
-    responses : int32 array (n_pad,)
-    weights : array (n_pad,)
-        Likelihood weight of each trial: 1 for a real trial, 0 for padding
-        (bootstrap multiplicities or fold masks otherwise).
-    num_trials : int32 scalar
-        Number of real trials (the rows minibatches are drawn from).
-    """
-
-    stimuli: Any
-    responses: Any
-    weights: Any
-    num_trials: Any
-
-
 MAPState = SVIState
 """State of one MAP optimisation: NumPyro's ``SVIState`` (a JAX pytree).
 
 ``optim_state`` is ``(step, (z, optax_state))`` with ``z`` the unconstrained
 AutoDelta parameters (:func:`state_z`), ``rng_key`` the key later steps consume
 (fresh noise, minibatches)."""
-
-
-def bucket_size(n: int) -> int:
-    """The padded trial count for ``n`` trials: the next ``m * 2**e`` with ``8 <= m < 16``.
-
-    Padding wastes at most 1/8 of a step, and every data set whose size falls
-    in one bucket (e.g. 1 921-2 048 trials) reuses one compiled program.
-    """
-    n = check_int("n", n, 1)
-    if n <= 16:
-        return n
-    e = max(0, n.bit_length() - 4)
-    return -(-n // 2**e) * 2**e
-
-
-def padded_size(n: int, trial_capacity: int | None = None) -> int:
-    """Padded trial count of a fit: :func:`bucket_size` of ``n``, raised to
-    ``trial_capacity`` when that is given (a growing data set, such as an
-    adaptive session's, padded to a fixed capacity reuses one program until
-    it outgrows it)."""
-    size = bucket_size(n)
-    if trial_capacity is None:
-        return size
-    return max(size, check_int("trial_capacity", trial_capacity, 1))
-
-
-def pad_trials(data, size: int | None = None, *, weights=None, dtype=None) -> Trials:
-    """:class:`Trials` from data (TrialData or psyphy data), padded to ``size``.
-
-    Parameters
-    ----------
-    data : TrialData
-    size : int, optional
-        Padded length (default :func:`bucket_size` of the trial count); must be
-        at least the number of trials.
-    weights : array (N,), optional
-        Non-negative likelihood weight per real trial (default 1).
-    dtype : float dtype, optional
-        Of stimuli and weights (default JAX's default float).
-    """
-    data = as_trial_data(data)
-    n = len(data)
-    size = bucket_size(n) if size is None else check_int("size", size, n)
-    dtype = dtype or jnp.result_type(float)
-    stim = np.asarray(data.stimuli, dtype=np.float64)
-    stim = np.concatenate([stim, np.broadcast_to(stim[:1], (size - n,) + stim.shape[1:])])
-    y = np.concatenate([np.asarray(data.responses, np.int32), np.zeros(size - n, np.int32)])
-    w = np.ones(n) if weights is None else np.asarray(weights, np.float64).reshape(n)
-    if not np.all(np.isfinite(w) & (w >= 0)):
-        raise InvalidInput("weights must be finite and >= 0")
-    w = np.concatenate([w, np.zeros(size - n)])
-    return Trials(
-        jnp.asarray(stim, dtype), jnp.asarray(y), jnp.asarray(w, dtype), jnp.asarray(n, jnp.int32)
-    )
 
 
 def map_model(config: WPPM):
@@ -178,39 +102,6 @@ def _map_model(config: WPPM):
 
 #: the AutoDelta parameter of each unconstrained coordinate
 PARAM_NAMES = {"W": "W_decentered_auto_loc", "lapse_rate": "lapse_rate_auto_loc"}
-
-
-class OptaxOptim(_NumPyroOptim):
-    """A NumPyro optimiser around any optax transformation, line searches included.
-
-    NumPyro's ``optax_to_numpyro`` passes the loss value to the transformation;
-    quasi-Newton methods such as ``optax.lbfgs`` also need the gradient and the
-    loss function itself (``value_fn``) for their line search. This wrapper passes
-    all three (transformations that take none of them ignore them), so ``SVI``
-    runs both Adam and L-BFGS. State: ``(step, (params, optax_state))``.
-    """
-
-    def __init__(self, transformation: optax.GradientTransformation):
-        self.transformation = transformation
-        self.update_with_value = True
-        self._tx = optax.with_extra_args_support(transformation)
-
-    def init(self, params):
-        return jnp.zeros((), jnp.int32), (params, self._tx.init(params))
-
-    def get_params(self, state):
-        return state[1][0]
-
-    def update(self, g, state, value=None):  # noqa: D102 (NumPyro's protocol)
-        raise NotImplementedError("OptaxOptim steps through eval_and_update")
-
-    def eval_and_update(self, fn, state, forward_mode_differentiation=False):
-        step, (params, opt_state) = state
-        (value, aux), grads = jax.value_and_grad(fn, has_aux=True)(params)
-        updates, opt_state = self._tx.update(
-            grads, opt_state, params, value=value, grad=grads,
-            value_fn=lambda p: fn(p)[0])
-        return (value, aux), (step + 1, (optax.apply_updates(params, updates), opt_state))
 
 
 def map_svi(model: WPPM, optimizer: optax.GradientTransformation,
@@ -316,7 +207,7 @@ def negative_log_posterior(model: WPPM, z, trials: Trials, rng_key, batch_size=N
     ``rng_key`` (and the minibatch, with ``batch_size``); fixed ``noise`` makes
     it deterministic.
     """
-    svi = map_svi(model, _WHITENED_ADAM, batch_size)
+    svi = map_svi(model, whitened_adam(), batch_size)
     params = svi.constrain_fn(_svi_params(_as_z(model, z)))
     args, kwargs = _model_args(trials, noise)
     return svi.loss.loss(rng_key, params, svi.model, svi.guide, *args, **kwargs,
@@ -345,79 +236,6 @@ def evaluate(model: WPPM, z, trials: Trials, rng_key, num_samples: int):
 
 
 # ---------------------------------------------------------------------------
-# the default optimiser: Adam with warm-up and cosine decay, hyperparameters in the state
-# ---------------------------------------------------------------------------
-class ScheduleState(NamedTuple):
-    """Count and schedule hyperparameters (arrays, so new values never recompile)."""
-
-    count: Any
-    peak: Any
-    total: Any
-
-
-def _scale_by_warmup_cosine() -> optax.GradientTransformation:
-    """Multiply updates by ``-lr(count)``: linear warm-up from peak/10, cosine to peak/50."""
-
-    def init(params):
-        return ScheduleState(jnp.zeros((), jnp.int32), jnp.asarray(0.05), jnp.asarray(2000))
-
-    def update(updates, state, params=None):
-        c = state.count.astype(jnp.float32)
-        total = state.total.astype(jnp.float32)
-        warm = jnp.clip(jnp.floor(total / 10), 1.0, 100.0)
-        decay = jnp.maximum(total, warm + 1) - warm
-        frac = jnp.clip((c - warm) / decay, 0.0, 1.0)
-        lo, peak = state.peak / 50, state.peak
-        cosine = lo + (peak - lo) * 0.5 * (1 + jnp.cos(jnp.pi * frac))
-        lr = jnp.where(c < warm, peak / 10 + (peak - peak / 10) * c / warm, cosine)
-        new = jax.tree_util.tree_map(lambda u: (-lr).astype(u.dtype) * u, updates)
-        return new, state._replace(count=state.count + 1)
-
-    return optax.GradientTransformation(init, update)
-
-
-_WHITENED_ADAM = optax.chain(optax.scale_by_adam(), _scale_by_warmup_cosine())
-
-
-def whitened_adam() -> optax.GradientTransformation:
-    """The default MAP optimiser (one shared object, so its program compiles once).
-
-    Adam on the whitened weights ``z``: every step is about ``learning_rate``
-    prior standard deviations in every coordinate. The learning rate warms up
-    linearly from a tenth of its peak over ``min(100, steps // 10)`` steps,
-    then decays along a cosine to a fiftieth of the peak at ``steps``. Peak and
-    step count live in the optimiser state (set them with :func:`set_schedule`
-    or :meth:`MAP.init`), so changing them never recompiles.
-    """
-    return _WHITENED_ADAM
-
-
-def set_schedule(opt_state, learning_rate: float, num_steps: int):
-    """Set the peak learning rate and step count of a :func:`whitened_adam` state."""
-    adam_state, sched = opt_state
-    sched = sched._replace(
-        peak=jnp.asarray(learning_rate, jnp.float32), total=jnp.asarray(num_steps, jnp.int32)
-    )
-    return (adam_state, sched)
-
-
-_LBFGS = optax.lbfgs(
-    linesearch=optax.scale_by_backtracking_linesearch(max_backtracking_steps=15,
-                                                      store_grad=True))
-
-
-def lbfgs() -> optax.GradientTransformation:
-    """The deterministic route's optimiser: ``optax.lbfgs`` with a backtracking (Armijo)
-    line search (one shared object, so its program compiles once).
-
-    Measured against optax's default zoom line search on 6 000 trials (2-D, 2-core
-    CPU): the same loss after 100 steps, a third of the compile time (6 s against
-    18 s) and a similar time per step (see ``docs/performance.md``).
-    """
-    return _LBFGS
-
-
-# ---------------------------------------------------------------------------
 # init / update / run
 # ---------------------------------------------------------------------------
 def init_state(model, optimizer, rng_key, z0, learning_rate=0.05, num_steps=2000,
@@ -425,7 +243,7 @@ def init_state(model, optimizer, rng_key, z0, learning_rate=0.05, num_steps=2000
     """A :class:`MAPState` at unconstrained ``z0`` (pure; jittable)."""
     svi = map_svi(model, optimizer, batch_size)
     step, (params, opt_state) = svi.optim.init(_svi_params(_as_z(model, z0)))
-    if optimizer is _WHITENED_ADAM:
+    if optimizer is whitened_adam():
         opt_state = set_schedule(opt_state, learning_rate, num_steps)
     return SVIState((step, (params, opt_state)), None, rng_key)
 
