@@ -20,18 +20,11 @@ import sys
 import warnings
 
 from .. import errors
+from ._common import PROG, CLIError, error_message
 from .commands import COMMANDS
-from .parser import PROG, CLIError, build_parser
+from .parser import build_parser
 
 __all__ = ["main", "build_parser", "CLIError"]
-
-
-def _message(exc) -> str:
-    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
-        msg = f"{exc.filename}: {exc.strerror}"
-    else:
-        msg = str(exc) or type(exc).__name__
-    return " ".join(msg.split())
 
 
 def _showwarning(message, category, filename, lineno, file=None, line=None):
@@ -70,12 +63,12 @@ def main(argv=None) -> int:
             os.dup2(devnull, sys.stdout.fileno())
             return 1
         except (errors.FitDivergedError, errors.FitFailedError) as exc:
-            print(f"{PROG}: error: {_message(exc)}", file=sys.stderr)
+            print(f"{PROG}: error: {error_message(exc)}", file=sys.stderr)
             return 1
         except (errors.Error, OSError) as exc:
             # only the package's own errors and the operating system's: anything else is
             # a bug and keeps its traceback
-            print(f"{PROG}: error: {_message(exc)}", file=sys.stderr)
+            print(f"{PROG}: error: {error_message(exc)}", file=sys.stderr)
             return 2
 
 

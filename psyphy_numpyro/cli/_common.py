@@ -9,7 +9,16 @@ import textwrap
 
 from .. import errors
 
-__all__ = ["PROG", "CLIError"]
+__all__ = [
+    "PROG",
+    "CLIError",
+    "MODEL_OPTIONS",
+    "parse_lapse_rate",
+    "estimator_names",
+    "given_options",
+    "wrap",
+    "error_message",
+]
 
 PROG = "psyphy-numpyro"
 
@@ -18,7 +27,7 @@ class CLIError(errors.InvalidInput):
     """Bad command-line input detected by the CLI itself."""
 
 
-_MODEL_OPTIONS = (
+MODEL_OPTIONS = (
     ("basis_degree", int, "Chebyshev degree per axis"),
     ("extra_dims", int, "extra embedding dimensions"),
     ("variance_scale", float, "prior variance of the degree-0 weights"),
@@ -32,7 +41,7 @@ _MODEL_OPTIONS = (
 )
 
 
-def _lapse_rate(text):
+def parse_lapse_rate(text):
     """``--lapse-rate`` value: a number (the model checks its range) or the word ``learn``."""
     if text.strip().lower() == "learn":
         return "learn"
@@ -43,16 +52,27 @@ def _lapse_rate(text):
             f"expected a number in [0, 0.5) or 'learn', got {text!r}") from None
 
 
-def _estimators():
+def estimator_names():
     from ..estimators import NAMES
 
     return NAMES
 
 
-def _given(args, **names) -> dict:
+def given_options(args, **names) -> dict:
     """Keyword arguments for the options the user gave (``names``: kwarg -> option dest)."""
     return {k: getattr(args, v) for k, v in names.items() if getattr(args, v) is not None}
 
 
-def _wrap(text):
+def wrap(text):
+    """``text`` filled to 78 columns (help descriptions)."""
     return textwrap.fill(text, 78)
+
+
+def error_message(exc) -> str:
+    """The one-line message of an error: ``"<file>: <reason>"`` for an operating-system
+    error about a file, else the error's text (its type's name when it has none)."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        msg = f"{exc.filename}: {exc.strerror}"
+    else:
+        msg = str(exc) or type(exc).__name__
+    return " ".join(msg.split())

@@ -11,8 +11,8 @@ import warnings
 
 import numpy as np
 
+from ._common import MODEL_OPTIONS, CLIError, given_options
 from .experiment import run as _cmd_experiment
-from .parser import _MODEL_OPTIONS, CLIError, _given
 
 __all__ = ["COMMANDS"]
 
@@ -134,14 +134,14 @@ def _cmd_fit(args):
     if args.input_dim is not None and args.input_dim != d:
         raise CLIError(f"--input-dim {args.input_dim} does not match {args.trials}, whose "
                        f"columns are {d}-D")
-    options = _given(args, **{n: n for n, _, _ in _MODEL_OPTIONS})
+    options = given_options(args, **{n: n for n, _, _ in MODEL_OPTIONS})
     # variance_scale and diag_term not given: chosen from the data (kept when given)
     choice = choose_hyperparameters(data, WPPM(input_dim=d, **options),
                                     fixed=[k for k in ("variance_scale", "diag_term")
                                            if k in options])
     model = choice.model
     progress = _progress(args)
-    seed = _given(args, seed="seed")
+    seed = given_options(args, seed="seed")
     if args.batch_size == 0:
         args.batch_size = None
         full_batch = {"batch_size": None}
@@ -149,8 +149,9 @@ def _cmd_fit(args):
         full_batch = {}
     print(f"{len(data)} trials ({d}-D) from {args.trials}; method {args.method}", flush=True)
     fit = fit_map(data, model, progress=progress, **seed, **full_batch,
-                  **_given(args, steps="steps", num_restarts="restarts", optimizer="optimizer",
-                           learning_rate="learning_rate", batch_size="batch_size"))
+                  **given_options(args, steps="steps", num_restarts="restarts",
+                                  optimizer="optimizer", learning_rate="learning_rate",
+                                  batch_size="batch_size"))
     if len(choice.fixed) < 2:
         fit.hyperparameters = choice.to_dict()
     for line in fit.describe():
@@ -164,13 +165,13 @@ def _cmd_fit(args):
               flush=True)
     if args.method == "laplace":
         fit = fit_laplace(data, model, init=fit, progress=progress, **seed,
-                          **_given(args, num_draws="draws"))
+                          **given_options(args, num_draws="draws"))
         print(f"Laplace: {fit.num_draws} draws ({fit.curvature} curvature, "
               f"{fit.num_floored} eigenvalues floored)", flush=True)
     elif args.method == "nuts":
         fit = fit_mcmc(data, model, init=fit, progress=progress, **seed,
-                       **_given(args, num_warmup="warmup", num_draws="draws",
-                                num_chains="chains"))
+                       **given_options(args, num_warmup="warmup", num_draws="draws",
+                                       num_chains="chains"))
         chains, draws = fit.draws.shape[:2]
         print(f"NUTS: {chains} chain{'s' if chains != 1 else ''} x {draws} draws, "
               f"{fit.divergences} divergences", flush=True)

@@ -58,7 +58,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import errors
-from ._common import _MODEL_OPTIONS, PROG, CLIError, _estimators, _given, _lapse_rate, _wrap
+from ._common import (
+    MODEL_OPTIONS,
+    PROG,
+    CLIError,
+    error_message,
+    estimator_names,
+    given_options,
+    parse_lapse_rate,
+    wrap,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -122,9 +131,9 @@ def add_parser(sub, raw) -> None:
     p = sub.add_parser(
         "experiment",
         help="run an adaptive session from other software (JSON in and out)",
-        description=_wrap("Drive an adaptive session file (psyphy_numpyro.Experiment) from "
-                          "experiment software in any language: one JSON object per call on "
-                          "stdout."),
+        description=wrap("Drive an adaptive session file (psyphy_numpyro.Experiment) from "
+                         "experiment software in any language: one JSON object per call on "
+                         "stdout."),
         epilog=_EPILOG,
         formatter_class=raw,
     )
@@ -134,10 +143,10 @@ def add_parser(sub, raw) -> None:
     session_help = "the session file (SQLite), e.g. observer1.sqlite"
 
     new = acts.add_parser("new", help="create a session file",
-                          description=_wrap("Create a session file. Without model options "
-                                            "the first refit chooses the WPPM's "
-                                            "hyperparameters from the data; any model option "
-                                            "fixes the model (WPPM defaults for the rest)."),
+                          description=wrap("Create a session file. Without model options "
+                                           "the first refit chooses the WPPM's "
+                                           "hyperparameters from the data; any model option "
+                                           "fixes the model (WPPM defaults for the rest)."),
                           formatter_class=raw)
     new.add_argument("session", help=session_help)
     new.add_argument("--dim", "--input-dim", dest="dim", type=int, default=None,
@@ -163,11 +172,11 @@ def add_parser(sub, raw) -> None:
     f.add_argument("--criterion", choices=CRITERIA,
                    help="how proposals are scored (default: info_gain)")
     m = new.add_argument_group("model (any of these fixes the model; defaults: the WPPM's)")
-    for name, typ, text in _MODEL_OPTIONS:
+    for name, typ, text in MODEL_OPTIONS:
         if name == "estimator":
-            kwargs = {"choices": _estimators()}
+            kwargs = {"choices": estimator_names()}
         else:
-            kwargs = {"type": _lapse_rate if typ == "lapse" else typ}
+            kwargs = {"type": parse_lapse_rate if typ == "lapse" else typ}
         m.add_argument("--" + name.replace("_", "-"), default=None, help=text, **kwargs)
 
     def refit_option(q, default="background"):
@@ -178,10 +187,10 @@ def add_parser(sub, raw) -> None:
                        help="same as --refit wait")
 
     ask = acts.add_parser("ask", help="the next trials (ids and stimuli)",
-                          description=_wrap("Hand out the next trials: trials left pending by "
-                                            "earlier calls first (same ids), then the latest "
-                                            "fit's proposals, then the space-filling "
-                                            "sequence. Stored as pending before it prints."),
+                          description=wrap("Hand out the next trials: trials left pending by "
+                                           "earlier calls first (same ids), then the latest "
+                                           "fit's proposals, then the space-filling "
+                                           "sequence. Stored as pending before it prints."),
                           formatter_class=raw)
     ask.add_argument("session", help=session_help)
     ask.add_argument("--n", "-n", type=int, default=1, help="number of trials (default: 1)")
@@ -190,12 +199,12 @@ def add_parser(sub, raw) -> None:
     refit_option(ask)
 
     tell = acts.add_parser("tell", help="record responses",
-                           description=_wrap("Record responses (1 correct, 0 wrong; true/false "
-                                             "in JSON) of asked trials, from --json, from "
-                                             "--ids/--responses or from a JSON object "
-                                             "{\"ids\": [...], \"responses\": [...]} on stdin. "
-                                             "Durable on disk before it prints; a bad id or "
-                                             "response records nothing."),
+                           description=wrap("Record responses (1 correct, 0 wrong; true/false "
+                                            "in JSON) of asked trials, from --json, from "
+                                            "--ids/--responses or from a JSON object "
+                                            "{\"ids\": [...], \"responses\": [...]} on stdin. "
+                                            "Durable on disk before it prints; a bad id or "
+                                            "response records nothing."),
                            formatter_class=raw)
     tell.add_argument("session", help=session_help)
     tell.add_argument("--json", help='{"ids": [...], "responses": [...]}')
@@ -208,9 +217,9 @@ def add_parser(sub, raw) -> None:
     status.add_argument("session", help=session_help)
 
     refit = acts.add_parser("refit", help="refit now",
-                            description=_wrap("Refit the session now (waiting for a running "
-                                              "refit first) if it has responses its latest fit "
-                                              "has not seen."),
+                            description=wrap("Refit the session now (waiting for a running "
+                                             "refit first) if it has responses its latest fit "
+                                             "has not seen."),
                             formatter_class=raw)
     refit.add_argument("session", help=session_help)
     refit.add_argument("--if-due", action="store_true",
@@ -220,8 +229,8 @@ def add_parser(sub, raw) -> None:
     refit.add_argument("--lock-fd", type=int, default=None, help=argparse.SUPPRESS)
 
     expire = acts.add_parser("expire", help="discard pending trials",
-                             description=_wrap("Mark pending trials expired: never handed out "
-                                               "again and not tellable."),
+                             description=wrap("Mark pending trials expired: never handed out "
+                                              "again and not tellable."),
                              formatter_class=raw)
     expire.add_argument("session", help=session_help)
     expire.add_argument("--ids", help="comma-separated ids (default: every pending trial)")
@@ -233,13 +242,11 @@ def add_parser(sub, raw) -> None:
 # ---------------------------------------------------------------------------
 def run(args) -> int:
     """Run ``experiment <action>``; print its JSON object; return the exit status."""
-    from . import _message
-
     try:
         result, status = _ACTIONS[args.action](args)
     except (errors.Error, OSError, sqlite3.Error) as exc:
         status = 1 if isinstance(exc, errors.FitDivergedError | errors.FitFailedError) else 2
-        text = _message(exc)
+        text = error_message(exc)
         if isinstance(exc, sqlite3.Error):
             text = f"{args.session}: {text}"
         print(f"{PROG}: error: {text}", file=sys.stderr)
@@ -320,12 +327,12 @@ def _new(args):
             raise CLIError(f"{path}: already exists ('experiment ask' resumes it; --exist-ok "
                            "reopens it)")
         _check_session(path)
-    options = _given(args, **{n: n for n, _, _ in _MODEL_OPTIONS})
+    options = given_options(args, **{n: n for n, _, _ in MODEL_OPTIONS})
     model = None
     if options:
         model = WPPM(input_dim=2 if args.dim is None else args.dim, **options)
-    fit_options = _given(args, map_steps="map_steps", warm_steps="warm_steps",
-                         num_draws="num_draws", criterion="criterion")
+    fit_options = given_options(args, map_steps="map_steps", warm_steps="warm_steps",
+                                num_draws="num_draws", criterion="criterion")
     for name, lo in (("map_steps", 1), ("warm_steps", 1), ("num_draws", 2)):
         if name in fit_options:  # checked now, not at the first refit
             check_int("--" + name.replace("_", "-"), fit_options[name], lo)
@@ -509,11 +516,9 @@ def _refit_step(path, mode):
     try:
         return _refit_step_unchecked(path, mode)
     except Exception as exc:  # noqa: BLE001 - reported in the JSON and on stderr
-        from . import _message
-
-        print(f"{PROG}: warning: the refit could not start: {_message(exc)}",
+        print(f"{PROG}: warning: the refit could not start: {error_message(exc)}",
               file=sys.stderr)
-        return {"state": "failed", "error": _message(exc)}
+        return {"state": "failed", "error": error_message(exc)}
 
 
 def _refit_step_unchecked(path, mode):
@@ -577,9 +582,7 @@ def _refit_locked(path, *, only_if_due):
         try:
             exp.refit()
         except Exception as exc:  # noqa: BLE001 - recorded in refit.json / refit.log
-            from . import _message
-
-            state.update(state="failed", ended=_now(), error=_message(exc),
+            state.update(state="failed", ended=_now(), error=error_message(exc),
                          seconds=round(time.monotonic() - t0, 3))
             _write_state(path, state)
             _log(path, "refit failed:\n" + traceback.format_exc())

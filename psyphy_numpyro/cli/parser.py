@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import (  # noqa: F401 - re-exported for the subcommand modules
-    _MODEL_OPTIONS,
-    PROG,
-    CLIError,
-    _estimators,
-    _given,
-    _lapse_rate,
-    _wrap,
-)
+from ._common import MODEL_OPTIONS, PROG, CLIError, estimator_names, parse_lapse_rate, wrap
 
 __all__ = ["build_parser", "CLIError", "PROG"]
 
@@ -106,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description=_wrap("Fit the Wishart Process Psychophysical Model (WPPM) to oddity-task "
-                          "trials and read out the fitted field."),
+        description=wrap("Fit the Wishart Process Psychophysical Model (WPPM) to oddity-task "
+                         "trials and read out the fitted field."),
         epilog=_MAIN_EPILOG,
         formatter_class=raw,
     )
@@ -128,7 +120,7 @@ def _add_fit(sub, raw):
     p = sub.add_parser(
         "fit",
         help="fit a WPPM to a trials CSV and save the fit (NetCDF)",
-        description=_wrap("Fit a WPPM to the trials in a CSV file and save the fit as NetCDF."),
+        description=wrap("Fit a WPPM to the trials in a CSV file and save the fit as NetCDF."),
         epilog=_FIT_EPILOG,
         formatter_class=raw,
     )
@@ -148,11 +140,11 @@ def _add_inference_options(p):
     m = p.add_argument_group("model (defaults: the WPPM's)")
     m.add_argument("--input-dim", type=int, default=None,
                    help="stimulus dimension; inferred from the CSV header (given: checked)")
-    for name, typ, text in _MODEL_OPTIONS:
+    for name, typ, text in MODEL_OPTIONS:
         if name == "estimator":
-            kwargs = {"choices": _estimators()}
+            kwargs = {"choices": estimator_names()}
         else:
-            kwargs = {"type": _lapse_rate if typ == "lapse" else typ}
+            kwargs = {"type": parse_lapse_rate if typ == "lapse" else typ}
         m.add_argument("--" + name.replace("_", "-"), default=None,
                        help=f"{text} (default: {wppm[name]})", **kwargs)
     o = p.add_argument_group("inference (defaults: the fit functions')")
@@ -191,9 +183,9 @@ def _add_summary(sub, raw):
     p = sub.add_parser(
         "summary",
         help="describe a saved fit",
-        description=_wrap("Print the kind, model configuration and data of a saved fit; for "
-                          "MAP fits the final loss, for laplace/nuts fits the ArviZ summary "
-                          "of Sigma on a grid."),
+        description=wrap("Print the kind, model configuration and data of a saved fit; for "
+                         "MAP fits the final loss, for laplace/nuts fits the ArviZ summary "
+                         "of Sigma on a grid."),
         epilog="example:\n  psyphy-numpyro summary fit.nc",
         formatter_class=raw,
     )
@@ -205,9 +197,9 @@ def _add_thresholds(sub, raw):
     p = sub.add_parser(
         "thresholds",
         help="threshold ellipses of a saved fit",
-        description=_wrap("Discrimination thresholds of a saved fit: the contour where "
-                          "p(correct) reaches --target around each reference, as ellipse "
-                          "parameters (CSV)."),
+        description=wrap("Discrimination thresholds of a saved fit: the contour where "
+                         "p(correct) reaches --target around each reference, as ellipse "
+                         "parameters (CSV)."),
         epilog=_THRESH_EPILOG,
         formatter_class=raw,
     )
