@@ -211,6 +211,47 @@ def test_reopening_reissues_pending_trials_and_expire_drops_them(tmp_path):
     again.close()
 
 
+def test_read_settings_and_latest_fit_info_read_the_file_without_changing_it(tmp_path,
+                                                                           monkeypatch):
+    import sqlite3
+    import types
+
+    (tmp_path / "trials.csv").write_text("ref_x,ref_y\n0,0\n")
+    other = tmp_path / "other.sqlite"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE t (x INTEGER)")
+    con.commit()
+    con.close()
+    other_bytes = other.read_bytes()
+    for bad, message in [(tmp_path / "nope.sqlite", "nope.sqlite: no such session file"),
+                         (tmp_path, "is a folder, not a session file"),
+                         (tmp_path / "trials.csv", "trials.csv: not a psyphy_numpyro session"),
+                         (other, "other.sqlite: not a psyphy_numpyro session file")]:
+        with pytest.raises(ValueError, match=message):
+            pn.Experiment.read_settings(bad)
+    assert not (tmp_path / "nope.sqlite").exists() and other.read_bytes() == other_bytes
+
+    monkeypatch.chdir(tmp_path)  # a relative session path: the fit's path is absolute
+    exp = pn.Experiment("s.sqlite", SMALL, seed=3, live=False, num_initial=5)
+    assert pn.Experiment.read_settings("s.sqlite") == exp.settings
+    assert exp.settings["seed"] == 3 and exp.settings["num_initial"] == 5
+    assert exp.latest_fit_info() is None
+
+    def fake_refit(job):  # records a fit without fitting (nothing is written)
+        fit = types.SimpleNamespace(model=SMALL, data=job["data"])
+        proposals = (np.zeros((2, 2)), np.full((2, 2), 0.1))
+        return {"fit": fit, "seq": job["seq"], "path": job["path"], "proposals": proposals}
+
+    monkeypatch.setattr(session, "_refit_job", fake_refit)
+    ids, _ = exp.ask(5)
+    exp.tell(ids, [1, 0, 1, 1, 0])
+    exp.refit()
+    assert exp.latest_fit_info() == {"seq": 0, "num_trials": 5,
+                                     "path": tmp_path / "s.sqlite.fits" / "fit_0000.nc"}
+    assert exp.status()["latest_fit_trials"] == 5
+    exp.close()
+
+
 def _session(path, seed, n=140):
     exp = pn.Experiment(path, SMALL, seed=seed, live=False, num_initial=60, refit_every=40,
                         fit_options=QUICK_FITS)

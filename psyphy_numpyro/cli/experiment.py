@@ -264,36 +264,23 @@ def _fits_dir(path) -> Path:
     return Path(str(path) + ".fits")
 
 
-def _check_session(path) -> dict:
-    """The settings stored in an existing session file (``ValueError`` if it is not one)."""
+def _check_session(path) -> None:
+    """Check that ``path`` is an existing session file (``ValueError`` if it is not one),
+    leaving the file as it is."""
+    from ..design.session import Experiment
+
     if not os.path.exists(path):
         raise CLIError(f"{path}: no such session file (create it with "
                        f"'{PROG} experiment new')")
-    if os.path.isdir(path):
-        raise CLIError(f"{path}: is a folder, not a session file")
-    try:
-        con = sqlite3.connect(path)
-        try:
-            rows = con.execute("SELECT key, value FROM meta").fetchall()
-        finally:
-            con.close()
-    except sqlite3.DatabaseError:
-        raise CLIError(f"{path}: not a psyphy_numpyro session file") from None
-    if not rows:
-        raise CLIError(f"{path}: not a psyphy_numpyro session file")
-    return {k: json.loads(v) for k, v in rows}
+    Experiment.read_settings(path)
 
 
 def _open(path, *, reissue=True):
     """Reopen a session with its stored settings; refits only when this module runs them."""
-    from ..design.session import Experiment, _model_from_json
+    from ..design.session import Experiment
 
-    s = _check_session(path)
-    model = _model_from_json(s["model"])
-    return Experiment(path, model, seed=s["seed"], live=False, auto_refit=False,
-                      input_dim=None if model is not None else s["input_dim"],
-                      num_initial=s["num_initial"], refit_every=s["refit_every"],
-                      distances=s["distances"], fit_options=s["fit_options"], reissue=reissue)
+    _check_session(path)
+    return Experiment(path, live=False, auto_refit=False, reissue=reissue)
 
 
 def _settings(exp) -> dict:
@@ -432,20 +419,15 @@ def _tell(args):
 
 
 # -- status ---------------------------------------------------------------------------
-def _latest_fit(path):
-    con = sqlite3.connect(path)
-    try:
-        row = con.execute("SELECT seq, num_trials, path FROM fits ORDER BY seq DESC LIMIT 1"
-                          ).fetchone()
-    finally:
-        con.close()
-    if row is None:
+def _latest_fit(exp):
+    info = exp.latest_fit_info()
+    if info is None:
         return None
-    file = _fits_dir(os.path.abspath(path)) / row[2]
+    file = info["path"]
     written = None
     if file.exists():
         written = datetime.fromtimestamp(file.stat().st_mtime, UTC).isoformat(timespec="seconds")
-    return {"fit": int(row[0]), "num_trials": int(row[1]), "file": str(file),
+    return {"fit": info["seq"], "num_trials": info["num_trials"], "file": str(file),
             "written": written}
 
 
@@ -455,6 +437,7 @@ def _status(args):
         st = exp.status()
         pending_ids = exp.pending.tolist()
         settings = _settings(exp)
+        latest = _latest_fit(exp)
     finally:
         exp.close()
     lock = _RefitLock(_fits_dir(args.session))
@@ -464,7 +447,7 @@ def _status(args):
         last["state"] = "interrupted"
     return {"session": str(args.session), "told": st["told"], "pending": st["pending"],
             "pending_ids": pending_ids, "expired": st["expired"], "fits": st["fits"],
-            "latest_fit": _latest_fit(args.session), "next_refit_at": st["next_refit_at"],
+            "latest_fit": latest, "next_refit_at": st["next_refit_at"],
             "refit_due": st["told"] >= st["next_refit_at"], "refitting": refitting,
             "last_refit": last, **settings}, 0
 
@@ -587,7 +570,7 @@ def _refit_locked(path, *, only_if_due):
             _write_state(path, state)
             _log(path, "refit failed:\n" + traceback.format_exc())
             return state
-        latest = _latest_fit(path)
+        latest = _latest_fit(exp)
         state.update(state="finished", ended=_now(), seconds=round(time.monotonic() - t0, 3),
                      fit=latest["fit"], file=latest["file"],
                      next_refit_at=exp.status()["next_refit_at"])

@@ -250,6 +250,47 @@ class Experiment:
                                    f"{stored.get(k)!r}; reopen it without {k} or with that value")
         return stored
 
+    @staticmethod
+    def read_settings(path) -> dict:
+        """The settings stored in an existing session file, read without changing it.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The session file.
+
+        Returns
+        -------
+        dict
+            The stored settings (``input_dim``, ``seed``, ``model``,
+            ``num_initial``, ``refit_every``, ``distances``, ``fit_options``,
+            ``version``, and ``chosen_model`` once a refit chose the model), as
+            in ``settings`` of an opened session.
+
+        Raises
+        ------
+        ValueError
+            No such file, a folder, or a file that is not a session file
+            (which is left as it is, where opening it as an ``Experiment``
+            would turn it into one).
+        """
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise InvalidInput(f"{path}: no such session file")
+        if os.path.isdir(path):
+            raise InvalidInput(f"{path}: is a folder, not a session file")
+        try:
+            con = sqlite3.connect(path)
+            try:
+                rows = con.execute("SELECT key, value FROM meta").fetchall()
+            finally:
+                con.close()
+        except sqlite3.DatabaseError:
+            rows = []
+        if not rows:
+            raise InvalidInput(f"{path}: not a psyphy_numpyro session file")
+        return {k: json.loads(v) for k, v in rows}
+
     def _transaction(self):
         return _Transaction(self._db, self._lock)
 
@@ -326,6 +367,24 @@ class Experiment:
         if missing:
             raise InvalidInput(f"unknown trial id {missing[0]}")
         return [rows[int(i)] for i in ids]
+
+    def latest_fit_info(self) -> dict | None:
+        """Where the latest finished fit is stored, without loading it.
+
+        Returns
+        -------
+        dict or None
+            ``None`` before the first refit; else ``seq`` (the fit's number,
+            from 0), ``num_trials`` (the told trials it saw) and ``path`` (the
+            absolute path of its NetCDF file in the folder ``<path>.fits``).
+        """
+        with self._lock:
+            row = self._db.execute(
+                "SELECT seq, num_trials, path FROM fits ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        return {"seq": int(row[0]), "num_trials": int(row[1]),
+                "path": Path(os.path.abspath(self.fits_dir)) / row[2]}
 
     def status(self) -> dict:
         """Counts and settings as a JSON-ready dict."""
