@@ -152,7 +152,7 @@ class Fit:
         lapse = self.lapse_rates() if self.model.learns_lapse else None
         out = _loglik_draws(
             self.model, W, jnp.asarray(self.data.stimuli, W.dtype),
-            jnp.asarray(self.data.responses), as_key(key), self.model._samples(num_samples),
+            jnp.asarray(self.data.responses), as_key(key), self.model.sample_count(num_samples),
             lapse,
         )
         return self._per_draw(out, grouped=True)

@@ -290,16 +290,17 @@ class WPPM:
     def noise_shape(self, num_samples: int | None = None) -> tuple[int, ...]:
         """Per-trial shape of the standard-normal noise the estimator consumes."""
         return self.estimator_object.noise_shape(
-            self._samples(num_samples), self.input_dim, self.extra_dims)
+            self.sample_count(num_samples), self.input_dim, self.extra_dims)
 
     def draw_noise(self, key, num_trials: int, num_samples: int | None = None):
         """IID noise for ``num_trials`` trials, shape ``(num_trials,) + noise_shape``."""
         return self.estimator_object.draw_noise(
-            as_key(key), (num_trials,), self._samples(num_samples), self.input_dim,
+            as_key(key), (num_trials,), self.sample_count(num_samples), self.input_dim,
             self.extra_dims)
 
-    def _samples(self, num_samples) -> int:
-        """``num_samples`` checked (>= 1), or the configured count when ``None``."""
+    def sample_count(self, num_samples=None) -> int:
+        """Estimator draws per trial: ``num_samples`` checked (>= 1), or the configured
+        ``num_samples`` when ``None``."""
         if num_samples is None:
             return self.num_samples
         return check_int("num_samples", num_samples, 1)
@@ -312,7 +313,7 @@ class WPPM:
         ``.materialize()``), for ``"mc"`` an array. What fits use internally.
         """
         return self.estimator_object.fresh_noise(
-            key, batch_shape, self._samples(num_samples), self.input_dim, self.extra_dims,
+            key, batch_shape, self.sample_count(num_samples), self.input_dim, self.extra_dims,
             dtype)
 
     def fixed_noise(self, seed: int, num_trials: int, num_samples: int | None = None,
@@ -322,7 +323,7 @@ class WPPM:
         Raises ``ValueError`` for an estimator without a fixed-noise form (``"mc"``).
         """
         return self.estimator_object.fixed_noise(
-            seed, num_trials, self._samples(num_samples), self.input_dim, self.extra_dims,
+            seed, num_trials, self.sample_count(num_samples), self.input_dim, self.extra_dims,
             dtype)
 
     # -- read-outs (validated) ----------------------------------------------
@@ -399,7 +400,7 @@ class WPPM:
             jnp.asarray(data.stimuli, dtype=W.dtype),
             jnp.asarray(data.responses),
             as_key(key),
-            self._samples(num_samples),
+            self.sample_count(num_samples),
             check_int("chunk_size", chunk_size, 1),
             None if not self.learns_lapse else lapse,
         )
