@@ -231,6 +231,26 @@ def test_files_written_by_the_previous_layout_still_load():
     assert mc.divergences == int(exp["div"]) and mc.init_fit is not None
 
 
+def test_format2_files_from_before_the_svi_map_load_with_identical_read_outs():
+    """Fit files (format 2) written by main before MAP moved onto NumPyro's SVI (commit
+    c92beab; ``tests/data/format2_*.nc``, made by a MAP, a bootstrap and a Laplace fit of
+    120 trials) load with the read-outs that code computed."""
+    exp = np.load(os.path.join(DATA_DIR, "format2_expected.npz"))
+    grid = exp["grid"]
+    fit = pn.load_fit(os.path.join(DATA_DIR, "format2_map.nc"))
+    boot = pn.load_fit(os.path.join(DATA_DIR, "format2_bootstrap.nc"))
+    lap = pn.load_fit(os.path.join(DATA_DIR, "format2_laplace.nc"))
+    assert (type(fit), type(boot), type(lap)) == (pn.MAPFit, pn.BootstrapFit, pn.LaplaceFit)
+    np.testing.assert_allclose(fit.covariance(grid), exp["map_cov"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(boot.covariance(grid), exp["boot_cov"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(lap.covariance(grid), exp["lap_cov"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(fit.log_likelihood(), exp["map_ll"], rtol=1e-5, atol=1e-6)
+    with pytest.warns(RuntimeWarning, match="never reach"):
+        th = pn.thresholds(fit, grid[:3], num_directions=8)
+    np.testing.assert_allclose(np.asarray(th.lengths), exp["th"], rtol=1e-5, equal_nan=True)
+    assert fit.seed == int(exp["seed"]) and fit.best_restart == int(exp["best"])
+
+
 def test_data_metadata_is_saved_and_restored(tmp_path):
     """Per-trial metadata (text, numbers with NaN, integers, booleans) goes into the fit file
     and comes back, in the main data and in a nested MAP fit's own data; files without
