@@ -79,3 +79,26 @@ def test_nuts_potential_is_the_models_potential_energy():
     for i in (0, len(draws) - 1):
         ours = potential_energy(model_fn, mcmc._args, mcmc._kwargs, {"W": draws[i]})
         np.testing.assert_allclose(float(ours), recorded[i], rtol=1e-5)
+
+
+def test_the_blow_up_bound_is_on_the_scale_of_the_loss_it_judges():
+    """fit_map drops a restart that ends above the largest loss W = 0 can have; that bound's
+    prior term is the SVI loss's own (decentred weights), read here off the model on
+    weightless trials."""
+    import math
+
+    from psyphy_numpyro import oddity
+    from psyphy_numpyro.inference.restarts import _loss_bound
+    from psyphy_numpyro.inference.svi import negative_log_posterior, pad_trials
+
+    data = _data(100, 24)
+    trials = pad_trials(data)
+    noise = MODEL.fresh_noise(jax.random.PRNGKey(1), (trials.stimuli.shape[0],))
+    zero = jnp.zeros(MODEL.weight_shape)
+    prior_only = negative_log_posterior(MODEL, zero, trials._replace(weights=trials.weights * 0),
+                                        jax.random.PRNGKey(0), noise=noise)
+    bound = _loss_bound(MODEL, 100)
+    np.testing.assert_allclose(bound - 100 * (0.1 - math.log(oddity.P_EPS)), float(prior_only),
+                               rtol=1e-5)
+    at_zero = negative_log_posterior(MODEL, zero, trials, jax.random.PRNGKey(0), noise=noise)
+    assert float(at_zero) <= bound

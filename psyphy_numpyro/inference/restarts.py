@@ -14,6 +14,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
 import optax
 
 from .. import oddity
@@ -64,11 +65,15 @@ def _judge(final, start, bound, r):
 def _loss_bound(model, n):
     """Largest loss ``W = 0`` can have: -log prior(0) + n (-log P_EPS) (+ slack).
 
-    Every p(correct) is clipped to ``[P_EPS, 1 - P_EPS]``; a final loss above
-    this and above the restart's own start means the optimiser made things
-    worse. (No ratio to the best loss: the loss can be negative.)
+    The prior term is that of the loss the restarts minimise: the decentred
+    weights' ``N(0, I)`` (``LocScaleReparam`` in :func:`~.svi.map_model`), not
+    ``N(W; 0, prior_std)``, which differs by ``sum(log prior_std)``. Every
+    p(correct) is clipped to ``[P_EPS, 1 - P_EPS]``; a final loss above this and
+    above the restart's own start means the optimiser made things worse. (No
+    ratio to the best loss: the loss can be negative.)
     """
-    return -float(model.prior().log_prob(jnp.zeros(model.weight_shape))) + n * (
+    size = int(np.prod(model.weight_shape))
+    return -size * float(dist.Normal(0.0, 1.0).log_prob(0.0)) + n * (
         0.1 - math.log(oddity.P_EPS)
     )
 
