@@ -354,3 +354,31 @@ def test_cli_switches_to_float64_for_a_float64_fit(workdir, monkeypatch):
         group.dimensions = {"chain": 1, "draw": 2}
         group.create_variable("W", ("chain", "draw"), data=np.zeros((1, 2)))
     assert commands._weights_dtype(str(tmp / "format1.nc")) == np.float64
+
+
+def test_fit_passes_the_optimizer_route_to_fit_map(tmp_path, monkeypatch):
+    """--optimizer adam|lbfgs reaches fit_map (without it, fit_map's own default)."""
+    import functools
+
+    from psyphy_numpyro import map_fit
+    from psyphy_numpyro.cli import main
+
+    model = pn.WPPM(input_dim=2, basis_degree=1)
+    pn.simulate_experiment(model, model.sample_prior(0), 40, key=1).to_csv(tmp_path / "t.csv")
+    seen = []
+
+    @functools.wraps(map_fit.fit_map)  # the parser reads fit_map's defaults off its signature
+    def stop(data, model, **kwargs):
+        seen.append(kwargs.get("optimizer", "default"))
+        raise KeyboardInterrupt  # nothing past the call is needed
+
+    monkeypatch.setattr(map_fit, "fit_map", stop)
+    for extra in (["--optimizer", "adam"], ["--optimizer", "lbfgs"], []):
+        with pytest.raises(KeyboardInterrupt):
+            main(["fit", str(tmp_path / "t.csv"), "--out", str(tmp_path / "f.nc"), "--no-progress",
+                  *extra])
+    assert seen == ["adam", "lbfgs", "default"]
+    with pytest.raises(SystemExit) as err:
+        main(["fit", str(tmp_path / "t.csv"), "--out", str(tmp_path / "f.nc"), "--optimizer",
+              "sgd"])
+    assert err.value.code == 2
