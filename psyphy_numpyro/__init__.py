@@ -1,71 +1,75 @@
-"""psyphy_numpyro: the Wishart Process Psychophysical Model as a NumPyro model."""
+"""psyphy_numpyro: the Wishart Process Psychophysical Model as a NumPyro model.
+
+The public names below are imported on first use (PEP 562), so ``import
+psyphy_numpyro`` and its light parts (the session store, the command line's
+read-only calls, :mod:`psyphy_numpyro.client`) start without importing JAX.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
 
 from ._version import __version__  # noqa: F401
-from .bootstrap import BootstrapFit, fit_bootstrap
-from .crossval import CrossValidation, cross_validate
-from .data import TrialData, as_trial_data
-from .design import propose_trials, random_trials, space_filling_trials
-from .design.session import Experiment
-from .errors import FitDivergedError, FitFailedError
-from .fits import Fit, MAPFit, PosteriorFit
-from .hyperparameters import HyperparameterChoice, choose_hyperparameters
-from .inference import MAP, MAPState, Trials
-from .laplace import fit_laplace
-from .map_fit import fit_map
-from .mcmc import fit_mcmc
-from .mocs import MOCSValidation, simulate_mocs, validate_mocs
-from .model import WPPM, wppm_model
-from .persist import load_fit
-from .posterior import LaplaceFit, MCMCFit
-from .readout import Thresholds, field_error, fit_ellipse, psychometric, thresholds
-from .simulate import (
-    comparisons_at_radius,
-    simulate_experiment,
-    simulate_observer,
-    simulate_trials,
-)
-from .weibull import fit_weibull
 
-__all__ = [
-    "Experiment",
-    "propose_trials",
-    "space_filling_trials",
-    "random_trials",
-    "WPPM",
-    "TrialData",
-    "as_trial_data",
-    "simulate_trials",
-    "comparisons_at_radius",
-    "simulate_experiment",
-    "simulate_observer",
-    "wppm_model",
-    "fit_map",
-    "MAP",
-    "MAPState",
-    "Trials",
-    "MAPFit",
-    "FitDivergedError",
-    "FitFailedError",
-    "fit_mcmc",
-    "fit_laplace",
-    "fit_bootstrap",
-    "BootstrapFit",
-    "MCMCFit",
-    "LaplaceFit",
-    "PosteriorFit",
-    "Fit",
-    "psychometric",
-    "thresholds",
-    "Thresholds",
-    "fit_ellipse",
-    "field_error",
-    "load_fit",
-    "cross_validate",
-    "CrossValidation",
-    "choose_hyperparameters",
-    "HyperparameterChoice",
-    "fit_weibull",
-    "simulate_mocs",
-    "validate_mocs",
-    "MOCSValidation",
-]
+# public name -> the module that defines it
+_EXPORTS = {
+    "BootstrapFit": ".bootstrap",
+    "fit_bootstrap": ".bootstrap",
+    "CrossValidation": ".crossval",
+    "cross_validate": ".crossval",
+    "TrialData": ".data",
+    "as_trial_data": ".data",
+    "propose_trials": ".design",
+    "random_trials": ".design",
+    "space_filling_trials": ".design",
+    "Experiment": ".design.session",
+    "FitDivergedError": ".errors",
+    "FitFailedError": ".errors",
+    "Fit": ".fits",
+    "MAPFit": ".fits",
+    "PosteriorFit": ".fits",
+    "HyperparameterChoice": ".hyperparameters",
+    "choose_hyperparameters": ".hyperparameters",
+    "MAP": ".inference",
+    "MAPState": ".inference",
+    "Trials": ".inference",
+    "fit_laplace": ".laplace",
+    "fit_map": ".map_fit",
+    "fit_mcmc": ".mcmc",
+    "MOCSValidation": ".mocs",
+    "simulate_mocs": ".mocs",
+    "validate_mocs": ".mocs",
+    "WPPM": ".model",
+    "wppm_model": ".model",
+    "load_fit": ".persist",
+    "LaplaceFit": ".posterior",
+    "MCMCFit": ".posterior",
+    "Thresholds": ".readout",
+    "field_error": ".readout",
+    "fit_ellipse": ".readout",
+    "psychometric": ".readout",
+    "thresholds": ".readout",
+    "comparisons_at_radius": ".simulate",
+    "simulate_experiment": ".simulate",
+    "simulate_observer": ".simulate",
+    "simulate_trials": ".simulate",
+    "fit_weibull": ".weibull",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        if name.startswith("_") or importlib.util.find_spec(f"{__name__}.{name}") is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return importlib.import_module(f".{name}", __name__)  # a submodule: pn.errors
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -9,7 +9,8 @@ one-line messages; anything else is a bug and shows its traceback.
 
 from __future__ import annotations
 
-__all__ = ["Error", "InvalidInput", "InvalidType", "FitDivergedError", "FitFailedError"]
+__all__ = ["Error", "InvalidInput", "InvalidType", "FitDivergedError", "FitFailedError",
+           "SessionBusy"]
 
 
 class Error(Exception):
@@ -30,3 +31,27 @@ class FitDivergedError(Error, RuntimeError):
 
 class FitFailedError(Error, FloatingPointError):
     """A fit produced non-finite results (curvature, posterior draws) it cannot use."""
+
+
+class SessionBusy(Error, RuntimeError):
+    """A session file is owned by another live process (or server).
+
+    Attributes
+    ----------
+    path : str
+        The session file.
+    owner : dict
+        Who holds it: ``pid``, ``host``, ``since`` (ISO time) and, where given,
+        ``name`` (e.g. ``"server"``). Open it with ``takeover=True`` to take it
+        over, or read-only.
+    """
+
+    def __init__(self, path, owner: dict):
+        self.path, self.owner = str(path), dict(owner)
+        who = f"pid {owner.get('pid')} on {owner.get('host')}"
+        if owner.get("name"):
+            who = f"{owner['name']} ({who})"
+        super().__init__(
+            f"{path}: the session is open for asking by {who} since {owner.get('since')}; "
+            "open it read-only, close it there, or pass takeover=True (--takeover) to take it "
+            "over (its pending trials then move to you)")
