@@ -43,6 +43,8 @@ _EXPORTS = {
     "WPPM": ".model",
     "wppm_model": ".model",
     "load_fit": ".persist",
+    "fit_population": ".population",
+    "PopulationFit": ".population",
     "LaplaceFit": ".posterior",
     "MCMCFit": ".posterior",
     "Thresholds": ".readout",

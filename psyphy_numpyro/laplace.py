@@ -22,7 +22,7 @@ from .posterior import LaplaceFit
 from .progress import use_progress
 from .validation import check_count, check_real, seed_from
 
-__all__ = ["fit_laplace", "negative_log_joint", "rotation_tangents"]
+__all__ = ["fisher_information", "fit_laplace", "negative_log_joint", "rotation_tangents"]
 
 
 def negative_log_joint(model, stimuli, responses, noise):
@@ -166,6 +166,30 @@ def _curvature(model, w, data, noise, curvature):
                               trials.weights, noise)
     prior = _prior_curvature_jit(model, w, trials.stimuli, noise)
     return np.asarray(L, np.float64), np.asarray(prior, np.float64)
+
+
+def fisher_information(model, params, data, *, num_samples: int = 256, seed: int = 0
+                       ) -> np.ndarray:
+    """Expected (Fisher) information of ``data``'s responses about the weights at ``params``.
+
+    The curvature :func:`fit_laplace` uses with ``curvature="fisher"``, from the
+    model's own log-likelihood, on fixed quasi-Monte Carlo noise of ``num_samples``
+    draws per trial (``seed``).
+
+    Returns
+    -------
+    numpy array (P, P)
+        In the flat coordinates of ``W`` (``P = prod(model.weight_shape)``),
+        followed by the logit of a learned lapse rate (``P + 1`` then).
+    """
+    hmodel = surrogate_model(model, num_samples, None)
+    W0 = jnp.asarray(params["W"])
+    w0 = W0.reshape(-1)
+    if model.learns_lapse:
+        lam0 = float(np.asarray(params["lapse_rate"]))
+        w0 = jnp.append(w0, jnp.asarray(np.log(lam0 / (1 - lam0)), W0.dtype))
+    noise = surrogate_noise(hmodel, padded_size(len(data)), num_samples, seed)
+    return _curvature(hmodel, w0, data, noise, "fisher")[0]
 
 
 def fit_laplace(

@@ -626,11 +626,19 @@ def wppm_model(stimuli, responses=None, *, config: WPPM, noise=None, subsample_s
         obs = None
         if responses is not None:
             obs = responses[idx] if sub else responses
-        like = dist.Bernoulli(probs=p)
-        if weights is not None:
-            w = weights[idx] if sub else weights
-            like = like.mask(w > 0)
-            with numpyro.handlers.scale(scale=jnp.where(w > 0, w, 1.0)):
-                numpyro.sample("y", like, obs=obs)
-        else:
-            numpyro.sample("y", like, obs=obs)
+        w = None if weights is None else (weights[idx] if sub else weights)
+        observe_responses(p, obs, w)
+
+
+def observe_responses(p, responses=None, weights=None):
+    """The ``"y"`` site: Bernoulli responses with probabilities ``p`` (inside the caller's
+    plates), observed when ``responses`` is given; ``weights`` (same shape as ``p``) scale
+    each trial's log-likelihood, 0 dropping it. The one likelihood statement of every model
+    here (:func:`wppm_model` and the population model)."""
+    like = dist.Bernoulli(probs=p)
+    if weights is None:
+        numpyro.sample("y", like, obs=responses)
+        return
+    like = like.mask(weights > 0)
+    with numpyro.handlers.scale(scale=jnp.where(weights > 0, weights, 1.0)):
+        numpyro.sample("y", like, obs=responses)

@@ -1,0 +1,402 @@
+"""``fit_population``: the hierarchical WPPM (:mod:`~psyphy_numpyro.hierarchy`) fitted to
+several observers at once, MAP through NumPyro's ``SVI`` with an ``AutoDelta`` guide.
+
+The fit runs the deterministic route of :func:`~psyphy_numpyro.fit_map`: fixed
+estimator noise (one draw per padded trial of every observer, set by the seed),
+the population and deviation weights decentred by NumPyro's
+``LocScaleReparam(centered=0)``, and ``optax.lbfgs`` until the loss falls by less
+than ``tol`` over 10 steps. It starts from the MAP fit of the pooled trials
+with every observer at the population (``delta = 0``).
+
+Learning ``tau``
+----------------
+A joint MAP of ``tau`` and the deviations is not an estimate of ``tau``: in
+the model's own coordinates the density grows without bound as ``tau`` and
+every deviation shrink to 0, and in decentred coordinates (deviation = ``tau``
+x a standard normal) the optimum runs to large ``tau``. ``tau`` is therefore
+estimated by its *marginal* likelihood (type-II MAP, empirical Bayes): the
+deviations are integrated out by a Laplace approximation, which adds
+``1/2 sum_k log(1 + tau^2 / (1 + tau^2) lambda_ik)`` to the decentred loss, with
+``lambda_ik`` the eigenvalues of observer ``i``'s Fisher information
+(:func:`~psyphy_numpyro.laplace.fisher_information`, at the pooled start) in
+prior-standard-deviation units. The term is added to the model as a NumPyro
+``factor`` (the model's log joint itself is untouched); it is what keeps
+``tau`` where the observers' differences put it.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+from numpyro.handlers import reparam, seed, substitute, trace
+from numpyro.infer import SVI, Trace_ELBO
+from numpyro.infer.autoguide import AutoDelta
+from numpyro.infer.reparam import LocScaleReparam
+
+from .data import TrialData, as_trial_data
+from .errors import FitDivergedError, InvalidInput
+from .fits import MAPFit
+from .hierarchy import check_tau, population_model, sample_tau
+from .inference.optim import OptaxOptim, lbfgs
+from .inference.trials import bucket_size, pad_trials
+from .model import WPPM, as_wppm
+from .progress import Progress, use_progress
+from .validation import check_count, check_real, seed_from
+
+__all__ = ["fit_population", "PopulationFit"]
+
+CHUNK = 10  # L-BFGS steps per compiled chunk; convergence is checked between chunks
+
+
+@dataclass
+class PopulationFit:
+    """Result of :func:`fit_population`.
+
+    Attributes
+    ----------
+    population : MAPFit
+        The population field (the observers' mean, ``W_pop / sqrt(1 + tau^2)``;
+        its data: every observer's trials
+        pooled), with every read-out of a fit (``pn.thresholds``, plots ...).
+    observers : list of MAPFit
+        Each observer's field ``(W_pop + delta_i) / sqrt(1 + tau^2)`` with that
+        observer's data.
+    tau : float
+        The deviation scale (learned or fixed): observers stray from the
+        population by about ``tau`` prior standard deviations per weight.
+    learned_tau : bool
+    model : WPPM
+    loss_history : numpy array (steps,)
+        The SVI loss (negative log joint) at every step.
+    seed : int
+    timings : dict
+        Seconds: ``pooled`` (the pooled MAP start), ``compile``, ``steps``.
+    """
+
+    population: MAPFit
+    observers: list
+    tau: float
+    learned_tau: bool
+    model: WPPM
+    loss_history: np.ndarray = field(repr=False, default=None)
+    seed: int = 0
+    timings: dict = field(repr=False, default_factory=dict)
+
+    @property
+    def num_observers(self) -> int:
+        return len(self.observers)
+
+    def deviation(self, refs, directions=None, **kwargs) -> np.ndarray:
+        """How far each observer is from the population, in threshold terms.
+
+        Returns
+        -------
+        numpy array (K, R, D)
+            ``log(threshold_i / threshold_pop)`` of every observer at the
+            references ``refs (R, d)`` along ``directions`` (``pn.thresholds``'
+            defaults; ``kwargs`` are passed on): 0 means the population's
+            threshold, 0.1 a threshold 10.5% larger.
+        """
+        from .readout import thresholds
+
+        pop = thresholds(self.population, refs, directions=directions, **kwargs).lengths
+        return np.stack([np.log(thresholds(f, refs, directions=directions, **kwargs).lengths
+                                / pop) for f in self.observers])
+
+    def to_arviz(self, grid=None):
+        """ArviZ data: the population's (``Sigma_pop``) and every observer's ``Sigma`` on a
+        grid (dim ``observer``), and ``tau``, in the ``posterior`` group (one chain, one
+        draw: a MAP fit)."""
+        import xarray as xr
+
+        from .arviz_io import add_group, group
+
+        idata = self.population.to_arviz(grid=grid)
+        post = group(idata, "posterior")
+        per = [group(f.to_arviz(grid=grid), "posterior")["Sigma"] for f in self.observers]
+        out = post.rename({"Sigma": "Sigma_pop"})
+        out["Sigma"] = xr.concat(per, dim="observer").transpose("chain", "draw", "observer", ...)
+        out = out.assign_coords(observer=np.arange(self.num_observers))
+        out["tau"] = (("chain", "draw"), np.full((1, 1), self.tau))
+        add_group(idata, "posterior", out)
+        return idata
+
+    def save(self, path) -> None:
+        """Write the fit to one NetCDF file (read it back with :meth:`load`)."""
+        import xarray as xr
+
+        from .fitfile import model_config, to_json
+
+        ws = [f"w{i}" for i in range(len(self.model.weight_shape))]
+        stim = np.concatenate([np.asarray(f.data.stimuli) for f in self.observers])
+        who = np.concatenate([np.full(len(f.data), i) for i, f in enumerate(self.observers)])
+        out = {
+            "W_pop": (ws, np.asarray(self.population.params["W"])),
+            "W": (["observer", *ws], np.stack([np.asarray(f.params["W"])
+                                               for f in self.observers])),
+            "stimuli": (["trial", "pair", "stimulus_dim"], stim),
+            "responses": (["trial"], np.concatenate([f.data.responses for f in self.observers])),
+            "observer_of_trial": (["trial"], who.astype(np.int32)),
+            "loss_history": (["step"], np.asarray(self.loss_history, np.float64)),
+        }
+        if self.model.learns_lapse:
+            out["lapse_rate"] = (["observer"], np.array([f.lapse_rate for f in self.observers]))
+        attrs = {"psyphy_numpyro_kind": "population", "format": 1,
+                 "model": to_json(model_config(self.model)), "tau": float(self.tau),
+                 "learned_tau": int(self.learned_tau), "seed": int(self.seed)}
+        xr.Dataset(out, attrs=attrs).to_netcdf(path, engine="h5netcdf")
+
+    @classmethod
+    def load(cls, path) -> PopulationFit:
+        """A fit written by :meth:`save`."""
+        import xarray as xr
+
+        from .fitfile import model_from_config
+
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            ds = ds.load()
+        if ds.attrs.get("psyphy_numpyro_kind") != "population":
+            raise InvalidInput(f"{path}: not a population fit file (see PopulationFit.save)")
+        model = model_from_config(ds.attrs["model"], str(path))
+        who = ds["observer_of_trial"].values
+        stim, resp = ds["stimuli"].values, ds["responses"].values
+        datas = [TrialData(stim[who == i], resp[who == i]) for i in range(ds.sizes["observer"])]
+
+        def params(W, i=None):
+            out = {"W": jnp.asarray(W)}
+            if model.learns_lapse:
+                lam = ds["lapse_rate"].values
+                out["lapse_rate"] = float(np.median(lam) if i is None else lam[i])
+            return out
+
+        return cls(
+            population=MAPFit.from_params(model, params(ds["W_pop"].values),
+                                          TrialData.concatenate(datas)),
+            observers=[MAPFit.from_params(model, params(ds["W"].values[i], i), d)
+                       for i, d in enumerate(datas)],
+            tau=float(ds.attrs["tau"]), learned_tau=bool(ds.attrs["learned_tau"]), model=model,
+            loss_history=ds["loss_history"].values, seed=int(ds.attrs["seed"]))
+
+    def describe(self) -> list[str]:
+        lines = [f"population fit of {self.num_observers} observers "
+                 f"({', '.join(str(len(f.data)) for f in self.observers)} trials); "
+                 f"tau = {self.tau:.3g} ({'learned' if self.learned_tau else 'fixed'})",
+                 f"L-BFGS steps: {len(self.loss_history)}; seed {self.seed}"]
+        return lines
+
+    def __repr__(self):
+        return "PopulationFit(" + "; ".join(self.describe()) + ")"
+
+
+def _check_datas(datas):
+    if not isinstance(datas, list | tuple) or len(datas) < 2:
+        raise InvalidInput("fit_population needs a list of at least two observers' data sets")
+    datas = [as_trial_data(d) for d in datas]
+    dims = sorted({d.input_dim for d in datas})
+    if len(dims) > 1:
+        raise InvalidInput(f"the observers' data have different stimulus dimensions {dims}")
+    return datas
+
+
+def _pooled_model(datas, model):
+    if model is not None:
+        return as_wppm(model)
+    from .hyperparameters import choose_hyperparameters
+
+    pooled = TrialData.concatenate(datas)
+    return choose_hyperparameters(pooled, WPPM(input_dim=pooled.input_dim)).model
+
+
+def _marginal_tau_model(stimuli, responses=None, *, config, tau_scale, eigenvalues, **kw):
+    """:func:`population_model` with ``tau`` sampled here and the deviations' Laplace term
+    (see the module): the loss of ``tau``'s type-II MAP."""
+    tau = sample_tau(tau_scale)
+    population_model(stimuli, responses, config=config, tau=tau, **kw)
+    var = jnp.square(tau) / (1.0 + jnp.square(tau))  # the deviations' prior variance in W
+    numpyro.factor("deviations_marginal", -0.5 * jnp.sum(jnp.log1p(var * eigenvalues)))
+
+
+@functools.lru_cache(maxsize=16)
+def _population_svi(model: WPPM, num_observers: int, tau, tau_scale: float):
+    """SVI with an AutoDelta guide on the decentred population model (cached per setting;
+    a learned ``tau`` takes the Fisher eigenvalues as the argument ``eigenvalues``)."""
+    if tau is None:
+        base = partial(_marginal_tau_model, config=model, tau_scale=tau_scale)
+    else:
+        base = partial(population_model, config=model, tau=tau, tau_scale=tau_scale)
+    fn = reparam(base, config={"W_pop": LocScaleReparam(0), "delta": LocScaleReparam(0)})
+    svi = SVI(fn, AutoDelta(fn), OptaxOptim(lbfgs()), Trace_ELBO())
+    K, d = num_observers, model.input_dim
+    extra = {} if tau is not None else {"eigenvalues": jnp.zeros((K, 1))}
+    # set the guide up on abstract values (evaluated eagerly the model would compile op by op)
+    jax.eval_shape(lambda k: svi.init(k, jnp.zeros((K, 8, 2, d)), jnp.zeros((K, 8), jnp.int32),
+                                      weights=jnp.ones((K, 8)), **extra),
+                   jax.random.PRNGKey(0))
+    return svi
+
+
+def _eigenvalues(model, W, datas, seed):
+    """Each observer's Fisher information about ``W`` in prior-sd units: eigenvalues (K, P)."""
+    from .laplace import fisher_information
+
+    sd = np.asarray(model.prior_std(), np.float64).reshape(-1)
+    P = sd.size
+    out = []
+    for d in datas:
+        params = {"W": W}
+        if model.learns_lapse:
+            a, b = model.lapse_prior
+            params["lapse_rate"] = a / (a + b)
+        F = np.asarray(fisher_information(model, params, d, seed=seed), np.float64)[:P, :P]
+        out.append(np.clip(np.linalg.eigvalsh(sd[:, None] * F * sd[None, :]), 0.0, None))
+    return np.stack(out)
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _chunk(model, tau, tau_scale, length, state, stimuli, responses, weights, noise, extra):
+    svi = _population_svi(model, stimuli.shape[0], tau, tau_scale)
+
+    def body(s, _):
+        return svi.update(s, stimuli, responses, weights=weights, noise=noise, **extra)
+
+    return jax.lax.scan(body, state, None, length=length)
+
+
+def _start(svi, model, W_start, K, tau, tau_scale, dtype):
+    """The optimiser state where every observer's (and the population's) field is
+    ``W_start`` (every ``delta = 0``), at a middling ``tau``."""
+    sd = np.asarray(model.prior_std(), np.float64)
+    t = 0.5 * tau_scale if tau is None else tau
+    W_pop = np.asarray(W_start) * np.sqrt(1.0 + t**2)
+    params = {"W_pop_decentered_auto_loc": jnp.asarray(W_pop / sd, dtype),
+              "delta_decentered_auto_loc": jnp.zeros((K, 1) + model.weight_shape, dtype)}
+    if tau is None:
+        params["tau_auto_loc"] = jnp.asarray(np.log(t), dtype)
+    if model.learns_lapse:
+        a, b = model.lapse_prior
+        params["lapse_rate_auto_loc"] = jnp.full((K, 1), np.log(a / b), dtype)
+    from numpyro.infer.svi import SVIState
+
+    return SVIState(svi.optim.init(params), None, jax.random.PRNGKey(0))
+
+
+def _values(svi, state, stimuli, responses, weights, noise, extra):
+    """The model's sites at the state's point: ``W_mean``, ``W (K, ...)``, ``tau``, lapses."""
+    params = svi.get_params(state)
+    subs = {k[: -len("_auto_loc")]: v for k, v in params.items()}
+    tr = trace(substitute(seed(svi.model, 0), data=subs)).get_trace(
+        stimuli, responses, weights=weights, noise=noise, **extra)
+    out = {k: np.asarray(tr[k]["value"]) for k in ("W_mean", "W") if k in tr}
+    out["tau"] = float(tr["tau"]["value"]) if "tau" in tr else None
+    if "lapse_rate" in tr:
+        out["lapse_rate"] = np.asarray(tr["lapse_rate"]["value"]).reshape(-1)
+    return out
+
+
+def fit_population(datas, model=None, *, tau="learn", tau_scale: float = 0.5, seed=0,
+                   steps: int = 300, tol: float = 0.05, progress: bool | None = None
+                   ) -> PopulationFit:
+    """Fit the hierarchical WPPM to several observers at once (MAP, SVI + AutoDelta).
+
+    Parameters
+    ----------
+    datas : list of TrialData (at least two)
+        One data set per observer (same stimulus dimension).
+    model : WPPM, optional
+        The configuration every observer shares. Default: hyperparameters
+        chosen from the pooled data (as :func:`~psyphy_numpyro.fit_map` does
+        for a list).
+    tau : "learn" or float
+        ``"learn"`` (default): the deviation scale is a parameter with prior
+        ``HalfNormal(tau_scale)``; a number fixes it (``1e-3``: practically one
+        shared field; ``10``: practically independent observers).
+    tau_scale : float
+        Scale of ``tau``'s prior (in prior standard deviations).
+    seed : int or PRNG key
+        Seeds the pooled start and the fixed estimator noise.
+    steps : int
+        The most L-BFGS steps.
+    tol : float
+        Stop once the loss fell by at most ``tol`` nats over 10 steps.
+    progress : bool, optional
+        Progress bar (default: on unless ``CI`` is set).
+
+    Returns
+    -------
+    PopulationFit
+        ``.population`` and ``.observers[i]`` are fits with every read-out.
+
+    Examples
+    --------
+    >>> pop = pn.fit_population([d1, d2, d3], seed=0)          # doctest: +SKIP
+    >>> pop.tau, pop.observers[0].covariance(x)                  # doctest: +SKIP
+    """
+    from .map_fit import fit_map
+
+    datas = _check_datas(datas)
+    tau_value = check_tau(tau)
+    tau_scale = check_real("tau_scale", tau_scale, 0.0)
+    steps = check_count("steps", steps)
+    tol = check_real("tol", tol, 0.0, lo_closed=True)
+    seed = seed_from(seed)
+    model = _pooled_model(datas, model)
+    show = use_progress(progress)
+    timings = {"pooled": 0.0, "compile": 0.0, "steps": 0.0}
+    t0 = time.perf_counter()
+    pooled = fit_map(TrialData.concatenate(datas), model, seed=seed, progress=show)
+    timings["pooled"] = time.perf_counter() - t0
+    K, size = len(datas), bucket_size(max(len(d) for d in datas))
+    padded = [pad_trials(d, size) for d in datas]
+    stim = jnp.stack([t.stimuli for t in padded])
+    resp = jnp.stack([t.responses for t in padded])
+    weights = jnp.stack([t.weights for t in padded])
+    noise = model.fresh_noise(jax.random.fold_in(jax.random.PRNGKey(seed), 10**6 + 3),
+                              (K, size), dtype=stim.dtype)
+    extra = {}
+    if tau_value is None:
+        t1 = time.perf_counter()
+        eig = _eigenvalues(model, pooled.params["W"], datas, seed)
+        extra["eigenvalues"] = jnp.asarray(eig, stim.dtype)
+        timings["information"] = time.perf_counter() - t1
+    svi = _population_svi(model, K, tau_value, tau_scale)
+    state = _start(svi, model, pooled.params["W"], K, tau_value, tau_scale, stim.dtype)
+    history, bar = [], Progress(show, steps, f"fit_population x{K} observers")
+    try:
+        while len(history) < steps:
+            t1 = time.perf_counter()
+            state, losses = _chunk(model, tau_value, tau_scale, CHUNK, state, stim, resp,
+                                   weights, noise, extra)
+            losses = np.asarray(losses)
+            timings["compile" if not history else "steps"] += time.perf_counter() - t1
+            history.extend(losses.tolist())
+            bar.update(CHUNK, nll=f"{losses[-1]:.1f}")
+            if not np.isfinite(losses).all():
+                raise FitDivergedError("fit_population: the loss became non-finite; try a "
+                                       "fixed tau or a model with a larger diag_term")
+            if losses[0] - losses[-1] <= tol:
+                break
+    finally:
+        bar.close()
+    v = _values(svi, state, stim, resp, weights, noise, extra)
+    lapses = v.get("lapse_rate")
+
+    def params(W, i=None):
+        out = {"W": jnp.asarray(W)}
+        if model.learns_lapse:
+            out["lapse_rate"] = float(np.median(lapses) if i is None else lapses[i])
+        return out
+
+    population = MAPFit.from_params(model, params(v["W_mean"]), TrialData.concatenate(datas))
+    observers = [MAPFit.from_params(model, params(v["W"][i], i), d)
+                 for i, d in enumerate(datas)]
+    return PopulationFit(population=population, observers=observers,
+                         tau=tau_value if tau_value is not None else v["tau"],
+                         learned_tau=tau_value is None, model=model,
+                         loss_history=np.asarray(history[:steps]), seed=seed, timings=timings)
