@@ -175,12 +175,13 @@ class Experiment:
         self.auto_refit = bool(auto_refit)
         self.read_only = bool(read_only)
         self._lease = None
+        self.created = False  # whether this opening created the session file's settings
         self._store = SessionStore(path, read_only=read_only)
         try:
             if read_only:
                 stored = self._store.settings()
             else:
-                stored, _ = self._store.init_settings(settings)
+                stored, self.created = self._store.init_settings(settings)
             self.settings = self._check_settings(stored, settings, given)
             if not read_only:
                 self._lease = self._store.acquire_lease(owner_name, takeover=takeover)
@@ -266,12 +267,12 @@ class Experiment:
     @property
     def trial_ids(self) -> np.ndarray:
         """Ids of the told trials, in the order their responses arrived."""
-        return self._store.told_ids()
+        return np.array(self._store.told_ids(), np.int64)
 
     @property
     def pending(self) -> np.ndarray:
         """Ids of the trials asked and not yet told (nor expired), oldest first."""
-        return self._store.pending_ids()
+        return np.array(self._store.pending_ids(), np.int64)
 
     @property
     def num_told(self) -> int:

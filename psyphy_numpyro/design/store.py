@@ -1,7 +1,7 @@
 """The session store: one SQLite file per adaptive session, and who owns it.
 
-This module imports no JAX, NumPyro or SciPy (only the standard library and
-NumPy), so callers that only read a session (``psyphy-numpyro experiment
+This module imports no JAX, NumPyro or SciPy (only the standard library;
+NumPy where arrays are returned), so callers that only read a session (``psyphy-numpyro experiment
 status``, a status page) start in a fraction of a second.
 
 The file
@@ -59,8 +59,6 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-
-import numpy as np
 
 from ..errors import InvalidInput, SessionBusy
 
@@ -395,13 +393,13 @@ class SessionStore:
     # -- reading ------------------------------------------------------------------------
     def _ids(self, sql, *args):
         with self.lock:
-            return np.array([r[0] for r in self.db.execute(sql, args)], np.int64)
+            return [int(r[0]) for r in self.db.execute(sql, args)]
 
-    def told_ids(self) -> np.ndarray:
+    def told_ids(self) -> list[int]:
         """Ids of the told trials, in the order their responses arrived."""
         return self._ids("SELECT id FROM trials WHERE state='told' ORDER BY told_seq")
 
-    def pending_ids(self) -> np.ndarray:
+    def pending_ids(self) -> list[int]:
         """Ids of the pending trials, oldest first."""
         return self._ids("SELECT id FROM trials WHERE state='pending' ORDER BY id")
 
@@ -439,8 +437,10 @@ class SessionStore:
             raise InvalidInput(f"unknown trial id {missing[0]}")
         return [rows[i] for i in ids]
 
-    def stimuli(self, ids) -> np.ndarray:
-        """Stimuli ``(n, 2, d)`` of the given trial ids."""
+    def stimuli(self, ids):
+        """Stimuli ``(n, 2, d)`` (a NumPy array) of the given trial ids."""
+        import numpy as np
+
         return np.array([[json.loads(r), json.loads(c)] for r, c in
                          self._rows(ids, "ref, comparison")], np.float64)
 
@@ -543,6 +543,8 @@ class SessionStore:
                    chosen_model=None, lease: Lease | None = None) -> None:
         """Record a finished fit, its proposals ``(ref, comparison)`` and, when the session
         chose its model from the data, that model (JSON), in one transaction."""
+        import numpy as np
+
         refs, comps = proposals
         with self.transaction(lease) as db:
             if chosen_model is not None:
