@@ -251,8 +251,9 @@ def test_a_cli_call_on_an_owned_session_answers_session_busy_unless_takeover(tmp
         assert code == 3 and obj["ok"] is False and obj["status"] == 3
         assert obj["owner"]["name"] == "server" and "server (pid" in obj["error"]
     assert owner.pending.tolist() == ids.tolist()  # nothing changed
+    owner.tell(ids[1:], [0])
     code, obj, _ = _call(capsys, "status", path)  # reads while owned
-    assert code == 0 and obj["owner"]["name"] == "server" and obj["pending"] == 2
+    assert code == 0 and obj["owner"]["name"] == "server" and obj["pending"] == 1
     code, obj, _ = _call(capsys, "ask", path, "--n", 1, "--takeover")
     assert code == 0 and obj["ids"] == [int(ids[0])] and obj["reissued"] == 1
     with pytest.raises(SessionBusy):
@@ -260,3 +261,14 @@ def test_a_cli_call_on_an_owned_session_answers_session_busy_unless_takeover(tmp
     owner.close()
     code, obj, _ = _call(capsys, "status", path)
     assert obj["owner"] is None
+    # a retried tell (its reply lost): accepted with --repeat-ok, nothing recorded twice
+    args = ("tell", path, "--ids", f"{int(ids[0])},{int(ids[1])}", "--responses", "1,0")
+    code, obj, _ = _call(capsys, *args)
+    assert code == 2 and "already told" in obj["error"]
+    code, obj, _ = _call(capsys, *args, "--repeat-ok")
+    assert code == 0 and obj["told"] == 2 and obj["recorded"] == 1 and obj["total_told"] == 2
+    code, obj, _ = _call(capsys, *args, "--repeat-ok")  # the retry
+    assert code == 0 and obj["recorded"] == 0 and obj["total_told"] == 2
+    code, obj, _ = _call(capsys, "tell", path, "--ids", int(ids[1]), "--responses", 1,
+                         "--repeat-ok")
+    assert code == 2 and "already told with response 0, not 1" in obj["error"]

@@ -236,6 +236,9 @@ def _add_actions(acts, raw, session_help) -> None:
     tell.add_argument("--json", help='{"ids": [...], "responses": [...]}')
     tell.add_argument("--ids", help="comma-separated trial ids, e.g. 4,5,6")
     tell.add_argument("--responses", help="comma-separated 0/1 responses, e.g. 1,0,1")
+    tell.add_argument("--repeat-ok", action="store_true",
+                      help="accept ids already told with the same response (a retried call) "
+                      "without recording them twice; a different response is still an error")
     refit_option(tell)
     takeover_option(tell)
 
@@ -449,7 +452,7 @@ def _tell(args):
     ids, responses = _tell_input(args)
     exp = _open(args.session, takeover=args.takeover)
     try:
-        exp.tell(ids, responses)  # committed (synchronous=FULL) before it returns
+        recorded = exp.tell(ids, responses, repeat_ok=args.repeat_ok)  # on disk now
         st = exp.status()
     finally:
         exp.close()
@@ -457,7 +460,8 @@ def _tell(args):
     if refit["state"] == "failed":
         print(f"{PROG}: warning: the responses were recorded; the refit failed: "
               f"{refit['error']}", file=sys.stderr)
-    return {"told": len(ids), "ids": [int(i) for i in ids], "total_told": st["told"],
+    return {"told": len(ids), "recorded": recorded, "ids": [int(i) for i in ids],
+            "total_told": st["told"],
             "pending": st["pending"], "refit": refit}, 0
 
 
