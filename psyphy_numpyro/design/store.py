@@ -31,20 +31,15 @@ exactly one set of settings is stored.
 
 Ownership
 ---------
-A process that opens a session for asking takes its *lease*
-(:meth:`SessionStore.acquire_lease`): an operating-system lock on a sidecar
-file (``<session>.owner``; see :class:`FileLock`), held for as long as the
-session is open, and a row in ``lease`` naming the owner (pid, host, start
-time, an optional name). A second opener finds the lock held and gets
-:class:`~psyphy_numpyro.errors.SessionBusy` naming the owner. The operating
-system releases the lock when the owner's process ends, however it ends
-(``kill -9`` included), so a stale lease is taken over at once.
-
-``takeover=True`` takes the lease from a live owner: the row then names the
-new owner, who locks a sidecar of its own (``<session>.owner.1``, ...: the
-first one free), and every later change the old owner attempts raises
-``SessionBusy`` naming the new owner. Each change checks the lease inside its
-transaction, so an old owner can change nothing once the new one holds it.
+A process that opens a session for asking takes its *lease* (:mod:`.lease`):
+an operating-system lock on a sidecar file (``<session>.owner``, a
+:class:`FileLock`) held for as long as the session is open, and the row of
+``lease`` naming the owner. A second opener gets
+:class:`~psyphy_numpyro.errors.SessionBusy` naming the owner; the lock dies
+with its process (``kill -9`` included), so a stale lease is taken at once.
+``takeover=True`` moves the lease from a live owner; every change an owner
+makes checks its lease inside the transaction (:meth:`SessionStore.transaction`),
+so an owner that was taken over changes nothing.
 """
 
 from __future__ import annotations
@@ -52,15 +47,14 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import sqlite3
 import threading
 import time
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import InvalidInput, SessionBusy
+from . import lease as ownership
+from .lease import FileLock, Lease, owner_info
 
 __all__ = ["SCHEMA_VERSION", "FileLock", "Lease", "SessionStore", "read_settings"]
 
@@ -105,10 +99,6 @@ CREATE TABLE IF NOT EXISTS lease (
 _BUSY_WAIT = 30.0  # seconds a connection waits for another writer
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 def _retry(fn, what):
     """``fn()``, retried while another process holds the file (``database is locked``)."""
     deadline = time.monotonic() + _BUSY_WAIT
@@ -126,114 +116,6 @@ def _retry(fn, what):
 
 def _marks(ids) -> str:
     return ", ".join("?" * len(ids))
-
-
-class FileLock:
-    """An exclusive operating-system lock on a file, released when its process ends.
-
-    ``flock`` on POSIX and ``msvcrt.locking`` on Windows: the lock belongs to
-    the open file, so two ``FileLock`` objects conflict even in one process,
-    and it disappears with the process however that ends (``kill -9``).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The lock file (created, with its folder, when missing).
-    """
-
-    def __init__(self, path):
-        self.path = Path(path)
-        self.fd = None
-
-    def acquire(self, *, blocking: bool) -> bool:
-        """Take the lock; ``False`` when another holder has it and ``blocking`` is False."""
-        self.path.parent.mkdir(exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            ok = _lock(fd, blocking)
-        except BaseException:
-            os.close(fd)
-            raise
-        if not ok:
-            os.close(fd)
-            return False
-        self.fd = fd
-        return True
-
-    def adopt(self, fd: int) -> None:
-        """Hold the lock of an open file descriptor inherited from another process."""
-        self.fd = fd
-
-    def release(self) -> None:
-        """Unlock and close (nothing when not held)."""
-        if self.fd is not None:
-            _unlock(self.fd)
-            self.close()
-
-    def close(self) -> None:
-        """Close without unlocking: a child process sharing the file keeps the lock."""
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-    def held_elsewhere(self) -> bool:
-        """Whether another holder has the lock (probed without waiting)."""
-        if not self.path.parent.exists():
-            return False
-        if self.acquire(blocking=False):
-            self.release()
-            return False
-        return True
-
-    def write(self, text: str) -> None:
-        """Replace the lock file's content (held lock only; informative, for people)."""
-        os.lseek(self.fd, 0, os.SEEK_SET)
-        os.ftruncate(self.fd, 0)
-        os.write(self.fd, text.encode())
-
-
-if os.name == "posix":
-    import fcntl
-
-    def _lock(fd, blocking):
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            return False
-        return True
-
-    def _unlock(fd):
-        fcntl.flock(fd, fcntl.LOCK_UN)
-
-else:  # pragma: no cover - Windows
-    import msvcrt
-
-    def _lock(fd, blocking):
-        # a byte far beyond the informative content, which is rewritten while locked
-        os.lseek(fd, 1 << 20, os.SEEK_SET)
-        while True:
-            try:
-                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-                return True
-            except OSError:
-                if not blocking:
-                    return False
-                time.sleep(0.5)
-
-    def _unlock(fd):
-        os.lseek(fd, 1 << 20, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-
-class Lease:
-    """The lease of an owner: its token, who it is (``owner``) and its held lock."""
-
-    def __init__(self, token: str, owner: dict, lock: FileLock):
-        self.token, self.owner, self.lock = token, owner, lock
-        self.revoked_by = None  # the owner who took it over, once this owner noticed
-
-    def __repr__(self):
-        return f"Lease({self.owner!r})"
 
 
 def read_settings(path) -> dict:
@@ -341,10 +223,10 @@ class SessionStore:
         return _Transaction(self, lease)
 
     def _check_lease(self, db, lease):
-        row = self._lease_row(db)
+        row = self.lease_row(db)
         if row is not None and row["token"] == lease.token:
             return
-        owner = _public(row) if row is not None else {
+        owner = owner_info(row) if row is not None else {
             "pid": None, "host": None, "since": None, "name": "nobody (the lease was released)"}
         lease.revoked_by = owner
         lease.lock.release()  # the lease is gone: so is its lock
@@ -558,7 +440,9 @@ class SessionStore:
                             for j, (r, c) in enumerate(zip(refs, comps, strict=True))])
 
     # -- the lease ------------------------------------------------------------------------
-    def _lease_row(self, db=None):
+    def lease_row(self, db=None) -> dict | None:
+        """The ``lease`` row (``token``, ``pid``, ``host``, ``since``, ``name``,
+        ``lockfile``), or None (no owner, or a file written before the table)."""
         db = self.db if db is None else db
         try:
             row = db.execute("SELECT token, pid, host, since, name, lockfile FROM lease "
@@ -571,88 +455,18 @@ class SessionStore:
                         strict=True))
 
     def owner(self) -> dict | None:
-        """The live owner (``pid``, ``host``, ``since``, ``name``), or None.
-
-        A lease whose lock is free (its process ended) is stale: None.
-        """
-        with self.lock:
-            row = self._lease_row()
-        if row is None or not FileLock(self._lock_path(row["lockfile"])).held_elsewhere():
-            return None
-        return _public(row)
-
-    def _lock_path(self, name):
-        return self.path.parent / name
-
-    def _free_lock(self):
-        """The first sidecar ``<session>.owner``, ``.owner.1``, ... whose lock is free."""
-        base = self.path.name + ".owner"
-        for k in range(1000):
-            lock = FileLock(self._lock_path(base if k == 0 else f"{base}.{k}"))
-            if lock.acquire(blocking=False):
-                return lock
-        raise SessionBusy(self.path, self._lease_row() or {})  # pragma: no cover
+        """The live owner (``pid``, ``host``, ``since``, ``name``), or None; a lease whose
+        lock is free (its process ended) is stale: None."""
+        return ownership.live_owner(self)
 
     def acquire_lease(self, name: str | None = None, *, takeover: bool = False) -> Lease:
-        """Become the session's owner.
+        """Become the session's owner (:func:`.lease.acquire`); ``SessionBusy`` when a
+        live owner holds it and not ``takeover``."""
+        return ownership.acquire(self, name, takeover=takeover)
 
-        Parameters
-        ----------
-        name : str, optional
-            Shown to other openers (e.g. ``"server"``).
-        takeover : bool
-            Take the lease from a live owner (see the module's notes).
-
-        Returns
-        -------
-        Lease
-
-        Raises
-        ------
-        SessionBusy
-            A live owner holds the session and ``takeover`` is False.
-        """
-        deadline = time.monotonic() + _BUSY_WAIT
-        while True:
-            with self.lock:
-                row = self._lease_row()
-            if row is not None and not takeover and FileLock(
-                    self._lock_path(row["lockfile"])).held_elsewhere():
-                raise SessionBusy(self.path, _public(row))
-            lock = self._free_lock()
-            owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now(),
-                     "name": name}
-            token = uuid.uuid4().hex
-            with self.transaction() as db:
-                now = self._lease_row(db)
-                claimed = (now or {}).get("token") == (row or {}).get("token")
-                if claimed:
-                    db.execute("INSERT OR REPLACE INTO lease VALUES (0, ?, ?, ?, ?, ?, ?)",
-                               (token, owner["pid"], owner["host"], owner["since"], name,
-                                lock.path.name))
-            if claimed:
-                lock.write(json.dumps(owner) + "\n")
-                return Lease(token, owner, lock)
-            lock.release()  # another opener claimed it first: look again
-            if time.monotonic() > deadline:  # pragma: no cover - endless contention
-                raise SessionBusy(self.path, _public(now))
-
-    def release_lease(self, lease: Lease) -> None:
+    def release_lease(self, held: Lease) -> None:
         """Give the lease up (nothing when it was taken over); unlock its sidecar."""
-        try:
-            if lease.revoked_by is None and self.db is not None:
-                with self.transaction() as db:
-                    db.execute("DELETE FROM lease WHERE token=?", (lease.token,))
-        finally:
-            lease.lock.release()
-
-
-def _public(row) -> dict:
-    """The owner as :class:`~psyphy_numpyro.errors.SessionBusy` reports it."""
-    out = {k: row.get(k) for k in ("pid", "host", "since")}
-    if row.get("name"):
-        out["name"] = row["name"]
-    return out
+        ownership.release(self, held)
 
 
 class _Transaction:
