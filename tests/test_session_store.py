@@ -1,6 +1,7 @@
 """The session store: creation race, one owner per live session, idempotent tell, a fast
 read-only command line."""
 
+import gc
 import json
 import os
 import signal
@@ -128,6 +129,10 @@ def test_a_second_opener_is_refused_naming_the_owner_and_a_read_only_view_works(
     assert again.ask(2)[0].tolist() == ids[1:].tolist()
     again.close()
     assert pn.Experiment(path, read_only=True).owner is None
+    dropped = _open(path)  # an owner dropped without close() (a notebook cell run again)
+    del dropped
+    gc.collect()
+    _open(path).close()
 
 
 def test_takeover_moves_the_session_and_its_pending_trials_to_the_new_owner(tmp_path):
@@ -157,7 +162,7 @@ _HOLDER = textwrap.dedent("""
     from psyphy_numpyro.design.store import SessionStore
     store = SessionStore(sys.argv[1])
     store.init_settings({"version": 1})
-    store.acquire_lease("doomed")
+    lease = store.acquire_lease("doomed")
     print("owned", flush=True)
     time.sleep(600)
 """)

@@ -57,7 +57,7 @@ import threading
 
 import numpy as np
 
-from ..errors import InvalidInput, InvalidType
+from ..errors import InvalidInput, InvalidType, SessionBusy
 from ..validation import check_int, check_range
 from . import refit as pipeline
 from .acquisition import space_filling_trials
@@ -541,12 +541,10 @@ class Experiment:
         if self._store.db is None:
             return
         try:
-            if self._lease is not None and self._lease.revoked_by is None:
+            try:
                 self.wait()
-            else:  # a taken-over owner records nothing: only let the thread end
-                w = self._worker
-                if w is not None:
-                    w.join()
+            except SessionBusy:  # taken over meanwhile: its last refit is not recorded
+                pass
         finally:
             if self._lease is not None:
                 self._store.release_lease(self._lease)
