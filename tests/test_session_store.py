@@ -251,7 +251,8 @@ def test_a_cli_call_on_an_owned_session_answers_session_busy_unless_takeover(tmp
     path = tmp_path / "o.sqlite"
     owner = _open(path, owner_name="server")
     ids, _ = owner.ask(2)
-    for args in (("ask",), ("tell", "--ids", int(ids[0]), "--responses", 1), ("expire",)):
+    for args in (("ask",), ("tell", "--ids", int(ids[0]), "--responses", 1), ("expire",),
+                 ("refit",), ("refit", "--background")):
         code, obj, err = _call(capsys, args[0], path, *args[1:])
         assert code == 3 and obj["ok"] is False and obj["status"] == 3
         assert obj["owner"]["name"] == "server" and "server (pid" in obj["error"]
