@@ -5,11 +5,12 @@ psyphy_numpyro`` and its light parts (the session store, the command line's
 read-only calls, :mod:`psyphy_numpyro.client`) start without importing JAX.
 """
 
+# ruff: noqa: F401  (the TYPE_CHECKING imports below exist for type checkers and griffe)
 from __future__ import annotations
 
-import importlib
-import importlib.util
+from typing import TYPE_CHECKING
 
+from ._lazy import lazy_exports
 from ._version import __version__  # noqa: F401
 
 # public name -> the module that defines it
@@ -61,17 +62,32 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
+if TYPE_CHECKING:  # the same names, for type checkers and the API docs (griffe)
+    from .bootstrap import BootstrapFit, fit_bootstrap
+    from .crossval import CrossValidation, cross_validate
+    from .data import TrialData, as_trial_data
+    from .design import propose_trials, random_trials, space_filling_trials
+    from .design.session import Experiment
+    from .errors import FitDivergedError, FitFailedError
+    from .fits import Fit, MAPFit, PosteriorFit
+    from .hyperparameters import HyperparameterChoice, choose_hyperparameters
+    from .inference import MAP, MAPState, Trials
+    from .laplace import fit_laplace
+    from .map_fit import fit_map
+    from .mcmc import fit_mcmc
+    from .mocs import MOCSValidation, simulate_mocs, validate_mocs
+    from .model import WPPM, wppm_model
+    from .persist import load_fit
+    from .population import PopulationFit, fit_population
+    from .posterior import LaplaceFit, MCMCFit
+    from .readout import Thresholds, field_error, fit_ellipse, psychometric, thresholds
+    from .simulate import (
+        comparisons_at_radius,
+        simulate_experiment,
+        simulate_observer,
+        simulate_trials,
+    )
+    from .weibull import fit_weibull
 
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is None:
-        if name.startswith("_") or importlib.util.find_spec(f"{__name__}.{name}") is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        return importlib.import_module(f".{name}", __name__)  # a submodule: pn.errors
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
 
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

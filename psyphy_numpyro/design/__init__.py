@@ -12,10 +12,12 @@ The names below load on first use (PEP 562), so importing
 not import JAX.
 """
 
+# ruff: noqa: F401  (the TYPE_CHECKING imports exist for type checkers and griffe)
 from __future__ import annotations
 
-import importlib
-import importlib.util
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 # public name -> the submodule that defines it
 _EXPORTS = {
@@ -31,17 +33,17 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
+if TYPE_CHECKING:  # the same names, for type checkers and the API docs (griffe)
+    from .acquisition import (
+        CRITERIA,
+        candidate_trials,
+        inside_domain,
+        propose_trials,
+        random_trials,
+        score_trials,
+        space_filling_trials,
+    )
+    from .session import Experiment
 
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is None:
-        if name.startswith("_") or importlib.util.find_spec(f"{__name__}.{name}") is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        return importlib.import_module(f".{name}", __name__)  # a submodule: design.store
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
 
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
