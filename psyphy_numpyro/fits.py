@@ -194,21 +194,48 @@ class Fit:
             lapse_draws=None if not self.model.learns_lapse else np.asarray(self.lapse_draws),
         )
 
-    def summary(self, *, var_names=None, grid=None, **kwargs):
+    def summary(self, *, var_names=None, grid=None, round_to=None, digits: int = 3, **kwargs):
         """ArviZ summary table of identifiable quantities (``Sigma`` on a grid).
 
         ``W`` is identified only up to rotation, so its r_hat means little; the
         default reports the unique entries of ``Sigma`` at the grid points of
         :meth:`to_arviz` (and a learned ``lapse_rate``), the same rows as
-        ``az.summary(fit.to_arviz())``.
+        ``az.summary(fit.to_arviz())``, in a form that reads at a glance:
+
+        - values to ``digits`` significant figures (ArviZ's 2 decimals show
+          covariance entries of 1e-3 .. 1e-5 as ``0.001`` or ``0.0``);
+        - the columns ``grid_x, grid_y ...`` first: where each grid point lies;
+        - one chain (Laplace, bootstrap): ``kind="stats"`` (mean, sd, HDI), with
+          no r_hat or effective sample sizes, which need several chains, and no
+          ArviZ shape warning; a point fit (MAP): the ``mean`` column only.
+
+        Parameters
+        ----------
+        var_names : list of str, optional
+            Posterior variables (default ``Sigma`` and a learned ``lapse_rate``).
+        grid : array (G, d), optional
+            Where ``Sigma`` is summarised (default
+            :func:`~psyphy_numpyro.arviz_io.default_grid`).
+        round_to : None, int or "none"
+            ``None``: significant figures as above; an int (decimals) or
+            ``"none"`` (raw values): ArviZ's own rounding.
+        digits : int
+            Significant figures of the default rounding.
+        **kwargs
+            More arguments of ``az.summary`` (``kind``, ``hdi_prob`` ...).
+
+        Returns
+        -------
+        pandas.DataFrame
         """
-        import arviz as az
+        from .arviz_io import summary_table
 
         if var_names is None:
             var_names = ("Sigma", "lapse_rate") if self.model.learns_lapse else ("Sigma",)
-
+        chains, draws = np.shape(self.draws)[:2]
         idata = self.to_arviz(grid=grid, log_likelihood=False)
-        return az.summary(idata, var_names=list(var_names), **kwargs)
+        return summary_table(idata, list(var_names), chains=int(chains), draws=int(draws),
+                             round_to=round_to, digits=digits, **kwargs)
 
     def save(self, path, *, log_likelihood: bool = True) -> None:
         """Save the fit to a NetCDF file, atomically; reload with :func:`~psyphy_numpyro.load_fit`.

@@ -5,6 +5,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from scipy.special import expit  # noqa: E402
 
@@ -206,7 +207,10 @@ def test_draw_based_thresholds_have_per_draw_results_and_intervals(tmp_path):
     thin = pn.thresholds(post, refs, num_directions=8, num_draws=4, num_samples=256)
     assert thin.lengths.shape == (4, 2, 8)
     # the table: median-ellipse parameters and credible bounds of the semi-axes
-    names, values = th.table()
+    table = th.table()
+    assert isinstance(table, pd.DataFrame) and len(table) == 2
+    assert table["missing_rays"].dtype.kind == "i" and table["E_xx"].dtype == np.float64
+    names, values = list(table.columns), table.to_numpy(dtype=float)
     E = th.median_ellipses
     col = {n: values[:, i] for i, n in enumerate(names)}
     np.testing.assert_array_equal(col["E_xy"], E[:, 0, 1])

@@ -221,28 +221,17 @@ def _cmd_summary(args):
         print(line)
     if fit.point:
         return 0
-    import logging
-
-    import arviz as az
     import pandas as pd
 
     from ..arviz_io import sigma_entries
 
-    # ArviZ logs "shape validation failed" for a single chain (its own Logger instance)
-    logger = getattr(az, "_log", None)
-    level = logger.level if isinstance(logger, logging.Logger) else None
-    if level is not None:
-        logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # r_hat / ESS warnings for one chain
-            table = fit.summary()
-    finally:
-        if level is not None:
-            logger.setLevel(level)
+    with warnings.catch_warnings():  # one chain: fit.summary() has no r_hat and no warnings;
+        warnings.simplefilter("ignore")  # several: ArviZ's own r_hat / ESS warnings
+        table = fit.summary()
     print(f"summary of the unique entries Sigma[g, ij] (ij in "
           f"{', '.join(sigma_entries(fit.model.input_dim))}) at "
-          f"{_grid_text(fit.model.input_dim)}:")
+          f"{_grid_text(fit.model.input_dim)}, columns grid_x ... its position; "
+          "3 significant figures:")
     with pd.option_context("display.max_rows", None, "display.width", 120):
         print(table.to_string())
     return 0
@@ -288,7 +277,9 @@ def _cmd_thresholds(args):
         print(f"thresholds at p(correct) = {args.target:.4g} for {len(refs)} references "
               f"({_kind_name(fit)} fit) written to {args.out}")
     else:
-        names, values = th.table(refs)
+        from ..contours import threshold_table
+
+        names, values = threshold_table(th, refs)
         print(",".join(names))
         for cells in _format_rows(names, values):
             print(",".join(cells))
