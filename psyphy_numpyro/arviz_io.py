@@ -303,8 +303,9 @@ def summary_table(idata, var_names, *, chains: int, draws: int, round_to=None,
                         row = table.index.get_loc(label)
                         for n in names:
                             cols[n][row] = float(sigma[n].values[g])
-            for k, n in enumerate(names):
-                table.insert(k, n, cols[n])
+            if any(np.isfinite(v).any() for v in cols.values()):  # ArviZ's row labels known
+                for k, n in enumerate(names):
+                    table.insert(k, n, cols[n])
     return table
 
 

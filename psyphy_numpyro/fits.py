@@ -362,6 +362,10 @@ class MAPFit(Fit):
         Negative log-likelihood of the data at the kept restart's end: its
         low-noise loss less the prior term
         (:func:`~psyphy_numpyro.inference.svi.negative_log_prior`); positive.
+        It is evaluated with the model's estimator, like the loss: close to the
+        exact value with the default ``"cv"``, overstated by ``"reparam"`` or
+        ``"mc"`` at few samples (``-fit.log_likelihood(num_samples=...).sum()``
+        re-evaluates it with more).
         ``None`` for fits made otherwise (``from_params``, files written before
         it was recorded). See :attr:`nll_per_trial`.
     """

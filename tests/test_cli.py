@@ -233,7 +233,7 @@ def test_threshold_plot_3d_and_2d_states_its_scale(tmp_path, monkeypatch):
             assert widths and max(widths) <= 0.8 * 0.8 + 1e-9  # 0.4 x the 0.8 spacing, twice
             assert {line.get_color() for line in ax.lines} == {"#0072B2"}
         legend = fig.legends[0] if d == 3 else axes[0].get_legend()
-        title = legend.get_title().get_text()
+        title = " ".join(legend.get_title().get_text().split())
         assert "ellipses: 66.7%-correct thresholds, drawn at 0.64 x true size" in title
         assert (tmp_path / f"th{d}.png").read_bytes()[:4] == b"\x89PNG"
         close(fig)
@@ -393,14 +393,15 @@ def test_fit_reads_a_lab_csv_with_columns_and_response_values(workdir, capsys):
     tmp, data, _ = workdir
     lab = tmp / "lab.csv"
     rows = ["rx,ry,cx,cy,answer,subject"]
-    for (r, c), y in zip(data.stimuli, data.responses, strict=True):
+    for (r, c), y in zip(data.stimuli.tolist(), data.responses, strict=True):
         rows.append(f"{r[0]!r},{r[1]!r},{c[0]!r},{c[1]!r},{'yes' if y else 'no'},s1")
     lab.write_text("\n".join(rows) + "\n")
     fit_args = ["--method", "map", "--steps", "30", "--restarts", "1", "--basis-degree", "1",
                 "--num-samples", "16", "--estimator", "reparam", "--no-progress"]
     # without the options: the library's advice, given as the CLI's options
     code, out, err = _main(capsys, "fit", lab, "--out", tmp / "lab.nc", *fit_args)
-    assert code == 2 and "--columns response=<your column>" in err, err
+    assert code == 2 and ("on the command line: --columns ref_x=<your column>,"
+                          "comparison_x=<your column>,...") in err, err
     mapping = "ref_x=rx,ref_y=ry,comparison_x=cx,comparison_y=cy,response=answer"
     code, out, err = _main(capsys, "fit", lab, "--out", tmp / "lab.nc", *fit_args,
                            "--columns", mapping)

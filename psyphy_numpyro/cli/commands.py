@@ -196,10 +196,16 @@ def _read_trials(args):
         return TrialData.from_csv(args.trials, columns=args.columns,
                                   response_values=args.response_values)
     except InvalidInput as exc:
+        import re
+
         msg = str(exc)
         hints = []
         if "columns=" in msg or "columns:" in msg or "columns maps" in msg:
-            hints.append("--columns response=<your column>,ref_x=<your column>,...")
+            # the message's own example, e.g. columns={'ref_x': '<your column>'}
+            found = re.search(r"(?<!_)columns=\{([^}]*)\}", msg)
+            pairs = re.findall(r"'([^']*)': '([^']*)'", found.group(1)) if found else []
+            pairs = pairs or [("response", "<your column>"), ("ref_x", "<your column>")]
+            hints.append("--columns " + ",".join(f"{k}={v}" for k, v in pairs) + ",...")
         if "response_values" in msg:
             hints.append("--response-values yes=1,no=0 (or yes,no; 1 = correct)")
         if not hints:
@@ -343,7 +349,7 @@ def _plot_thresholds(th, target, kind, path):
                 axes.set(xlim=(-1, 1), ylim=(-1, 1))
                 unit_ticks(axes)
             axes.set_title(title, fontsize=10)
-            legend_outside(axes, title=what, title_fontsize=8)
+            legend_outside(axes, title=what.replace(", drawn", ",\ndrawn"), title_fontsize=8)
         save_figure(fig, path)
     finally:
         plt.close(fig)

@@ -410,7 +410,8 @@ def _field_2d(fit, ax, grid, level, name, pct, scale):
                  PALETTE[1] if fit.point else PALETTE[0])
     ax.set_xlim(-1, 1)
     ax.set_ylim(-1, 1)
-    legend_outside(ax, title=scale_text(scale, fit.model), title_fontsize=8)
+    legend_outside(ax, title=scale_text(scale, fit.model).replace(", drawn", ",\ndrawn"),
+                   title_fontsize=8)
 
 
 def _field_3d(fit, fig, axes, grid2, level, name, pct, through, cut, scale):
