@@ -376,7 +376,7 @@ class MAPFit(Fit):
     params: dict
     model: WPPM
     data: TrialData | None = None
-    loss_history: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    loss_history: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     restart_histories: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((1, 0)))
     restart_losses: np.ndarray = field(default_factory=lambda: np.full(1, np.nan))
     best_restart: int = 0
