@@ -442,7 +442,7 @@ class MAPFit(Fit):
             prior = self.final_loss - self.final_nll
             lines.append(f"final loss: {self.final_loss:.6g} (negative log joint: the "
                          f"negative log-likelihood + the prior term {prior:.4g})")
-        else:
+        elif np.isfinite(self.final_loss):  # a file from before final_nll was recorded
             lines.append(f"final loss: {self.final_loss:.6g} (negative log joint: negative "
                          "log-likelihood + prior term)")
         return lines

@@ -105,7 +105,7 @@ def test_the_blow_up_bound_is_on_the_scale_of_the_loss_it_judges():
 
 
 @pytest.mark.parametrize("lapse", [0.0, "learn"])
-def test_the_reported_nll_is_the_loss_less_its_prior_term(lapse):
+def test_the_reported_nll_is_the_loss_less_its_prior_term(lapse, capsys):
     """fit.final_nll (reported as nll_per_trial by describe, the CLI and the progress bar) is
     the SVI loss less the prior term, read here off the model on weightless trials, and is
     the fit's own negative log-likelihood: positive, whatever the sign of the loss."""
@@ -120,7 +120,13 @@ def test_the_reported_nll_is_the_loss_less_its_prior_term(lapse):
     # 16 samples overstates it, p(correct) being a multiple of 1/16)
     model = MODEL.replace(basis_degree=1, lapse_rate=lapse, estimator="cv", num_samples=64)
     data = _data(150, 25)
-    fit = pn.fit_map(data, model, steps=40, num_restarts=1, progress=False)
+    fit = pn.fit_map(data, model, steps=40, num_restarts=1, progress=True)
+    # the progress bar's nll_per_trial: the same quantity, positive
+    import re
+
+    shown = re.findall(r"nll_per_trial=([-0-9.]+)", capsys.readouterr().err)
+    assert shown and float(shown[-1]) > 0
+    assert float(shown[-1]) == pytest.approx(fit.nll_per_trial, rel=0.05)
     z = to_whitened(model, fit.params)
     trials = pad_trials(data)
     noise = model.fresh_noise(jax.random.PRNGKey(1), (trials.stimuli.shape[0],))
