@@ -104,7 +104,7 @@ def test_the_blow_up_bound_is_on_the_scale_of_the_loss_it_judges():
     assert float(at_zero) <= bound
 
 
-@pytest.mark.parametrize("lapse", [0.0, "learn"])
+@pytest.mark.parametrize("lapse", [0.0, pytest.param("learn", marks=pytest.mark.slow)])
 def test_the_reported_nll_is_the_loss_less_its_prior_term(lapse, capsys):
     """fit.final_nll (reported as nll_per_trial by describe, the CLI and the progress bar) is
     the SVI loss less the prior term, read here off the model on weightless trials, and is
