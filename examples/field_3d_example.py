@@ -99,7 +99,7 @@ def main(argv=None):
         plot_field(S_true[p], pts[p], ax=ax, plane=plane, scale=scale, color=COLORS["black"],
                    lw=0.8, ls="--", label="ground truth" if p == 0 else None)
     fig.legends[0].remove()  # again, with the truth in it
-    figure_legend(fig, fig.axes[:3], scale_text(scale))
+    figure_legend(fig, fig.axes[:3], scale_text(scale, model))
     _save(fig, args.out_dir, "field_3d", args.pdf)
 
     # thresholds around a 3 x 3 x 3 grid, cut by the three slices through the centre
@@ -119,7 +119,8 @@ def main(argv=None):
     for ax in axes:
         ax.set(xlim=(-1, 1), ylim=(-1, 1), xticks=[-1, -0.5, 0, 0.5, 1],
                yticks=[-1, -0.5, 0, 0.5, 1])
-    figure_legend(fig, axes, f"ellipses drawn at {scale:.3g} x the threshold contour; "
+    figure_legend(fig, axes, f"ellipses: 66.7%-correct thresholds, drawn at {scale:.3g} x "
+                  "true size; "
                   "sections of the threshold ellipsoids by each slice")
     fig.suptitle(f"2/3-correct thresholds of a 3-D observer ({len(data)} trials, Laplace fit)")
     _save(fig, args.out_dir, "thresholds_3d", args.pdf)

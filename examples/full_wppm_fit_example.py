@@ -112,7 +112,7 @@ def main(argv=None):
            yticks=[-1, -0.5, 0, 0.5, 1],
            title=f"WPPM covariance ellipses ({len(data)} trials)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False,
-              title=scale_text(scale), title_fontsize=8, alignment="left")
+              title=scale_text(scale, model), title_fontsize=8, alignment="left")
     paths = _save(fig, args.out_dir, "wppm_ellipses", args.pdf)
 
     fig, ax = plt.subplots(figsize=(7.5, 3.8), layout="constrained")

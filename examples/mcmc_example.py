@@ -95,7 +95,7 @@ def main(argv=None):
            yticks=[-1, -0.5, 0, 0.5, 1],
            title=f"Posterior covariance ellipses ({len(data)} trials)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False,
-              title=scale_text(scale), title_fontsize=8, alignment="left")
+              title=scale_text(scale, model), title_fontsize=8, alignment="left")
     save_figure(fig, os.path.join(args.out_dir, "mcmc_ellipses.png"))
     plt.close(fig)
 

@@ -124,7 +124,7 @@ def main(argv=None):
 
     # one scale for truth and fit, chosen so that neighbouring ellipses do not overlap
     scale = threshold_scale(th_true)
-    note = f"ellipses drawn at {scale:.3g} x the threshold contour"
+    note = f"ellipses: 66.7%-correct thresholds, drawn at {scale:.3g} x true size"
     fig, ax = plt.subplots(figsize=(8, 6), layout="constrained")
     plot_thresholds(th_true, ax=ax, color=COLORS["black"], show_points=False, scale=scale,
                     label="ground truth")

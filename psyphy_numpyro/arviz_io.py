@@ -14,8 +14,9 @@ Layout (``docs/arviz.md``):
 - ``posterior``: the identified quantities only, so the default
   ``az.summary(idata)`` is meaningful: ``Sigma``, the unique entries of the
   covariance at the grid points (dims ``grid_point, sigma_entry``; entries
-  ``xx, xy, yy`` in 2-D, the upper triangle row by row), and a learned
-  ``lapse_rate``;
+  ``xx, xy, yy`` in 2-D, the upper triangle row by row; the grid points'
+  positions as the coordinates ``grid_x, grid_y ...`` on ``grid_point``), and a
+  learned ``lapse_rate``;
 - ``unconstrained_posterior``: the raw weights ``W`` (NumPyro's sample site,
   real-valued, identified only up to a rotation of its embedding columns),
   which fit files are restored from;
@@ -48,6 +49,9 @@ __all__ = [
     "add_group",
     "read_netcdf",
     "write_netcdf",
+    "grid_coords",
+    "summary_table",
+    "significant",
 ]
 
 _AXES = ("x", "y", "z")
@@ -181,6 +185,130 @@ def write_netcdf(idata, path: str) -> None:
 # ---------------------------------------------------------------------------
 # fit -> ArviZ
 # ---------------------------------------------------------------------------
+def grid_coords(grid) -> dict:
+    """The grid points' positions as coordinates on the ``grid_point`` dimension.
+
+    Parameters
+    ----------
+    grid : array (G, d)
+
+    Returns
+    -------
+    dict
+        ``{"grid_x": ("grid_point", grid[:, 0]), "grid_y": ...}`` (one per
+        axis), for ``Dataset.assign_coords``: ``posterior["Sigma"]`` then says
+        where each grid point lies, e.g. ``Sigma.sel(grid_point=12).grid_x``.
+    """
+    grid = np.asarray(grid, dtype=float)
+    return {f"grid_{a}": ("grid_point", grid[:, k]) for k, a in enumerate(_AXES[:grid.shape[1]])}
+
+
+def significant(values, digits: int = 3) -> np.ndarray:
+    """``values`` rounded to ``digits`` significant figures (NaN and 0 kept).
+
+    ArviZ rounds a summary to a number of decimals (2 by default), which
+    shows covariance entries of 1e-3 .. 1e-5 as ``0.001`` or ``0.0``;
+    significant figures keep them readable at every scale.
+    """
+    x = np.asarray(values, dtype=float)
+    finite = np.isfinite(x) & (x != 0)
+    exponent = np.floor(np.log10(np.abs(np.where(finite, x, 1.0))))
+    factor = 10.0 ** (digits - 1 - exponent)
+    return np.where(finite, np.round(x * factor) / factor, x)
+
+
+_DIAGNOSTICS = ("ess", "r_hat", "rhat")
+
+
+def summary_table(idata, var_names, *, chains: int, draws: int, round_to=None,
+                  digits: int = 3, **kwargs):
+    """``az.summary`` of ``var_names`` that reads well at the scale of ``Sigma``.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData or xarray.DataTree
+        From :func:`to_inference_data` (``posterior["Sigma"]`` carries the
+        coordinates of :func:`grid_coords`).
+    var_names : list of str
+    chains, draws : int
+        The fit's chains and draws per chain. With one chain (Laplace,
+        bootstrap, MAP) the default ``kind`` is ``"stats"``: r_hat and the
+        effective sample sizes need several chains (ArviZ would log a
+        shape-validation warning and report r_hat NaN). With one draw (a point
+        fit) only the ``mean`` column is kept (the value itself).
+    round_to : None, int or "none"
+        ``None``: statistics rounded to ``digits`` significant figures
+        (effective sample sizes to integers, r_hat to 2 decimals); an int or
+        ``"none"``: passed to ArviZ (decimals, or no rounding).
+    digits : int
+        Significant figures of the default rounding.
+    **kwargs
+        More arguments of ``az.summary`` (``kind``, ``hdi_prob`` ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ArviZ's rows (``Sigma[g, ij]``, ``lapse_rate``), preceded, when
+        ``Sigma`` is among them, by the columns ``grid_x, grid_y ...`` (where
+        grid point ``g`` lies; NaN on other rows).
+    """
+    import logging
+
+    import arviz as az
+
+    if chains < 2 or draws < 2:
+        kwargs.setdefault("kind", "stats")
+    ask = "none" if round_to is None else round_to
+    # ArviZ 0.x logs "Shape validation failed" through its own logger for one chain
+    logger = getattr(az, "_log", None)
+    level = logger.level if isinstance(logger, logging.Logger) else None
+    if level is not None and chains < 2:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            if draws < 2:  # sd and intervals of one draw: numpy's ddof warnings
+                warnings.simplefilter("ignore", RuntimeWarning)
+            try:
+                table = az.summary(idata, var_names=list(var_names), round_to=ask, **kwargs)
+            except (TypeError, ValueError):
+                if round_to is not None:
+                    raise
+                table = az.summary(idata, var_names=list(var_names), **kwargs)
+    finally:
+        if level is not None:
+            logger.setLevel(level)
+    if draws < 2:
+        table = table[[c for c in table.columns if c == "mean"]]
+    if round_to is None:
+        table = table.copy()
+        for col in table.columns:
+            values = table[col].to_numpy(dtype=float)
+            if col.startswith("ess"):
+                table[col] = np.round(values)
+            elif col.startswith(_DIAGNOSTICS):
+                table[col] = np.round(values, 2)
+            else:
+                table[col] = significant(values, digits)
+    post = group(idata, "posterior")
+    if "Sigma" in var_names and "Sigma" in post:
+        sigma = post["Sigma"]
+        names = [c for c in sigma.coords if c.startswith("grid_") and c != "grid_point"]
+        if names:
+            index = {str(i) for i in table.index}
+            cols = {n: np.full(len(table), np.nan) for n in names}
+            for g in range(sigma.sizes["grid_point"]):
+                for e in sigma["sigma_entry"].values:
+                    label = f"Sigma[{g}, {e}]"
+                    if label in index:
+                        row = table.index.get_loc(label)
+                        for n in names:
+                            cols[n][row] = float(sigma[n].values[g])
+            if any(np.isfinite(v).any() for v in cols.values()):  # ArviZ's row labels known
+                for k, n in enumerate(names):
+                    table.insert(k, n, cols[n])
+    return table
+
+
 def _dataset(values: dict, dims: dict, coords: dict, *, sample_shape=None, attrs=None):
     """A Dataset of ``values`` with named dims (``chain, draw`` first when ``sample_shape``)."""
     import xarray as xr
@@ -286,7 +414,8 @@ def to_inference_data(
     if lapse_draws is not None:
         posterior["lapse_rate"] = np.asarray(lapse_draws).reshape(sample_shape)
     groups = {
-        "posterior": _dataset(posterior, dims, coords, sample_shape=sample_shape, attrs=meta),
+        "posterior": _dataset(posterior, dims, coords, sample_shape=sample_shape,
+                              attrs=meta).assign_coords(grid_coords(grid)),
         WEIGHTS_GROUP: _dataset({"W": W_draws}, dims, coords, sample_shape=sample_shape,
                                 attrs=meta),
     }

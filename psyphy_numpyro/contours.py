@@ -247,8 +247,8 @@ class Thresholds:
             return intervals_1d(self.refs, self.median, self.directions)
         return fit_ellipse(self.median_points - self.refs[:, None, :])
 
-    def table(self, refs=None) -> tuple[list[str], np.ndarray]:
-        """One row of ellipse parameters per reference.
+    def table(self, refs=None):
+        """One row of ellipse parameters per reference, as a ``pandas.DataFrame``.
 
         Parameters
         ----------
@@ -257,16 +257,30 @@ class Thresholds:
 
         Returns
         -------
-        names : list of str
-            ``ref_x ...``; in 1-D ``lower, upper``; in 2-D and 3-D the upper
-            triangle ``E_xx, E_xy ...`` of the median ellipse, then in 2-D
-            ``semi_major, semi_minor, angle_deg`` (degrees in [0, 180)) and in
-            3-D ``axis_1..3`` (semi-axes, largest first); for draw-based fits
-            ``*_lo``/``*_hi`` credible bounds (``level``) of the interval ends
-            or semi-axes; last ``missing_rays`` (rays without a crossing).
-        values : numpy array (R, len(names))
+        pandas.DataFrame
+            One row per reference, columns ``ref_x ...``; in 1-D ``lower,
+            upper``; in 2-D and 3-D the upper triangle ``E_xx, E_xy ...`` of the
+            median ellipse, then in 2-D ``semi_major, semi_minor, angle_deg``
+            (degrees in [0, 180)) and in 3-D ``axis_1..3`` (semi-axes, largest
+            first); for draw-based fits ``*_lo``/``*_hi`` credible bounds
+            (``level``) of the interval ends or semi-axes; last ``missing_rays``
+            (rays without a crossing, an integer column). Floats are float64 at
+            full precision (pandas prints them rounded to its display
+            precision; ``to_csv`` writes every digit).
+
+        See Also
+        --------
+        threshold_table : the same table as ``(names, values)`` arrays.
         """
-        return threshold_table(self, refs)
+        import pandas as pd
+
+        names, values = threshold_table(self, refs)
+        frame = pd.DataFrame(values, columns=names)
+        frame["missing_rays"] = frame["missing_rays"].astype(np.int64)
+        frame.attrs["target"] = float(self.target)
+        if self.level is not None:
+            frame.attrs["level"] = float(self.level)
+        return frame
 
     def to_csv(self, path, refs=None) -> None:
         """Write :meth:`table` to a CSV file, atomically (a temporary file moved over it).
@@ -274,7 +288,7 @@ class Thresholds:
         Values keep full precision: ``repr`` of a float64, 9 significant
         digits (an exact round trip) for float32 fits.
         """
-        names, values = self.table(refs)
+        names, values = threshold_table(self, refs)
         single = np.asarray(self.lengths).dtype == np.float32
 
         def cell(n, v):

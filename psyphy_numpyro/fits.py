@@ -38,7 +38,21 @@ from .field import covariance_field, sqrt_field
 from .model import WPPM, as_wppm, pointwise_log_likelihood, with_lapse
 from .validation import as_key, check_array, check_int, check_points
 
-__all__ = ["Fit", "PosteriorFit", "MAPFit"]
+__all__ = ["Fit", "PosteriorFit", "MAPFit", "baseline_nll_per_trial"]
+
+
+def baseline_nll_per_trial(data) -> float:
+    """Negative log-likelihood per trial of a constant p(correct), the observed proportion
+    correct ``p``: ``-(p log p + (1 - p) log(1 - p))``.
+
+    A fit that explains anything about the data is below it; the lowest
+    possible value is 0 (every response predicted with certainty).
+    """
+    y = np.asarray(data.responses, dtype=float)
+    p = float(np.mean(y)) if y.size else float("nan")
+    if p <= 0.0 or p >= 1.0:
+        return 0.0
+    return float(-(p * np.log(p) + (1 - p) * np.log(1 - p)))
 
 
 class Fit:
@@ -194,21 +208,48 @@ class Fit:
             lapse_draws=None if not self.model.learns_lapse else np.asarray(self.lapse_draws),
         )
 
-    def summary(self, *, var_names=None, grid=None, **kwargs):
+    def summary(self, *, var_names=None, grid=None, round_to=None, digits: int = 3, **kwargs):
         """ArviZ summary table of identifiable quantities (``Sigma`` on a grid).
 
         ``W`` is identified only up to rotation, so its r_hat means little; the
         default reports the unique entries of ``Sigma`` at the grid points of
         :meth:`to_arviz` (and a learned ``lapse_rate``), the same rows as
-        ``az.summary(fit.to_arviz())``.
+        ``az.summary(fit.to_arviz())``, in a form that reads at a glance:
+
+        - values to ``digits`` significant figures (ArviZ's 2 decimals show
+          covariance entries of 1e-3 .. 1e-5 as ``0.001`` or ``0.0``);
+        - the columns ``grid_x, grid_y ...`` first: where each grid point lies;
+        - one chain (Laplace, bootstrap): ``kind="stats"`` (mean, sd, HDI), with
+          no r_hat or effective sample sizes, which need several chains, and no
+          ArviZ shape warning; a point fit (MAP): the ``mean`` column only.
+
+        Parameters
+        ----------
+        var_names : list of str, optional
+            Posterior variables (default ``Sigma`` and a learned ``lapse_rate``).
+        grid : array (G, d), optional
+            Where ``Sigma`` is summarised (default
+            :func:`~psyphy_numpyro.arviz_io.default_grid`).
+        round_to : None, int or "none"
+            ``None``: significant figures as above; an int (decimals) or
+            ``"none"`` (raw values): ArviZ's own rounding.
+        digits : int
+            Significant figures of the default rounding.
+        **kwargs
+            More arguments of ``az.summary`` (``kind``, ``hdi_prob`` ...).
+
+        Returns
+        -------
+        pandas.DataFrame
         """
-        import arviz as az
+        from .arviz_io import summary_table
 
         if var_names is None:
             var_names = ("Sigma", "lapse_rate") if self.model.learns_lapse else ("Sigma",)
-
+        chains, draws = np.shape(self.draws)[:2]
         idata = self.to_arviz(grid=grid, log_likelihood=False)
-        return az.summary(idata, var_names=list(var_names), **kwargs)
+        return summary_table(idata, list(var_names), chains=int(chains), draws=int(draws),
+                             round_to=round_to, digits=digits, **kwargs)
 
     def save(self, path, *, log_likelihood: bool = True) -> None:
         """Save the fit to a NetCDF file, atomically; reload with :func:`~psyphy_numpyro.load_fit`.
@@ -317,6 +358,16 @@ class MAPFit(Fit):
         When the model was chosen from the data (``fit_map(data)`` without a
         model): what was chosen and why
         (:meth:`~psyphy_numpyro.hyperparameters.HyperparameterChoice.to_dict`).
+    final_nll : float or None
+        Negative log-likelihood of the data at the kept restart's end: its
+        low-noise loss less the prior term
+        (:func:`~psyphy_numpyro.inference.svi.negative_log_prior`); positive.
+        It is evaluated with the model's estimator, like the loss: close to the
+        exact value with the default ``"cv"``, overstated by ``"reparam"`` or
+        ``"mc"`` at few samples (``-fit.log_likelihood(num_samples=...).sum()``
+        re-evaluates it with more).
+        ``None`` for fits made otherwise (``from_params``, files written before
+        it was recorded). See :attr:`nll_per_trial`.
     """
 
     kind: ClassVar[str] = "map"
@@ -325,7 +376,7 @@ class MAPFit(Fit):
     params: dict
     model: WPPM
     data: TrialData | None = None
-    loss_history: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    loss_history: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     restart_histories: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((1, 0)))
     restart_losses: np.ndarray = field(default_factory=lambda: np.full(1, np.nan))
     best_restart: int = 0
@@ -333,6 +384,7 @@ class MAPFit(Fit):
     seed: int = 0
     timings: dict = field(repr=False, default_factory=dict)
     hyperparameters: dict | None = field(repr=False, default=None)
+    final_nll: float | None = None
 
     @classmethod
     def from_params(cls, model: WPPM, params: dict, data: TrialData | None = None) -> MAPFit:
@@ -361,11 +413,42 @@ class MAPFit(Fit):
 
     @property
     def final_loss(self) -> float:
-        """Low-noise negative log joint of the kept restart at the end of the fit."""
+        """Low-noise negative log joint of the kept restart at the end of the fit (the SVI
+        loss: negative log-likelihood plus the prior term; it can be negative)."""
         return float(self.restart_losses[self.best_restart])
 
+    @property
+    def nll_per_trial(self) -> float:
+        """Negative log-likelihood per trial at the end of the fit (positive; lower is
+        better; NaN when not recorded, see :attr:`final_nll`).
+
+        Compare it with :func:`baseline_nll_per_trial` of the data, that of a constant
+        p(correct) equal to the observed proportion correct.
+        """
+        if self.final_nll is None or self.data is None or not len(self.data):
+            return float("nan")
+        return float(self.final_nll) / len(self.data)
+
+    def loss_lines(self) -> list[str]:
+        """How well the fit explains the data, in words (``describe`` and the CLI)."""
+        lines = []
+        if np.isfinite(self.nll_per_trial):
+            base = baseline_nll_per_trial(self.data)
+            p = float(np.mean(self.data.responses))
+            lines.append(
+                f"negative log-likelihood: {self.nll_per_trial:.4f} per trial "
+                f"({self.final_nll:.6g} in all; lower is better; a constant p(correct) = "
+                f"{p:.3f} gives {base:.4f})")
+            prior = self.final_loss - self.final_nll
+            lines.append(f"final loss: {self.final_loss:.6g} (negative log joint: the "
+                         f"negative log-likelihood + the prior term {prior:.4g})")
+        elif np.isfinite(self.final_loss):  # a file from before final_nll was recorded
+            lines.append(f"final loss: {self.final_loss:.6g} (negative log joint: negative "
+                         "log-likelihood + prior term)")
+        return lines
+
     def describe(self) -> list[str]:
-        W, n, steps = np.asarray(self.params["W"]), len(self.data), len(self.loss_history)
+        W, steps = np.asarray(self.params["W"]), len(self.loss_history)
         screened = int(np.isfinite(self.restart_histories).sum(1).min())
         head = (f"restarts: {len(self.restart_losses)}, kept restart {self.best_restart} "
                 "(numbered from 0)")
@@ -384,8 +467,7 @@ class MAPFit(Fit):
             f"weights: W {tuple(W.shape)} {W.dtype}",
             *lapse,
             *hyper,
-            f"final loss: {self.final_loss:.6g} ({self.final_loss / n:.6g} per trial; "
-            "negative log joint)",
+            *self.loss_lines(),
             head + tail,
         ]
 
@@ -428,6 +510,8 @@ class MAPFit(Fit):
         out[f"{prefix}restart_histories"] = ([restart, step], np.asarray(self.restart_histories))
         out[f"{prefix}restart_losses"] = ([restart], np.asarray(self.restart_losses))
         out[f"{prefix}best_restart"] = ((), np.int64(self.best_restart))
+        if self.final_nll is not None:
+            out[f"{prefix}final_nll"] = ((), np.float64(self.final_nll))
         out[f"{prefix}seed"] = ((), np.int64(self.seed))
         if self.hyperparameters:
             attrs[f"{prefix}hyperparameters"] = fitfile.to_json(self.hyperparameters)
@@ -474,6 +558,8 @@ class MAPFit(Fit):
             hyperparameters=(json.loads(ds.attrs[f"{prefix}hyperparameters"])
                              if f"{prefix}hyperparameters" in ds.attrs else None),
             seed=int(ds[f"{prefix}seed"].values),
+            final_nll=(None if fitfile.value(ds, f"{prefix}final_nll") is None
+                       else float(fitfile.value(ds, f"{prefix}final_nll"))),
             timings={k[len(timing):]: float(ds[k].values) for k in ds.data_vars
                      if k.startswith(timing)},
         )

@@ -18,6 +18,7 @@ from .inference.svi import (
     MAP,
     from_whitened,
     lbfgs,
+    negative_log_prior,
     padded_size,
     whitened_adam,
 )
@@ -412,7 +413,10 @@ def _finish(run: Run, problem, data, starts, cfg, seed, timings) -> MAPFit:
             stacklevel=3,
         )
     best = run.best
-    params = from_whitened(model, {k: jnp.asarray(v[best]) for k, v in run.z.items()})
+    z_best = {k: jnp.asarray(v[best]) for k, v in run.z.items()}
+    params = from_whitened(model, z_best)
+    # the kept restart's low-noise loss less its prior term: the negative log-likelihood
+    final_nll = float(run.losses[best]) - float(negative_log_prior(model, z_best))
     return MAPFit(
         params=params,
         model=model,
@@ -424,4 +428,5 @@ def _finish(run: Run, problem, data, starts, cfg, seed, timings) -> MAPFit:
         init_params=starts[best],
         seed=seed,
         timings=timings,
+        final_nll=final_nll,
     )

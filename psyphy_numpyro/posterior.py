@@ -150,8 +150,7 @@ class LaplaceFit(PosteriorFit):
         lines = super().describe()
         lines.append(f"laplace: {self.curvature} curvature, {self.num_floored} eigenvalues floored")
         if self.map_fit is not None:
-            loss = self.map_fit.final_loss
-            lines.append(f"MAP final loss: {loss:.6g} ({loss / len(self.data):.6g} per trial)")
+            lines += [f"MAP {line}" for line in self.map_fit.loss_lines()]
         return lines
 
     def _save_extras(self, out, attrs):

@@ -209,3 +209,42 @@ def test_binned_ppc_reads_either_container(setup):
     direct = binned_ppc(fit, by="distance")  # the same bins: observed proportions agree
     assert int(np.sum(ppc.counts)) == len(data) == int(np.sum(direct.counts))
     np.testing.assert_allclose(ppc.observed, direct.observed)
+
+
+def test_summary_reads_at_a_glance(setup, recwarn, caplog):
+    """Sigma to 3 significant figures (ArviZ's 2 decimals show 1e-4 as 0.0), grid points as
+    coordinates, and a one-chain fit summarised without warnings or r_hat NaN."""
+    data, near, _ = setup
+    idata = near.to_arviz(log_likelihood=False)
+    S = arviz_io.group(idata, "posterior")["Sigma"]
+    grid = default_grid(2)
+    np.testing.assert_array_equal(S["grid_x"].values, grid[:, 0])
+    np.testing.assert_array_equal(S["grid_y"].values, grid[:, 1])
+    one = pn.PosteriorFit(MODEL, data, near.draws[:1])  # one chain, as Laplace and bootstrap
+    table = one.summary()
+    assert len(recwarn) == 0, [str(w.message) for w in recwarn]
+    assert not [r for r in caplog.records if "hape" in r.getMessage()]
+    assert not {"r_hat", "ess_bulk", "ess_tail"} & set(table.columns)
+    assert list(table.columns[:2]) == ["grid_x", "grid_y"]
+    assert table.loc["Sigma[12, xy]", "grid_x"] == 0.0 == table.loc["Sigma[12, xy]", "grid_y"]
+    assert table.loc["Sigma[0, yy]", "grid_x"] == -0.8
+    means = arviz_io.group(one.to_arviz(log_likelihood=False), "posterior")["Sigma"].mean(
+        ("chain", "draw")).values.ravel()
+    shown = table["mean"].to_numpy()
+    np.testing.assert_allclose(shown, means, rtol=5e-3)  # 3 significant figures ...
+    np.testing.assert_array_equal(shown, arviz_io.significant(shown))  # ... and no more
+    assert np.min(np.abs(shown)) < 1e-3  # entries that ArviZ's default shows as 0.0 or 0.001
+    # a point fit: its value only; several chains: ArviZ's diagnostics stay
+    point = pn.MAPFit.from_params(MODEL, {"W": near.draws[0, 0]}, data)
+    assert list(point.summary().columns) == ["grid_x", "grid_y", "mean"]
+    assert len(recwarn) == 0, [str(w.message) for w in recwarn]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert "r_hat" in near.summary().columns
+        assert near.summary(round_to=2)["mean"].equals(az.summary(idata, round_to=2)["mean"])
+
+
+def test_significant_figures():
+    x = np.array([0.000123456, -0.0456789, 12345.6, 0.0, np.nan, 1.0])
+    np.testing.assert_array_equal(arviz_io.significant(x),
+                                  [0.000123, -0.0457, 12300.0, 0.0, np.nan, 1.0])

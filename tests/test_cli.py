@@ -185,7 +185,9 @@ def test_posterior_fit_summary_and_thresholds(workdir, capsys):
     code, out, err = _main(capsys, "summary", tmp / "laplace.nc")
     assert code == 0, err
     assert "kind: laplace" in out and "1 chain(s) x 20 draws" in out
-    assert "Sigma[0, xx]" in out and "r_hat" in out
+    assert "Sigma[0, xx]" in out and "grid_x" in out
+    # one chain: no r_hat (NaN) column and no ArviZ shape-validation warning
+    assert "r_hat" not in out and "Shape validation" not in out + err
 
     refs = tmp / "refs.csv"
     refs.write_text("ref_y,ref_x\n0.5,-0.25\n0.0,0.0\n")
@@ -231,7 +233,8 @@ def test_threshold_plot_3d_and_2d_states_its_scale(tmp_path, monkeypatch):
             assert widths and max(widths) <= 0.8 * 0.8 + 1e-9  # 0.4 x the 0.8 spacing, twice
             assert {line.get_color() for line in ax.lines} == {"#0072B2"}
         legend = fig.legends[0] if d == 3 else axes[0].get_legend()
-        assert "ellipses drawn at 0.64 x the threshold contour" in legend.get_title().get_text()
+        title = " ".join(legend.get_title().get_text().split())
+        assert "ellipses: 66.7%-correct thresholds, drawn at 0.64 x true size" in title
         assert (tmp_path / f"th{d}.png").read_bytes()[:4] == b"\x89PNG"
         close(fig)
 
@@ -382,3 +385,53 @@ def test_fit_passes_the_optimizer_route_to_fit_map(tmp_path, monkeypatch):
         main(["fit", str(tmp_path / "t.csv"), "--out", str(tmp_path / "f.nc"), "--optimizer",
               "sgd"])
     assert err.value.code == 2
+
+
+def test_fit_reads_a_lab_csv_with_columns_and_response_values(workdir, capsys):
+    """--columns and --response-values: the CSV of the workdir with the lab's own column names
+    and yes/no responses fits to the same data (same shapes: programs already compiled)."""
+    tmp, data, _ = workdir
+    lab = tmp / "lab.csv"
+    rows = ["rx,ry,cx,cy,answer,subject"]
+    for (r, c), y in zip(data.stimuli.tolist(), data.responses, strict=True):
+        rows.append(f"{r[0]!r},{r[1]!r},{c[0]!r},{c[1]!r},{'yes' if y else 'no'},s1")
+    lab.write_text("\n".join(rows) + "\n")
+    fit_args = ["--method", "map", "--steps", "30", "--restarts", "1", "--basis-degree", "1",
+                "--num-samples", "16", "--estimator", "reparam", "--no-progress"]
+    # without the options: the library's advice, given as the CLI's options
+    code, out, err = _main(capsys, "fit", lab, "--out", tmp / "lab.nc", *fit_args)
+    assert code == 2 and ("on the command line: --columns ref_x=<your column>,"
+                          "comparison_x=<your column>,...") in err, err
+    mapping = "ref_x=rx,ref_y=ry,comparison_x=cx,comparison_y=cy,response=answer"
+    code, out, err = _main(capsys, "fit", lab, "--out", tmp / "lab.nc", *fit_args,
+                           "--columns", mapping)
+    assert code == 2 and "--response-values yes=1,no=0" in err, err
+    for words in ("yes,no", "yes=1,no=0", '{"yes": 1, "no": 0}'):
+        code, out, err = _main(capsys, "fit", lab, "--out", tmp / "lab.nc", *fit_args,
+                               "--columns", mapping, "--response-values", words)
+        assert code == 0, err
+        back = pn.load_fit(tmp / "lab.nc")
+        np.testing.assert_array_equal(back.data.stimuli, data.stimuli)
+        np.testing.assert_array_equal(back.data.responses, data.responses)
+        assert list(back.data.metadata) == ["subject"]
+        # the loss as a (positive) negative log-likelihood per trial, saved and restored
+        assert back.final_nll > 0 and f"{back.nll_per_trial:.4f} per trial" in out
+        assert "MAP negative log-likelihood:" in out
+    # the JSON form of --columns, and bad values as usage errors
+    code, out, err = _main(capsys, "fit", lab, "--out", tmp / "lab.nc", *fit_args,
+                           "--columns", '{"ref_x": "rx", "ref_y": "ry", "comparison_x": "cx", '
+                           '"comparison_y": "cy", "response": "answer"}',
+                           "--response-values", "YES,NO")
+    assert code == 0, err
+    for option, value, message in (
+            ("--columns", "ref_x", "expected name=value pairs"),
+            ("--columns", "[1, 2]", "expected name=value pairs"),
+            ("--response-values", "yes=2,no=0", "'yes' must mean 1 (correct) or 0"),
+            ("--response-values", "yes,yes", "two different words")):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["fit", str(lab), "--out", "x.nc", option, value])
+        assert exc.value.code == 2
+        assert message in capsys.readouterr().err, (option, value)
+    code, out, err = _main(capsys, "fit", lab, "--out", tmp / "lab.nc", *fit_args,
+                           "--columns", "response=answer,stimulus=rx")
+    assert code == 2 and "'stimulus' is not a library column" in err, err

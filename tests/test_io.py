@@ -50,7 +50,8 @@ def _same_map(a, b):
         elif f.name in ("loss_history", "restart_histories", "restart_losses"):
             assert y.dtype == x.dtype
             np.testing.assert_array_equal(y, x)
-        elif f.name in ("model", "data", "best_restart", "seed", "timings", "hyperparameters"):
+        elif f.name in ("model", "data", "best_restart", "seed", "timings", "hyperparameters",
+                        "final_nll"):
             assert y == x, f.name
         else:  # a new field must be handled by persist.py and checked here
             pytest.fail(f"MAPFit.{f.name} is not covered by the persistence test")

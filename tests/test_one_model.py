@@ -102,3 +102,46 @@ def test_the_blow_up_bound_is_on_the_scale_of_the_loss_it_judges():
                                rtol=1e-5)
     at_zero = negative_log_posterior(MODEL, zero, trials, jax.random.PRNGKey(0), noise=noise)
     assert float(at_zero) <= bound
+
+
+@pytest.mark.parametrize("lapse", [0.0, pytest.param("learn", marks=pytest.mark.slow)])
+def test_the_reported_nll_is_the_loss_less_its_prior_term(lapse, capsys):
+    """fit.final_nll (reported as nll_per_trial by describe, the CLI and the progress bar) is
+    the SVI loss less the prior term, read here off the model on weightless trials, and is
+    the fit's own negative log-likelihood: positive, whatever the sign of the loss."""
+    from psyphy_numpyro.inference.svi import (
+        negative_log_posterior,
+        negative_log_prior,
+        pad_trials,
+        to_whitened,
+    )
+
+    # the default "cv" estimator: its loss is close to the exact log-likelihood ("reparam" at
+    # 16 samples overstates it, p(correct) being a multiple of 1/16)
+    model = MODEL.replace(basis_degree=1, lapse_rate=lapse, estimator="cv", num_samples=64)
+    data = _data(150, 25)
+    fit = pn.fit_map(data, model, steps=40, num_restarts=1, progress=True)
+    # the progress bar's nll_per_trial: the same quantity, positive
+    import re
+
+    shown = re.findall(r"nll_per_trial=([-0-9.]+)", capsys.readouterr().err)
+    assert shown and float(shown[-1]) > 0
+    assert float(shown[-1]) == pytest.approx(fit.nll_per_trial, rel=0.05)
+    z = to_whitened(model, fit.params)
+    trials = pad_trials(data)
+    noise = model.fresh_noise(jax.random.PRNGKey(1), (trials.stimuli.shape[0],))
+    prior_only = negative_log_posterior(model, z, trials._replace(weights=trials.weights * 0),
+                                        jax.random.PRNGKey(0), noise=noise)
+    np.testing.assert_allclose(float(negative_log_prior(model, z)), float(prior_only),
+                               rtol=1e-5)
+    assert fit.final_nll == pytest.approx(fit.final_loss - float(prior_only), rel=1e-5)
+    nll = -float(np.sum(fit.log_likelihood(num_samples=256)))  # another estimator draw
+    assert fit.final_nll == pytest.approx(nll, rel=0.02) and fit.final_nll > 0
+    assert fit.nll_per_trial == pytest.approx(fit.final_nll / len(data))
+    text = "\n".join(fit.describe())
+    assert f"negative log-likelihood: {fit.nll_per_trial:.4f} per trial" in text
+    p = data.responses.mean()
+    assert f"a constant p(correct) = {p:.3f} gives " in text
+    # a point fit made from parameters has no recorded loss: no number that looks wrong
+    bare = pn.MAPFit.from_params(model, fit.params, data)
+    assert np.isnan(bare.nll_per_trial)

@@ -236,7 +236,8 @@ def test_plot_fit_every_kind_and_dimension(fits, d, kind, tmp_path):
         assert len(ax.lines) == 25 and len(ax.patches) == 25 * draws
         legend = ax.get_legend()
         labels = [t.get_text() for t in legend.get_texts()]
-        assert "x the 1-sd contour" in legend.get_title().get_text()
+        assert "66.7%-correct thresholds," in legend.get_title().get_text()
+        assert "drawn at" in legend.get_title().get_text()
         # legend outside the data: left of it is the axes' right edge
         fig.canvas.draw()
         assert legend.get_window_extent().x0 >= ax.get_window_extent().x1
@@ -249,7 +250,8 @@ def test_plot_fit_every_kind_and_dimension(fits, d, kind, tmp_path):
             _no_overlap(ax)
         (legend,) = fig.legends
         labels = [t.get_text() for t in legend.get_texts()]
-        assert "x the 1-sd contour" in legend.get_title().get_text()
+        assert "66.7%-correct thresholds," in legend.get_title().get_text()
+        assert "drawn at" in legend.get_title().get_text()
         assert "sections of the ellipsoids" in fig._suptitle.get_text()
         assert axes[2].get_xlabel().startswith("stimulus y")
     assert ("90% band" in labels) == draws
@@ -327,7 +329,7 @@ def test_plot_thresholds(thresholds, d, kind, tmp_path):
         assert (1 <= len(out.patches) <= 9) if th.has_draws else not out.patches
         scale = threshold_scale(th)
         labels = [t.get_text() for t in out.legend().get_texts()]
-        assert f"{kind} (drawn x{scale:.3g})" in labels
+        assert f"{kind} (drawn at {scale:.3g} x true size)" in labels
         # auto scale: two neighbours never reach each other
         largest = max(np.ptp(line.get_xydata(), 0).max() for line in out.lines) / 2
         assert largest <= 0.4 * 0.8 + 1e-9
@@ -382,8 +384,11 @@ def test_plot_ppc_from_every_fit_kind(fits, kind, tmp_path):
     assert ax.get_ylabel() == "proportion correct"
     np.testing.assert_allclose(ax.lines[-1].get_ydata(), res.observed)
     assert len(ax.collections) == 1  # the band
-    assert "90% interval of replicated data" in [t.get_text() for t in
-                                                  ax.get_legend().get_texts()]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "90% interval of replicated data" in labels and "chance (1/3)" in labels
+    (chance,) = [ln for ln in ax.lines if ln.get_label() == "chance (1/3)"]
+    np.testing.assert_allclose(chance.get_ydata(), 1 / 3)
+    assert ax.get_ylim()[0] < 1 / 3
     _saved_all(fig, tmp_path)
 
 
@@ -486,3 +491,46 @@ def test_plot_psychometric_with_draws(tmp_path):
     assert ax.lines[0].get_color() == PALETTE[0]
     assert "model units" in ax.get_xlabel()
     _saved_all(fig, tmp_path)
+
+
+# --- figures of their own --------------------------------------------------------------------
+def test_every_plot_function_opens_its_own_figure_without_ax():
+    """Without ``ax`` no plot function draws into the current figure (plt.gca())."""
+    from psyphy_numpyro.contours import Thresholds, unit_directions
+
+    plt.close("all")
+    current = plt.figure()
+    plt.gca()  # an Axes that a plt.gca() call would draw into
+    grid = grid_points(3)
+    covs = _covs(9)
+    refs = grid_points(2)
+    u = unit_directions(2, 8)
+    lengths = np.full((len(refs), len(u)), 0.1)
+    th = Thresholds(refs=refs, directions=u, lengths=lengths, points=refs[:, None] + 0.1 * u,
+                    ellipses=np.broadcast_to(0.01 * np.eye(2), (len(refs), 2, 2)),
+                    max_lengths=lengths)
+
+    class Fit:
+        data = np.zeros(10)
+        restart_histories = np.linspace(20, 5, 30)[None]
+        loss_history = restart_histories[0]
+        best_restart = 0
+
+    t = np.linspace(0, 0.3, 20)
+    rng = np.random.default_rng(0)
+    data = pn.TrialData(rng.uniform(-0.5, 0.5, (20, 2, 2)), rng.integers(0, 2, 20))
+    x1 = np.linspace(-1, 1, 5)[:, None]
+    made = [
+        plot_field(covs, grid),
+        plot_field(np.full((5, 1, 1), 0.01), x1),
+        plot_field_band(covs[None] * [[[[0.9]]], [[[1.1]]]], grid),
+        plot_field_band(np.full((2, 5, 1, 1), 0.01), x1),
+        plot_thresholds(th),
+        plot_psychometric(t, 1 / 3 + t),
+        plot_trials(data),
+        plot_learning_curve(Fit()),
+    ]
+    figures = [a.figure for a in made]
+    assert current not in figures and len(current.axes[0].get_lines()) == 0
+    assert len(set(map(id, figures))) == len(made)  # one new figure each
+    plt.close("all")

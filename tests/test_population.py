@@ -70,7 +70,9 @@ def test_huge_tau_gives_the_independent_fits(data):
 
 def test_learned_tau_is_between_and_pools(data, learned):
     datas, Ws = data
-    assert learned.learned_tau and 0.05 < learned.tau < 3.0
+    # 300 trials of a degree-2 field say little about tau: only its range is checked here
+    # (test_recovers_the_spread, slow tier, checks the value)
+    assert learned.learned_tau and 0.0 < learned.tau < 3.0
     truth = [pn.MAPFit.from_params(MODEL, {"W": W}) for W in Ws]
     alone = pn.fit_map(datas, MODEL, seed=0, progress=False)
     err_pooled = np.mean([_field_gap(f, t) for f, t in zip(learned.observers, truth,
@@ -132,3 +134,20 @@ def test_bad_input_is_named():
         pn.fit_population(d, MODEL, tau="often")
     with pytest.raises(ValueError, match="tau"):
         pn.fit_population(d, MODEL, tau=-1.0)
+
+
+@pytest.mark.slow
+def test_recovers_the_spread():
+    """Four observers of 600 trials drawn at tau = 0.3 (the default degree-4 field)."""
+    model = pn.WPPM(input_dim=2)
+    sd = model.prior_std()
+    W_pop = model.sample_prior(0)["W"]
+    c = 1 / np.sqrt(1 + 0.3**2)
+    Ws = [c * (W_pop + 0.3 * sd * jax.random.normal(jax.random.PRNGKey(10 + i), sd.shape))
+          for i in range(4)]
+    datas = [pn.simulate_experiment(model, {"W": W}, 600, key=jax.random.PRNGKey(100 + i))
+             for i, W in enumerate(Ws)]
+    pop = pn.fit_population(datas, model, seed=0, progress=False)
+    assert 0.12 < pop.tau < 0.6
+    truth = pn.MAPFit.from_params(model, {"W": c * W_pop})
+    assert _field_gap(pop.population, truth) < 0.35

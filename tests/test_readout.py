@@ -5,6 +5,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from scipy.special import expit  # noqa: E402
 
@@ -91,6 +92,21 @@ def test_constant_field_threshold_matches_monte_carlo_inverse(
     assert p.shape == (3,)
     assert p[0] == pytest.approx(1 / 3, abs=0.02)
     assert p[1] < 2 / 3 < p[2]
+
+
+def test_field_legend_states_the_threshold_it_draws():
+    """plot_fit's legend calls its Sigma(x) ellipses 66.7%-correct thresholds drawn at
+    scale / k x true size: on a constant field, Sigma at radius k is the threshold ellipse."""
+    from psyphy_numpyro.hyperparameters import threshold_constant
+    from psyphy_numpyro.plotting import scale_text
+
+    fit = _const_fit()
+    th = pn.thresholds(fit, np.zeros((1, 2)), num_directions=16)
+    k = threshold_constant(2, fit.model.bandwidth)
+    Sigma = np.asarray(fit.covariance(np.zeros(2)), dtype=float)
+    np.testing.assert_allclose(th.ellipses[0], k**2 * Sigma, rtol=0.03, atol=1e-3 * Sigma.max())
+    assert scale_text(0.5 * k, fit.model) == (
+        "ellipses: 66.7%-correct thresholds, drawn at 0.5 x true size")
 
 
 def test_psychometric_is_smooth_and_monotone_with_fixed_noise():
@@ -206,7 +222,10 @@ def test_draw_based_thresholds_have_per_draw_results_and_intervals(tmp_path):
     thin = pn.thresholds(post, refs, num_directions=8, num_draws=4, num_samples=256)
     assert thin.lengths.shape == (4, 2, 8)
     # the table: median-ellipse parameters and credible bounds of the semi-axes
-    names, values = th.table()
+    table = th.table()
+    assert isinstance(table, pd.DataFrame) and len(table) == 2
+    assert table["missing_rays"].dtype.kind == "i" and table["E_xx"].dtype == np.float64
+    names, values = list(table.columns), table.to_numpy(dtype=float)
     E = th.median_ellipses
     col = {n: values[:, i] for i, n in enumerate(names)}
     np.testing.assert_array_equal(col["E_xy"], E[:, 0, 1])
@@ -278,7 +297,10 @@ def test_plot_psychometric_and_trials(tmp_path):
     obs = (rng.uniform(0, 0.3, 200), rng.integers(0, 2, 200))
     assert plot_psychometric(t, p, ax=ax, data=obs, bins=6, target=2 / 3) is ax
     assert len(ax.collections) == 2  # band + binned proportions
-    assert len(ax.lines) == 2  # median curve + target line
+    assert len(ax.lines) == 3  # median curve, chance and target lines
+    labels = [ln.get_label() for ln in ax.lines]
+    assert labels[1:] == ["chance (1/3)", "66.7% correct"]
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), 1 / 3)
     offsets = ax.collections[1].get_offsets()
     assert len(offsets) == 6 and np.all((offsets[:, 1] >= 0) & (offsets[:, 1] <= 1))
     fig.savefig(tmp_path / "psy.png")
@@ -289,7 +311,7 @@ def test_plot_psychometric_and_trials(tmp_path):
 
     fig, ax = plt.subplots()
     plot_psychometric(t, p[0], ax=ax)
-    assert len(ax.lines) == 1 and len(ax.collections) == 0
+    assert len(ax.lines) == 2 and len(ax.collections) == 0  # the curve and chance
     plt.close(fig)
 
     stim = rng.uniform(-0.5, 0.5, (40, 2, 2))

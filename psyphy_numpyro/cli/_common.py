@@ -15,6 +15,8 @@ __all__ = [
     "LazyParser",
     "MODEL_OPTIONS",
     "parse_lapse_rate",
+    "parse_columns",
+    "parse_response_values",
     "estimator_names",
     "given_options",
     "wrap",
@@ -87,6 +89,68 @@ def parse_lapse_rate(text):
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected a number in [0, 0.5) or 'learn', got {text!r}") from None
+
+
+def _pairs(text, option, example):
+    """``a=b,c=d`` (or a JSON object) as a dict of strings to strings."""
+    import json
+
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise argparse.ArgumentTypeError(f"{option}: not a JSON object ({exc.msg}); "
+                                             f"e.g. {example}") from None
+        if not isinstance(value, dict):
+            raise argparse.ArgumentTypeError(f"{option}: expected a JSON object, e.g. {example}")
+        return value
+    out = {}
+    for item in text.split(","):
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not key or not value:
+            raise argparse.ArgumentTypeError(
+                f"{option}: expected name=value pairs separated by commas, e.g. {example}, got "
+                f"{item.strip()!r}")
+        if key in out:
+            raise argparse.ArgumentTypeError(f"{option}: {key!r} is given twice")
+        out[key] = value
+    return out
+
+
+def parse_columns(text):
+    """``--columns``: the library's column name -> the file's, as ``library=file`` pairs
+    (``response=correct,ref_x=x0``) or a JSON object (``{"response": "correct"}``); the
+    names are checked by :meth:`TrialData.from_csv <psyphy_numpyro.TrialData.from_csv>`."""
+    columns = _pairs(text, "--columns", "response=correct,ref_x=x0")
+    bad = [k for k, v in columns.items() if not isinstance(v, str)]
+    if bad:
+        raise argparse.ArgumentTypeError(f"--columns: the file's column names must be strings, "
+                                         f"got {columns[bad[0]]!r} for {bad[0]!r}")
+    return columns
+
+
+def parse_response_values(text):
+    """``--response-values``: what the response words mean (1 = correct), as ``word=1/0``
+    pairs (``yes=1,no=0``), two bare words, the correct one first (``yes,no``), or a JSON
+    object (``{"yes": 1, "no": 0}``)."""
+    items = [t.strip() for t in text.split(",")]
+    if not text.strip().startswith("{") and len(items) == 2 and not any("=" in t for t in items):
+        if not all(items) or items[0].lower() == items[1].lower():
+            raise argparse.ArgumentTypeError(
+                f"--response-values: two different words, the correct one first (e.g. yes,no), "
+                f"got {text!r}")
+        return {items[0]: 1, items[1]: 0}
+    words = _pairs(text, "--response-values", "yes=1,no=0 (1 = correct) or yes,no")
+    out = {}
+    for word, value in words.items():
+        value = str(value).strip() if not isinstance(value, bool) else value
+        if value not in ("0", "1", 0, 1) or isinstance(value, bool):
+            raise argparse.ArgumentTypeError(
+                f"--response-values: {word!r} must mean 1 (correct) or 0 (incorrect), got "
+                f"{value!r}")
+        out[word] = int(value)
+    return out
 
 
 def estimator_names():

@@ -116,7 +116,6 @@ def _model_line(model):
 def _cmd_fit(args):
     import jax
 
-    from ..data import TrialData
     from ..hyperparameters import choose_hyperparameters
     from ..laplace import fit_laplace
     from ..map_fit import fit_map
@@ -129,7 +128,7 @@ def _cmd_fit(args):
         _check_figure(args.plot)
     if args.x64:
         jax.config.update("jax_enable_x64", True)
-    data = TrialData.from_csv(args.trials)
+    data = _read_trials(args)
     d = data.input_dim
     if args.input_dim is not None and args.input_dim != d:
         raise CLIError(f"--input-dim {args.input_dim} does not match {args.trials}, whose "
@@ -157,9 +156,10 @@ def _cmd_fit(args):
     for line in fit.describe():
         if line.startswith("hyperparameters from the data"):
             print(line, flush=True)
-    loss = float(fit.restart_losses[fit.best_restart])
-    print(f"MAP: final loss {loss:.6g} ({loss / len(data):.6g} per trial), kept restart "
-          f"{fit.best_restart} (numbered from 0) of {len(fit.restart_losses)}", flush=True)
+    for line in fit.loss_lines():
+        print(f"MAP {line}", flush=True)
+    print(f"MAP: kept restart {fit.best_restart} (numbered from 0) of "
+          f"{len(fit.restart_losses)}", flush=True)
     if model.learns_lapse:
         print(f"MAP lapse rate: {fit.lapse_rate:.4g} (prior Beta{tuple(model.lapse_prior)})",
               flush=True)
@@ -184,6 +184,33 @@ def _cmd_fit(args):
         _plot_field(fit, args.plot)
         print(f"plotted {args.plot}", flush=True)
     return 0
+
+
+def _read_trials(args):
+    """The trials CSV of ``fit``, read with ``--columns`` and ``--response-values``; the
+    library's advice on ``columns=`` / ``response_values=`` is given as those options."""
+    from ..data import TrialData
+    from ..errors import InvalidInput
+
+    try:
+        return TrialData.from_csv(args.trials, columns=args.columns,
+                                  response_values=args.response_values)
+    except InvalidInput as exc:
+        import re
+
+        msg = str(exc)
+        hints = []
+        if "columns=" in msg or "columns:" in msg or "columns maps" in msg:
+            # the message's own example, e.g. columns={'ref_x': '<your column>'}
+            found = re.search(r"(?<!_)columns=\{([^}]*)\}", msg)
+            pairs = re.findall(r"'([^']*)': '([^']*)'", found.group(1)) if found else []
+            pairs = pairs or [("response", "<your column>"), ("ref_x", "<your column>")]
+            hints.append("--columns " + ",".join(f"{k}={v}" for k, v in pairs) + ",...")
+        if "response_values" in msg:
+            hints.append("--response-values yes=1,no=0 (or yes,no; 1 = correct)")
+        if not hints:
+            raise
+        raise CLIError(f"{msg} (on the command line: {'; '.join(hints)})") from None
 
 
 def _plot_field(fit, path):
@@ -223,28 +250,17 @@ def _cmd_summary(args):
         print(line)
     if fit.point:
         return 0
-    import logging
-
-    import arviz as az
     import pandas as pd
 
     from ..arviz_io import sigma_entries
 
-    # ArviZ logs "shape validation failed" for a single chain (its own Logger instance)
-    logger = getattr(az, "_log", None)
-    level = logger.level if isinstance(logger, logging.Logger) else None
-    if level is not None:
-        logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # r_hat / ESS warnings for one chain
-            table = fit.summary()
-    finally:
-        if level is not None:
-            logger.setLevel(level)
+    with warnings.catch_warnings():  # one chain: fit.summary() has no r_hat and no warnings;
+        warnings.simplefilter("ignore")  # several: ArviZ's own r_hat / ESS warnings
+        table = fit.summary()
     print(f"summary of the unique entries Sigma[g, ij] (ij in "
           f"{', '.join(sigma_entries(fit.model.input_dim))}) at "
-          f"{_grid_text(fit.model.input_dim)}:")
+          f"{_grid_text(fit.model.input_dim)}, columns grid_x ... its position; "
+          "3 significant figures:")
     with pd.option_context("display.max_rows", None, "display.width", 120):
         print(table.to_string())
     return 0
@@ -292,7 +308,9 @@ def _cmd_thresholds(args):
         print(f"thresholds at p(correct) = {args.target:.4g} for {len(refs)} references "
               f"({_kind_name(fit)} fit) written to {args.out}")
     else:
-        names, values = th.table(refs)
+        from ..contours import threshold_table
+
+        names, values = threshold_table(th, refs)
         print(",".join(names))
         for cells in _format_rows(names, values):
             print(",".join(cells))
@@ -321,7 +339,8 @@ def _plot_thresholds(th, target, kind, path):
                         label=label)
         title = f"Thresholds at p(correct) = {target:.3g} ({kind} fit, {len(th.refs)} references)"
         what = ("intervals at true size" if d == 1 else
-                f"ellipses drawn at {scale:.3g} x the threshold contour (no overlap)")
+                f"ellipses: {100 * target:.3g}%-correct thresholds, drawn at {scale:.3g} x "
+                "true size (no overlap)")
         if d == 3:
             for ax in axes:
                 ax.set(xlim=(-1, 1), ylim=(-1, 1))
@@ -334,7 +353,7 @@ def _plot_thresholds(th, target, kind, path):
                 axes.set(xlim=(-1, 1), ylim=(-1, 1))
                 unit_ticks(axes)
             axes.set_title(title, fontsize=10)
-            legend_outside(axes, title=what, title_fontsize=8)
+            legend_outside(axes, title=what.replace(", drawn", ",\ndrawn"), title_fontsize=8)
         save_figure(fig, path)
     finally:
         plt.close(fig)

@@ -10,7 +10,9 @@ from ._common import (
     CLIError,
     LazyParser,
     estimator_names,
+    parse_columns,
     parse_lapse_rate,
+    parse_response_values,
     wrap,
 )
 
@@ -47,6 +49,8 @@ examples:
   psyphy-numpyro fit trials.csv --method map --steps 3000 --basis-degree 3 --out fit.nc \\
       --plot field.png
   psyphy-numpyro fit trials.csv --method nuts --x64 --chains 4 --out nuts.nc
+  psyphy-numpyro fit lab.csv --columns ref_x=rx,ref_y=ry,comparison_x=cx,comparison_y=cy,\
+response=answer --response-values yes,no --out fit.nc
 """
 
 _THRESH_EPILOG = """\
@@ -143,6 +147,16 @@ def _add_fit(sub, raw):
     p.add_argument("--plot", metavar="FIGURE", help="also draw the fitted covariance field "
                    "(ellipses in 2-D, three slices in 3-D, posterior bands for laplace/nuts) "
                    "to this PNG, PDF or SVG file")
+    c = p.add_argument_group("reading the trials CSV")
+    c.add_argument("--columns", metavar="MAP", type=parse_columns, default=None,
+                   help="the CSV names columns differently: library=file pairs, e.g. "
+                   "response=correct,ref_x=x0 (or a JSON object); library names: ref_x, "
+                   "ref_y, ref_z, comparison_x, comparison_y, comparison_z, response")
+    c.add_argument("--response-values", metavar="WORDS", type=parse_response_values,
+                   default=None,
+                   help="what the response words mean: word=1/0 pairs (1 = correct), e.g. "
+                   "yes=1,no=0, or two words, the correct one first, e.g. yes,no (or a JSON "
+                   "object); 0/1 and true/false are always read")
     p.set_defaults(command="fit")
 
 

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .svi import evaluate, scan_steps, state_step
+from .svi import evaluate, negative_log_prior, scan_steps, state_step, state_z
 
 __all__ = ["compile_stats", "clear_cache", "run_batch", "first_bad", "run_chunk", "evaluate_batch",
            "shard", "unshard"]
@@ -147,8 +147,8 @@ def run_batch(problem, states, trials, target, members, bar, timings, n, noise=N
         losses = np.asarray(unshard(losses, members))[:, :k]
         out.append(losses)
         done += k
-        last = losses[:, -1][np.isfinite(losses[:, -1])]
-        bar.update(members * k, nll_per_trial=f"{last.min() / n:.4f}" if last.size else "nan")
+        bar.update(members * k, nll_per_trial=_nll_text(problem.model, states, losses, members,
+                                                        n, bar))
         if not np.isfinite(losses).all(axis=1).any():
             break  # every member diverged: nothing left to run
         if tol is not None and _converged(losses, tol):
@@ -160,6 +160,22 @@ def run_batch(problem, states, trials, target, members, bar, timings, n, noise=N
         fill = losses[:, -1:] if tol is not None else np.full((members, 1), np.nan)
         losses = np.concatenate([losses, np.repeat(fill, todo - losses.shape[1], 1)], 1)
     return states, losses
+
+
+def _nll_text(model, states, losses, members, n, bar) -> str:
+    """The progress bar's ``nll_per_trial``: the negative log-likelihood per trial of the
+    member with the lowest loss (the SVI loss less its prior term, so positive; the loss is
+    that before the chunk's last step, the prior term that of the weights after it)."""
+    if getattr(bar, "bar", True) is None:
+        return ""
+    last = losses[:, -1]
+    ok = np.isfinite(last)
+    if not ok.any():
+        return "nan"
+    best = int(np.argmin(np.where(ok, last, np.inf)))
+    z = unshard(state_z(states), members)
+    prior = negative_log_prior(model, {k: v[best] for k, v in z.items()})
+    return f"{(last[best] - float(prior)) / n:.4f}"
 
 
 def _converged(losses, tol) -> bool:

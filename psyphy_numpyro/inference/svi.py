@@ -65,6 +65,7 @@ __all__ = [
     "map_model",
     "map_svi",
     "negative_log_posterior",
+    "negative_log_prior",
     "to_whitened",
     "from_whitened",
     "whitened_adam",
@@ -162,6 +163,42 @@ def from_whitened(model: WPPM, z: dict) -> dict:
     if not model.learns_lapse:
         return {"W": W}
     return {"W": W, "lapse_rate": jax.nn.sigmoid(z["lapse_rate"])}
+
+
+def negative_log_prior(model: WPPM, z) -> np.ndarray:
+    """The prior term of the SVI loss at unconstrained ``z`` (numpy, float64).
+
+    The loss :func:`negative_log_posterior` is ``-log p(z, lapse, y)``: the
+    negative log-likelihood plus ``-log N(z_W; 0, I)`` of the decentred weights
+    (``LocScaleReparam``) and, for a learned lapse rate, ``-log Beta(lapse)``.
+    This is that prior part, so ``loss - negative_log_prior`` is the negative
+    log-likelihood, which is positive (a loss can be negative where the prior
+    density exceeds 1).
+
+    Parameters
+    ----------
+    model : WPPM
+    z : dict or array
+        :func:`to_whitened` coordinates; leaves may carry leading batch axes
+        (e.g. one per restart).
+
+    Returns
+    -------
+    numpy array
+        One value per batch member (a 0-d array without batch axes).
+    """
+    from scipy.stats import beta
+
+    z = _as_z(model, z)
+    zw = np.asarray(z["W"], np.float64)
+    k = len(model.weight_shape)
+    axes = tuple(range(zw.ndim - k, zw.ndim))
+    size = int(np.prod(model.weight_shape))
+    out = 0.5 * np.sum(zw**2, axis=axes) + 0.5 * size * math.log(2 * math.pi)
+    if model.learns_lapse:
+        lam = 1.0 / (1.0 + np.exp(-np.asarray(z["lapse_rate"], np.float64)))
+        out = out - beta.logpdf(lam, *model.lapse_prior)
+    return np.asarray(out)
 
 
 def _as_z(model: WPPM, z) -> dict:

@@ -154,6 +154,19 @@ def new_axes(ax, d, *, figsize2=(6.0, 6.0), figsize1=(7.0, 4.0)):
     return ax.figure, ax
 
 
+def own_axes(ax, figsize=(6.4, 4.4)):
+    """``ax``, or the axes of a new figure when ``ax`` is ``None``.
+
+    Every plot function opens its own figure rather than drawing into
+    whatever figure is current (``plt.gca()``), so two calls without ``ax``
+    give two figures.
+    """
+    if ax is not None:
+        return ax
+    _, ax = _plt().subplots(figsize=figsize, layout="constrained")
+    return ax
+
+
 def _plt():
     try:
         import matplotlib.pyplot as plt

@@ -17,6 +17,7 @@ from ._base import (
     axis_label,
     legend_outside,
     new_axes,
+    own_axes,
     plane_covariances,
 )
 from .field import SLICE_PLANES, ellipse_points
@@ -32,6 +33,7 @@ def plot_learning_curve(fit, *, ax=None, per_trial=True, all_restarts=True, log=
     ----------
     fit : MAPFit
     ax : matplotlib Axes, optional
+        Default a new figure.
     per_trial : bool
         Divide the loss (negative log joint) by the number of trials.
     all_restarts : bool
@@ -47,7 +49,7 @@ def plot_learning_curve(fit, *, ax=None, per_trial=True, all_restarts=True, log=
     -------
     matplotlib Axes
     """
-    plt = _plt()
+    _plt()
     missing = [a for a in ("restart_histories", "loss_history", "best_restart", "data")
                if not hasattr(fit, a)]
     if missing:
@@ -55,7 +57,7 @@ def plot_learning_curve(fit, *, ax=None, per_trial=True, all_restarts=True, log=
             f"plot_learning_curve needs a MAPFit (from fit_map), got {type(fit).__name__} "
             f"without {missing}"
         )
-    ax = ax if ax is not None else plt.gca()
+    ax = own_axes(ax)
     n = len(fit.data) if per_trial else 1
     hist = np.atleast_2d(np.asarray(fit.restart_histories, dtype=float))
     best = int(fit.best_restart)
@@ -220,7 +222,7 @@ def plot_thresholds(th, ax=None, *, draws="spaghetti", max_draws=50, show_points
     th : Thresholds
         From :func:`~psyphy_numpyro.thresholds`.
     ax : matplotlib Axes, optional
-        1-D/2-D: one Axes (default the current one). 3-D: three Axes, one per
+        1-D/2-D: one Axes (default a new figure). 3-D: three Axes, one per
         slice (default a new figure).
     draws : {"spaghetti", "ribbon"}
         For draw-based results: ``"spaghetti"`` draws the ellipse of each of
@@ -257,7 +259,7 @@ def plot_thresholds(th, ax=None, *, draws="spaghetti", max_draws=50, show_points
     -------
     matplotlib Axes (1-D, 2-D) or list of three Axes (3-D)
     """
-    plt = _plt()
+    _plt()
     refs = _check_thresholds(th, "plot_thresholds")
     if draws not in ("spaghetti", "ribbon"):
         raise InvalidInput(f'draws must be "spaghetti" or "ribbon", got {draws!r}')
@@ -276,7 +278,7 @@ def plot_thresholds(th, ax=None, *, draws="spaghetti", max_draws=50, show_points
     scale = check_real("scale", scale, 0.0)
     color = PALETTE[0] if color is None else color
     if label is not None and abs(scale - 1.0) > 1e-12:
-        label = f"{label} (drawn x{scale:.3g})"
+        label = f"{label} (drawn at {scale:.3g} x true size)"
     if d == 3:
         through = _slice_point(refs, through)
         _, axes = new_axes(ax, 3)
@@ -288,7 +290,7 @@ def plot_thresholds(th, ax=None, *, draws="spaghetti", max_draws=50, show_points
                 a.set_title(f"slice {AXIS_NAMES[k]} = {through[k]:.3g}")
             _axis_labels(a, 3, plane)
         return axes
-    ax = ax if ax is not None else plt.gca()
+    ax = own_axes(ax, (6.0, 6.0) if d == 2 else (7.0, 4.0))
     med = np.asarray(th.median_ellipses, dtype=float)
     if d == 1:
         y = np.arange(len(refs))
@@ -376,13 +378,15 @@ def plot_psychometric(distances, p, ax=None, data=None, *, level=0.9, bins=10, t
         From :func:`~psyphy_numpyro.psychometric`. With draws, the median is
         drawn as a line and the central ``level`` range as a band.
     ax : matplotlib Axes, optional
+        Default a new figure.
     data : tuple (distances, responses) or TrialData, optional
         Observed trials, shown as proportions correct in ``bins`` equal-width
         distance bins (marker area proportional to the trial count). A
         ``TrialData`` uses the Euclidean reference-comparison distance of every
         trial, so pass only the trials near the ray being plotted.
     target : float, optional
-        Draw a dotted horizontal line at this p(correct).
+        Draw a dotted horizontal line at this p(correct) (labelled). A dashed line
+        marks chance, 1/3 (the oddity task's floor), either way.
     **style
         Passed to ``ax.plot`` for the curve.
 
@@ -390,7 +394,7 @@ def plot_psychometric(distances, p, ax=None, data=None, *, level=0.9, bins=10, t
     -------
     matplotlib Axes
     """
-    plt = _plt()
+    _plt()
     x = check_array("distances", distances)
     p = check_array("p", p)
     if x.ndim != 1 or p.ndim not in (1, 2) or p.shape[-1] != len(x):
@@ -426,7 +430,7 @@ def plot_psychometric(distances, p, ax=None, data=None, *, level=0.9, bins=10, t
                 )
             if dist_obs.size == 0:
                 raise InvalidInput("data is empty: pass at least one (distance, response)")
-    ax = ax if ax is not None else plt.gca()
+    ax = own_axes(ax)
     color = PALETTE[0] if color is None else color
     if p.ndim == 2:
         q = 50 * (1 - level)
@@ -445,8 +449,9 @@ def plot_psychometric(distances, p, ax=None, data=None, *, level=0.9, bins=10, t
         centres = 0.5 * (edges[1:] + edges[:-1])
         ax.scatter(centres[keep], hits[keep] / count[keep], s=8 + 60 * count[keep] / count.max(),
                    color="k", zorder=3, label="observed")
+    ax.axhline(1 / 3, color="0.35", ls="--", lw=0.8, label="chance (1/3)")
     if target is not None:
-        ax.axhline(target, color="0.5", ls=":", lw=1)
+        ax.axhline(target, color="0.5", ls=":", lw=1, label=f"{100 * target:.3g}% correct")
     if not ax.get_xlabel():
         ax.set_xlabel("distance from reference (model units)")
     if not ax.get_ylabel():
@@ -468,8 +473,7 @@ def plot_trials(data, ax=None, *, max_trials=None, seed=0):
     ----------
     data : TrialData
     ax : matplotlib Axes, optional
-        One Axes (1-D, 2-D; default the current one) or three (3-D; default a
-        new figure).
+        One Axes (1-D, 2-D) or three (3-D); default a new figure.
     max_trials : int, optional
         Draw a random subset of this many trials (chosen with ``seed``).
 
@@ -479,7 +483,7 @@ def plot_trials(data, ax=None, *, max_trials=None, seed=0):
     """
     from ..data import as_trial_data
 
-    plt = _plt()
+    _plt()
     data = as_trial_data(data)
     d = data.input_dim
     if max_trials is not None:
@@ -499,7 +503,7 @@ def plot_trials(data, ax=None, *, max_trials=None, seed=0):
             if not a.get_title():
                 a.set_title(f"projected along {AXIS_NAMES[k]}")
         return axes
-    ax = ax if ax is not None else plt.gca()
+    ax = own_axes(ax, (6.0, 6.0) if d == 2 else (7.0, 4.0))
     if d == 1:
         row = np.arange(len(idx), dtype=float)
         r = np.stack([s[:, 0, 0], row], -1)

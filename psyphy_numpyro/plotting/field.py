@@ -19,6 +19,7 @@ from ._base import (
     figure_legend,
     legend_outside,
     new_axes,
+    own_axes,
     plane_covariances,
     unit_ticks,
 )
@@ -30,9 +31,34 @@ __all__ = ["grid_points", "ellipse_points", "auto_scale", "plot_field", "plot_fi
 SLICE_PLANES = ((0, 1), (0, 2), (1, 2))
 
 
-def scale_text(scale: float) -> str:
-    """The words a figure uses to state its ellipse scale."""
-    return f"ellipses drawn at {scale:.3g} x the 1-sd contour"
+def scale_text(scale: float, model=None, target: float = 2.0 / 3.0) -> str:
+    """The words a figure uses to say what its ellipses are and at what size.
+
+    Parameters
+    ----------
+    scale : float
+        Mahalanobis radius the ellipses of ``Sigma(x)`` are drawn at.
+    model : WPPM, optional
+        With it, the ellipses are stated as what they stand for: the
+        ``target``-correct threshold of an oddity trial at that reference
+        (Mahalanobis radius ``k``, :func:`~psyphy_numpyro.hyperparameters.threshold_constant`,
+        lapses aside; exact where ``Sigma`` is locally constant), drawn at
+        ``scale / k`` x their true size.
+    target : float
+        The p(correct) of that threshold.
+
+    Returns
+    -------
+    str
+        E.g. ``"ellipses: 66.7%-correct thresholds, drawn at 0.31 x true size"``.
+    """
+    if model is None:
+        return f"ellipses: noise covariance Sigma(x) (1 sd), drawn at {scale:.3g} x true size"
+    from ..hyperparameters import threshold_constant
+
+    k = threshold_constant(model.input_dim, model.bandwidth, target)
+    return (f"ellipses: {100 * target:.3g}%-correct thresholds, drawn at {scale / k:.2g} x "
+            "true size")
 
 
 def grid_points(points_per_axis: int = 5, lo: float = -0.8, hi: float = 0.8) -> np.ndarray:
@@ -131,6 +157,7 @@ def plot_field(covs, centers, *, ax=None, scale=None, label=None, plane=None, cu
         Covariances, e.g. ``fit.covariance(centers)``; ``d`` is 1, 2 or 3.
     centers : array (G, d)
     ax : matplotlib Axes, optional
+        Default a new figure (pass ``ax`` to overlay fields).
     scale : float, optional
         2-D and 3-D: ellipses are drawn at Mahalanobis radius ``scale``
         (``scale`` x the 1-sd contour). Default: :func:`auto_scale` (pass the
@@ -154,7 +181,7 @@ def plot_field(covs, centers, *, ax=None, scale=None, label=None, plane=None, cu
     -------
     matplotlib Axes
     """
-    plt = _plt()
+    _plt()
     covs, centers, d, plane = _field_input("plot_field", covs, centers, plane, cut)
     _check_style("plot_field", style)
     if d == 1:
@@ -162,7 +189,7 @@ def plot_field(covs, centers, *, ax=None, scale=None, label=None, plane=None, cu
             raise InvalidInput("covs must be positive (1 x 1 variances), got "
                                f"{covs[:, 0, 0].min():.4g}")
         scale = 1.0 if scale is None else check_real("scale", scale, 0.0)
-        ax = ax if ax is not None else plt.gca()
+        ax = own_axes(ax, (7.0, 4.0))
         _palette_color(ax, style)
         order = np.argsort(centers[:, 0])
         ax.plot(centers[order, 0], scale * np.sqrt(covs[order, 0, 0]), label=label, **style)
@@ -170,7 +197,7 @@ def plot_field(covs, centers, *, ax=None, scale=None, label=None, plane=None, cu
         return ax
     covs = _check_covs("covs", covs)
     scale = auto_scale(centers, covs) if scale is None else check_real("scale", scale, 0.0)
-    ax = ax if ax is not None else plt.gca()
+    ax = own_axes(ax, (6.0, 6.0))
     _palette_color(ax, style)
     for i, (c, S) in enumerate(zip(centers, covs, strict=True)):
         pts = ellipse_points(c, S, scale)
@@ -208,7 +235,7 @@ def plot_field_band(cov_draws, centers, *, ax=None, scale=None, level=0.9, label
     -------
     matplotlib Axes
     """
-    plt = _plt()
+    _plt()
     cov_draws = check_array("cov_draws", cov_draws)
     centers = check_array("centers", centers)
     if centers.ndim != 2 or centers.shape[1] not in (1, 2, 3):
@@ -230,7 +257,7 @@ def plot_field_band(cov_draws, centers, *, ax=None, scale=None, level=0.9, label
         if np.any(cov_draws <= 0):
             raise InvalidInput("cov_draws must be positive (1 x 1 variances)")
         scale = 1.0 if scale is None else check_real("scale", scale, 0.0)
-        ax = ax if ax is not None else plt.gca()
+        ax = own_axes(ax, (7.0, 4.0))
         _palette_color(ax, style)
         order = np.argsort(centers[:, 0])
         lo, hi = np.percentile(scale * np.sqrt(cov_draws[:, order, 0, 0]), [q, 100 - q], axis=0)
@@ -238,7 +265,7 @@ def plot_field_band(cov_draws, centers, *, ax=None, scale=None, level=0.9, label
         _label_axes(ax, d, plane)
         return ax
     cov_draws = _check_covs("cov_draws", cov_draws)
-    ax = ax if ax is not None else plt.gca()
+    ax = own_axes(ax, (6.0, 6.0))
     _palette_color(ax, style)
     if scale is None:
         scale = auto_scale(centers, np.median(cov_draws, axis=0))
@@ -276,9 +303,10 @@ def plot_fit(fit, *, ax=None, points_per_axis: int = 5, level: float = 0.9, titl
 
     The ellipse scale is chosen so that neighbours do not overlap (the largest
     semi-axis is 0.4 x the grid spacing; one scale for all panels) and is
-    stated in the legend. Draw-based fits (Laplace, bootstrap, NUTS,
-    posterior draws) show the posterior median and the central ``level``
-    band; a MAP fit its point estimate. Colours come from
+    stated in the legend in plain words (:func:`scale_text`: the ellipses are
+    66.7%-correct thresholds, drawn at a stated fraction of their true size).
+    Draw-based fits (Laplace, bootstrap, NUTS, posterior draws) show the
+    posterior median and the central ``level`` band; a MAP fit its point estimate. Colours come from
     :data:`~psyphy_numpyro.plotting.PALETTE` (colour-blind safe) and the
     legend sits outside the data.
 
@@ -382,7 +410,8 @@ def _field_2d(fit, ax, grid, level, name, pct, scale):
                  PALETTE[1] if fit.point else PALETTE[0])
     ax.set_xlim(-1, 1)
     ax.set_ylim(-1, 1)
-    legend_outside(ax, title=scale_text(scale), title_fontsize=8)
+    legend_outside(ax, title=scale_text(scale, fit.model).replace(", drawn", ",\ndrawn"),
+                   title_fontsize=8)
 
 
 def _field_3d(fit, fig, axes, grid2, level, name, pct, through, cut, scale):
@@ -405,7 +434,7 @@ def _field_3d(fit, fig, axes, grid2, level, name, pct, through, cut, scale):
         ax.set_xlim(-1, 1)
         ax.set_ylim(-1, 1)
         ax.set_title(f"slice {AXIS_NAMES[k]} = {through[k]:.2g}")
-    figure_legend(fig, axes, scale_text(scale))
+    figure_legend(fig, axes, scale_text(scale, fit.model))
 
 
 def _field_1d(fit, ax, level, name, pct):

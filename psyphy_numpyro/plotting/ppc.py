@@ -204,7 +204,7 @@ def plot_ppc(source, *, ax=None, bins: int = 10, by: str = "p", level: float = 0
     equal-count bin of trials (black points), the prediction (line) and the
     central ``level`` interval of replicated data (band: posterior draws and
     Bernoulli noise, so a MAP fit gets the binomial interval of its
-    prediction). With ``by="p"`` the prediction is the diagonal, and points
+    prediction) and chance, 1/3 (dashed). With ``by="p"`` the prediction is the diagonal, and points
     off the band are miscalibrated bins; with ``by="distance"`` it is a
     pooled psychometric function of the reference-comparison distance.
 
@@ -247,11 +247,12 @@ def plot_ppc(source, *, ax=None, bins: int = 10, by: str = "p", level: float = 0
         ax.plot(x, res.predicted[order], color=color, lw=1.5, marker=".",
                 label="predicted (posterior mean)")
         ax.set_xlabel("reference-comparison distance, bin mean (model units)")
+    ax.axhline(1 / 3, color="0.35", ls="--", lw=0.8, label="chance (1/3)")
     ax.plot(xp, res.observed[order], "o", color="k", ms=5, zorder=3,
             label="observed proportion")
     ax.set_ylabel("proportion correct")
     top = max(1.0, float(res.upper.max()))
-    ax.set_ylim(min(ax.get_ylim()[0], float(res.lower.min()) - 0.03), top + 0.02)
+    ax.set_ylim(min(ax.get_ylim()[0], float(res.lower.min()) - 0.03, 1 / 3 - 0.03), top + 0.02)
     n = int(res.counts.sum())
     per = f"{res.counts.min()}" if res.counts.min() == res.counts.max() else \
         f"{res.counts.min()}-{res.counts.max()}"
