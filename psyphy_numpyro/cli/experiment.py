@@ -57,7 +57,7 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .. import errors
+from .. import errors, protocol
 from ._common import (
     MODEL_OPTIONS,
     PROG,
@@ -284,11 +284,7 @@ def _open(path, *, reissue=True):
 
 
 def _settings(exp) -> dict:
-    s = exp.settings
-    return {"input_dim": exp.input_dim, "seed": exp.seed, "num_initial": s["num_initial"],
-            "refit_every": s["refit_every"], "distances": s["distances"],
-            "fit_options": s["fit_options"], "model": s.get("model") or s.get("chosen_model"),
-            "model_chosen_from_data": s.get("model") is None}
+    return protocol.settings_reply(exp)
 
 
 def _int_list(option, text) -> list[int]:
@@ -343,17 +339,14 @@ def _ask(args):
     try:
         before = set(exp.pending.tolist())
         ids, stimuli = exp.ask(args.n)
-        sources = exp.sources(ids)
-        st = exp.status()
+        out = protocol.ask_reply(exp, ids, stimuli, reissued=sum(int(i) in before for i in ids),
+                                 refit=None)
     finally:
         exp.close()
     if args.refit != "wait":
         refit = _refit_step(args.session, args.refit)
-    ids = ids.tolist()
-    return {"ids": ids, "stimuli": stimuli.tolist(), "ref": stimuli[:, 0].tolist(),
-            "comparison": stimuli[:, 1].tolist(), "sources": sources,
-            "reissued": sum(i in before for i in ids), "told": st["told"],
-            "pending": st["pending"], "refit": refit}, 0
+    out["refit"] = refit
+    return out, 0
 
 
 # -- tell -----------------------------------------------------------------------------
@@ -407,49 +400,41 @@ def _tell(args):
     exp = _open(args.session)
     try:
         exp.tell(ids, responses)  # committed (synchronous=FULL) before it returns
-        st = exp.status()
+        out = protocol.tell_reply(exp, ids, refit=None)
     finally:
         exp.close()
     refit = _refit_step(args.session, args.refit)
     if refit["state"] == "failed":
         print(f"{PROG}: warning: the responses were recorded; the refit failed: "
               f"{refit['error']}", file=sys.stderr)
-    return {"told": len(ids), "ids": [int(i) for i in ids], "total_told": st["told"],
-            "pending": st["pending"], "refit": refit}, 0
+    out["refit"] = refit
+    return out, 0
 
 
 # -- status ---------------------------------------------------------------------------
 def _latest_fit(exp):
-    info = exp.latest_fit_info()
-    if info is None:
-        return None
-    file = info["path"]
-    written = None
-    if file.exists():
-        written = datetime.fromtimestamp(file.stat().st_mtime, UTC).isoformat(timespec="seconds")
-    return {"fit": info["seq"], "num_trials": info["num_trials"], "file": str(file),
-            "written": written}
+    return protocol.latest_fit_reply(exp)
 
 
 def _status(args):
+    lock = _RefitLock(_fits_dir(args.session))
     exp = _open(args.session, reissue=False)
     try:
+        refitting = lock.held_elsewhere()
+        last = _read_state(args.session)
+        if last is not None and last.get("state") == "running" and not refitting:
+            last["state"] = "interrupted"
         st = exp.status()
-        pending_ids = exp.pending.tolist()
-        settings = _settings(exp)
-        latest = _latest_fit(exp)
+        if refitting:
+            state = "running"
+        else:
+            state = "due" if st["told"] >= st["next_refit_at"] else "not_due"
+        out = protocol.status_reply(exp, refit=protocol.refit_reply(state, st["next_refit_at"]),
+                                    refitting=refitting, last_refit=last,
+                                    session=str(args.session), status=st)
     finally:
         exp.close()
-    lock = _RefitLock(_fits_dir(args.session))
-    refitting = lock.held_elsewhere()
-    last = _read_state(args.session)
-    if last is not None and last.get("state") == "running" and not refitting:
-        last["state"] = "interrupted"
-    return {"session": str(args.session), "told": st["told"], "pending": st["pending"],
-            "pending_ids": pending_ids, "expired": st["expired"], "fits": st["fits"],
-            "latest_fit": latest, "next_refit_at": st["next_refit_at"],
-            "refit_due": st["told"] >= st["next_refit_at"], "refitting": refitting,
-            "last_refit": last, **settings}, 0
+    return out, 0
 
 
 # -- expire ---------------------------------------------------------------------------
