@@ -13,6 +13,7 @@ import numpy as np
 
 from ._common import MODEL_OPTIONS, CLIError, given_options
 from .experiment import run as _cmd_experiment
+from .serve import run as _cmd_serve
 
 __all__ = ["COMMANDS"]
 
@@ -337,4 +338,4 @@ def _plot_thresholds(th, target, kind, path):
 
 
 COMMANDS = {"fit": _cmd_fit, "summary": _cmd_summary, "thresholds": _cmd_thresholds,
-            "experiment": _cmd_experiment}
+            "experiment": _cmd_experiment, "serve": _cmd_serve}
