@@ -43,6 +43,7 @@ LIVE_PAGE = r"""<!DOCTYPE html>
   .card h2 { font-size:13px; margin:0 0 8px; color:var(--mute); font-weight:600;
              text-transform:uppercase; letter-spacing:.05em; }
   svg { width:100%; height:auto; display:block; }
+  #plane { max-height: calc(100vh - 215px); margin: 0 auto; }
   .legend { display:flex; gap:14px; flex-wrap:wrap; font-size:12px; color:var(--mute);
             margin-top:6px; }
   .sw { display:inline-block; width:12px; height:12px; border-radius:3px; margin-right:5px;
@@ -175,7 +176,7 @@ function drawThresholds(svg, th) {
   th.refs.forEach((r, i) => {
     if (th.lower_points && th.upper_points) {
       el("path", {d: ring(th.upper_points[i]) + ring(th.lower_points[i]), "fill-rule": "evenodd",
-                  fill: "var(--ell)", "fill-opacity": 0.16, stroke: "none"}, g);
+                  fill: "var(--ell)", "fill-opacity": 0.13, stroke: "none"}, g);
     }
     const E = th.ellipses[i];
     if (E && E[0][0] !== null) {
