@@ -72,6 +72,7 @@ def main(argv=None):
     ap.add_argument("--all-refit", action="store_true")
     args = ap.parse_args(argv)
 
+    load0 = os.getloadavg()[0]
     root = tempfile.mkdtemp(prefix="server_latency_")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
@@ -124,6 +125,7 @@ def main(argv=None):
     print(line + f", {os.cpu_count()} CPUs, Python {platform.python_version()}, fastapi "
           f"{fastapi.__version__}, uvicorn {uvicorn.__version__}")
     print("# python benchmarks/server_latency.py " + " ".join(argv or sys.argv[1:]))
+    print(f"# load average (1 min) at the start {load0:.1f}, at the end {os.getloadavg()[0]:.1f}")
     print(f"# {args.clients} clients x {args.trials} trials, {len(during)} answered during "
           f"a refit, {fits} refits finished, {wall:.1f} s wall")
     print("| round trip (ask + tell) | trials | p50 ms | p99 ms | max ms |")

@@ -54,7 +54,8 @@ def create_app(root, *, token=None, monitor_every: float = 0.25):
 
 
 def serve(root=".", *, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
-          log_level: str = "warning", ready=None) -> None:
+          log_level: str = "warning", ready=None, switch_interval: float | None = 0.0005
+          ) -> None:
     """Run the server until interrupted (Ctrl-C closes the sessions cleanly).
 
     Parameters
@@ -72,12 +73,22 @@ def serve(root=".", *, host: str = "127.0.0.1", port: int = 8765, token: str | N
         uvicorn's log level (default ``"warning"``; the access log is off).
     ready : callable, optional
         Called with the URL once the server listens.
+    switch_interval : float, optional
+        Python's thread switch interval in seconds (``sys.setswitchinterval``)
+        while the server runs; default 0.5 ms (Python's is 5 ms). A refit's
+        tracing and compiling holds Python's lock for long stretches, and a
+        request thread waits up to one interval each time it takes the lock
+        back (after every disk write and socket call); ``None`` leaves it.
     """
     import asyncio
 
     import uvicorn
 
     check_bind(host, token)
+    if switch_interval is not None:
+        import sys
+
+        sys.setswitchinterval(switch_interval)
     app = create_app(root, token=token)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                             lifespan="on", timeout_graceful_shutdown=5)

@@ -8,14 +8,16 @@ message) and ``"status"`` (the HTTP status). See ``docs/server.md``.
 
 from __future__ import annotations
 
+import json
 import secrets
 from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from .. import errors
 from .._version import __version__
@@ -53,6 +55,15 @@ class AskRequest(BaseModel):
 class TellRequest(BaseModel):
     ids: list[int] = Field(description="trial ids from ask")
     responses: list[int | bool] = Field(description="1 (or true) correct, 0 (or false) wrong")
+
+
+class _Reply(Response):
+    """A JSON reply written by ``json.dumps`` (the replies are plain JSON already)."""
+
+    media_type = "application/json"
+
+    def render(self, content) -> bytes:
+        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode()
 
 
 def _error(status: int, message: str, **extra) -> JSONResponse:
@@ -100,7 +111,7 @@ def create_app(root, *, token: str | None = None, monitor_every: float = 0.25) -
                   "status, the latest fit's thresholds and a live page.")
     app.state.registry = registry
 
-    def auth(request: Request, token_q: Annotated[str | None, Query(alias="token",
+    async def auth(request: Request, token_q: Annotated[str | None, Query(alias="token",
                                                                     include_in_schema=False)]
              = None):
         if token is None:
@@ -140,67 +151,75 @@ def create_app(root, *, token: str | None = None, monitor_every: float = 0.25) -
             parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
         return _error(422, "; ".join(parts), detail=jsonable(exc.errors()))
 
-    # -- routes (plain functions: FastAPI runs them in its thread pool) ------------------
+    # -- routes: each runs its session work in one hop to the thread pool (the file's
+    # fsync must not hold up the event loop) and answers with json.dumps directly
+    async def run(fn, *args):
+        reply = await run_in_threadpool(fn, *args)
+        return _Reply({"ok": True, **reply})
+
     @app.get("/", dependencies=deps, summary="the server and its open sessions")
-    def index():
+    async def index():
         return {"ok": True, "server": "psyphy_numpyro", "version": __version__,
                 "root": str(registry.root), "sessions": sorted(registry.sessions)}
 
     @app.get("/sessions", dependencies=deps, summary="the open sessions")
-    def list_sessions():
+    async def list_sessions():
         return {"ok": True, "sessions": sorted(registry.sessions)}
 
     @app.post("/sessions", dependencies=deps, summary="create or open a session")
-    def open_session(body: OpenRequest):
+    async def open_session(body: OpenRequest):
         settings = body.model_dump(exclude={"name", "takeover"})
-        if settings["model"] is not None:
-            from ..model import WPPM
 
-            settings["model"] = WPPM(**settings["model"])
-        hosted, created = registry.open(body.name, takeover=body.takeover, **settings)
-        return {"ok": True, "created": created, **hosted.status()}
+        def work():
+            if settings["model"] is not None:
+                from ..model import WPPM
+
+                settings["model"] = WPPM(**settings["model"])
+            hosted, created = registry.open(body.name, takeover=body.takeover, **settings)
+            return {"created": created, **hosted.status()}
+
+        return await run(work)
 
     @app.post("/sessions/{name:path}/ask", dependencies=deps,
               summary="the next trials: ids and stimuli (n, 2, d)")
-    def ask(name: str, body: AskRequest):
-        return {"ok": True, **registry.get(name).ask(body.n, body.request_id)}
+    async def ask(name: str, body: AskRequest):
+        return await run(registry.get(name).ask, body.n, body.request_id)
 
     @app.post("/sessions/{name:path}/tell", dependencies=deps,
               summary="record responses (idempotent: a repeated tell records nothing twice)")
-    def tell(name: str, body: TellRequest):
+    async def tell(name: str, body: TellRequest):
         if len(body.ids) != len(body.responses):
             raise errors.InvalidInput(f"{len(body.ids)} ids but {len(body.responses)} "
                                       "responses")
-        return {"ok": True, **registry.get(name).tell(body.ids,
-                                                       [int(r) for r in body.responses])}
+        return await run(registry.get(name).tell, body.ids, [int(r) for r in body.responses])
 
     @app.get("/sessions/{name:path}/status", dependencies=deps,
              summary="counts, fits and the refit state")
-    def status(name: str):
-        return {"ok": True, **registry.get(name).status()}
+    async def status(name: str):
+        return await run(registry.get(name).status)
 
     @app.get("/sessions/{name:path}/thresholds", dependencies=deps,
              summary="the latest fit's thresholds (computed in the background, once per fit)")
-    def thresholds(name: str):
+    async def thresholds(name: str):
         hosted = registry.get(name)
-        th = hosted.thresholds
-        return {"ok": True, "state": hosted.thresholds_state, "thresholds": th}
+        return _Reply({"ok": True, "state": hosted.thresholds_state,
+                       "thresholds": hosted.thresholds})
 
     @app.get("/sessions/{name:path}/live.json", dependencies=deps,
              summary="what the live page draws (trials told from number `since` on)")
-    def live_json(name: str, since: Annotated[int, Query(ge=0)] = 0):
-        return {"ok": True, **registry.get(name).live(since)}
+    async def live_json(name: str, since: Annotated[int, Query(ge=0)] = 0):
+        return await run(registry.get(name).live, since)
 
     @app.get("/sessions/{name:path}/live", dependencies=deps, response_class=HTMLResponse,
              summary="a live page of the session (refreshes itself)")
-    def live(name: str):
+    async def live(name: str):
         registry.get(name)
         return HTMLResponse(LIVE_PAGE)
 
     @app.delete("/sessions/{name:path}", dependencies=deps,
                 summary="close a session (waits for a running refit)")
-    def close(name: str):
-        registry.close(name)
+    async def close(name: str):
+        await run_in_threadpool(registry.close, name)
         return {"ok": True, "closed": name}
 
     return app
