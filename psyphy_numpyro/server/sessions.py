@@ -316,6 +316,8 @@ class Registry:
         self._monitor = threading.Thread(target=self._watch, args=(monitor_every,),
                                          daemon=True, name="psyphy-numpyro-monitor")
         self._monitor.start()
+        threading.Thread(target=_import_fitters, daemon=True, name="psyphy-numpyro-imports"
+                         ).start()
 
     def open(self, name: str, *, takeover: bool = False, **settings) -> tuple[Hosted, bool]:
         """Open (or create) session ``name``; ``(hosted, created)``. Already open here:
@@ -382,6 +384,15 @@ class Registry:
 
 
 _WARM = []
+
+
+def _import_fitters():
+    """Import JAX and the fitters in the background when the server starts: the first
+    refit imports them otherwise, from inside the ``tell`` that makes it due."""
+    try:
+        from .. import laplace, map_fit, model, persist, readout  # noqa: F401
+    except Exception:  # noqa: BLE001, S110 - the refit will report it
+        pass
 
 
 def _warm_up():
