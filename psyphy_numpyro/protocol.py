@@ -25,20 +25,21 @@ REFIT_STATES = ("not_due", "due", "started", "running", "finished", "up_to_date"
 """Values of ``refit["state"]`` (see ``docs/server.md``)."""
 
 
-def settings_reply(exp) -> dict:
-    """The session's settings: ``input_dim``, ``seed``, ``num_initial``, ``refit_every``,
-    ``distances``, ``fit_options``, ``model`` and ``model_chosen_from_data``."""
-    s = exp.settings
-    return {"input_dim": exp.input_dim, "seed": exp.seed, "num_initial": s["num_initial"],
+def settings_reply(settings: dict) -> dict:
+    """The session's settings from its stored ``settings`` dict: ``input_dim``, ``seed``,
+    ``num_initial``, ``refit_every``, ``distances``, ``fit_options``, ``model`` and
+    ``model_chosen_from_data``."""
+    s = settings
+    return {"input_dim": s["input_dim"], "seed": s["seed"], "num_initial": s["num_initial"],
             "refit_every": s["refit_every"], "distances": s["distances"],
             "fit_options": s["fit_options"], "model": s.get("model") or s.get("chosen_model"),
             "model_chosen_from_data": s.get("model") is None}
 
 
-def latest_fit_reply(exp) -> dict | None:
-    """The latest finished fit: ``fit`` (its number), ``num_trials``, ``file``,
-    ``written`` (ISO time); ``None`` before the first refit."""
-    info = exp.latest_fit_info()
+def latest_fit_reply(info: dict | None) -> dict | None:
+    """The latest finished fit from its record (``seq``, ``num_trials``, ``path``, as
+    ``Experiment.latest_fit_info()`` gives it): ``fit`` (its number), ``num_trials``,
+    ``file``, ``written`` (ISO time); ``None`` before the first refit."""
     if info is None:
         return None
     file = info["path"]
@@ -56,22 +57,22 @@ def refit_reply(state: str, next_refit_at: int, **extra) -> dict:
     return {"state": state, "next_refit_at": int(next_refit_at), **extra}
 
 
-def ask_reply(exp, ids, stimuli, *, reissued: int, refit: dict, status: dict | None = None
-              ) -> dict:
+def ask_reply(ids, stimuli, *, sources, reissued: int, told: int, pending: int,
+              refit: dict | None) -> dict:
     """The reply of ``ask``.
 
     Parameters
     ----------
-    exp : Experiment
-        The open session the trials came from.
-    ids, stimuli : arrays ``(n,)`` and ``(n, 2, d)``
-        What :meth:`~psyphy_numpyro.Experiment.ask` returned.
+    ids, stimuli : sequences ``(n,)`` and ``(n, 2, d)``
+        What :meth:`~psyphy_numpyro.Experiment.ask` returned (arrays or lists).
+    sources : list of str
+        How each trial was chosen (:meth:`~psyphy_numpyro.Experiment.sources`).
     reissued : int
         How many of ``ids`` were pending before this call.
+    told, pending : int
+        The session's counts after the call.
     refit : dict
         The refit state (:func:`refit_reply`).
-    status : dict, optional
-        ``exp.status()`` if the caller has it already.
 
     Returns
     -------
@@ -79,44 +80,51 @@ def ask_reply(exp, ids, stimuli, *, reissued: int, refit: dict, status: dict | N
         ``ids``, ``stimuli`` (n, 2, d), ``ref`` and ``comparison`` (n, d),
         ``sources``, ``reissued``, ``told``, ``pending``, ``refit``.
     """
-    st = exp.status() if status is None else status
     ids = [int(i) for i in ids]
     stimuli = stimuli.tolist() if hasattr(stimuli, "tolist") else stimuli
     return {"ids": ids, "stimuli": stimuli, "ref": [s[0] for s in stimuli],
-            "comparison": [s[1] for s in stimuli], "sources": exp.sources(ids) if ids else [],
-            "reissued": int(reissued), "told": st["told"], "pending": st["pending"],
+            "comparison": [s[1] for s in stimuli], "sources": list(sources),
+            "reissued": int(reissued), "told": int(told), "pending": int(pending),
             "refit": refit}
 
 
-def tell_reply(exp, ids, *, refit: dict, recorded: int | None = None,
-               status: dict | None = None) -> dict:
-    """The reply of ``tell``: ``told`` (ids in the call), ``ids``, ``recorded`` (responses
-    newly recorded: fewer than ``told`` when a retried call repeated some),
+def tell_reply(ids, *, recorded: int, total_told: int, pending: int,
+               refit: dict | None) -> dict:
+    """The reply of ``tell``: ``told`` (ids in the call), ``recorded`` (responses newly
+    recorded: fewer than ``told`` when a retried call repeated some), ``ids``,
     ``total_told``, ``pending``, ``refit``."""
-    st = exp.status() if status is None else status
     ids = [int(i) for i in ids]
-    return {"told": len(ids), "ids": ids,
-            "recorded": len(ids) if recorded is None else int(recorded),
-            "total_told": st["told"], "pending": st["pending"], "refit": refit}
+    return {"told": len(ids), "recorded": int(recorded), "ids": ids,
+            "total_told": int(total_told), "pending": int(pending), "refit": refit}
 
 
-def status_reply(exp, *, refit: dict, refitting: bool, last_refit: dict | None,
-                 session: str | None = None, status: dict | None = None) -> dict:
+def status_reply(*, session: str, counts: dict, pending_ids, latest_fit: dict | None,
+                 next_refit_at: int, refitting: bool, refit: dict, last_refit: dict | None,
+                 settings: dict, owner: dict | None = None) -> dict:
     """The reply of ``status``.
+
+    Parameters
+    ----------
+    counts : dict
+        ``told``, ``pending``, ``expired``, ``fits``.
+    latest_fit : dict or None
+        The latest fit's record (:func:`latest_fit_reply` formats it).
+    settings : dict
+        The stored settings (:func:`settings_reply` formats them).
 
     Returns
     -------
     dict
         ``session``, ``told``, ``pending``, ``pending_ids``, ``expired``,
-        ``fits``, ``latest_fit`` (:func:`latest_fit_reply`), ``next_refit_at``,
-        ``refit_due``, ``refitting``, ``refit`` (:func:`refit_reply`),
-        ``last_refit`` (the latest refit's record or ``None``) and the
-        settings (:func:`settings_reply`).
+        ``fits``, ``latest_fit``, ``next_refit_at``, ``refit_due``,
+        ``refitting``, ``refit``, ``last_refit`` (the latest refit's record or
+        ``None``), ``owner`` (who holds the session open for asking, or
+        ``None``) and the settings.
     """
-    st = exp.status() if status is None else status
-    return {"session": str(exp.path if session is None else session), "told": st["told"],
-            "pending": st["pending"], "pending_ids": [int(i) for i in exp.pending],
-            "expired": st["expired"], "fits": st["fits"], "latest_fit": latest_fit_reply(exp),
-            "next_refit_at": st["next_refit_at"],
-            "refit_due": st["told"] >= st["next_refit_at"], "refitting": bool(refitting),
-            "refit": refit, "last_refit": last_refit, **settings_reply(exp)}
+    return {"session": str(session), "told": counts["told"], "pending": counts["pending"],
+            "pending_ids": [int(i) for i in pending_ids], "expired": counts["expired"],
+            "fits": counts["fits"], "latest_fit": latest_fit_reply(latest_fit),
+            "next_refit_at": int(next_refit_at),
+            "refit_due": counts["told"] >= next_refit_at, "refitting": bool(refitting),
+            "refit": refit, "last_refit": last_refit, "owner": owner,
+            **settings_reply(settings)}

@@ -15,6 +15,7 @@ import pytest
 import psyphy_numpyro as pn
 from psyphy_numpyro import cli
 from psyphy_numpyro.cli import experiment as cx
+from psyphy_numpyro.design.store import FileLock
 
 PREFIX = "psyphy-numpyro: error:"
 # a small, quickly compiled model and quick refits (as in test_design)
@@ -234,7 +235,7 @@ def test_a_bug_answers_in_json_and_keeps_its_traceback(tmp_path, capsys, monkeyp
 
 
 def test_the_refit_lock_is_exclusive(tmp_path):
-    a, b = cx._RefitLock(tmp_path), cx._RefitLock(tmp_path)
+    a, b = FileLock(tmp_path / "refit.lock"), FileLock(tmp_path / "refit.lock")
     assert not a.held_elsewhere()
     assert a.acquire(blocking=False)
     assert not b.acquire(blocking=False) and b.held_elsewhere()
@@ -248,12 +249,12 @@ def test_a_status_probe_of_the_lock_does_not_make_a_due_refit_look_running(tmp_p
     throughout (a running refit) is not."""
     import threading
 
-    probe, caller = cx._RefitLock(tmp_path), cx._RefitLock(tmp_path)
+    probe, caller = FileLock(tmp_path / "refit.lock"), FileLock(tmp_path / "refit.lock")
     assert probe.acquire(blocking=False)
     threading.Timer(0.05, probe.release).start()
     assert cx._acquire_soon(caller, tries=200)  # up to 10 s: a loaded machine is slow
     caller.release()
-    refit = cx._RefitLock(tmp_path)
+    refit = FileLock(tmp_path / "refit.lock")
     assert refit.acquire(blocking=False)
     assert not cx._acquire_soon(caller)
     refit.release()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import psyphy_numpyro as pn
-from psyphy_numpyro.design import session
+from psyphy_numpyro.design import refit
 from psyphy_numpyro.design.acquisition import candidate_trials, score_trials
 
 # a small, quickly compiled model for the sessions (reparam compiles several times faster)
@@ -242,7 +242,7 @@ def test_read_settings_and_latest_fit_info_read_the_file_without_changing_it(tmp
         proposals = (np.zeros((2, 2)), np.full((2, 2), 0.1))
         return {"fit": fit, "seq": job["seq"], "path": job["path"], "proposals": proposals}
 
-    monkeypatch.setattr(session, "_refit_job", fake_refit)
+    monkeypatch.setattr(refit, "refit_job", fake_refit)
     ids, _ = exp.ask(5)
     exp.tell(ids, [1, 0, 1, 1, 0])
     exp.refit()
@@ -295,14 +295,14 @@ def test_offline_sessions_are_bit_identical_per_seed_and_resume_after_reopening(
 def test_live_ask_does_not_wait_for_a_running_refit(tmp_path, monkeypatch):
     release = threading.Event()
     started = threading.Event()
-    real = session._refit_job
+    real = refit.refit_job
 
     def slow_refit(job):
         started.set()
         release.wait(120)  # a refit that runs until the test lets it finish
         return real(job)
 
-    monkeypatch.setattr(session, "_refit_job", slow_refit)
+    monkeypatch.setattr(refit, "refit_job", slow_refit)
     exp = pn.Experiment(tmp_path / "live.sqlite", SMALL, live=True, num_initial=30,
                         refit_every=30, fit_options=QUICK_FITS)
     ids, st = exp.ask(30)
@@ -390,12 +390,12 @@ def test_a_session_chooses_its_hyperparameters_again_when_the_floor_is_too_high(
 
     monkeypatch.setattr(map_fit, "fit_map", lambda d, m, **kw: used.append(m) or Fit(m))
     monkeypatch.setattr(laplace, "fit_laplace", lambda d, m, **kw: Fit(m))
-    monkeypatch.setattr(session, "propose_trials", lambda *a, **k: (np.zeros((0, 2)),) * 2)
+    monkeypatch.setattr(refit, "propose_trials", lambda *a, **k: (np.zeros((0, 2)),) * 2)
     job = {"data": data, "model": coarse, "seq": 1, "seed": 0, "previous": None,
            "options": {**QUICK_FITS, "criterion": "info_gain"}, "num_proposals": 4,
            "path": tmp_path / "f" / "fit.nc"}
-    chosen = session._refit_job({**job, "chosen": True})["fit"].model
+    chosen = refit.refit_job({**job, "chosen": True})["fit"].model
     assert chosen == pn.WPPM.for_data(data) and chosen.diag_term < coarse.diag_term
     assert not floor_is_high(data, chosen)[0]
-    assert session._refit_job({**job, "chosen": False})["fit"].model == coarse
+    assert refit.refit_job({**job, "chosen": False})["fit"].model == coarse
     assert used == [chosen, coarse]

@@ -5,6 +5,7 @@ server process (``python -m psyphy_numpyro serve``). Sessions here never reach
 a refit (``num_initial`` above the trials told) unless a test is about refits.
 """
 
+import json
 import os
 import re
 import shutil
@@ -17,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from psyphy_numpyro import protocol
 from psyphy_numpyro.client import Client, ServerError, SessionNotOpen
 from psyphy_numpyro.server import check_bind, is_loopback
 from psyphy_numpyro.server.sessions import resolve_name
@@ -94,7 +94,7 @@ def app_client(tmp_path):
 # ---------------------------------------------------------------------------
 # in process (TestClient)
 # ---------------------------------------------------------------------------
-def test_ask_tell_status_and_idempotent_tell(app_client):
+def test_ask_tell_status_and_idempotent_tell(app_client, capsys):
     c = app_client
     r = c.post("/sessions", json={"name": "obs1.sqlite", "seed": 3, **NO_REFIT})
     assert r.status_code == 200 and r.json()["created"] is True
@@ -115,13 +115,16 @@ def test_ask_tell_status_and_idempotent_tell(app_client):
     s = c.get("/sessions/obs1.sqlite/status").json()
     assert s["told"] == 3 and s["pending"] == 0 and s["refit"]["state"] == "not_due"
     assert s["seed"] == 3 and s["session"] == "obs1.sqlite"
-    # the reply is the CLI's status schema (protocol.status_reply) plus server fields
-    from psyphy_numpyro.design.session import Experiment
+    # the same schema as the command line's status (read-only: it works while the server
+    # owns the file)
+    from psyphy_numpyro import cli
 
-    with Experiment(s["file"], live=False, auto_refit=False) as exp:
-        cli_keys = set(protocol.status_reply(exp, refit={}, refitting=False,
-                                             last_refit=None))
-    assert cli_keys <= set(s)
+    assert cli.main(["experiment", "status", s["file"]]) == 0
+    c_obj = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert set(c_obj) <= set(s)
+    for key in ("told", "pending", "fits", "next_refit_at", "refit", "seed", "num_initial"):
+        assert c_obj[key] == s[key], key
+    assert s["owner"]["pid"] == os.getpid() and c_obj["owner"]["pid"] == os.getpid()
 
 
 def test_ask_request_id_returns_the_same_trials(app_client):
@@ -156,22 +159,23 @@ def test_errors_map_to_http(app_client):
     # a session open here, reopened with other settings
     r = c.post("/sessions", json={"name": "s.sqlite", "seed": 99})
     assert r.status_code == 400 and "seed" in r.json()["error"]
-    # a busy session is a 409 with its owner
-    from psyphy_numpyro import errors
-
-    app = c.app
-    busy = errors.SessionBusy("x.sqlite", {"pid": 1, "host": "h", "since": "t"})
-
-    def raise_busy(*a, **k):
-        raise busy
-
-    original = app.state.registry.open
-    app.state.registry.open = raise_busy
+    # a session another process owns: 409 naming the owner; takeover takes it
+    code = ("import sys, time; import psyphy_numpyro as pn; "
+            "e = pn.Experiment(sys.argv[1], live=False); print('open', flush=True); "
+            "time.sleep(120)")
+    other = subprocess.Popen([sys.executable, "-c", code, str(Path(c.app.state.registry.root)
+                                                                / "busy.sqlite")],
+                             stdout=subprocess.PIPE, text=True, env=_env())
     try:
-        r = c.post("/sessions", json={"name": "x.sqlite"})
+        assert other.stdout.readline().strip() == "open"
+        r = c.post("/sessions", json={"name": "busy.sqlite"})
+        assert r.status_code == 409, r.json()
+        assert r.json()["owner"]["pid"] == other.pid and "takeover" in r.json()["error"]
+        r = c.post("/sessions", json={"name": "busy.sqlite", "takeover": True})
+        assert r.status_code == 200 and r.json()["owner"]["pid"] == os.getpid()
     finally:
-        app.state.registry.open = original
-    assert r.status_code == 409 and r.json()["owner"]["pid"] == 1
+        other.kill()
+        other.wait()
 
 
 def test_openapi_and_docs(app_client):
@@ -462,9 +466,16 @@ def test_durability_under_sigkill(tmp_path):
     threads = [threading.Thread(target=client, args=(n, k)) for k, n in enumerate(names)]
     for t in threads:
         t.start()
+    def total():
+        return sum(len(a) for a in acked.values())
+
     kills = 0
     for _ in range(6):
-        time.sleep(rng.uniform(0.3, 1.5))
+        # a kill while the clients ask and tell: after a few acknowledged trials since
+        # the restart, then at a random moment
+        start = total()
+        _wait_for(lambda s=start: total() >= s + 3 or errors, timeout=120, every=0.05)
+        time.sleep(rng.uniform(0.0, 0.5))
         srv.kill()
         kills += 1
         srv.start(port=srv.port)

@@ -12,6 +12,7 @@ from .. import errors
 __all__ = [
     "PROG",
     "CLIError",
+    "LazyParser",
     "MODEL_OPTIONS",
     "parse_lapse_rate",
     "estimator_names",
@@ -25,6 +26,42 @@ PROG = "psyphy-numpyro"
 
 class CLIError(errors.InvalidInput):
     """Bad command-line input detected by the CLI itself."""
+
+
+class LazyParser(argparse.ArgumentParser):
+    """A parser whose arguments are added on first use (parsing, help, usage).
+
+    Some subcommands show the library's defaults in their help, which imports
+    JAX; built lazily, they cost nothing to a call of another subcommand
+    (``experiment status`` starts without JAX).
+
+    Parameters
+    ----------
+    populate : callable, optional
+        ``populate(parser)`` adds the arguments; called once.
+    """
+
+    def __init__(self, *args, populate=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._populate = populate
+
+    def populate(self):
+        """Add the arguments now (once)."""
+        populate, self._populate = self._populate, None
+        if populate is not None:
+            populate(self)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.populate()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self):
+        self.populate()
+        return super().format_help()
+
+    def format_usage(self):
+        self.populate()
+        return super().format_usage()
 
 
 MODEL_OPTIONS = (

@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import warnings
 
-import numpy as np
-
 from ._common import MODEL_OPTIONS, CLIError, given_options
 from .experiment import run as _cmd_experiment
 from .serve import run as _cmd_serve
@@ -49,6 +47,7 @@ def _weights_dtype(path):
     (format 2: ``unconstrained_posterior``, format 1: ``posterior``); ``None`` for a file
     that is not NetCDF-4 or holds no ``W`` (:func:`load_fit` then reports it)."""
     import h5netcdf
+    import numpy as np
 
     from ..arviz_io import WEIGHTS_GROUP
 
@@ -67,6 +66,7 @@ def _weights_dtype(path):
 def _enable_x64_for(path):
     """Switch JAX to float64 when the saved weights are float64 (identical read-outs)."""
     import jax
+    import numpy as np
 
     if _weights_dtype(path) == np.float64:
         jax.config.update("jax_enable_x64", True)
@@ -211,6 +211,8 @@ def _grid_text(d):
 
 
 def _cmd_summary(args):
+    import numpy as np
+
     fit = _load(args.fit)
     data = fit.data
     print(f"file: {args.fit}")
@@ -253,6 +255,8 @@ def _cmd_summary(args):
 # thresholds
 # ---------------------------------------------------------------------------
 def _format_rows(names, values):
+    import numpy as np
+
     out = []
     for row in values:
         cells = []

@@ -18,8 +18,14 @@ Protocol
 * Exit status 0: success (for ``tell``: the responses are on disk).
   2: bad input (an unknown or repeated id, a response that is not 0/1, a
   missing session, an invalid option, a usage error); nothing was changed.
+  3: the session is owned by another live process (a server, a running
+  script): the JSON object names it under ``"owner"``; nothing was changed
+  (``--takeover`` takes the session over).
   1: a refit run by ``refit`` (in the foreground) failed, or a bug
   (its traceback on stderr).
+* ``ask``, ``tell``, ``expire`` and a foreground ``refit`` own the session
+  while they run (see :class:`~psyphy_numpyro.Experiment`); ``status`` only
+  reads it: it never waits, never takes the session and imports no JAX.
 * Each call is a fresh process that reopens the session file, so ``ask``
   hands out trials left pending (asked, never told) before new ones, with
   the same ids (``--no-reissue`` to hand out only new trials).
@@ -58,10 +64,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import errors, protocol
+from ..design.store import FileLock, SessionStore, read_settings
 from ._common import (
     MODEL_OPTIONS,
     PROG,
     CLIError,
+    LazyParser,
     error_message,
     estimator_names,
     given_options,
@@ -90,7 +98,8 @@ examples:
   psyphy-numpyro experiment status obs1.sqlite
 
 Every call prints one JSON object on one line of stdout ("ok": true/false);
-exit status 0 ok, 2 bad input (nothing changed), 1 a failed refit or a bug.
+exit status 0 ok, 2 bad input (nothing changed), 3 the session is owned by
+another live process (--takeover takes it over), 1 a failed refit or a bug.
 See docs/experiment.md.
 """
 
@@ -113,7 +122,7 @@ def _usage_error(parser, message):
     sys.exit(2)
 
 
-class _JSONParser(argparse.ArgumentParser):
+class _JSONParser(LazyParser):
     """An action's parser: usage errors and unrecognised arguments also answer in JSON."""
 
     def error(self, message):
@@ -147,7 +156,7 @@ def add_parser(sub, raw) -> None:
                                            "the first refit chooses the WPPM's "
                                            "hyperparameters from the data; any model option "
                                            "fixes the model (WPPM defaults for the rest)."),
-                          formatter_class=raw)
+                          formatter_class=raw, populate=_add_new_options)
     new.add_argument("session", help=session_help)
     new.add_argument("--dim", "--input-dim", dest="dim", type=int, default=None,
                      help="stimulus dimension, 1 to 3 (default: 2)")
@@ -162,6 +171,13 @@ def add_parser(sub, raw) -> None:
                      "(default: 0.005 0.4)")
     new.add_argument("--exist-ok", action="store_true",
                      help="reopen the session if it exists (its settings must match)")
+    _add_actions(acts, raw, session_help)
+    p.set_defaults(command="experiment")
+
+
+def _add_new_options(new) -> None:
+    """The refit and model options of ``experiment new`` (added on first use: their
+    choices come from the library, which imports JAX)."""
     f = new.add_argument_group("refits (defaults: the session's)")
     f.add_argument("--map-steps", type=int, help="MAP steps of the first fit (default: 2000)")
     f.add_argument("--warm-steps", type=int,
@@ -179,12 +195,21 @@ def add_parser(sub, raw) -> None:
             kwargs = {"type": parse_lapse_rate if typ == "lapse" else typ}
         m.add_argument("--" + name.replace("_", "-"), default=None, help=text, **kwargs)
 
+
+def _add_actions(acts, raw, session_help) -> None:
+    """The actions after ``new``."""
+
     def refit_option(q, default="background"):
         q.add_argument("--refit", choices=REFIT_MODES, default=default,
                        help="when a refit is due: start it in a background process "
                        "(default), run it in this process and wait, or do nothing")
         q.add_argument("--wait", dest="refit", action="store_const", const="wait",
                        help="same as --refit wait")
+
+    def takeover_option(q):
+        q.add_argument("--takeover", action="store_true",
+                       help="take the session over from a live owner (a server, a script "
+                       "holding it open): its pending trials move to this call")
 
     ask = acts.add_parser("ask", help="the next trials (ids and stimuli)",
                           description=wrap("Hand out the next trials: trials left pending by "
@@ -197,6 +222,7 @@ def add_parser(sub, raw) -> None:
     ask.add_argument("--no-reissue", action="store_true",
                      help="hand out only new trials (pending ones stay tellable)")
     refit_option(ask)
+    takeover_option(ask)
 
     tell = acts.add_parser("tell", help="record responses",
                            description=wrap("Record responses (1 correct, 0 wrong; true/false "
@@ -210,7 +236,11 @@ def add_parser(sub, raw) -> None:
     tell.add_argument("--json", help='{"ids": [...], "responses": [...]}')
     tell.add_argument("--ids", help="comma-separated trial ids, e.g. 4,5,6")
     tell.add_argument("--responses", help="comma-separated 0/1 responses, e.g. 1,0,1")
+    tell.add_argument("--repeat-ok", action="store_true",
+                      help="accept ids already told with the same response (a retried call) "
+                      "without recording them twice; a different response is still an error")
     refit_option(tell)
+    takeover_option(tell)
 
     status = acts.add_parser("status", help="counts, fits and the refit state",
                              formatter_class=raw)
@@ -226,7 +256,9 @@ def add_parser(sub, raw) -> None:
                        help="only when a refit is due by the session's policy")
     refit.add_argument("--background", action="store_true",
                        help="start it in a detached process and return at once")
+    takeover_option(refit)
     refit.add_argument("--lock-fd", type=int, default=None, help=argparse.SUPPRESS)
+    refit.add_argument("--delegated", action="store_true", help=argparse.SUPPRESS)
 
     expire = acts.add_parser("expire", help="discard pending trials",
                              description=wrap("Mark pending trials expired: never handed out "
@@ -234,7 +266,7 @@ def add_parser(sub, raw) -> None:
                              formatter_class=raw)
     expire.add_argument("session", help=session_help)
     expire.add_argument("--ids", help="comma-separated ids (default: every pending trial)")
-    p.set_defaults(command="experiment")
+    takeover_option(expire)
 
 
 # ---------------------------------------------------------------------------
@@ -244,6 +276,11 @@ def run(args) -> int:
     """Run ``experiment <action>``; print its JSON object; return the exit status."""
     try:
         result, status = _ACTIONS[args.action](args)
+    except errors.SessionBusy as exc:
+        text = error_message(exc)
+        print(f"{PROG}: error: {text}", file=sys.stderr)
+        _emit({"ok": False, "error": text, "status": 3, "owner": exc.owner})
+        return 3
     except (errors.Error, OSError, sqlite3.Error) as exc:
         status = 1 if isinstance(exc, errors.FitDivergedError | errors.FitFailedError) else 2
         text = error_message(exc)
@@ -267,24 +304,30 @@ def _fits_dir(path) -> Path:
 def _check_session(path) -> None:
     """Check that ``path`` is an existing session file (``ValueError`` if it is not one),
     leaving the file as it is."""
-    from ..design.session import Experiment
-
     if not os.path.exists(path):
         raise CLIError(f"{path}: no such session file (create it with "
                        f"'{PROG} experiment new')")
-    Experiment.read_settings(path)
+    read_settings(path)
 
 
-def _open(path, *, reissue=True):
-    """Reopen a session with its stored settings; refits only when this module runs them."""
+def _open(path, *, reissue=True, takeover=False):
+    """Reopen a session with its stored settings, owning it (``SessionBusy`` when a live
+    process owns it and not ``takeover``); refits only when this module runs them."""
     from ..design.session import Experiment
 
     _check_session(path)
-    return Experiment(path, live=False, auto_refit=False, reissue=reissue)
+    return Experiment(path, live=False, auto_refit=False, reissue=reissue, takeover=takeover)
 
 
-def _settings(exp) -> dict:
-    return protocol.settings_reply(exp)
+def _read(path):
+    """The session's store, opened read-only (no JAX, no ownership)."""
+    _check_session(path)
+    return SessionStore(path, read_only=True)
+
+
+def _settings(s) -> dict:
+    """The settings the JSON objects report, from the stored ``settings``."""
+    return protocol.settings_reply(s)
 
 
 def _int_list(option, text) -> list[int]:
@@ -304,11 +347,10 @@ def _new(args):
     from ..validation import check_int
 
     path = args.session
-    created = not os.path.exists(path)
-    if not created:
+    exists = f"{path}: already exists ('experiment ask' resumes it; --exist-ok reopens it)"
+    if os.path.exists(path):
         if not args.exist_ok:
-            raise CLIError(f"{path}: already exists ('experiment ask' resumes it; --exist-ok "
-                           "reopens it)")
+            raise CLIError(exists)
         _check_session(path)
     options = given_options(args, **{n: n for n, _, _ in MODEL_OPTIONS})
     model = None
@@ -319,12 +361,17 @@ def _new(args):
     for name, lo in (("map_steps", 1), ("warm_steps", 1), ("num_draws", 2)):
         if name in fit_options:  # checked now, not at the first refit
             check_int("--" + name.replace("_", "-"), fit_options[name], lo)
-    exp = Experiment(path, model, seed=args.seed, live=False, auto_refit=False,
-                     input_dim=args.dim, num_initial=args.num_initial,
-                     refit_every=args.refit_every, distances=args.distances,
-                     fit_options=fit_options or None)
+    given = {"seed": args.seed, "input_dim": args.dim, "num_initial": args.num_initial,
+             "refit_every": args.refit_every, "distances": args.distances,
+             "fit_options": fit_options or None}
+    try:  # creates the session (race-free: one process stores the settings) or checks them
+        exp = Experiment(path, model, live=False, auto_refit=False, **given)
+    except errors.SessionBusy:  # it exists and is owned: check the settings only
+        exp = Experiment(path, model, read_only=True, **given)
     try:
-        out = {"session": str(path), "created": created, **_settings(exp),
+        if not exp.created and not args.exist_ok:
+            raise CLIError(exists)  # another process created it a moment ago
+        out = {"session": str(path), "created": exp.created, **_settings(exp.settings),
                "told": exp.num_told}
     finally:
         exp.close()
@@ -334,13 +381,15 @@ def _new(args):
 # -- ask ------------------------------------------------------------------------------
 def _ask(args):
     if args.refit == "wait":
-        refit = _refit_step(args.session, "wait")
-    exp = _open(args.session, reissue=not args.no_reissue)
+        refit = _refit_step(args.session, "wait", takeover=args.takeover)
+    exp = _open(args.session, reissue=not args.no_reissue, takeover=args.takeover)
     try:
         before = set(exp.pending.tolist())
         ids, stimuli = exp.ask(args.n)
-        out = protocol.ask_reply(exp, ids, stimuli, reissued=sum(int(i) in before for i in ids),
-                                 refit=None)
+        st = exp.status()
+        out = protocol.ask_reply(ids, stimuli, sources=exp.sources(ids),
+                                 reissued=sum(int(i) in before for i in ids), told=st["told"],
+                                 pending=st["pending"], refit=None)
     finally:
         exp.close()
     if args.refit != "wait":
@@ -397,50 +446,55 @@ def _tell_input(args):
 
 def _tell(args):
     ids, responses = _tell_input(args)
-    exp = _open(args.session)
+    exp = _open(args.session, takeover=args.takeover)
     try:
-        exp.tell(ids, responses)  # committed (synchronous=FULL) before it returns
-        out = protocol.tell_reply(exp, ids, refit=None)
+        recorded = exp.tell(ids, responses, repeat_ok=args.repeat_ok)  # on disk now
+        st = exp.status()
     finally:
         exp.close()
     refit = _refit_step(args.session, args.refit)
     if refit["state"] == "failed":
         print(f"{PROG}: warning: the responses were recorded; the refit failed: "
               f"{refit['error']}", file=sys.stderr)
-    out["refit"] = refit
-    return out, 0
+    return protocol.tell_reply(ids, recorded=recorded, total_told=st["told"],
+                               pending=st["pending"], refit=refit), 0
 
 
 # -- status ---------------------------------------------------------------------------
-def _latest_fit(exp):
-    return protocol.latest_fit_reply(exp)
+def _latest_fit(store):
+    return protocol.latest_fit_reply(store.latest_fit())
 
 
 def _status(args):
-    lock = _RefitLock(_fits_dir(args.session))
-    exp = _open(args.session, reissue=False)
+    store = _read(args.session)  # read-only: no JAX, no ownership, never waits for an owner
     try:
-        refitting = lock.held_elsewhere()
-        last = _read_state(args.session)
-        if last is not None and last.get("state") == "running" and not refitting:
-            last["state"] = "interrupted"
-        st = exp.status()
-        if refitting:
-            state = "running"
-        else:
-            state = "due" if st["told"] >= st["next_refit_at"] else "not_due"
-        out = protocol.status_reply(exp, refit=protocol.refit_reply(state, st["next_refit_at"]),
-                                    refitting=refitting, last_refit=last,
-                                    session=str(args.session), status=st)
+        settings = store.settings()
+        counts = store.counts()
+        pending_ids = store.pending_ids()
+        latest = store.latest_fit()
+        next_at = store.next_refit_at(settings)
+        owner = store.owner()
     finally:
-        exp.close()
-    return out, 0
+        store.close()
+    refitting = _refit_lock(args.session).held_elsewhere()
+    last = _read_state(args.session)
+    if last is not None and last.get("state") == "running" and not refitting:
+        last["state"] = "interrupted"
+    if refitting:
+        state = "running"
+    else:
+        state = "due" if counts["told"] >= next_at else "not_due"
+    return protocol.status_reply(
+        session=str(args.session), counts=counts, pending_ids=pending_ids, latest_fit=latest,
+        next_refit_at=next_at, refitting=refitting,
+        refit=protocol.refit_reply(state, next_at), last_refit=last, settings=settings,
+        owner=owner), 0
 
 
 # -- expire ---------------------------------------------------------------------------
 def _expire(args):
     ids = None if args.ids is None else _int_list("--ids", args.ids)
-    exp = _open(args.session, reissue=False)
+    exp = _open(args.session, reissue=False, takeover=args.takeover)
     try:
         done = exp.expire(ids).tolist()
         st = exp.status()
@@ -452,8 +506,10 @@ def _expire(args):
 # -- refit ----------------------------------------------------------------------------
 def _refit(args):
     _check_session(args.session)
-    lock = _RefitLock(_fits_dir(args.session))
+    lock = _refit_lock(args.session)
     if args.background:
+        # started for this caller, who must be allowed to own the session: checked now
+        _open(args.session, reissue=False, takeover=args.takeover).close()
         if not lock.acquire(blocking=False):
             return {"refit": {"state": "running"}}, 0
         return {"refit": _spawn_refit(args.session, lock, if_due=args.if_due)}, 0
@@ -465,7 +521,8 @@ def _refit(args):
     else:
         lock.acquire(blocking=True)
     try:
-        info = _refit_locked(args.session, only_if_due=args.if_due)
+        info = _refit_locked(args.session, only_if_due=args.if_due, takeover=args.takeover,
+                             delegated=args.delegated)
     finally:
         lock.release()
     if info["state"] == "failed":
@@ -474,7 +531,7 @@ def _refit(args):
     return {"refit": info}, 0
 
 
-def _refit_step(path, mode):
+def _refit_step(path, mode, *, takeover=False):
     """After ``tell`` (before or after ``ask``): start, run or skip a due refit.
 
     Never raises: the responses or trials are already committed when it runs, so a
@@ -482,29 +539,29 @@ def _refit_step(path, mode):
     ``{"state": "failed", "error": ...}`` and the command still succeeds.
     """
     try:
-        return _refit_step_unchecked(path, mode)
+        return _refit_step_unchecked(path, mode, takeover)
     except Exception as exc:  # noqa: BLE001 - reported in the JSON and on stderr
         print(f"{PROG}: warning: the refit could not start: {error_message(exc)}",
               file=sys.stderr)
         return {"state": "failed", "error": error_message(exc)}
 
 
-def _refit_step_unchecked(path, mode):
-    exp = _open(path, reissue=False)
+def _refit_step_unchecked(path, mode, takeover):
+    store = _read(path)
     try:
-        st = exp.status()
+        told, next_at = store.counts()["told"], store.next_refit_at(store.settings())
     finally:
-        exp.close()
-    out = {"next_refit_at": st["next_refit_at"]}
-    if st["told"] < st["next_refit_at"]:
+        store.close()
+    out = {"next_refit_at": next_at}
+    if told < next_at:
         return {"state": "not_due", **out}
     if mode == "off":
         return {"state": "off", **out}
-    lock = _RefitLock(_fits_dir(path))
+    lock = _refit_lock(path)
     if mode == "wait":
         lock.acquire(blocking=True)
         try:
-            return _refit_locked(path, only_if_due=True)
+            return _refit_locked(path, only_if_due=True, takeover=takeover)
         finally:
             lock.release()
     if not _acquire_soon(lock):
@@ -533,37 +590,53 @@ def _now():
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _refit_locked(path, *, only_if_due):
-    """One refit, the refit lock held by this process; its state in ``refit.json``."""
-    exp = _open(path, reissue=False)
+def _refit_locked(path, *, only_if_due, takeover=False, delegated=False):
+    """One refit, the refit lock held by this process; its state in ``refit.json``.
+
+    The process owns the session while it refits, except a ``delegated`` one: the
+    detached refit that an owner (``ask``, ``tell``) started, which runs beside the next
+    calls and only adds a fit and its proposals.
+    """
+    if delegated:
+        from ..design.refit import refit_session
+
+        store = SessionStore(path)
+        owner, run = None, lambda: refit_session(store)
+    else:
+        owner = _open(path, reissue=False, takeover=takeover)
+        store, run = SessionStore(path, read_only=True), owner.refit
     try:
-        st = exp.status()
-        if only_if_due and st["told"] < st["next_refit_at"]:
-            return {"state": "not_due", "next_refit_at": st["next_refit_at"]}
-        if st["told"] == 0 or st["told"] == st["latest_fit_trials"]:
-            return {"state": "up_to_date", "next_refit_at": st["next_refit_at"]}
+        settings = store.settings()
+        told, next_at = store.counts()["told"], store.next_refit_at(settings)
+        latest = store.latest_fit()
+        if only_if_due and told < next_at:
+            return {"state": "not_due", "next_refit_at": next_at}
+        if told == 0 or (latest is not None and told == latest["num_trials"]):
+            return {"state": "up_to_date", "next_refit_at": next_at}
         state = {"state": "running", "pid": os.getpid(), "started": _now(),
-                 "num_trials": st["told"]}
+                 "num_trials": told}
         _write_state(path, state)
-        _log(path, f"refit of {st['told']} responses started (pid {os.getpid()})")
+        _log(path, f"refit of {told} responses started (pid {os.getpid()})")
         t0 = time.monotonic()
         try:
-            exp.refit()
+            run()
         except Exception as exc:  # noqa: BLE001 - recorded in refit.json / refit.log
             state.update(state="failed", ended=_now(), error=error_message(exc),
                          seconds=round(time.monotonic() - t0, 3))
             _write_state(path, state)
             _log(path, "refit failed:\n" + traceback.format_exc())
             return state
-        latest = _latest_fit(exp)
+        latest = _latest_fit(store)
         state.update(state="finished", ended=_now(), seconds=round(time.monotonic() - t0, 3),
                      fit=latest["fit"], file=latest["file"],
-                     next_refit_at=exp.status()["next_refit_at"])
+                     next_refit_at=store.next_refit_at(store.settings()))
         _write_state(path, state)
         _log(path, f"refit finished: {latest['file']} ({state['seconds']} s)")
         return state
     finally:
-        exp.close()
+        store.close()
+        if owner is not None:
+            owner.close()
 
 
 def _spawn_refit(path, lock, *, if_due):
@@ -571,8 +644,9 @@ def _spawn_refit(path, lock, *, if_due):
     import psyphy_numpyro
 
     folder = _fits_dir(path)
+    # --delegated: it refits for the owner that starts it, without taking the session
     cmd = [sys.executable, "-m", "psyphy_numpyro", "experiment", "refit",
-           os.path.abspath(path)] + (["--if-due"] if if_due else [])
+           os.path.abspath(path), "--delegated"] + (["--if-due"] if if_due else [])
     env = dict(os.environ)
     package_root = str(Path(psyphy_numpyro.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join([package_root] + [p for p in env.get(
@@ -622,87 +696,9 @@ def _read_state(path):
         return None
 
 
-class _RefitLock:
-    """The exclusive refit lock ``<session>.fits/refit.lock``.
-
-    An operating-system file lock (``flock`` on POSIX, ``msvcrt.locking`` on
-    Windows): released when the holding process ends, however it ends.
-    """
-
-    def __init__(self, folder):
-        self.path = Path(folder) / "refit.lock"
-        self.fd = None
-
-    def _open(self):
-        self.path.parent.mkdir(exist_ok=True)
-        return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-
-    def acquire(self, *, blocking: bool) -> bool:
-        fd = self._open()
-        try:
-            ok = _lock(fd, blocking)
-        except BaseException:
-            os.close(fd)
-            raise
-        if not ok:
-            os.close(fd)
-            return False
-        self.fd = fd
-        return True
-
-    def adopt(self, fd: int) -> None:
-        self.fd = fd
-
-    def release(self) -> None:
-        if self.fd is not None:
-            _unlock(self.fd)
-            self.close()
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-    def held_elsewhere(self) -> bool:
-        """Whether another process holds the lock (a refit is running)."""
-        if not self.path.parent.exists():
-            return False
-        if self.acquire(blocking=False):
-            self.release()
-            return False
-        return True
-
-
-if os.name == "posix":
-    import fcntl
-
-    def _lock(fd, blocking):
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            return False
-        return True
-
-    def _unlock(fd):
-        fcntl.flock(fd, fcntl.LOCK_UN)
-
-else:  # pragma: no cover - Windows
-    import msvcrt
-
-    def _lock(fd, blocking):
-        os.lseek(fd, 0, os.SEEK_SET)
-        while True:
-            try:
-                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-                return True
-            except OSError:
-                if not blocking:
-                    return False
-                time.sleep(0.5)
-
-    def _unlock(fd):
-        os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+def _refit_lock(path) -> FileLock:
+    """The exclusive refit lock ``<session>.fits/refit.lock`` (see :class:`FileLock`)."""
+    return FileLock(_fits_dir(path) / "refit.lock")
 
 
 _ACTIONS = {"new": _new, "ask": _ask, "tell": _tell, "status": _status, "refit": _refit,

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import MODEL_OPTIONS, PROG, CLIError, estimator_names, parse_lapse_rate, wrap
+from ._common import (
+    MODEL_OPTIONS,
+    PROG,
+    CLIError,
+    LazyParser,
+    estimator_names,
+    parse_lapse_rate,
+    wrap,
+)
 
 __all__ = ["build_parser", "CLIError", "PROG"]
 
@@ -107,7 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .._version import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # LazyParser: a subcommand's arguments (some show the library's defaults, which
+    # imports JAX) are built only when that subcommand runs or shows its help
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                parser_class=LazyParser)
     _add_fit(sub, raw)
     _add_summary(sub, raw)
     _add_thresholds(sub, raw)
@@ -127,6 +138,7 @@ def _add_fit(sub, raw):
         description=wrap("Fit a WPPM to the trials in a CSV file and save the fit as NetCDF."),
         epilog=_FIT_EPILOG,
         formatter_class=raw,
+        populate=_add_inference_options,  # the library's defaults: imported on first use
     )
     p.add_argument("trials", help="trials CSV (header ref_x,...,comparison_x,...,response)")
     p.add_argument("--out", "-o", required=True, help="output fit file (NetCDF, e.g. fit.nc)")
@@ -135,7 +147,6 @@ def _add_fit(sub, raw):
     p.add_argument("--plot", metavar="FIGURE", help="also draw the fitted covariance field "
                    "(ellipses in 2-D, three slices in 3-D, posterior bands for laplace/nuts) "
                    "to this PNG, PDF or SVG file")
-    _add_inference_options(p)
     p.set_defaults(command="fit")
 
 

@@ -2,28 +2,46 @@
 
 ``acquisition`` scores candidate trials by the information one response
 carries about the field under a posterior fit and picks diverse batches;
-``session`` is :class:`Experiment`, the crash-safe ask/tell store that runs
-the space-filling start, the refits and the adaptive batches.
+``store`` is the session file (SQLite, WAL, the ownership lease; no JAX);
+``refit`` the refit pipeline; ``session`` is :class:`Experiment`, the
+crash-safe ask/tell session that runs the space-filling start, the refits and
+the adaptive batches.
+
+The names below load on first use (PEP 562), so importing
+:mod:`psyphy_numpyro.design.store` (the command line's read-only calls) does
+not import JAX.
 """
 
-from .acquisition import (
-    CRITERIA,
-    candidate_trials,
-    inside_domain,
-    propose_trials,
-    random_trials,
-    score_trials,
-    space_filling_trials,
-)
-from .session import Experiment
+from __future__ import annotations
 
-__all__ = [
-    "CRITERIA",
-    "Experiment",
-    "candidate_trials",
-    "inside_domain",
-    "propose_trials",
-    "random_trials",
-    "score_trials",
-    "space_filling_trials",
-]
+import importlib
+import importlib.util
+
+# public name -> the submodule that defines it
+_EXPORTS = {
+    "CRITERIA": ".acquisition",
+    "candidate_trials": ".acquisition",
+    "inside_domain": ".acquisition",
+    "propose_trials": ".acquisition",
+    "random_trials": ".acquisition",
+    "score_trials": ".acquisition",
+    "space_filling_trials": ".acquisition",
+    "Experiment": ".session",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        if name.startswith("_") or importlib.util.find_spec(f"{__name__}.{name}") is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return importlib.import_module(f".{name}", __name__)  # a submodule: design.store
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,24 +1,10 @@
-"""``Experiment``: a crash-safe adaptive session (SQLite, WAL) with ask / tell and refits.
+"""``Experiment``: a crash-safe adaptive session with ask / tell and refits.
 
-The session file is an SQLite database (standard library ``sqlite3``) in WAL
-mode with ``synchronous=FULL``: every ``ask`` and every ``tell`` is one
-transaction, committed to disk before the call returns, so a process killed
-at any moment (``kill -9``, a power cut after the commit) loses no
-acknowledged response, and reopening the file resumes the session.
-
-Tables
-------
-``meta``
-    The session's settings (dimension, model, seed, policy) as JSON.
-``trials``
-    One row per asked trial: id, stimuli (JSON, exact float64 round trip),
-    how it was chosen, its state (``pending`` / ``told`` / ``expired``), the
-    response and the order in which responses arrived.
-``fits``
-    One row per finished refit: the number of told trials it saw and the
-    NetCDF file (in the folder ``<session>.fits/``) of its posterior.
-``proposals``
-    The adaptive trials proposed from each fit, handed out in order by ``ask``.
+The session lives in one SQLite file (:mod:`.store`: WAL, ``synchronous=FULL``,
+one transaction per ``ask`` and per ``tell``, committed to disk before the
+call returns), so a process killed at any moment (``kill -9``, a power cut
+after the commit) loses no acknowledged response, and reopening the file
+resumes the session. The refits are :mod:`.refit`'s.
 
 The policy
 ----------
@@ -41,78 +27,43 @@ one and uses the latest finished fit. ``live=False`` runs them inside
 ``ask`` when due, so a simulated session is a pure function of its seed and
 its responses (bit-identical reruns).
 
+One owner
+---------
+An ``Experiment`` opened for asking (the default) owns the session until
+:meth:`~Experiment.close` (or the end of its process, however it ends): a
+second opener gets :class:`~psyphy_numpyro.errors.SessionBusy` naming the
+owner. ``read_only=True`` opens a view without owning it (status, data, the
+fit, stimuli; ``ask``, ``tell``, ``expire`` and ``refit`` raise).
+``takeover=True`` takes the session from a live owner: the old owner's next
+``ask``, ``tell``, ``expire`` or refit raises ``SessionBusy`` naming the new
+owner and changes nothing, and the trials it left pending move to the new
+owner (handed out again by its ``ask``, tellable by it). No other trial of a
+live owner is ever handed to another process.
+
 Asked but never told
 --------------------
 A trial stays pending (tellable) until it is told or expired. When a session
 is reopened, the trials still pending from earlier openings are handed out
 again, first and with the same ids, by the next ``ask`` calls (``reissue=True``,
 the default): planned trials are not lost with a crashed display program.
-:meth:`Experiment.expire` discards pending trials instead.
+:meth:`Experiment.expire` discards pending trials instead. ``tell`` with
+``repeat_ok=True`` accepts a response told before again (a request retried
+after a lost reply) without recording it twice.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
-import sqlite3
 import threading
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import InvalidInput, InvalidType
 from ..validation import check_int, check_range
-from .acquisition import propose_trials, space_filling_trials
+from . import refit as pipeline
+from .acquisition import space_filling_trials
+from .store import SCHEMA_VERSION, SessionStore, read_settings
 
 __all__ = ["Experiment"]
-
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS trials (
-    id INTEGER PRIMARY KEY,
-    ref TEXT NOT NULL,
-    comparison TEXT NOT NULL,
-    source TEXT NOT NULL,
-    source_index INTEGER NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending',
-    response INTEGER,
-    told_seq INTEGER UNIQUE
-);
-CREATE INDEX IF NOT EXISTS trials_state ON trials (state);
-CREATE TABLE IF NOT EXISTS fits (
-    seq INTEGER PRIMARY KEY,
-    num_trials INTEGER NOT NULL,
-    path TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS proposals (
-    fit_seq INTEGER NOT NULL,
-    idx INTEGER NOT NULL,
-    ref TEXT NOT NULL,
-    comparison TEXT NOT NULL,
-    PRIMARY KEY (fit_seq, idx)
-);
-"""
-
-
-def _model_to_json(model):
-    if model is None:
-        return None
-    out = dataclasses.asdict(model)
-    out["lapse_prior"] = list(out["lapse_prior"])
-    return out
-
-
-def _model_from_json(obj):
-    from ..model import WPPM
-
-    if obj is None:
-        return None
-    obj = dict(obj)
-    obj["lapse_prior"] = tuple(obj["lapse_prior"])
-    return WPPM(**obj)
 
 
 class Experiment:
@@ -151,6 +102,21 @@ class Experiment:
         ``False``: ``ask`` and ``tell`` never start a refit, whatever ``live``
         says; run them with :meth:`refit` (the command line does, in a process
         of its own). Not stored in the file: it applies to this opening.
+    takeover : bool
+        Take the session from a live owner (see the module): without it, a
+        session another live process owns raises ``SessionBusy``.
+    read_only : bool
+        Open an existing session without owning it: ``status``, ``data``,
+        ``fit``, ``stimuli`` ... work; ``ask``, ``tell``, ``expire`` and
+        ``refit`` raise ``ValueError``.
+    owner_name : str, optional
+        How other openers see this owner (e.g. ``"server"``).
+
+    Raises
+    ------
+    SessionBusy
+        Another live process owns the session (and neither ``takeover`` nor
+        ``read_only`` is given).
 
     Notes
     -----
@@ -163,12 +129,14 @@ class Experiment:
     >>> exp = pn.Experiment("observer1.sqlite", seed=1)      # doctest: +SKIP
     >>> ids, stimuli = exp.ask(20)                           # doctest: +SKIP
     >>> exp.tell(ids, responses)                             # doctest: +SKIP
+    >>> exp.close()                                          # doctest: +SKIP
     """
 
     def __init__(self, path, model=None, *, seed: int | None = None, live: bool = True,
                  input_dim: int | None = None, num_initial: int | None = None,
                  refit_every: int | None = None, distances=None, fit_options=None,
-                 reissue: bool = True, auto_refit: bool = True):
+                 reissue: bool = True, auto_refit: bool = True, takeover: bool = False,
+                 read_only: bool = False, owner_name: str | None = None):
         from ..model import WPPM
 
         if model is not None and not isinstance(model, WPPM):
@@ -176,6 +144,8 @@ class Experiment:
         if model is not None and input_dim is not None and input_dim != model.input_dim:
             raise InvalidInput(f"input_dim={input_dim} does not match model.input_dim="
                                f"{model.input_dim}")
+        if takeover and read_only:
+            raise InvalidInput("takeover=True and read_only=True exclude each other")
         d = model.input_dim if model is not None else check_int("input_dim", input_dim or 2, 1, 3)
         given = {"model": model is not None, "input_dim": model is None and input_dim is not None,
                  "seed": seed is not None, "num_initial": num_initial is not None,
@@ -192,7 +162,7 @@ class Experiment:
         settings = {
             "version": SCHEMA_VERSION,
             "input_dim": d,
-            "model": _model_to_json(model),
+            "model": pipeline.model_to_json(model),
             "seed": seed,
             "num_initial": check_int("num_initial", num_initial if num_initial is not None
                                      else 150 * d, 1),
@@ -201,53 +171,48 @@ class Experiment:
             "fit_options": opts,
         }
         check_range("distances", distances)  # (no Sobol draw: scipy.stats loads slowly)
-        self.path = Path(os.fspath(path))
-        if self.path.is_dir():
-            raise InvalidInput(f"{self.path}: is a folder, not a session file")
-        if not self.path.parent.exists():
-            raise InvalidInput(f"{self.path.parent}: no such folder for the session file")
         self.live = bool(live)
         self.auto_refit = bool(auto_refit)
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        self.settings = self._settings(settings, reopening_defaults={
-            k: not v for k, v in given.items()})
+        self.read_only = bool(read_only)
+        self._lease = None
+        self.created = False  # whether this opening created the session file's settings
+        self._store = SessionStore(path, read_only=read_only)
+        try:
+            if read_only:
+                stored = self._store.settings()
+            else:
+                stored, self.created = self._store.init_settings(settings)
+            self.settings = self._check_settings(stored, settings, given)
+            if not read_only:
+                self._lease = self._store.acquire_lease(owner_name, takeover=takeover)
+        except BaseException:
+            self._store.close()
+            raise
+        self.path = self._store.path
+        self._lock = self._store.lock
         self.input_dim = self.settings["input_dim"]
         self.seed = self.settings["seed"]
-        self.fits_dir = Path(str(self.path) + ".fits")
-        self._reissue = [int(i) for i in self.pending] if reissue else []
-        self._handed = set()
-        self._fit = None  # the latest fit, loaded from its file on first use
-        self._fit_seq = None
+        self.fits_dir = self._store.fits_dir
+        # the pending trials of earlier (ended or taken-over) owners are now this owner's
+        self._reissue = [int(i) for i in self.pending] if reissue and not read_only else []
+        self._fit_obj, self._fit_file, self._fit_seq = None, None, None
         self._worker = None
         self._worker_error = None
         self._pending_result = None
-        self._load_latest_fit()
+        latest = self._store.latest_fit()
+        if latest is not None:  # read on first use: ``ask`` needs only the stored proposals
+            self._fit_file, self._fit_seq = latest["path"], latest["seq"]
 
-    # -- settings ------------------------------------------------------------
-    def _settings(self, given, reopening_defaults):
-        rows = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
-        if not rows:
-            with self._transaction() as db:
-                db.executemany("INSERT INTO meta VALUES (?, ?)",
-                               [(k, json.dumps(v)) for k, v in given.items()])
-            return given
-        stored = {k: json.loads(v) for k, v in rows.items()}
-        if stored.get("version") != SCHEMA_VERSION:
-            raise InvalidInput(f"{self.path}: session format {stored.get('version')} is not "
-                               f"{SCHEMA_VERSION}, which this version reads")
+    def _check_settings(self, stored, given, was_given):
         for k, v in given.items():
-            if k in ("version",) or reopening_defaults.get(k):
+            if k == "version" or not was_given.get(k, True):
                 continue
             if k == "model" and stored.get("chosen_model") == v:
                 continue
             if stored.get(k) != v:
-                raise InvalidInput(f"{self.path}: the session was created with {k}="
-                                   f"{stored.get(k)!r}; reopen it without {k} or with that value")
+                raise InvalidInput(f"{self._store.path}: the session was created with {k}="
+                                   f"{stored.get(k)!r}; reopen it without {k} or with that "
+                                   "value")
         return stored
 
     @staticmethod
@@ -274,67 +239,50 @@ class Experiment:
             (which is left as it is, where opening it as an ``Experiment``
             would turn it into one).
         """
-        path = os.fspath(path)
-        if not os.path.exists(path):
-            raise InvalidInput(f"{path}: no such session file")
-        if os.path.isdir(path):
-            raise InvalidInput(f"{path}: is a folder, not a session file")
-        try:
-            con = sqlite3.connect(path)
-            try:
-                rows = con.execute("SELECT key, value FROM meta").fetchall()
-            finally:
-                con.close()
-        except sqlite3.DatabaseError:
-            rows = []
-        if not rows:
-            raise InvalidInput(f"{path}: not a psyphy_numpyro session file")
-        return {k: json.loads(v) for k, v in rows}
+        return read_settings(path)
 
-    def _transaction(self):
-        return _Transaction(self._db, self._lock)
+    # -- ownership ---------------------------------------------------------------
+    @property
+    def owner(self) -> dict | None:
+        """This opening's owner info (``pid``, ``host``, ``since``, ``name``); for a
+        read-only view, the session's live owner, if any."""
+        if self._lease is not None:
+            return dict(self._lease.owner)
+        return None if self._store.db is None else self._store.owner()
+
+    def _require_owner(self, action):
+        if self.read_only:
+            raise InvalidInput(f"{self.path}: opened read_only=True, so {action} is not "
+                               "allowed; open it without read_only to change it")
+        if self._store.db is None:
+            raise InvalidInput(f"{self.path}: the session is closed")
 
     # -- state ----------------------------------------------------------------
     @property
     def model(self):
         """The refits' model: the given one, the one chosen at the first refit, or None."""
         obj = self.settings.get("model") or self.settings.get("chosen_model")
-        return _model_from_json(obj)
-
-    def _ids(self, sql, *args):
-        with self._lock:
-            return np.array([r[0] for r in self._db.execute(sql, args)], np.int64)
+        return pipeline.model_from_json(obj)
 
     @property
     def trial_ids(self) -> np.ndarray:
         """Ids of the told trials, in the order their responses arrived."""
-        return self._ids("SELECT id FROM trials WHERE state='told' ORDER BY told_seq")
+        return np.array(self._store.told_ids(), np.int64)
 
     @property
     def pending(self) -> np.ndarray:
         """Ids of the trials asked and not yet told (nor expired), oldest first."""
-        return self._ids("SELECT id FROM trials WHERE state='pending' ORDER BY id")
+        return np.array(self._store.pending_ids(), np.int64)
 
     @property
     def num_told(self) -> int:
-        with self._lock:
-            return int(self._db.execute(
-                "SELECT COUNT(*) FROM trials WHERE state='told'").fetchone()[0])
+        """The number of told trials."""
+        return self._store.counts()["told"]
 
     @property
     def data(self):
         """:class:`~psyphy_numpyro.TrialData` of every told trial, in the order told."""
-        from ..data import TrialData
-
-        with self._lock:
-            rows = self._db.execute("SELECT ref, comparison, response FROM trials "
-                                    "WHERE state='told' ORDER BY told_seq").fetchall()
-        d = self.input_dim
-        if not rows:
-            return TrialData(np.zeros((0, 2, d)), np.zeros(0, np.int32))
-        ref = np.array([json.loads(r[0]) for r in rows], np.float64)
-        comp = np.array([json.loads(r[1]) for r in rows], np.float64)
-        return TrialData.from_arrays(ref, comp, np.array([r[2] for r in rows], np.int32))
+        return pipeline.session_data(self._store, self.input_dim)
 
     @property
     def fit(self):
@@ -344,29 +292,12 @@ class Experiment:
 
     def stimuli(self, ids) -> np.ndarray:
         """Stimuli ``(n, 2, d)`` of the given trial ids."""
-        ids = self._check_ids(ids)
-        with self._lock:
-            rows = {r[0]: r[1:] for r in self._db.execute(
-                f"SELECT id, ref, comparison FROM trials WHERE id IN ({_marks(ids)})",
-                [int(i) for i in ids])}
-        missing = [int(i) for i in ids if int(i) not in rows]
-        if missing:
-            raise InvalidInput(f"unknown trial id {missing[0]}")
-        return np.array([[json.loads(rows[int(i)][0]), json.loads(rows[int(i)][1])]
-                         for i in ids], np.float64)
+        return self._store.stimuli(self._check_ids(ids))
 
     def sources(self, ids) -> list[str]:
         """How each trial was chosen: ``"space"`` (the space-filling sequence) or
         ``"fit<k>"`` (proposed from the session's fit number ``k``)."""
-        ids = self._check_ids(ids)
-        with self._lock:
-            rows = dict(self._db.execute(
-                f"SELECT id, source FROM trials WHERE id IN ({_marks(ids)})",
-                [int(i) for i in ids]).fetchall())
-        missing = [int(i) for i in ids if int(i) not in rows]
-        if missing:
-            raise InvalidInput(f"unknown trial id {missing[0]}")
-        return [rows[int(i)] for i in ids]
+        return self._store.sources(self._check_ids(ids))
 
     def latest_fit_info(self) -> dict | None:
         """Where the latest finished fit is stored, without loading it.
@@ -378,30 +309,18 @@ class Experiment:
             from 0), ``num_trials`` (the told trials it saw) and ``path`` (the
             absolute path of its NetCDF file in the folder ``<path>.fits``).
         """
-        with self._lock:
-            row = self._db.execute(
-                "SELECT seq, num_trials, path FROM fits ORDER BY seq DESC LIMIT 1").fetchone()
-        if row is None:
-            return None
-        return {"seq": int(row[0]), "num_trials": int(row[1]),
-                "path": Path(os.path.abspath(self.fits_dir)) / row[2]}
+        return self._store.latest_fit()
 
     def status(self) -> dict:
         """Counts and settings as a JSON-ready dict."""
         self._collect()
-        with self._lock:
-            counts = dict(self._db.execute(
-                "SELECT state, COUNT(*) FROM trials GROUP BY state").fetchall())
-            nfits = self._db.execute("SELECT COUNT(*) FROM fits").fetchone()[0]
+        latest = self._store.latest_fit()
         return {
             "session": str(self.path),
-            "told": counts.get("told", 0),
-            "pending": counts.get("pending", 0),
-            "expired": counts.get("expired", 0),
-            "fits": int(nfits),
-            "latest_fit_trials": self._latest_fit_trials(),
+            **self._store.counts(),
+            "latest_fit_trials": None if latest is None else latest["num_trials"],
             "refitting": self.refitting,
-            "next_refit_at": self._next_refit_at(),
+            "next_refit_at": self._store.next_refit_at(self.settings),
             "input_dim": self.input_dim,
             "seed": self.seed,
             "num_initial": self.settings["num_initial"],
@@ -419,7 +338,13 @@ class Experiment:
             (shown twice), ``stimuli[i, 1]`` the comparison.
 
         The trials are stored as pending before this returns.
+
+        Raises
+        ------
+        SessionBusy
+            The session was taken over by another owner (nothing is handed out).
         """
+        self._require_owner("ask")
         n = check_int("num_trials", num_trials, 1)
         self._raise_worker_error()
         with self._lock:
@@ -428,99 +353,88 @@ class Experiment:
                 self._start_refit_if_due()
             elif self.auto_refit:
                 self._refit_if_due()
-            ids = []
-            while self._reissue and len(ids) < n:
-                i = self._reissue.pop(0)
-                state = self._db.execute("SELECT state FROM trials WHERE id=?", (i,)).fetchone()
-                if state is not None and state[0] == "pending":
-                    ids.append(i)
-            if len(ids) < n:
-                # the next indices are read inside the write transaction, so two processes
-                # asking at once never hand out the same design trial under two ids
-                with self._transaction() as db:
-                    for ref, comp, source, index in self._new_trials(n - len(ids)):
-                        cur = db.execute(
-                            "INSERT INTO trials (ref, comparison, source, source_index) "
-                            "VALUES (?, ?, ?, ?)",
-                            (json.dumps(ref.tolist()), json.dumps(comp.tolist()), source,
-                             index))
-                        ids.append(int(cur.lastrowid))
+            # inside the write transaction (which checks the lease): the next indices are
+            # read there, so no design trial is handed out twice, and a taken-over owner
+            # hands out nothing
+            with self._store.transaction(self._lease) as db:
+                ids = []
+                while self._reissue and len(ids) < n:
+                    i = self._reissue.pop(0)
+                    if self._store.state(i) == "pending":
+                        ids.append(i)
+                for ref, comp, source, index in self._new_trials(db, n - len(ids)):
+                    ids.append(self._store.add_trial(db, ref, comp, source, index))
             ids = np.array(ids, np.int64)
-            self._handed.update(int(i) for i in ids)
             return ids, self.stimuli(ids)
 
-    def _new_trials(self, n):
+    def _new_trials(self, db, n):
         if n == 0:
             return []
         out = []
         if self._fit_seq is not None:
-            used = self._db.execute(
-                "SELECT COALESCE(MAX(source_index) + 1, 0) FROM trials WHERE source=?",
-                (f"fit{self._fit_seq}",)).fetchone()[0]
-            rows = self._db.execute(
-                "SELECT idx, ref, comparison FROM proposals WHERE fit_seq=? AND idx>=? "
-                "ORDER BY idx LIMIT ?", (self._fit_seq, used, n)).fetchall()
-            out = [(np.array(json.loads(r[1])), np.array(json.loads(r[2])),
-                    f"fit{self._fit_seq}", r[0]) for r in rows]
+            source = f"fit{self._fit_seq}"
+            start = self._store.next_source_index(db, source)
+            out = [(np.asarray(r, np.float64).tolist(), np.asarray(c, np.float64).tolist(),
+                    source, i) for i, r, c in self._store.proposals(db, self._fit_seq, start, n)]
         if len(out) < n:
-            start = self._db.execute(
-                "SELECT COALESCE(MAX(source_index) + 1, 0) FROM trials WHERE source='space'"
-            ).fetchone()[0]
+            start = self._store.next_source_index(db, "space")
             ref, comp = space_filling_trials(n - len(out), self.input_dim, seed=self.seed,
                                              start=start, distances=self.settings["distances"])
-            out += [(ref[j], comp[j], "space", start + j) for j in range(len(ref))]
+            out += [(ref[j].tolist(), comp[j].tolist(), "space", start + j)
+                    for j in range(len(ref))]
         return out
 
-    def tell(self, ids, responses) -> None:
+    def tell(self, ids, responses, *, repeat_ok: bool = False) -> int:
         """Record responses (1 correct, 0 wrong) of asked trials; durable before it returns.
 
-        An unknown id, an id told (or expired) before, an id repeated in the
-        call, or a response other than 0/1 raises ``ValueError`` and records
-        nothing.
+        Parameters
+        ----------
+        ids : array of int
+            Trial ids handed out by :meth:`ask`.
+        responses : array of 0/1 or bool
+            One response per id.
+        repeat_ok : bool
+            Accept ids already told with the *same* response (a retried
+            request whose reply was lost) and leave them as they are. A
+            different response still raises and records nothing.
+
+        Returns
+        -------
+        int
+            The number of responses newly recorded.
+
+        Raises
+        ------
+        ValueError
+            An unknown id, an id told (or expired) before (unless
+            ``repeat_ok`` and the same response), an id repeated in the call,
+            or a response other than 0/1: nothing is recorded.
+        SessionBusy
+            The session was taken over by another owner (nothing is recorded).
         """
+        self._require_owner("tell")
         ids = self._check_ids(ids)
         y = _check_binary(responses, len(ids))
         self._raise_worker_error()
         with self._lock:
-            # checked inside the write transaction: another process (the command line)
-            # telling the same ids at the same moment cannot overwrite an acknowledged
-            # response, since BEGIN IMMEDIATE serialises the two
-            with self._transaction() as db:
-                states = dict(db.execute(
-                    f"SELECT id, state FROM trials WHERE id IN ({_marks(ids)})",
-                    [int(i) for i in ids]).fetchall())
-                for i in ids:
-                    s = states.get(int(i))
-                    if s is None:
-                        raise InvalidInput(f"unknown trial id {int(i)}; nothing was recorded")
-                    if s != "pending":
-                        raise InvalidInput(f"trial {int(i)} was already {s}; nothing was "
-                                           "recorded")
-                seq = db.execute("SELECT COALESCE(MAX(told_seq) + 1, 0) FROM trials"
-                                 ).fetchone()[0]
-                db.executemany(
-                    "UPDATE trials SET state='told', response=?, told_seq=? WHERE id=?",
-                    [(int(r), seq + j, int(i)) for j, (i, r) in enumerate(zip(ids, y,
-                                                                               strict=True))])
+            # checked inside the write transaction: another process telling the same ids at
+            # the same moment cannot overwrite an acknowledged response
+            count = self._store.tell(ids, y, repeat_ok=repeat_ok, lease=self._lease)
             if self.live and self.auto_refit:
                 self._start_refit_if_due()
+        return count
 
     def expire(self, ids=None) -> np.ndarray:
         """Mark pending trials (all of them by default) expired; returns their ids.
 
         Expired trials are never handed out again and cannot be told.
         """
+        self._require_owner("expire")
         with self._lock:
-            pend = set(self.pending.tolist())
-            ids = sorted(pend) if ids is None else [int(i) for i in self._check_ids(ids)]
-            bad = [i for i in ids if i not in pend]
-            if bad:
-                raise InvalidInput(f"trial {bad[0]} is not pending; nothing was expired")
-            with self._transaction() as db:
-                db.executemany("UPDATE trials SET state='expired' WHERE id=?",
-                               [(i,) for i in ids])
-            self._reissue = [i for i in self._reissue if i not in set(ids)]
-            return np.array(ids, np.int64)
+            ids = None if ids is None else self._check_ids(ids)
+            done = self._store.expire(ids, lease=self._lease)
+            self._reissue = [i for i in self._reissue if i not in set(done)]
+            return np.array(done, np.int64)
 
     def _check_ids(self, ids):
         arr = np.asarray(ids)
@@ -541,15 +455,8 @@ class Experiment:
         return arr.astype(np.int64)
 
     # -- refits -------------------------------------------------------------------
-    def _next_refit_at(self):
-        with self._lock:
-            last = self._db.execute("SELECT MAX(num_trials) FROM fits").fetchone()[0]
-        if last is None:
-            return self.settings["num_initial"]
-        return int(last) + self.settings["refit_every"]
-
     def _due(self):
-        return self.num_told >= self._next_refit_at()
+        return self.num_told >= self._store.next_refit_at(self.settings)
 
     @property
     def refitting(self) -> bool:
@@ -558,8 +465,7 @@ class Experiment:
 
     def _refit_if_due(self):
         if self._due():
-            result = _refit_job(self._job())
-            self._record(result)
+            self._record(pipeline.refit_job(self._job()))
 
     def _start_refit_if_due(self):
         if self.refitting or not self._due():
@@ -568,7 +474,7 @@ class Experiment:
 
         def run():
             try:
-                self._pending_result = _refit_job(job)
+                self._pending_result = pipeline.refit_job(job)
             except BaseException as exc:  # reported by the next ask / tell / wait
                 self._worker_error = exc
 
@@ -577,14 +483,7 @@ class Experiment:
         self._worker.start()
 
     def _job(self):
-        with self._lock:
-            seq = int(self._db.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM fits"
-                                       ).fetchone()[0])
-        return {"data": self.data, "model": self.model, "seq": seq, "seed": self.seed,
-                "chosen": self.settings.get("model") is None,
-                "previous": self._fit, "path": self.fits_dir / f"fit_{seq:04d}.nc",
-                "options": self.settings["fit_options"],
-                "num_proposals": 2 * self.settings["refit_every"]}
+        return pipeline.make_job(self._store, self.settings, previous=self._fit)
 
     def _collect(self):
         """Record a finished background refit (called from the user's thread)."""
@@ -593,8 +492,8 @@ class Experiment:
             self._worker = None
             self._raise_worker_error()
             if self._pending_result is not None:
-                self._record(self._pending_result)
-                self._pending_result = None
+                result, self._pending_result = self._pending_result, None
+                self._record(result)
 
     def _raise_worker_error(self):
         if self._worker_error is not None:
@@ -602,27 +501,9 @@ class Experiment:
             raise RuntimeError(f"the background refit failed: {exc}") from exc
 
     def _record(self, result):
-        with self._lock, self._transaction() as db:
-            chosen = _model_to_json(result["fit"].model)
-            if self.settings.get("model") is None and self.settings.get(
-                    "chosen_model") != chosen:
-                self.settings["chosen_model"] = chosen
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('chosen_model', ?)",
-                           (json.dumps(self.settings["chosen_model"]),))
-            db.execute("INSERT INTO fits VALUES (?, ?, ?)",
-                       (result["seq"], len(result["fit"].data), result["path"].name))
-            db.executemany("INSERT INTO proposals VALUES (?, ?, ?, ?)",
-                           [(result["seq"], j, json.dumps(r.tolist()), json.dumps(c.tolist()))
-                            for j, (r, c) in enumerate(zip(*result["proposals"], strict=True))])
+        with self._lock:
+            pipeline.record_refit(self._store, self.settings, result, lease=self._lease)
         self._fit, self._fit_seq = result["fit"], result["seq"]
-
-    def _load_latest_fit(self):
-        """Note the latest fit; its file is read on first use (``ask`` needs only its
-        proposals, which are in the session file)."""
-        row = self._db.execute("SELECT seq, path FROM fits ORDER BY seq DESC LIMIT 1").fetchone()
-        if row is not None:
-            self._fit_file = self.fits_dir / row[1]
-            self._fit_seq = int(row[0])
 
     @property
     def _fit(self):
@@ -637,12 +518,6 @@ class Experiment:
     def _fit(self, value):
         self._fit_obj, self._fit_file = value, None
 
-    def _latest_fit_trials(self):
-        with self._lock:
-            row = self._db.execute(
-                "SELECT num_trials FROM fits ORDER BY seq DESC LIMIT 1").fetchone()
-        return None if row is None else int(row[0])
-
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for a running background refit and record it; ``False`` on timeout."""
         w = self._worker
@@ -655,18 +530,27 @@ class Experiment:
 
     def refit(self) -> None:
         """Run a refit now (synchronously), whether or not one is due."""
+        self._require_owner("refit")
         self.wait()
         if self.num_told == 0:
             raise InvalidInput("no responses yet: nothing to fit")
-        self._record(_refit_job(self._job()))
+        self._record(pipeline.refit_job(self._job()))
 
     def close(self) -> None:
-        """Wait for a running refit, record it and close the file."""
-        if self._db is None:
+        """Wait for a running refit, record it, give up the ownership and close the file."""
+        if self._store.db is None:
             return
-        self.wait()
-        self._db.close()
-        self._db = None
+        try:
+            if self._lease is not None and self._lease.revoked_by is None:
+                self.wait()
+            else:  # a taken-over owner records nothing: only let the thread end
+                w = self._worker
+                if w is not None:
+                    w.join()
+        finally:
+            if self._lease is not None:
+                self._store.release_lease(self._lease)
+            self._store.close()
 
     def __enter__(self):
         return self
@@ -675,32 +559,11 @@ class Experiment:
         self.close()
 
     def __repr__(self):
+        if self._store.db is None:
+            return f"Experiment({str(self.path)!r}, closed)"
         s = self.status()
         return (f"Experiment({str(self.path)!r}: {s['told']} told, {s['pending']} pending, "
                 f"{s['fits']} fits)")
-
-
-class _Transaction:
-    """``with``: BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error), under the session lock."""
-
-    def __init__(self, db, lock):
-        self.db, self.lock = db, lock
-
-    def __enter__(self):
-        self.lock.acquire()
-        self.db.execute("BEGIN IMMEDIATE")
-        return self.db
-
-    def __exit__(self, typ, exc, tb):
-        try:
-            self.db.execute("ROLLBACK" if typ is not None else "COMMIT")
-        finally:
-            self.lock.release()
-        return False
-
-
-def _marks(ids):
-    return ", ".join("?" * len(ids))
 
 
 def _check_binary(responses, n):
@@ -719,52 +582,3 @@ def _check_binary(responses, n):
         raise InvalidInput(f"responses must be 0 or 1, got {y[j].item()!r} at position {j}; "
                            "nothing was recorded")
     return y.astype(np.int64)
-
-
-def session_capacity(n: int) -> int:
-    """Padded trial count of a session's refits: the next power of two (at least 512), so a
-    session growing to 6 000 trials compiles its fit programs five times, not twenty-five."""
-    return max(512, 1 << (int(n) - 1).bit_length())
-
-
-def _refit_job(job):
-    """One refit: MAP (warm-started), Laplace around it, the proposals; the fit saved."""
-    from ..hyperparameters import floor_is_high
-    from ..laplace import fit_laplace
-    from ..map_fit import fit_map
-    from ..model import WPPM
-
-    data, model, seq, seed = job["data"], job["model"], job["seq"], job["seed"]
-    opts = job["options"]
-    previous = job["previous"]
-    if model is None or (job.get("chosen") and floor_is_high(data, model)[0]):
-        # the first refit chooses the hyperparameters; a session that chose them itself
-        # chooses again when its data imply thresholds near the model's diag_term floor
-        model = WPPM.for_data(data)
-    warm = previous is not None and previous.model == model
-    init = None
-    if previous is not None and previous.model.replace(
-            variance_scale=model.variance_scale, diag_term=model.diag_term) == model:
-        init = _posterior_mode(previous)  # also across a new choice of the two scales
-    fit_seed = (seed * 1009 + seq) % (2**31)
-    capacity = session_capacity(len(data))
-    m = fit_map(data, model, steps=opts["warm_steps"] if warm else opts["map_steps"],
-                num_restarts=1 if init is not None else 3, seed=fit_seed, init=init,
-                progress=False, trial_capacity=capacity)
-    post = fit_laplace(data, model, init=m, num_draws=opts["num_draws"], seed=fit_seed,
-                       progress=False, trial_capacity=capacity)
-    proposals = propose_trials(post, job["num_proposals"], key=fit_seed,
-                               criterion=opts["criterion"])
-    job["path"].parent.mkdir(exist_ok=True)
-    post.save(job["path"], log_likelihood=False)
-    return {"fit": post, "seq": seq, "path": job["path"], "proposals": proposals}
-
-
-def _posterior_mode(fit):
-    """The MAP a Laplace fit is centred on, as ``params`` (the next fit's warm start)."""
-    if getattr(fit, "map_fit", None) is not None:
-        return dict(fit.map_fit.params)
-    params = {"W": np.asarray(fit.mean)}
-    if fit.model.learns_lapse:
-        params["lapse_rate"] = float(np.median(np.asarray(fit.lapse_rates())))
-    return params

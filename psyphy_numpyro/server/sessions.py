@@ -10,7 +10,6 @@ once per fit.
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import threading
@@ -76,13 +75,6 @@ def _clean(x):
     return x
 
 
-def _accepts(fn, name) -> bool:
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):  # pragma: no cover
-        return False
-
-
 def threshold_refs(d: int):
     """The references the server reads thresholds at: a grid over ``[-0.6, 0.6]^d``
     (9 points in 1-D, 5 x 5 in 2-D, 3 x 3 x 3 in 3-D)."""
@@ -138,7 +130,6 @@ class Hosted:
         if len(pend):
             self.pending = {int(i): s for i, s in zip(pend.tolist(),
                                                       exp.stimuli(pend).tolist(), strict=True)}
-        self._repeat_ok = _accepts(exp.tell, "repeat_ok")
 
     # -- refit state --------------------------------------------------------------
     def refit_state(self, st: dict) -> dict:
@@ -181,7 +172,7 @@ class Hosted:
             self.last_refit = {"state": "running", "pid": os.getpid(), "started": _now(),
                                "num_trials": st["told"]}
         if st["fits"] > self._fits and self.last_refit is not None:
-            latest = protocol.latest_fit_reply(self.exp)
+            latest = protocol.latest_fit_reply(self.exp.latest_fit_info())
             self.last_refit.update(state="finished", ended=_now(), fit=latest["fit"],
                                    file=latest["file"], next_refit_at=st["next_refit_at"])
             if getattr(self, "_t0", None) is not None:
@@ -200,9 +191,10 @@ class Hosted:
             st = self.observe()
             for i, s in zip(ids.tolist(), stimuli.tolist(), strict=True):
                 self.pending[int(i)] = s
-            reply = protocol.ask_reply(self.exp, ids, stimuli,
+            reply = protocol.ask_reply(ids, stimuli, sources=self.exp.sources(ids),
                                        reissued=sum(int(i) in before for i in ids),
-                                       refit=self.refit_state(st), status=st)
+                                       told=st["told"], pending=st["pending"],
+                                       refit=self.refit_state(st))
             if request_id is not None:
                 self.asks[request_id] = reply
                 while len(self.asks) > _ASK_CACHE:
@@ -211,48 +203,24 @@ class Hosted:
 
     def tell(self, ids, responses) -> dict:
         with self.lock:
-            before = self.exp.num_told
-            if self._repeat_ok:
-                self._call(self.exp.tell, ids, responses, repeat_ok=True)
-            else:  # until Experiment.tell(repeat_ok=...) exists: the same rule here
-                self._tell_repeat_ok(ids, responses)
+            # repeat_ok: a retried tell (its reply lost) records nothing twice
+            recorded = self._call(self.exp.tell, ids, responses, repeat_ok=True)
             st = self.observe()
-            recorded = st["told"] - before
             for i, r in zip(ids, responses, strict=True):
                 s = self.pending.pop(int(i), None)
                 if s is not None:
                     self.told.append([s[0], s[1], int(r)])
-            return protocol.tell_reply(self.exp, ids, refit=self.refit_state(st),
-                                       recorded=recorded, status=st)
-
-    def _tell_repeat_ok(self, ids, responses):
-        if not isinstance(ids, list) or not isinstance(responses, list) or \
-                len(ids) != len(responses):
-            return self._call(self.exp.tell, ids, responses)  # its own errors
-        pend = set(self.exp.pending.tolist())
-        fresh = [(i, r) for i, r in zip(ids, responses, strict=True) if int(i) in pend]
-        repeated = [(int(i), r) for i, r in zip(ids, responses, strict=True)
-                    if int(i) not in pend]
-        if repeated:
-            told = self.exp.trial_ids.tolist()
-            where = {t: k for k, t in enumerate(told)}
-            y = self.exp.data.responses.tolist()
-            for i, r in repeated:
-                if i not in where:
-                    return self._call(self.exp.tell, ids, responses)  # unknown / expired
-                if int(y[where[i]]) != int(r):
-                    raise InvalidInput(f"trial {i} was already told with response "
-                                       f"{int(y[where[i]])}, not {int(r)}; nothing was "
-                                       "recorded")
-        if fresh:
-            self._call(self.exp.tell, [i for i, _ in fresh], [r for _, r in fresh])
+            return protocol.tell_reply(ids, recorded=recorded, total_told=st["told"],
+                                       pending=st["pending"], refit=self.refit_state(st))
 
     def status(self) -> dict:
         with self.lock:
             st = self.observe()
-            out = protocol.status_reply(self.exp, refit=self.refit_state(st),
-                                        refitting=st["refitting"], last_refit=self.last_refit,
-                                        session=self.name, status=st)
+            out = protocol.status_reply(
+                session=self.name, counts=st, pending_ids=self.exp.pending.tolist(),
+                latest_fit=self.exp.latest_fit_info(), next_refit_at=st["next_refit_at"],
+                refitting=st["refitting"], refit=self.refit_state(st),
+                last_refit=self.last_refit, settings=self.exp.settings, owner=self.exp.owner)
         out["file"] = str(self.path)
         out["opened"] = self.opened
         out["thresholds"] = self.thresholds_state
@@ -335,9 +303,8 @@ class Registry:
                 path.parent.mkdir(parents=True)
             created = not path.exists()
             kwargs = {k: v for k, v in settings.items() if v is not None}
-            if _accepts(Experiment, "takeover"):
-                kwargs["takeover"] = bool(takeover)
-            exp = Experiment(path, live=True, **kwargs)
+            exp = Experiment(path, live=True, takeover=bool(takeover),
+                             owner_name="psyphy-numpyro serve", **kwargs)
             try:
                 hosted = Hosted(name, path, exp)
             except BaseException:

@@ -1,0 +1,160 @@
+"""The refit pipeline of a session: MAP (warm-started), Laplace around it, the proposals.
+
+The only module of :mod:`psyphy_numpyro.design` that imports the fitters. A
+refit is three steps, so that the slow middle one can run anywhere (a thread,
+a detached process) while the session goes on:
+
+1. :func:`make_job` snapshots what the refit needs from the store (the told
+   trials, the model, the previous fit for a warm start, the fit's number);
+2. :func:`refit_job` fits and proposes (no file but the fit's own is touched);
+3. :func:`record_refit` records the fit and its proposals in one transaction.
+
+:func:`refit_session` runs the three for a store opened without a lease (the
+command line's detached refit process, started by the session's owner).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .acquisition import propose_trials
+
+__all__ = ["model_to_json", "model_from_json", "session_data", "session_capacity",
+           "posterior_mode", "make_job", "refit_job", "record_refit", "refit_session"]
+
+
+def model_to_json(model):
+    """A WPPM as the JSON object the session file stores (None stays None)."""
+    if model is None:
+        return None
+    out = dataclasses.asdict(model)
+    out["lapse_prior"] = list(out["lapse_prior"])
+    return out
+
+
+def model_from_json(obj):
+    """The WPPM of a stored JSON object (None stays None)."""
+    from ..model import WPPM
+
+    if obj is None:
+        return None
+    obj = dict(obj)
+    obj["lapse_prior"] = tuple(obj["lapse_prior"])
+    return WPPM(**obj)
+
+
+def session_data(store, input_dim: int):
+    """:class:`~psyphy_numpyro.TrialData` of the store's told trials, in the order told."""
+    from ..data import TrialData
+
+    ref, comp, responses = store.told_trials()
+    if not ref:
+        return TrialData(np.zeros((0, 2, input_dim)), np.zeros(0, np.int32))
+    return TrialData.from_arrays(np.array(ref, np.float64), np.array(comp, np.float64),
+                                 np.array(responses, np.int32))
+
+
+def session_capacity(n: int) -> int:
+    """Padded trial count of a session's refits: the next power of two (at least 512), so a
+    session growing to 6 000 trials compiles its fit programs five times, not twenty-five."""
+    return max(512, 1 << (int(n) - 1).bit_length())
+
+
+def make_job(store, settings: dict, previous=None) -> dict:
+    """Everything one refit needs, read from the store now.
+
+    Parameters
+    ----------
+    store : SessionStore
+    settings : dict
+        The session's settings.
+    previous : Fit, optional
+        The latest fit (the warm start). ``None``: loaded from its file when
+        the session has one.
+    """
+    latest = store.latest_fit()
+    if previous is None and latest is not None and latest["path"].exists():
+        from ..persist import load_fit
+
+        previous = load_fit(latest["path"])
+    seq = store.next_fit_seq()
+    return {"data": session_data(store, settings["input_dim"]),
+            "model": model_from_json(settings.get("model") or settings.get("chosen_model")),
+            "seq": seq, "seed": settings["seed"], "chosen": settings.get("model") is None,
+            "previous": previous, "path": store.fits_dir / f"fit_{seq:04d}.nc",
+            "options": settings["fit_options"],
+            "num_proposals": 2 * settings["refit_every"]}
+
+
+def refit_job(job: dict) -> dict:
+    """One refit: MAP (warm-started), Laplace around it, the proposals; the fit saved.
+
+    Returns
+    -------
+    dict
+        ``fit`` (the LaplaceFit), ``seq``, ``path`` (its file) and
+        ``proposals`` (``(ref, comparison)`` arrays).
+    """
+    from ..hyperparameters import floor_is_high
+    from ..laplace import fit_laplace
+    from ..map_fit import fit_map
+    from ..model import WPPM
+
+    data, model, seq, seed = job["data"], job["model"], job["seq"], job["seed"]
+    opts = job["options"]
+    previous = job["previous"]
+    if model is None or (job.get("chosen") and floor_is_high(data, model)[0]):
+        # the first refit chooses the hyperparameters; a session that chose them itself
+        # chooses again when its data imply thresholds near the model's diag_term floor
+        model = WPPM.for_data(data)
+    warm = previous is not None and previous.model == model
+    init = None
+    if previous is not None and previous.model.replace(
+            variance_scale=model.variance_scale, diag_term=model.diag_term) == model:
+        init = posterior_mode(previous)  # also across a new choice of the two scales
+    fit_seed = (seed * 1009 + seq) % (2**31)
+    capacity = session_capacity(len(data))
+    m = fit_map(data, model, steps=opts["warm_steps"] if warm else opts["map_steps"],
+                num_restarts=1 if init is not None else 3, seed=fit_seed, init=init,
+                progress=False, trial_capacity=capacity)
+    post = fit_laplace(data, model, init=m, num_draws=opts["num_draws"], seed=fit_seed,
+                       progress=False, trial_capacity=capacity)
+    proposals = propose_trials(post, job["num_proposals"], key=fit_seed,
+                               criterion=opts["criterion"])
+    job["path"].parent.mkdir(exist_ok=True)
+    post.save(job["path"], log_likelihood=False)
+    return {"fit": post, "seq": seq, "path": job["path"], "proposals": proposals}
+
+
+def posterior_mode(fit) -> dict:
+    """The MAP a Laplace fit is centred on, as ``params`` (the next fit's warm start)."""
+    if getattr(fit, "map_fit", None) is not None:
+        return dict(fit.map_fit.params)
+    params = {"W": np.asarray(fit.mean)}
+    if fit.model.learns_lapse:
+        params["lapse_rate"] = float(np.median(np.asarray(fit.lapse_rates())))
+    return params
+
+
+def record_refit(store, settings: dict, result: dict, lease=None) -> None:
+    """Record a finished refit in the store (one transaction) and, when the session
+    chooses its model from the data, the model in ``settings["chosen_model"]``."""
+    chosen = None
+    if settings.get("model") is None:
+        model = model_to_json(result["fit"].model)
+        if settings.get("chosen_model") != model:
+            chosen = model
+    store.record_fit(result["seq"], len(result["fit"].data), result["path"].name,
+                     result["proposals"], chosen_model=chosen, lease=lease)
+    if chosen is not None:
+        settings["chosen_model"] = chosen
+
+
+def refit_session(store) -> dict:
+    """Refit the session in ``store`` now and record the fit; the refit's result."""
+    settings = store.settings()
+    result = refit_job(make_job(store, settings))
+    record_refit(store, settings, result)
+    return result
