@@ -43,6 +43,7 @@ class Server:
 
     def __init__(self, root, *extra, port=0):
         self.root, self.extra = Path(root), extra
+        self.lines = []  # the output of every run
         self.start(port)
 
     def start(self, port=0):
@@ -51,7 +52,6 @@ class Server:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      env=_env(), text=True)
         deadline = time.monotonic() + 120
-        self.lines = []
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if not line:
@@ -483,7 +483,7 @@ def test_durability_under_sigkill(tmp_path):
     stop.set()
     for t in threads:
         t.join(120)
-    assert not errors, errors
+    assert not errors, (errors, "".join(srv.lines)[-6000:])
     srv.kill(signal.SIGINT)
     assert kills == 6
     for name in names:
