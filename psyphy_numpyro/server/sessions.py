@@ -239,6 +239,8 @@ class Hosted:
 
         def run():
             try:
+                with _IMPORTS:  # the fitters' modules imported once, by one thread
+                    from .. import persist, readout  # noqa: F401
                 fit = self.exp.fit
                 self.thresholds = thresholds_reply(fit, info["seq"], info["num_trials"])
                 self.thresholds_state = "ready"
@@ -303,6 +305,8 @@ class Registry:
                 path.parent.mkdir(parents=True)
             created = not path.exists()
             kwargs = {k: v for k, v in settings.items() if v is not None}
+            with _IMPORTS:  # Experiment imports the model (JAX)
+                from ..model import WPPM  # noqa: F401
             exp = Experiment(path, live=True, takeover=bool(takeover),
                              owner_name="psyphy-numpyro serve", **kwargs)
             try:
@@ -353,13 +357,20 @@ class Registry:
 _WARM = []
 
 
+_IMPORTS = threading.Lock()
+"""Held while the fitters are imported in the background, and by whatever else imports
+them (opening a session, reading out thresholds): two threads importing JAX's modules at
+once can see them half initialised."""
+
+
 def _import_fitters():
     """Import JAX and the fitters in the background when the server starts: the first
     refit imports them otherwise, from inside the ``tell`` that makes it due."""
-    try:
-        from .. import laplace, map_fit, model, persist, readout  # noqa: F401
-    except Exception:  # noqa: BLE001, S110 - the refit will report it
-        pass
+    with _IMPORTS:
+        try:
+            from .. import laplace, map_fit, model, persist, readout  # noqa: F401
+        except Exception:  # noqa: BLE001, S110 - the refit will report it
+            pass
 
 
 def _warm_up():
