@@ -143,6 +143,10 @@ def create_app(root, *, token: str | None = None, monitor_every: float = 0.25) -
     async def _bad_type(request, exc):
         return _error(422, str(exc))
 
+    @app.exception_handler(Exception)
+    async def _bug(request, exc):  # logged by uvicorn with its traceback too
+        return _error(500, f"internal error: {type(exc).__name__}: {exc}")
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request, exc):
         parts = []
