@@ -15,7 +15,7 @@ the trials answered while a refit was running (the server says so in each
 reply's ``refit.state``), and the refits that finished.
 
 Usage: ``python benchmarks/server_latency.py [--trials 1000] [--clients 4]
-[--num-initial 300] [--refit-every 200] [--all-refit]``.
+[--num-initial 300] [--refit-every 200] [--all-refit] [--no-refit]``.
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ def main(argv=None):
     ap.add_argument("--num-initial", type=int, default=300)
     ap.add_argument("--refit-every", type=int, default=200)
     ap.add_argument("--all-refit", action="store_true")
+    ap.add_argument("--no-refit", action="store_true", help="no session refits (a baseline)")
     args = ap.parse_args(argv)
 
     load0 = os.getloadavg()[0]
@@ -91,7 +92,7 @@ def main(argv=None):
         out = mp.get_context("spawn").Queue()
         procs = []
         for k in range(args.clients):
-            refits = k == 0 or args.all_refit
+            refits = (k == 0 or args.all_refit) and not args.no_refit
             settings = {"seed": k, "num_initial": args.num_initial if refits else 10**6,
                         "refit_every": args.refit_every if refits else 10**6}
             procs.append(mp.get_context("spawn").Process(
