@@ -239,9 +239,10 @@ class Hosted:
 
         def run():
             try:
-                with _IMPORTS:  # the fitters' modules imported once, by one thread
-                    from .. import persist, readout  # noqa: F401
-                fit = self.exp.fit
+                with _IMPORTS:  # reading the fit file imports modules: never beside another
+                    from .. import readout  # noqa: F401
+
+                    fit = self.exp.fit
                 self.thresholds = thresholds_reply(fit, info["seq"], info["num_trials"])
                 self.thresholds_state = "ready"
             except Exception:  # noqa: BLE001 - reported by the thresholds endpoint
@@ -292,11 +293,11 @@ class Registry:
     def open(self, name: str, *, takeover: bool = False, **settings) -> tuple[Hosted, bool]:
         """Open (or create) session ``name``; ``(hosted, created)``. Already open here:
         the open session, its settings checked against ``settings``."""
-        from ..design.session import Experiment
-
         path = resolve_name(self.root, name)
-        _warm_up()
-        with self._lock:
+        with self._lock, _IMPORTS:  # opening imports modules: never beside another import
+            from ..design.session import Experiment
+
+            _warm_up()
             hosted = self.sessions.get(name)
             if hosted is not None:
                 _check_same(hosted.exp, settings)
@@ -305,8 +306,6 @@ class Registry:
                 path.parent.mkdir(parents=True)
             created = not path.exists()
             kwargs = {k: v for k, v in settings.items() if v is not None}
-            with _IMPORTS:  # Experiment imports the model (JAX)
-                from ..model import WPPM  # noqa: F401
             exp = Experiment(path, live=True, takeover=bool(takeover),
                              owner_name="psyphy-numpyro serve", **kwargs)
             try:
@@ -368,7 +367,20 @@ def _import_fitters():
     refit imports them otherwise, from inside the ``tell`` that makes it due."""
     with _IMPORTS:
         try:
-            from .. import laplace, map_fit, model, persist, readout  # noqa: F401
+            from scipy.stats import qmc  # noqa: F401
+
+            from .. import (  # noqa: F401
+                contours,
+                data,
+                fits,
+                hyperparameters,
+                laplace,
+                map_fit,
+                model,
+                persist,
+                readout,
+            )
+            from ..design import acquisition, session  # noqa: F401
         except Exception:  # noqa: BLE001, S110 - the refit will report it
             pass
 
