@@ -1,6 +1,7 @@
 """The session store: creation race, one owner per live session, idempotent tell, a fast
 read-only command line."""
 
+import gc
 import json
 import os
 import signal
@@ -128,6 +129,10 @@ def test_a_second_opener_is_refused_naming_the_owner_and_a_read_only_view_works(
     assert again.ask(2)[0].tolist() == ids[1:].tolist()
     again.close()
     assert pn.Experiment(path, read_only=True).owner is None
+    dropped = _open(path)  # an owner dropped without close() (a notebook cell run again)
+    del dropped
+    gc.collect()
+    _open(path).close()
 
 
 def test_takeover_moves_the_session_and_its_pending_trials_to_the_new_owner(tmp_path):
@@ -157,7 +162,7 @@ _HOLDER = textwrap.dedent("""
     from psyphy_numpyro.design.store import SessionStore
     store = SessionStore(sys.argv[1])
     store.init_settings({"version": 1})
-    store.acquire_lease("doomed")
+    lease = store.acquire_lease("doomed")
     print("owned", flush=True)
     time.sleep(600)
 """)
@@ -246,7 +251,8 @@ def test_a_cli_call_on_an_owned_session_answers_session_busy_unless_takeover(tmp
     path = tmp_path / "o.sqlite"
     owner = _open(path, owner_name="server")
     ids, _ = owner.ask(2)
-    for args in (("ask",), ("tell", "--ids", int(ids[0]), "--responses", 1), ("expire",)):
+    for args in (("ask",), ("tell", "--ids", int(ids[0]), "--responses", 1), ("expire",),
+                 ("refit",), ("refit", "--background")):
         code, obj, err = _call(capsys, args[0], path, *args[1:])
         assert code == 3 and obj["ok"] is False and obj["status"] == 3
         assert obj["owner"]["name"] == "server" and "server (pid" in obj["error"]

@@ -509,7 +509,12 @@ def _refit(args):
     lock = _refit_lock(args.session)
     if args.background:
         # started for this caller, who must be allowed to own the session: checked now
-        _open(args.session, reissue=False, takeover=args.takeover).close()
+        # (taking and giving back the lease; SessionBusy when a live owner holds it)
+        store = SessionStore(args.session)
+        try:
+            store.release_lease(store.acquire_lease(takeover=args.takeover))
+        finally:
+            store.close()
         if not lock.acquire(blocking=False):
             return {"refit": {"state": "running"}}, 0
         return {"refit": _spawn_refit(args.session, lock, if_due=args.if_due)}, 0

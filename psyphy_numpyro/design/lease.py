@@ -19,6 +19,7 @@ import os
 import socket
 import time
 import uuid
+import weakref
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,7 +35,8 @@ class FileLock:
 
     ``flock`` on POSIX and ``msvcrt.locking`` on Windows: the lock belongs to
     the open file, so two ``FileLock`` objects conflict even in one process,
-    and it disappears with the process however that ends (``kill -9``).
+    and it disappears with the process however that ends (``kill -9``), or
+    with the object when it is garbage-collected while held.
 
     Parameters
     ----------
@@ -45,6 +47,7 @@ class FileLock:
     def __init__(self, path):
         self.path = Path(path)
         self.fd = None
+        self._finalizer = None
 
     def acquire(self, *, blocking: bool) -> bool:
         """Take the lock; ``False`` when another holder has it and ``blocking`` is False."""
@@ -58,12 +61,14 @@ class FileLock:
         if not ok:
             os.close(fd)
             return False
-        self.fd = fd
+        self.adopt(fd)
         return True
 
     def adopt(self, fd: int) -> None:
         """Hold the lock of an open file descriptor inherited from another process."""
         self.fd = fd
+        # an owner dropped without close() (a notebook cell run again) frees its session
+        self._finalizer = weakref.finalize(self, os.close, fd)
 
     def release(self) -> None:
         """Unlock and close (nothing when not held)."""
@@ -74,6 +79,7 @@ class FileLock:
     def close(self) -> None:
         """Close without unlocking: a child process sharing the file keeps the lock."""
         if self.fd is not None:
+            self._finalizer.detach()
             os.close(self.fd)
             self.fd = None
 

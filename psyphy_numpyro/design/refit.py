@@ -10,19 +10,22 @@ a detached process) while the session goes on:
 3. :func:`record_refit` records the fit and its proposals in one transaction.
 
 :func:`refit_session` runs the three for a store opened without a lease (the
-command line's detached refit process, started by the session's owner).
+command line's detached refit process, started by the session's owner);
+:class:`BackgroundRefit` runs step 2 in a thread (``Experiment(live=True)``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import numpy as np
 
 from .acquisition import propose_trials
 
-__all__ = ["model_to_json", "model_from_json", "session_data", "session_capacity",
-           "posterior_mode", "make_job", "refit_job", "record_refit", "refit_session"]
+__all__ = ["BackgroundRefit", "model_to_json", "model_from_json", "session_data",
+           "session_capacity", "posterior_mode", "make_job", "refit_job", "record_refit",
+           "refit_session"]
 
 
 def model_to_json(model):
@@ -158,3 +161,56 @@ def refit_session(store) -> dict:
     result = refit_job(make_job(store, settings))
     record_refit(store, settings, result)
     return result
+
+
+class BackgroundRefit:
+    """One refit at a time in a daemon thread, its outcome handed to the caller's thread.
+
+    The thread only fits (:func:`refit_job`); the caller records the result
+    (:meth:`take`), so the session file is written from one thread.
+    """
+
+    def __init__(self):
+        self._thread = None
+        self._result = None
+        self._error = None
+
+    @property
+    def running(self) -> bool:
+        """Whether a refit is running."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, job: dict) -> None:
+        """Run ``refit_job(job)`` in a new thread."""
+
+        def run():
+            try:
+                self._result = refit_job(job)
+            except BaseException as exc:  # reported by the next take / raise_error
+                self._error = exc
+
+        self._result = None
+        self._thread = threading.Thread(target=run, name="psyphy-numpyro-refit", daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for a running refit; ``False`` when it still runs after ``timeout``."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.running
+
+    def raise_error(self) -> None:
+        """Raise ``RuntimeError`` (once) when the last refit failed."""
+        if self._error is not None:
+            exc, self._error = self._error, None
+            raise RuntimeError(f"the background refit failed: {exc}") from exc
+
+    def take(self):
+        """The finished refit's result (once), None when none finished; raises as
+        :meth:`raise_error` when it failed."""
+        if self._thread is None or self._thread.is_alive():
+            return None
+        self._thread = None
+        self.raise_error()
+        result, self._result = self._result, None
+        return result

@@ -53,11 +53,9 @@ after a lost reply) without recording it twice.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
-from ..errors import InvalidInput, InvalidType
+from ..errors import InvalidInput, InvalidType, SessionBusy
 from ..validation import check_int, check_range
 from . import refit as pipeline
 from .acquisition import space_filling_trials
@@ -196,9 +194,7 @@ class Experiment:
         # the pending trials of earlier (ended or taken-over) owners are now this owner's
         self._reissue = [int(i) for i in self.pending] if reissue and not read_only else []
         self._fit_obj, self._fit_file, self._fit_seq = None, None, None
-        self._worker = None
-        self._worker_error = None
-        self._pending_result = None
+        self._refits = pipeline.BackgroundRefit()  # live=True: the refits' thread
         latest = self._store.latest_fit()
         if latest is not None:  # read on first use: ``ask`` needs only the stored proposals
             self._fit_file, self._fit_seq = latest["path"], latest["seq"]
@@ -346,7 +342,7 @@ class Experiment:
         """
         self._require_owner("ask")
         n = check_int("num_trials", num_trials, 1)
-        self._raise_worker_error()
+        self._refits.raise_error()
         with self._lock:
             self._collect()
             if self.auto_refit and self.live:
@@ -415,7 +411,7 @@ class Experiment:
         self._require_owner("tell")
         ids = self._check_ids(ids)
         y = _check_binary(responses, len(ids))
-        self._raise_worker_error()
+        self._refits.raise_error()
         with self._lock:
             # checked inside the write transaction: another process telling the same ids at
             # the same moment cannot overwrite an acknowledged response
@@ -461,7 +457,7 @@ class Experiment:
     @property
     def refitting(self) -> bool:
         """Whether a background refit is running."""
-        return self._worker is not None and self._worker.is_alive()
+        return self._refits.running
 
     def _refit_if_due(self):
         if self._due():
@@ -470,35 +466,16 @@ class Experiment:
     def _start_refit_if_due(self):
         if self.refitting or not self._due():
             return
-        job = self._job()
-
-        def run():
-            try:
-                self._pending_result = pipeline.refit_job(job)
-            except BaseException as exc:  # reported by the next ask / tell / wait
-                self._worker_error = exc
-
-        self._pending_result = None
-        self._worker = threading.Thread(target=run, name="psyphy-numpyro-refit", daemon=True)
-        self._worker.start()
+        self._refits.start(self._job())
 
     def _job(self):
         return pipeline.make_job(self._store, self.settings, previous=self._fit)
 
     def _collect(self):
         """Record a finished background refit (called from the user's thread)."""
-        w = self._worker
-        if w is not None and not w.is_alive():
-            self._worker = None
-            self._raise_worker_error()
-            if self._pending_result is not None:
-                result, self._pending_result = self._pending_result, None
-                self._record(result)
-
-    def _raise_worker_error(self):
-        if self._worker_error is not None:
-            exc, self._worker_error = self._worker_error, None
-            raise RuntimeError(f"the background refit failed: {exc}") from exc
+        result = self._refits.take()
+        if result is not None:
+            self._record(result)
 
     def _record(self, result):
         with self._lock:
@@ -520,11 +497,8 @@ class Experiment:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for a running background refit and record it; ``False`` on timeout."""
-        w = self._worker
-        if w is not None:
-            w.join(timeout)
-            if w.is_alive():
-                return False
+        if not self._refits.join(timeout):
+            return False
         self._collect()
         return True
 
@@ -541,12 +515,10 @@ class Experiment:
         if self._store.db is None:
             return
         try:
-            if self._lease is not None and self._lease.revoked_by is None:
+            try:
                 self.wait()
-            else:  # a taken-over owner records nothing: only let the thread end
-                w = self._worker
-                if w is not None:
-                    w.join()
+            except SessionBusy:  # taken over meanwhile: its last refit is not recorded
+                pass
         finally:
             if self._lease is not None:
                 self._store.release_lease(self._lease)
