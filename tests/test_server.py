@@ -178,6 +178,15 @@ def test_errors_map_to_http(app_client):
         other.wait()
 
 
+def test_model_settings_as_json(app_client):
+    c = app_client
+    r = c.post("/sessions", json={"name": "m.sqlite", "model": SMALL_MODEL, **NO_REFIT})
+    assert r.status_code == 200, r.json()
+    assert r.json()["model"]["basis_degree"] == 1 and not r.json()["model_chosen_from_data"]
+    r = c.post("/sessions", json={"name": "m2.sqlite", "model": {"no_such_setting": 1}})
+    assert r.status_code == 422 and "no_such_setting" in r.json()["error"]
+
+
 def test_openapi_and_docs(app_client):
     spec = app_client.get("/openapi.json").json()
     paths = set(spec["paths"])

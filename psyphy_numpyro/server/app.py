@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from .. import errors
 from .._version import __version__
 from .live import LIVE_PAGE
-from .sessions import _IMPORTS, Registry, UnknownSession
+from .sessions import Registry, UnknownSession
 
 __all__ = ["create_app"]
 
@@ -175,11 +175,6 @@ def create_app(root, *, token: str | None = None, monitor_every: float = 0.25) -
         settings = body.model_dump(exclude={"name", "takeover"})
 
         def work():
-            if settings["model"] is not None:
-                with _IMPORTS:
-                    from ..model import WPPM
-
-                settings["model"] = WPPM(**settings["model"])
             hosted, created = registry.open(body.name, takeover=body.takeover, **settings)
             return {"created": created, **hosted.status()}
 

@@ -292,7 +292,8 @@ class Registry:
 
     def open(self, name: str, *, takeover: bool = False, **settings) -> tuple[Hosted, bool]:
         """Open (or create) session ``name``; ``(hosted, created)``. Already open here:
-        the open session, its settings checked against ``settings``."""
+        the open session, its settings checked against ``settings``. ``model`` may be
+        a :class:`~psyphy_numpyro.WPPM` or a dict of its settings."""
         path = resolve_name(self.root, name)
         with self._lock, _IMPORTS:  # opening imports modules: never beside another import
             from ..design.session import Experiment
@@ -306,6 +307,10 @@ class Registry:
                 path.parent.mkdir(parents=True)
             created = not path.exists()
             kwargs = {k: v for k, v in settings.items() if v is not None}
+            if isinstance(kwargs.get("model"), dict):  # WPPM settings, as JSON gives them
+                from ..model import WPPM
+
+                kwargs["model"] = WPPM(**kwargs["model"])
             exp = Experiment(path, live=True, takeover=bool(takeover),
                              owner_name="psyphy-numpyro serve", **kwargs)
             try:
