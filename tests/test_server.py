@@ -319,7 +319,8 @@ def test_client_survives_a_server_restart(tmp_path):
     srv = Server(tmp_path)
     try:
         c = Client(srv.url, retries=40, backoff=0.25)
-        s = c.session("r.sqlite", seed=2, takeover=True, **NO_REFIT)
+        # no takeover: the lease of a SIGKILLed server is stale, the restarted one takes it
+        s = c.session("r.sqlite", seed=2, **NO_REFIT)
         ids, _ = s.ask(2)
         s.tell(ids[:1], [1])
         srv.kill()
@@ -461,7 +462,7 @@ def test_durability_under_sigkill(tmp_path):
     def client(name, k):
         try:
             c = Client(srv.url, retries=200, backoff=0.05, timeout=5)
-            s = c.session(name, seed=k, takeover=True, **NO_REFIT)
+            s = c.session(name, seed=k, **NO_REFIT)
             j = 0
             while not stop.is_set():
                 ids, _ = s.ask(1)
@@ -509,7 +510,7 @@ def test_durability_under_sigkill(tmp_path):
     srv.start()
     c = Client(srv.url)
     for name in names:
-        s = c.session(name, takeover=True)
+        s = c.session(name)
         before = s.status()["told"]
         ids, _ = s.ask(1)
         s.tell(ids, [1])
