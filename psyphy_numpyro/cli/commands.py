@@ -11,6 +11,7 @@ import warnings
 
 from ._common import MODEL_OPTIONS, CLIError, given_options
 from .experiment import run as _cmd_experiment
+from .serve import run as _cmd_serve
 
 __all__ = ["COMMANDS"]
 
@@ -360,4 +361,4 @@ def _plot_thresholds(th, target, kind, path):
 
 
 COMMANDS = {"fit": _cmd_fit, "summary": _cmd_summary, "thresholds": _cmd_thresholds,
-            "experiment": _cmd_experiment}
+            "experiment": _cmd_experiment, "serve": _cmd_serve}

@@ -63,7 +63,7 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .. import errors
+from .. import errors, protocol
 from ..design.store import FileLock, SessionStore, read_settings
 from ._common import (
     MODEL_OPTIONS,
@@ -327,10 +327,7 @@ def _read(path):
 
 def _settings(s) -> dict:
     """The settings the JSON objects report, from the stored ``settings``."""
-    return {"input_dim": s["input_dim"], "seed": s["seed"], "num_initial": s["num_initial"],
-            "refit_every": s["refit_every"], "distances": s["distances"],
-            "fit_options": s["fit_options"], "model": s.get("model") or s.get("chosen_model"),
-            "model_chosen_from_data": s.get("model") is None}
+    return protocol.settings_reply(s)
 
 
 def _int_list(option, text) -> list[int]:
@@ -389,17 +386,16 @@ def _ask(args):
     try:
         before = set(exp.pending.tolist())
         ids, stimuli = exp.ask(args.n)
-        sources = exp.sources(ids)
         st = exp.status()
+        out = protocol.ask_reply(ids, stimuli, sources=exp.sources(ids),
+                                 reissued=sum(int(i) in before for i in ids), told=st["told"],
+                                 pending=st["pending"], refit=None)
     finally:
         exp.close()
     if args.refit != "wait":
         refit = _refit_step(args.session, args.refit)
-    ids = ids.tolist()
-    return {"ids": ids, "stimuli": stimuli.tolist(), "ref": stimuli[:, 0].tolist(),
-            "comparison": stimuli[:, 1].tolist(), "sources": sources,
-            "reissued": sum(i in before for i in ids), "told": st["told"],
-            "pending": st["pending"], "refit": refit}, 0
+    out["refit"] = refit
+    return out, 0
 
 
 # -- tell -----------------------------------------------------------------------------
@@ -460,31 +456,22 @@ def _tell(args):
     if refit["state"] == "failed":
         print(f"{PROG}: warning: the responses were recorded; the refit failed: "
               f"{refit['error']}", file=sys.stderr)
-    return {"told": len(ids), "recorded": recorded, "ids": [int(i) for i in ids],
-            "total_told": st["told"],
-            "pending": st["pending"], "refit": refit}, 0
+    return protocol.tell_reply(ids, recorded=recorded, total_told=st["told"],
+                               pending=st["pending"], refit=refit), 0
 
 
 # -- status ---------------------------------------------------------------------------
 def _latest_fit(store):
-    info = store.latest_fit()
-    if info is None:
-        return None
-    file = info["path"]
-    written = None
-    if file.exists():
-        written = datetime.fromtimestamp(file.stat().st_mtime, UTC).isoformat(timespec="seconds")
-    return {"fit": info["seq"], "num_trials": info["num_trials"], "file": str(file),
-            "written": written}
+    return protocol.latest_fit_reply(store.latest_fit())
 
 
 def _status(args):
     store = _read(args.session)  # read-only: no JAX, no ownership, never waits for an owner
     try:
         settings = store.settings()
-        st = store.counts()
+        counts = store.counts()
         pending_ids = store.pending_ids()
-        latest = _latest_fit(store)
+        latest = store.latest_fit()
         next_at = store.next_refit_at(settings)
         owner = store.owner()
     finally:
@@ -493,11 +480,15 @@ def _status(args):
     last = _read_state(args.session)
     if last is not None and last.get("state") == "running" and not refitting:
         last["state"] = "interrupted"
-    return {"session": str(args.session), "told": st["told"], "pending": st["pending"],
-            "pending_ids": pending_ids, "expired": st["expired"], "fits": st["fits"],
-            "latest_fit": latest, "next_refit_at": next_at,
-            "refit_due": st["told"] >= next_at, "refitting": refitting,
-            "last_refit": last, "owner": owner, **_settings(settings)}, 0
+    if refitting:
+        state = "running"
+    else:
+        state = "due" if counts["told"] >= next_at else "not_due"
+    return protocol.status_reply(
+        session=str(args.session), counts=counts, pending_ids=pending_ids, latest_fit=latest,
+        next_refit_at=next_at, refitting=refitting,
+        refit=protocol.refit_reply(state, next_at), last_refit=last, settings=settings,
+        owner=owner), 0
 
 
 # -- expire ---------------------------------------------------------------------------

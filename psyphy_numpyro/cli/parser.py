@@ -30,6 +30,7 @@ examples:
   psyphy-numpyro thresholds fit.nc --refs grid --points-per-axis 5 --out thresholds.csv
   psyphy-numpyro thresholds fit.nc --refs refs.csv --target 0.75 --plot thresholds.png
   psyphy-numpyro experiment ask observer1.sqlite --n 20    (adaptive sessions, JSON)
+  psyphy-numpyro serve --port 8765 --root sessions/         (per-trial sessions over HTTP)
 
 The trials CSV has a header: ref_x,ref_y,comparison_x,comparison_y,response
 (1-D: ref_x,comparison_x,response; 3-D adds _z columns), stimuli in [-1, 1],
@@ -128,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .experiment import add_parser as _add_experiment
 
     _add_experiment(sub, raw)
+    from .serve import add_parser as _add_serve
+
+    _add_serve(sub, raw)
     return parser
 
 

@@ -1,0 +1,410 @@
+"""The sessions a server holds open: one :class:`~psyphy_numpyro.Experiment` per file.
+
+Each hosted session is an ``Experiment(path, live=True)`` opened in the
+server's process: its refits run in the Experiment's background thread and
+``ask``/``tell`` never wait for them. A monitor thread records finished refits
+(so the fit's proposals are used at once), keeps the refit state for
+``status`` and computes the latest fit's thresholds off the request path,
+once per fit.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+
+from .. import protocol
+from ..errors import InvalidInput
+
+__all__ = ["Registry", "Hosted", "UnknownSession", "resolve_name"]
+
+_ASK_CACHE = 256  # request ids remembered per session (a retried ask gets the same trials)
+
+
+class UnknownSession(LookupError):
+    """The session is not open in this server (HTTP 404)."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def resolve_name(root: Path, name: str) -> Path:
+    """The file of session ``name``: a relative path under ``root`` that stays inside it.
+
+    Raises
+    ------
+    ValueError
+        An empty or absolute name, one with ``..``, ``.``, empty segments,
+        backslashes or control characters, or one that leads out of ``root``
+        (through a symbolic link).
+    """
+    if not isinstance(name, str) or not name or len(name) > 255:
+        raise InvalidInput("a session name is a relative path of 1 to 255 characters")
+    if "\\" in name or any(ord(c) < 32 for c in name):
+        raise InvalidInput(f"session name {name!r}: no backslashes or control characters")
+    pure = PurePosixPath(name)
+    if pure.is_absolute() or name.startswith("/"):
+        raise InvalidInput(f"session name {name!r} must be relative to the server's root")
+    parts = name.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise InvalidInput(f"session name {name!r}: no '.', '..' or empty path segments")
+    root = Path(root).resolve()
+    path = (root / Path(*parts)).resolve()
+    if not path.is_relative_to(root):
+        raise InvalidInput(f"session name {name!r} leads out of the server's root")
+    return path
+
+
+def _clean(x):
+    """NaN/inf -> None, numpy -> lists: JSON-ready."""
+    if hasattr(x, "tolist"):
+        x = x.tolist()
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    return x
+
+
+def threshold_refs(d: int):
+    """The references the server reads thresholds at: a grid over ``[-0.6, 0.6]^d``
+    (9 points in 1-D, 5 x 5 in 2-D, 3 x 3 x 3 in 3-D)."""
+    import numpy as np
+
+    k = {1: 9, 2: 5, 3: 3}[d]
+    axis = np.linspace(-0.6, 0.6, k)
+    grid = np.meshgrid(*([axis] * d), indexing="ij")
+    return np.stack([g.ravel() for g in grid], axis=-1)
+
+
+def thresholds_reply(fit, seq: int, num_trials: int) -> dict:
+    """The latest fit's thresholds as JSON: the table, the median contour points and
+    the interval's inner and outer contours (draw-based fits)."""
+    import numpy as np
+
+    from ..readout import thresholds
+
+    refs = threshold_refs(fit.model.input_dim)
+    th = thresholds(fit, refs, num_directions=24)
+    names, values = th.table(refs)
+    out = {"fit": seq, "num_trials": num_trials, "target": float(th.target),
+           "level": None if th.level is None else float(th.level),
+           "refs": refs, "directions": th.directions, "columns": names, "table": values,
+           "ellipses": np.asarray(th.median_ellipses), "points": th.median_points,
+           "lower_points": None, "upper_points": None}
+    if th.has_draws and th.interval is not None:
+        for key, lengths in (("lower_points", th.interval[0]), ("upper_points", th.interval[1])):
+            out[key] = refs[:, None, :] + np.asarray(lengths)[..., None] * th.directions[None]
+    return _clean(out)
+
+
+class Hosted:
+    """One open session: its Experiment, the refit state, the thresholds cache and an
+    in-memory copy of its trials (for the live page, so it never reads the whole file)."""
+
+    def __init__(self, name: str, path: Path, exp):
+        self.name, self.path, self.exp = name, path, exp
+        self.lock = threading.Lock()  # ask / tell and the trial copy change together
+        self.opened = _now()
+        self.asks: OrderedDict[str, dict] = OrderedDict()
+        self.last_refit: dict | None = None
+        self._seen_refitting = False
+        self._fits = exp.status()["fits"]
+        self.thresholds: dict | None = None
+        self.thresholds_state = "none"  # none, computing, ready, failed
+        self._thresholds_thread = None
+        data = exp.data
+        self.told = [[s[0], s[1], int(r)] for s, r in zip(data.stimuli.tolist(),
+                                                          data.responses.tolist(), strict=True)]
+        pend = exp.pending
+        self.pending: dict[int, list] = {}
+        if len(pend):
+            self.pending = {int(i): s for i, s in zip(pend.tolist(),
+                                                      exp.stimuli(pend).tolist(), strict=True)}
+
+    # -- refit state --------------------------------------------------------------
+    def refit_state(self, st: dict) -> dict:
+        if st["refitting"]:
+            state = "running"
+        elif self.last_refit is not None and self.last_refit["state"] == "failed" and \
+                self.last_refit.get("num_trials") == st["told"]:
+            state = "failed"
+        else:
+            state = "due" if st["told"] >= st["next_refit_at"] else "not_due"
+        return protocol.refit_reply(state, st["next_refit_at"])
+
+    def _call(self, fn, *args, **kwargs):
+        """``fn`` on the Experiment; a failed background refit (raised by the next call)
+        is recorded in ``last_refit`` and the call made again."""
+        try:
+            return fn(*args, **kwargs)
+        except RuntimeError as exc:
+            if not str(exc).startswith("the background refit failed"):
+                raise
+            self._refit_failed(exc)
+            return fn(*args, **kwargs)
+
+    def _refit_failed(self, exc):
+        rec = dict(self.last_refit or {})
+        rec.update(state="failed", ended=_now(), error=str(exc.__cause__ or exc))
+        self.last_refit = rec
+
+    def observe(self) -> dict:
+        """Record a finished refit, note a running one; return ``exp.status()``."""
+        try:
+            st = self.exp.status()  # records a finished background refit
+        except RuntimeError as exc:
+            if not str(exc).startswith("the background refit failed"):
+                raise
+            self._refit_failed(exc)
+            st = self.exp.status()
+        if st["refitting"] and not self._seen_refitting:
+            self._t0 = time.monotonic()
+            self.last_refit = {"state": "running", "pid": os.getpid(), "started": _now(),
+                               "num_trials": st["told"]}
+        if st["fits"] > self._fits and self.last_refit is not None:
+            latest = protocol.latest_fit_reply(self.exp.latest_fit_info())
+            self.last_refit.update(state="finished", ended=_now(), fit=latest["fit"],
+                                   file=latest["file"], next_refit_at=st["next_refit_at"])
+            if getattr(self, "_t0", None) is not None:
+                self.last_refit["seconds"] = round(time.monotonic() - self._t0, 3)
+        self._seen_refitting = st["refitting"]
+        self._fits = st["fits"]
+        return st
+
+    # -- ask / tell -------------------------------------------------------------------
+    def ask(self, n: int, request_id: str | None = None) -> dict:
+        with self.lock:
+            if request_id is not None and request_id in self.asks:
+                return self.asks[request_id]
+            before = set(self.pending)
+            ids, stimuli = self._call(self.exp.ask, n)
+            st = self.observe()
+            for i, s in zip(ids.tolist(), stimuli.tolist(), strict=True):
+                self.pending[int(i)] = s
+            reply = protocol.ask_reply(ids, stimuli, sources=self.exp.sources(ids),
+                                       reissued=sum(int(i) in before for i in ids),
+                                       told=st["told"], pending=st["pending"],
+                                       refit=self.refit_state(st))
+            if request_id is not None:
+                self.asks[request_id] = reply
+                while len(self.asks) > _ASK_CACHE:
+                    self.asks.popitem(last=False)
+            return reply
+
+    def tell(self, ids, responses) -> dict:
+        with self.lock:
+            # repeat_ok: a retried tell (its reply lost) records nothing twice
+            recorded = self._call(self.exp.tell, ids, responses, repeat_ok=True)
+            st = self.observe()
+            for i, r in zip(ids, responses, strict=True):
+                s = self.pending.pop(int(i), None)
+                if s is not None:
+                    self.told.append([s[0], s[1], int(r)])
+            return protocol.tell_reply(ids, recorded=recorded, total_told=st["told"],
+                                       pending=st["pending"], refit=self.refit_state(st))
+
+    def status(self) -> dict:
+        with self.lock:
+            st = self.observe()
+            out = protocol.status_reply(
+                session=self.name, counts=st, pending_ids=self.exp.pending.tolist(),
+                latest_fit=self.exp.latest_fit_info(), next_refit_at=st["next_refit_at"],
+                refitting=st["refitting"], refit=self.refit_state(st),
+                last_refit=self.last_refit, settings=self.exp.settings, owner=self.exp.owner)
+        out["file"] = str(self.path)
+        out["opened"] = self.opened
+        out["thresholds"] = self.thresholds_state
+        return out
+
+    # -- thresholds ---------------------------------------------------------------------
+    def update_thresholds(self) -> None:
+        """Start computing the latest fit's thresholds in a thread, if not done yet."""
+        info = self.exp.latest_fit_info()
+        if info is None:
+            return
+        have = None if self.thresholds is None else self.thresholds["fit"]
+        if have == info["seq"] or (self._thresholds_thread is not None
+                                   and self._thresholds_thread.is_alive()):
+            return
+
+        def run():
+            try:
+                with _IMPORTS:  # reading the fit file imports modules: never beside another
+                    from .. import readout  # noqa: F401
+
+                    fit = self.exp.fit
+                self.thresholds = thresholds_reply(fit, info["seq"], info["num_trials"])
+                self.thresholds_state = "ready"
+            except Exception:  # noqa: BLE001 - reported by the thresholds endpoint
+                self.thresholds_error = traceback.format_exc(limit=3)
+                self.thresholds_state = "failed"
+                self.thresholds = {"fit": info["seq"], "error": self.thresholds_error}
+
+        self.thresholds_state = "computing"
+        self._thresholds_thread = threading.Thread(target=run, daemon=True,
+                                                   name=f"thresholds:{self.name}")
+        self._thresholds_thread.start()
+
+    def live(self, since: int = 0) -> dict:
+        """What the live page draws: status, the trials told from number ``since`` on, the
+        pending trials and the thresholds."""
+        out = self.status()
+        with self.lock:
+            told = self.told[since:]
+            pending = [[i, *s] for i, s in self.pending.items()]
+        out.update(since=since, told_trials=told, pending_trials=pending,
+                   threshold_readout=self.thresholds)
+        return _clean(out)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Close the file; ``False`` (file left open) when a refit outlasts ``timeout``."""
+        if not self.exp.wait(timeout):
+            return False
+        self.exp.close()
+        return True
+
+
+class Registry:
+    """The sessions open in a server, by name (a path relative to ``root``)."""
+
+    def __init__(self, root, *, monitor_every: float = 0.25):
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise InvalidInput(f"{root}: no such folder (the server's --root)")
+        self.sessions: dict[str, Hosted] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._monitor = threading.Thread(target=self._watch, args=(monitor_every,),
+                                         daemon=True, name="psyphy-numpyro-monitor")
+        self._monitor.start()
+        threading.Thread(target=_import_fitters, daemon=True, name="psyphy-numpyro-imports"
+                         ).start()
+
+    def open(self, name: str, *, takeover: bool = False, **settings) -> tuple[Hosted, bool]:
+        """Open (or create) session ``name``; ``(hosted, created)``. Already open here:
+        the open session, its settings checked against ``settings``. ``model`` may be
+        a :class:`~psyphy_numpyro.WPPM` or a dict of its settings."""
+        path = resolve_name(self.root, name)
+        with self._lock, _IMPORTS:  # opening imports modules: never beside another import
+            from ..design.session import Experiment
+
+            _warm_up()
+            hosted = self.sessions.get(name)
+            if hosted is not None:
+                _check_same(hosted.exp, settings)
+                return hosted, False
+            if not path.parent.exists():
+                path.parent.mkdir(parents=True)
+            created = not path.exists()
+            kwargs = {k: v for k, v in settings.items() if v is not None}
+            if isinstance(kwargs.get("model"), dict):  # WPPM settings, as JSON gives them
+                from ..model import WPPM
+
+                kwargs["model"] = WPPM(**kwargs["model"])
+            exp = Experiment(path, live=True, takeover=bool(takeover),
+                             owner_name="psyphy-numpyro serve", **kwargs)
+            try:
+                hosted = Hosted(name, path, exp)
+            except BaseException:
+                exp.close()
+                raise
+            self.sessions[name] = hosted
+        return hosted, created
+
+    def get(self, name: str) -> Hosted:
+        hosted = self.sessions.get(name)
+        if hosted is None:
+            resolve_name(self.root, name)  # a bad name is a 400, not a 404
+            raise UnknownSession(f"session {name!r} is not open in this server (open it with "
+                                 "POST /sessions)")
+        return hosted
+
+    def close(self, name: str, timeout: float | None = None) -> bool:
+        hosted = self.get(name)
+        with self._lock:
+            self.sessions.pop(name, None)
+        return hosted.close(timeout)
+
+    def close_all(self, timeout: float = 10.0) -> list[str]:
+        """Close every session; the names whose refit was still running (left open)."""
+        self._stop.set()
+        left = []
+        for name in list(self.sessions):
+            try:
+                if not self.close(name, timeout):
+                    left.append(name)
+            except Exception:  # noqa: BLE001 - closing the others matters more
+                left.append(name)
+        return left
+
+    def _watch(self, every):
+        while not self._stop.wait(every):
+            for hosted in list(self.sessions.values()):
+                try:
+                    with hosted.lock:
+                        hosted.observe()
+                    hosted.update_thresholds()
+                except Exception:  # noqa: BLE001, S112 - a closed session; the next round
+                    continue
+
+
+_WARM = []
+
+
+_IMPORTS = threading.Lock()
+"""Held while the fitters are imported in the background, and by whatever else imports
+them (opening a session, reading out thresholds): two threads importing JAX's modules at
+once can see them half initialised."""
+
+
+def _import_fitters():
+    """Import JAX and the fitters in the background when the server starts: the first
+    refit imports them otherwise, from inside the ``tell`` that makes it due."""
+    with _IMPORTS:
+        try:
+            from scipy.stats import qmc  # noqa: F401
+
+            from .. import (  # noqa: F401
+                contours,
+                data,
+                fits,
+                hyperparameters,
+                laplace,
+                map_fit,
+                model,
+                persist,
+                readout,
+            )
+            from ..design import acquisition, session  # noqa: F401
+        except Exception:  # noqa: BLE001, S110 - the refit will report it
+            pass
+
+
+def _warm_up():
+    """Import what the first ``ask`` needs (SciPy's Sobol sequences: about a second) when
+    the first session opens, not in the first trial's request."""
+    if not _WARM:
+        from ..design.acquisition import space_filling_trials
+
+        space_filling_trials(1, 2, seed=0)
+        _WARM.append(True)
+
+
+def _check_same(exp, settings):
+    """Settings given when opening a session that is open already must match it."""
+    for key in ("input_dim", "seed", "num_initial", "refit_every"):
+        v = settings.get(key)
+        have = exp.input_dim if key == "input_dim" else exp.settings.get(key)
+        if v is not None and v != have:
+            raise InvalidInput(f"{exp.path.name}: the session was created with {key}={have!r}; "
+                               f"open it without {key} or with that value")
