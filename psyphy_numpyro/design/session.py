@@ -374,11 +374,22 @@ class Experiment:
                     source, i) for i, r, c in self._store.proposals(db, self._fit_seq, start, n)]
         if len(out) < n:
             start = self._store.next_source_index(db, "space")
-            ref, comp = space_filling_trials(n - len(out), self.input_dim, seed=self.seed,
-                                             start=start, distances=self.settings["distances"])
+            ref, comp = self._space_trials(start, n - len(out))
             out += [(ref[j].tolist(), comp[j].tolist(), "space", start + j)
                     for j in range(len(ref))]
         return out
+
+    def _space_trials(self, start, n, block=256):
+        """Trials ``start ... start + n - 1`` of the space-filling sequence, from a block
+        computed once (trial ``i`` depends only on the seed and ``i``, and computing it costs
+        time growing with ``i``: per ask that would grow with the session)."""
+        cache = getattr(self, "_space_cache", None)
+        if cache is None or not cache[0] <= start <= start + n <= cache[0] + len(cache[1]):
+            ref, comp = space_filling_trials(max(n, block), self.input_dim, seed=self.seed,
+                                             start=start, distances=self.settings["distances"])
+            cache = self._space_cache = (start, ref, comp)
+        lo = start - cache[0]
+        return cache[1][lo:lo + n], cache[2][lo:lo + n]
 
     def tell(self, ids, responses, *, repeat_ok: bool = False) -> int:
         """Record responses (1 correct, 0 wrong) of asked trials; durable before it returns.
