@@ -51,6 +51,7 @@ _EXPORTS = {
     "psychometric": ".readout",
     "thresholds": ".readout",
     "comparisons_at_radius": ".simulate",
+    "StimulusSpace": ".space",
     "simulate_experiment": ".simulate",
     "simulate_observer": ".simulate",
     "simulate_trials": ".simulate",
