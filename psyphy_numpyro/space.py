@@ -326,7 +326,7 @@ class StimulusSpace:
             col["cones"] = cones
         if key == "DKL":
             col["background_Y"] = float(background_Y)
-        fixed = {"Y": "Y", "L": "L*"}
+        fixed = {"Y": "stimulus Y", "L": "L*"}
         extra = "".join(f", {fixed[k]} = {col[k]:g}" for k in ("Y", "L") if k in col)
         units = f"{units} (white {col['white_name']}, white Y = 1{extra})"
         space = cls.box(lo, hi, shape_preserving=shape_preserving, axis_labels=labels,
