@@ -244,3 +244,27 @@ def test_the_space_survives_saving_and_loading_a_fit(xy_fits, tmp_path):
     refs = [[0.31, 0.33]]
     np.testing.assert_allclose(pn.thresholds(back, refs, num_samples=64).ellipses,
                                pn.thresholds(fit, refs, num_samples=64).ellipses, rtol=1e-6)
+
+
+def test_plots_are_drawn_in_the_space_units(xy_fits):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from psyphy_numpyro.plotting import plot_fit, plot_thresholds, plot_trials
+
+    sp, fit, _ = xy_fits
+    fig = plot_fit(fit, points_per_axis=3)
+    ax = fig.axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("CIE x", "CIE y")
+    assert ax.get_xlim() == pytest.approx((0.24, 0.38))
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    th = pn.thresholds(fit, [[0.31, 0.33]], num_directions=8, num_samples=64)
+    plot_thresholds(th, ax=ax)
+    plot_trials(fit.data, ax=ax)
+    assert ax.get_xlabel() == "CIE x"
+    x = np.concatenate([line.get_xdata() for line in ax.get_lines()])
+    assert 0.25 < np.nanmin(x) and np.nanmax(x) < 0.37  # drawn in xy, not in the box
+    plt.close(fig)
