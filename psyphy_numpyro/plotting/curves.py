@@ -449,7 +449,9 @@ def plot_psychometric(distances, p, ax=None, data=None, *, level=0.9, bins=10, t
     if target is not None:
         ax.axhline(target, color="0.5", ls=":", lw=1)
     if not ax.get_xlabel():
-        ax.set_xlabel("distance from reference (model units)")
+        space = getattr(data, "space", None)
+        ax.set_xlabel("distance from reference ("
+                      + ("model units" if space is None else f"{space.name} units") + ")")
     if not ax.get_ylabel():
         ax.set_ylabel("p(correct)")
     ax.set_ylim(0.0, 1.02)
