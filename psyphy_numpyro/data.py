@@ -484,10 +484,11 @@ def warn_small_range(data, *, stacklevel: int = 3) -> None:
     Such data are nearly always in the lab's units (xy chromaticities lie in
     ``[0, 1]`` and pass the domain check): the fitted field is then nearly
     flat over them. The warning names the range seen per axis and the
-    :class:`StimulusSpace` that would fit them. Once per data object.
+    :class:`StimulusSpace` that would fit them. Once per data object, and
+    only from 20 trials on.
     """
-    if data.space is not None or len(data) == 0 or getattr(data, "_warned", True):
-        return
+    if data.space is not None or len(data) < 20 or getattr(data, "_warned", True):
+        return  # (a handful of trials, e.g. a session's first ones, says little about units)
     s = data.stimuli
     lo, hi = s.min(axis=(0, 1)), s.max(axis=(0, 1))
     span = hi - lo
@@ -496,7 +497,7 @@ def warn_small_range(data, *, stacklevel: int = 3) -> None:
     data._warned = True
     axes = ", ".join(f"axis {k}: [{a:.4g}, {b:.4g}] (width {b - a:.3g})"
                      for k, (a, b) in enumerate(zip(lo, hi, strict=True)))
-    pad = 0.05 * np.maximum(span, 1e-12)
+    pad = np.where(span > 0, 0.05 * span, max(0.05 * span.max(), 1e-3))
     fmt = lambda v: "[" + ", ".join(f"{x:.4g}" for x in v) + "]"  # noqa: E731
     warnings.warn(
         f"the stimuli fill less than a quarter of the model's box [-1, 1] along "
