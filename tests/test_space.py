@@ -268,3 +268,26 @@ def test_plots_are_drawn_in_the_space_units(xy_fits):
     x = np.concatenate([line.get_xdata() for line in ax.get_lines()])
     assert 0.25 < np.nanmin(x) and np.nanmax(x) < 0.37  # drawn in xy, not in the box
     plt.close(fig)
+
+
+def test_per_axis_space_and_laplace_fit_map_back_exactly():
+    sp = StimulusSpace.box([0.24, 0.26], [0.38, 0.34], shape_preserving=False)
+    ref, comp, y = _xy_data(160, seed=3, hi=(0.38, 0.34))
+    data = pn.TrialData.from_arrays(ref, comp, y, space=sp)
+    hand = pn.TrialData.from_arrays(sp.to_model(ref), sp.to_model(comp), y)
+    model = pn.WPPM(input_dim=2, basis_degree=1, num_samples=8)
+    kw = dict(steps=10, num_restarts=1, seed=0, progress=False)
+    fit = pn.fit_laplace(data, model, init=pn.fit_map(data, model, **kw), num_draws=50, seed=0)
+    fit_box = pn.fit_laplace(hand, model, init=pn.fit_map(hand, model, **kw), num_draws=50,
+                             seed=0)
+    assert fit.data.space == sp
+    refs = np.array([[0.30, 0.30]])
+    th = pn.thresholds(fit, refs, num_directions=8, num_samples=32, num_draws=5)
+    # the same rays in the box: the lab's evenly spread directions, mapped
+    dirs = sp.vectors_to_model(pn.readout.unit_directions(2, 8))
+    th_box = pn.thresholds(fit_box, sp.to_model(refs), directions=dirs, num_samples=32,
+                           num_draws=5)
+    np.testing.assert_allclose(th.ellipses, sp.covariance_to_lab(th_box.ellipses), rtol=1e-9)
+    stretch = np.linalg.norm(dirs, axis=1)
+    np.testing.assert_allclose(th.lengths, th_box.lengths / stretch, rtol=1e-9)
+    assert th.has_draws and th.median.shape == (1, 8)
