@@ -291,3 +291,18 @@ def test_per_axis_space_and_laplace_fit_map_back_exactly():
     stretch = np.linalg.norm(dirs, axis=1)
     np.testing.assert_allclose(th.lengths, th_box.lengths / stretch, rtol=1e-9)
     assert th.has_draws and th.median.shape == (1, 8)
+
+
+def test_a_ground_truth_pair_reads_out_in_a_given_space():
+    import jax
+
+    sp = StimulusSpace.colour("Lab", [-20, -20], [20, 20], L=60)
+    model = pn.WPPM(input_dim=2, basis_degree=2, num_samples=16)
+    params = model.sample_prior(jax.random.PRNGKey(0))
+    refs = np.array([[0.0, 0.0], [5.0, -8.0]])
+    th = pn.thresholds((model, params), refs, num_directions=8, num_samples=64, space=sp)
+    th_box = pn.thresholds((model, params), sp.to_model(refs), num_directions=8,
+                           num_samples=64)
+    np.testing.assert_allclose(th.ellipses, sp.covariance_to_lab(th_box.ellipses), rtol=1e-9)
+    de76 = th.delta_e("CIE 1976")  # a*b* at fixed L*: ΔE76 is the Euclidean length
+    np.testing.assert_allclose(de76, th.lengths, rtol=1e-9)
