@@ -54,6 +54,7 @@ _EXPORTS = {
     "psychometric": ".readout",
     "thresholds": ".readout",
     "comparisons_at_radius": ".simulate",
+    "StimulusSpace": ".space",
     "simulate_experiment": ".simulate",
     "simulate_observer": ".simulate",
     "simulate_trials": ".simulate",

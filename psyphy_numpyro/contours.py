@@ -210,6 +210,8 @@ class Thresholds:
     median, interval : numpy arrays (R, D) and (2, R, D), draw-based fits only
         Posterior median and central credible interval (``level``) of the lengths.
     level : float, draw-based fits only
+    space : StimulusSpace or None
+        The units of every array above (``None``: the model's box).
     """
 
     refs: np.ndarray
@@ -222,6 +224,7 @@ class Thresholds:
     median: np.ndarray | None = None
     interval: np.ndarray | None = None
     level: float | None = None
+    space: object = field(default=None, repr=False)
 
     @property
     def input_dim(self) -> int:
@@ -298,6 +301,42 @@ class Thresholds:
 
         write_csv(path, names,
                   ([cell(n, v) for n, v in zip(names, row, strict=True)] for row in values))
+
+    def delta_e(self, method: str = "CIE 2000", *, median: bool = True) -> np.ndarray:
+        """Colour difference between each reference and its threshold points, ``(R, D)``.
+
+        Each boundary point and its reference are expressed in CIELAB by the
+        space (:meth:`StimulusSpace.delta_e`) and compared with
+        :func:`colour.delta_E`.
+
+        Parameters
+        ----------
+        method : str
+            ``"CIE 1976"`` (ΔE76), ``"CIE 1994"`` (ΔE94), ``"CIE 2000"`` (ΔE2000,
+            default) or another method of :func:`colour.delta_E`.
+        median : bool
+            Draw-based fits: of the median lengths (default) or, ``False``, per
+            draw ``(num_draws, R, D)``.
+
+        Returns
+        -------
+        numpy array (R, D) or (num_draws, R, D)
+            NaN on rays without a crossing.
+
+        Raises
+        ------
+        ValueError
+            The thresholds are not in a colour space.
+        """
+        if self.space is None or not getattr(self.space, "is_colour", False):
+            raise InvalidInput("delta_e needs thresholds in a colour space: fit data with "
+                               "space=pn.StimulusSpace.colour(...), or pass space= to "
+                               "pn.thresholds")
+        pts = self.median_points if (median or not self.has_draws) else self.points
+        refs = np.broadcast_to(self.refs[:, None, :], pts.shape)
+        ok = np.all(np.isfinite(pts), -1)
+        safe = np.where(ok[..., None], pts, refs)
+        return np.where(ok, self.space.delta_e(refs, safe, method=method), np.nan)
 
 
 

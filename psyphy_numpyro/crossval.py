@@ -38,7 +38,8 @@ def fold_labels(data, num_folds: int, seed: int = 0) -> np.ndarray:
 
     strata = default_strata(data)
     if strata.max() == 0:  # references do not repeat: cells of reference space
-        strata, _, _ = reference_cells(np.asarray(data.ref), max(20, 10 * num_folds))
+        refs = np.asarray(data.model_stimuli[:, 0])
+        strata, _, _ = reference_cells(refs, max(20, 10 * num_folds))
     rng = np.random.default_rng(seed)
     folds = np.empty(len(data), np.int64)
     offset = 0

@@ -232,7 +232,8 @@ def _column_label(name, lib) -> str:
     return repr(name) if name == lib else f"{name!r} ({lib})"
 
 
-def _read_value(path, r, line, name, lib, text, words, decimal_comma) -> float:
+def _read_value(path, r, line, name, lib, text, words, decimal_comma,
+                check_domain=True) -> float:
     """One stimulus coordinate or response cell of a CSV row, checked."""
     label = _column_label(name, lib)
     if lib == "response":
@@ -254,19 +255,22 @@ def _read_value(path, r, line, name, lib, text, words, decimal_comma) -> float:
     if lib == "response" and v not in (0.0, 1.0):
         raise InvalidInput(f"{path}: row {r}, column {label} must be 0 or 1 (1 = correct; "
                            f"true/false are accepted too), got {text!r}{line}")
-    if lib != "response" and abs(v) > 1.0 + DOMAIN_TOL:
+    if check_domain and lib != "response" and abs(v) > 1.0 + DOMAIN_TOL:
         raise InvalidInput(
             f"{path}: row {r}, column {label} = {v:g} is outside [-1, 1]{line}; rescale the "
-            "stimuli into [-1, 1] (e.g. x' = 2 (x - lo) / (hi - lo) - 1 per axis)")
+            "stimuli into [-1, 1], or read them in your units with a space: "
+            "TrialData.from_csv(path, space=pn.StimulusSpace.box(lo=..., hi=...))")
     return v
 
 
-def read_trials(path, *, columns=None, response_values=None, delimiter=None):
+def read_trials(path, *, columns=None, response_values=None, delimiter=None,
+                check_domain=True):
     """``(stimuli (N, 2, d), responses (N,) int8, metadata dict)`` read from a trial CSV.
 
     The reader behind :meth:`TrialData.from_csv <psyphy_numpyro.TrialData.from_csv>`, which
     documents the layout, the arguments and the errors; the values are checked cell by cell
-    here (numbers, responses, the domain), the arrays as a whole by ``TrialData``.
+    here (numbers, responses, and, with ``check_domain``, the box ``[-1, 1]``), the arrays as
+    a whole by ``TrialData``.
     """
     path = os.fspath(path)
     mapping = _check_mapping(columns)
@@ -299,7 +303,8 @@ def read_trials(path, *, columns=None, response_values=None, delimiter=None):
                     f"{path}: row {r} has {len(row)} fields, expected {len(header)} "
                     f"({','.join(header)}){line}"
                 )
-            vals = [_read_value(path, r, line, header[j], c, row[j], words, decimal_comma)
+            vals = [_read_value(path, r, line, header[j], c, row[j], words, decimal_comma,
+                                check_domain)
                     for c, j in zip(cols, order, strict=True)]
             rows.append(vals)
             meta_cells.append([row[j] for _, j in meta])

@@ -6,23 +6,34 @@ CSV input and output live in :mod:`psyphy_numpyro.csvio` (``TrialData.from_csv``
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
 
 from .csvio import (
     DATA_COLUMNS,
+    csv_columns,
     read_points,  # noqa: F401 - re-exported for modules not yet updated
     read_trials,
     write_trials,
 )
 from .errors import InvalidInput, InvalidType
+from .space import StimulusSpace
 from .validation import check_points, check_responses
 
 __all__ = [
     "TrialData",
     "as_trial_data",
+    "as_space",
+    "warn_small_range",
+    "SMALL_RANGE",
 ]
+
+SMALL_RANGE = 0.5
+"""Data (model units, no space) spanning less than this along an axis of the box
+``[-1, 1]`` (a quarter of its width) get a warning when fitted (:func:`warn_small_range`)."""
 
 _ROLES = ("reference", "comparison")
 
@@ -126,14 +137,27 @@ class TrialData:
         keep their dtype, anything else is stored as text. Names may not be
         data columns (``ref_x``, ..., ``response``).
 
+    space : StimulusSpace or its dict description, optional
+        The units ``stimuli`` are given in (keyword only, see
+        :class:`~psyphy_numpyro.StimulusSpace`): ``stimuli`` must then lie in
+        the space's domain (else a ``ValueError`` naming the trial and the
+        units), and fits use :attr:`model_stimuli`, their image in the box.
+        Without a space the stimuli are in the box already.
+
     Attributes
     ----------
     stimuli : numpy array (N, 2, d), float64
+        In the lab's units (those of :attr:`space`).
+    model_stimuli : numpy array (N, 2, d), float64
+        In the model's box ``[-1, 1]^d``: what fits see. The same array as
+        :attr:`stimuli` when there is no space.
+    space : StimulusSpace or None
     responses : numpy array (N,), int8
     metadata : dict of str -> numpy array (N,)
         Kept through slicing (``data[mask]``), :meth:`split`,
         :meth:`concatenate`, :meth:`to_csv` (extra columns) and fit files
         (``fit.save`` / :func:`~psyphy_numpyro.load_fit`). Fits ignore it.
+        The space is kept the same way.
 
     Examples
     --------
@@ -143,15 +167,18 @@ class TrialData:
     >>> fits = pn.fit_map(list(data.split("subject").values()), model)  # doctest: +SKIP
     """
 
-    __slots__ = ("stimuli", "responses", "metadata")
+    __slots__ = ("stimuli", "responses", "metadata", "space", "model_stimuli", "_warned")
 
-    def __init__(self, stimuli, responses=None, *, metadata=None):
+    def __init__(self, stimuli, responses=None, *, metadata=None, space=None):
         if responses is None:
             if hasattr(stimuli, "to_trial_data"):  # psyphy ResponseData
                 stimuli = stimuli.to_trial_data()
             if hasattr(stimuli, "stimuli") and hasattr(stimuli, "responses"):
-                if metadata is None and isinstance(stimuli, TrialData):
-                    metadata = stimuli.metadata
+                if isinstance(stimuli, TrialData):
+                    if metadata is None:
+                        metadata = stimuli.metadata
+                    if space is None:
+                        space = stimuli.space
                 stimuli, responses = stimuli.stimuli, stimuli.responses
             else:
                 raise InvalidType("TrialData needs stimuli and responses")
@@ -168,18 +195,33 @@ class TrialData:
                 "stimuli must have shape (N, 2, d) with d in {1, 2, 3} "
                 f"([:, 0] = reference, [:, 1] = comparison), got {s.shape}"
             )
-        check_points(s, s.shape[2], "stimuli", locate=_locate_stimulus)
+        space = as_space(space)
+        if space is None:
+            check_points(s, s.shape[2], "stimuli", locate=_locate_stimulus)
+            lab = model = np.array(s, dtype=np.float64)
+        else:
+            if space.input_dim != s.shape[2]:
+                raise InvalidInput(f"the stimuli have d = {s.shape[2]} coordinates but the "
+                                   f"space is {space.input_dim}-D ({space!r})")
+            lab = np.array(space.check(s, "stimuli", locate=_locate_stimulus),
+                           dtype=np.float64)
+            model = np.clip(space.to_model(lab, check=False), -1.0, 1.0)
         y = check_responses(responses, s.shape[0])
         meta = check_metadata(metadata, s.shape[0])
-        self.stimuli = np.array(s, dtype=np.float64)
+        self.stimuli = lab
+        self.model_stimuli = model
+        self.space = space
         self.responses = y
         self.metadata = meta
+        self._warned = False
 
     # -- constructors ---------------------------------------------------------
     @classmethod
-    def from_arrays(cls, ref, comparison, responses, *, metadata=None) -> TrialData:
-        """Build from references (N, d), comparisons (N, d), responses (N,) and optional
-        per-trial ``metadata`` (name -> N values, see :class:`TrialData`)."""
+    def from_arrays(cls, ref, comparison, responses, *, metadata=None,
+                    space=None) -> TrialData:
+        """Build from references (N, d), comparisons (N, d), responses (N,), optional
+        per-trial ``metadata`` (name -> N values) and the ``space`` the stimuli are given
+        in (see :class:`TrialData`)."""
         ref = np.asarray(ref)
         comparison = np.asarray(comparison)
         if ref.shape != comparison.shape or ref.ndim != 2:
@@ -187,14 +229,15 @@ class TrialData:
                 f"ref and comparison must both have shape (N, d), got {ref.shape} and "
                 f"{comparison.shape}"
             )
-        return cls(np.stack([ref, comparison], axis=1), responses, metadata=metadata)
+        return cls(np.stack([ref, comparison], axis=1), responses, metadata=metadata,
+                   space=space)
 
     @classmethod
     def concatenate(cls, datas) -> TrialData:
         """One data set of several (sessions, observers ...), in order, metadata included.
 
-        Every data set must have the same stimulus dimension and the same
-        metadata columns.
+        Every data set must have the same stimulus dimension, the same
+        metadata columns and the same stimulus space (or none).
         """
         datas = [as_trial_data(d, allow_empty=True) for d in datas]
         if not datas:
@@ -209,13 +252,19 @@ class TrialData:
                 raise InvalidInput(
                     f"concatenate: data set {i} has metadata columns {sorted(d.metadata)}, data "
                     f"set 0 has {sorted(names)}; every data set needs the same columns")
+        for i, d in enumerate(datas[1:], start=1):
+            if d.space != datas[0].space:
+                raise InvalidInput(
+                    f"concatenate: data set {i} is in the space {d.space!r}, data set 0 in "
+                    f"{datas[0].space!r}; every data set needs the same stimulus space")
         return cls(np.concatenate([d.stimuli for d in datas]),
                    np.concatenate([d.responses for d in datas]),
-                   metadata={n: _concat_column([d.metadata[n] for d in datas]) for n in names})
+                   metadata={n: _concat_column([d.metadata[n] for d in datas]) for n in names},
+                   space=datas[0].space)
 
     @classmethod
     def from_csv(cls, path, *, columns=None, response_values=None,
-                 delimiter=None) -> TrialData:
+                 delimiter=None, space=None) -> TrialData:
         """Read a CSV file with a header (see :func:`~psyphy_numpyro.csvio.csv_columns`).
 
         Columns may come in any order; columns other than the stimuli and the
@@ -234,6 +283,12 @@ class TrialData:
             What other response words mean, e.g. ``{"yes": 1, "no": 0}``
             (1 = correct; matched in any case). Without it the response must
             be 0/1 or true/false (any case).
+        space : StimulusSpace, dict, path or ``"auto"``, optional
+            The units of the file's stimuli (see :class:`TrialData`); a path
+            is read by :meth:`StimulusSpace.from_file`. By default (``None``)
+            the space :meth:`to_csv` stored next to the file
+            (``<file>.space.json``) is used when there is one, else the
+            stimuli must be in the box ``[-1, 1]``.
         delimiter : str, optional
             Field delimiter; by default detected from the header line: the
             most frequent of comma, semicolon and tab. Where it is not a
@@ -246,25 +301,51 @@ class TrialData:
             Errors name the file, the row (1 = first data row; the physical
             file line is given too) and the column: a missing header, missing
             or repeated columns, a mapped column the file lacks, a value that
-            is not a number, NaN/Inf, a coordinate outside ``[-1, 1]``, a
-            response that is not 0/1, true/false or a ``response_values`` word.
+            is not a number, NaN/Inf, a coordinate outside ``[-1, 1]`` (outside
+            the space's bounds with a space), a response that is not 0/1,
+            true/false or a ``response_values`` word.
 
         Notes
         -----
         A UTF-8 byte-order mark is ignored.
         """
+        if space is None:
+            space = read_sidecar(path)
+        elif isinstance(space, (str, os.PathLike)):
+            space = StimulusSpace.from_file(space)
         stimuli, responses, metadata = read_trials(
-            path, columns=columns, response_values=response_values, delimiter=delimiter)
-        return cls(stimuli, responses, metadata=metadata)
+            path, columns=columns, response_values=response_values, delimiter=delimiter,
+            check_domain=space is None)
+        if space is not None:
+            space = as_space(space)
+            names = csv_columns(stimuli.shape[2])
+            d = stimuli.shape[2]
+            if space.input_dim != d:
+                raise InvalidInput(f"{os.fspath(path)}: the file has {d}-D stimuli but the "
+                                   f"space is {space.input_dim}-D ({space!r})")
+
+            def locate(idx):
+                return f"row {idx[0] + 1}, column {names[idx[1] * d + idx[2]]!r}"
+
+            try:
+                space.check(stimuli, "stimuli", locate=locate)
+            except InvalidInput as exc:
+                raise InvalidInput(f"{os.fspath(path)}: {exc}") from None
+        return cls(stimuli, responses, metadata=metadata, space=space)
 
     def to_csv(self, path) -> None:
         """Write the CSV layout read by :meth:`from_csv` (lossless: 17 digits), metadata as
         extra columns after the response.
 
         Metadata round-trips with its values; text that looks like a number
-        (``"12"``) reads back as a number.
+        (``"12"``) reads back as a number. Stimuli are written in the lab's
+        units; with a space, its description goes to a JSON sidecar file
+        ``<path>.space.json`` (:meth:`StimulusSpace.to_dict`), which
+        :meth:`from_csv` reads back; the CSV itself keeps the plain layout.
+        Without a space no sidecar is written (and a stale one is removed).
         """
         write_trials(path, self.stimuli, self.responses, self.metadata)
+        write_sidecar(path, self.space)
 
     # -- views ------------------------------------------------------------------
     @property
@@ -287,7 +368,8 @@ class TrialData:
     def __getitem__(self, idx) -> TrialData:
         idx = np.atleast_1d(np.arange(len(self))[idx])
         return TrialData(self.stimuli[idx], self.responses[idx],
-                         metadata={k: v[idx] for k, v in self.metadata.items()})
+                         metadata={k: v[idx] for k, v in self.metadata.items()},
+                         space=self.space)
 
     def split(self, column: str) -> dict:
         """One :class:`TrialData` per value of a metadata column, e.g. per subject.
@@ -327,6 +409,7 @@ class TrialData:
             isinstance(other, TrialData)
             and np.array_equal(self.stimuli, other.stimuli)
             and np.array_equal(self.responses, other.responses)
+            and self.space == other.space
             and self.metadata.keys() == other.metadata.keys()
             and all(_same_column(v, other.metadata[k]) for k, v in self.metadata.items())
         )
@@ -334,7 +417,15 @@ class TrialData:
     def __repr__(self) -> str:
         meta = f", metadata={list(self.metadata)}" if self.metadata else ""
         correct = f", proportion_correct={self.responses.mean():.3f}" if len(self) else ""
-        return f"TrialData(num_trials={len(self)}, input_dim={self.input_dim}{correct}{meta})"
+        space = f", space={self.space!r}" if self.space is not None else ""
+        return (f"TrialData(num_trials={len(self)}, input_dim={self.input_dim}{correct}{meta}"
+                f"{space})")
+
+    def in_model_units(self) -> TrialData:
+        """The same trials with :attr:`model_stimuli` as stimuli and no space."""
+        if self.space is None:
+            return self
+        return TrialData(self.model_stimuli, self.responses, metadata=self.metadata)
 
 
 def as_trial_data(data, *, allow_empty: bool = False) -> TrialData:
@@ -352,3 +443,67 @@ def as_trial_data(data, *, allow_empty: bool = False) -> TrialData:
         raise InvalidInput("data has no trials (an empty TrialData): at least one trial is "
                            "needed")
     return data
+
+
+def as_space(space) -> StimulusSpace | None:
+    """``None``, a :class:`StimulusSpace`, or its dict description
+    (:meth:`StimulusSpace.from_dict`)."""
+    if space is None or isinstance(space, StimulusSpace):
+        return space
+    if isinstance(space, Mapping):
+        return StimulusSpace.from_dict(dict(space))
+    raise InvalidType(f"space must be a StimulusSpace (or its dict description), got "
+                      f"{type(space).__name__}")
+
+
+def sidecar_path(path) -> str:
+    """The space sidecar of a CSV file: ``<path>.space.json``."""
+    return os.fspath(path) + ".space.json"
+
+
+def read_sidecar(path) -> StimulusSpace | None:
+    """The space :meth:`TrialData.to_csv` stored next to ``path``, or ``None``."""
+    side = sidecar_path(path)
+    if not os.path.isfile(side):
+        return None
+    return StimulusSpace.from_file(side)
+
+
+def write_sidecar(path, space) -> None:
+    side = sidecar_path(path)
+    if space is None:
+        if os.path.isfile(side):
+            os.unlink(side)
+        return
+    space.save(side)
+
+
+def warn_small_range(data, *, stacklevel: int = 3) -> None:
+    """Warn when data without a space fill less than a quarter of the box along an axis.
+
+    Such data are nearly always in the lab's units (xy chromaticities lie in
+    ``[0, 1]`` and pass the domain check): the fitted field is then nearly
+    flat over them. The warning names the range seen per axis and the
+    :class:`StimulusSpace` that would fit them. Once per data object, and
+    only from 20 trials on.
+    """
+    if data.space is not None or len(data) < 20 or getattr(data, "_warned", True):
+        return  # (a handful of trials, e.g. a session's first ones, says little about units)
+    s = data.stimuli
+    lo, hi = s.min(axis=(0, 1)), s.max(axis=(0, 1))
+    span = hi - lo
+    if np.all(span >= SMALL_RANGE):
+        return
+    data._warned = True
+    axes = ", ".join(f"axis {k}: [{a:.4g}, {b:.4g}] (width {b - a:.3g})"
+                     for k, (a, b) in enumerate(zip(lo, hi, strict=True)))
+    pad = np.where(span > 0, 0.05 * span, max(0.05 * span.max(), 1e-3))
+    fmt = lambda v: "[" + ", ".join(f"{x:.4g}" for x in v) + "]"  # noqa: E731
+    warnings.warn(
+        f"the stimuli fill less than a quarter of the model's box [-1, 1] along "
+        f"{int(np.sum(span < SMALL_RANGE))} axis/axes ({axes}); the field is fitted over the "
+        f"whole box, so it will be nearly flat over the data. If the stimuli are in your own "
+        f"units, give their space: data = pn.TrialData(..., space=pn.StimulusSpace.box("
+        f"lo={fmt(lo - pad)}, hi={fmt(hi + pad)})) (or StimulusSpace.colour(...)); read-outs "
+        f"then come back in those units",
+        UserWarning, stacklevel=stacklevel)

@@ -16,7 +16,10 @@ self-contained:
   histories, the Laplace covariance, the MAP fit a posterior fit started
   from ...), written by the fit class's own save hook, and the data's per-trial
   metadata (:func:`metadata_extras`; absent in files without metadata, which
-  load with none).
+  load with none) and its stimulus space (attribute ``stimulus_space``, the
+  JSON of :meth:`StimulusSpace.to_dict <psyphy_numpyro.StimulusSpace.to_dict>`;
+  absent without a space). ``constant_data`` holds the stimuli in the space's
+  units.
 
 This module writes and reads those files; it imports no fit class. The fit
 classes (:mod:`psyphy_numpyro.fits`) call :func:`write` from their ``save``
@@ -131,6 +134,24 @@ def metadata_extras(data: TrialData, prefix: str, out: dict, attrs: dict) -> Non
         out[f"{prefix}metadata_{i}"] = ([f"{prefix}trial"], column)
 
 
+def space_attr(data: TrialData, prefix: str, attrs: dict) -> None:
+    """Store the data's stimulus space (JSON, :meth:`StimulusSpace.to_dict`) in the attribute
+    ``{prefix}stimulus_space``; nothing without a space (the stimuli are then in the box)."""
+    if data.space is not None:
+        attrs[f"{prefix}stimulus_space"] = data.space.to_json()
+
+
+def read_space(ds, prefix: str):
+    """The :class:`StimulusSpace` :func:`space_attr` wrote under ``prefix`` (``None`` when
+    there is none: the stored stimuli are in the box)."""
+    from .space import StimulusSpace
+
+    key = f"{prefix}stimulus_space"
+    if key not in ds.attrs:
+        return None
+    return StimulusSpace.from_dict(json.loads(ds.attrs[key]))
+
+
 def read_metadata(ds, prefix: str) -> dict | None:
     """The metadata :func:`metadata_extras` wrote under ``prefix`` (``None`` when there is
     none, as in files written before metadata was stored)."""
@@ -212,6 +233,7 @@ def write(path, idata, *, kind: str, model: WPPM, extras: dict, attrs: dict,
     if data is not None:
         extras, attrs = dict(extras), dict(attrs)
         metadata_extras(data, "", extras, attrs)
+        space_attr(data, "", attrs)
     idata = _build(idata, kind, model, extras, attrs)
     try:
         mode = os.stat(target).st_mode & 0o7777
@@ -284,6 +306,7 @@ def _source(idata, path) -> FitSource:
         np.stack([const["ref"].values, const["comparison"].values], axis=1),
         arviz_io.group(idata, "observed_data")["y"].values,
         metadata=read_metadata(extra, ""),
+        space=read_space(extra, ""),
     )
     posterior = arviz_io.group(idata, "posterior")
     # format 2 keeps W in unconstrained_posterior, format 1 in posterior

@@ -165,7 +165,7 @@ class Fit:
         W = self.weights()
         lapse = self.lapse_rates() if self.model.learns_lapse else None
         out = _loglik_draws(
-            self.model, W, jnp.asarray(self.data.stimuli, W.dtype),
+            self.model, W, jnp.asarray(self.data.model_stimuli, W.dtype),
             jnp.asarray(self.data.responses), as_key(key), self.model.sample_count(num_samples),
             lapse,
         )
@@ -175,7 +175,8 @@ class Fit:
         """Replicated responses of the observed trials (0/1): ``(chain, draw, N)``; ``(N,)``
         for a point fit."""
         k_p, k_y = jax.random.split(as_key(key))
-        p = self.p_correct(self.data.ref, self.data.comparison, key=k_p, num_samples=num_samples,
+        model_stim = self.data.model_stimuli
+        p = self.p_correct(model_stim[:, 0], model_stim[:, 1], key=k_p, num_samples=num_samples,
                            include_lapse=True)
         y = np.asarray(jax.random.bernoulli(k_y, p), dtype=np.int8)
         return y if self.point else y.reshape(np.shape(self.draws)[:2] + (len(self.data),))
@@ -506,6 +507,7 @@ class MAPFit(Fit):
                                            self.data.stimuli)
                 out[f"{prefix}responses"] = ([f"{prefix}trial"], self.data.responses)
                 fitfile.metadata_extras(self.data, prefix, out, attrs)
+                fitfile.space_attr(self.data, prefix, attrs)
         out[f"{prefix}loss_history"] = ([step], np.asarray(self.loss_history))
         out[f"{prefix}restart_histories"] = ([restart, step], np.asarray(self.restart_histories))
         out[f"{prefix}restart_losses"] = ([restart], np.asarray(self.restart_losses))
@@ -533,7 +535,8 @@ class MAPFit(Fit):
             model = fitfile.model_from_config(ds.attrs[f"{prefix}model_config"], src.path)
         if f"{prefix}stimuli" in ds.data_vars:
             data = TrialData(ds[f"{prefix}stimuli"].values, ds[f"{prefix}responses"].values,
-                             metadata=fitfile.read_metadata(ds, prefix))
+                             metadata=fitfile.read_metadata(ds, prefix),
+                             space=fitfile.read_space(ds, prefix))
         if W is None:
             W = ds[f"{prefix}W"].values
             lapse = fitfile.value(ds, f"{prefix}lapse_rate")

@@ -105,7 +105,8 @@ def isotropic_scales(data, *, min_trials_per_cell: int = 150, bandwidth: float =
     """
     data = as_trial_data(data)
     check_int("min_trials_per_cell", min_trials_per_cell, 1)
-    ref, comp, y = data.ref, data.comparison, np.asarray(data.responses, float)
+    ref, comp = data.model_stimuli[:, 0], data.model_stimuli[:, 1]
+    y = np.asarray(data.responses, float)
     d = data.input_dim
     q_tab, f_tab = _table(d, bandwidth)
     dist2 = np.sum((comp - ref) ** 2, -1)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .data import TrialData, as_trial_data
+from .data import TrialData, as_trial_data, warn_small_range
 from .errors import FitDivergedError, InvalidInput, InvalidType
 from .fits import MAPFit
 from .inference.restarts import Run, Settings, fit_batch
@@ -41,6 +41,7 @@ def resolve_model(data, model, *, check=True) -> tuple[TrialData, WPPM]:
     from .hyperparameters import check_floor, choose_hyperparameters
 
     data = as_trial_data(data)
+    warn_small_range(data, stacklevel=4)
     if model is None:
         return data, choose_hyperparameters(data, WPPM(input_dim=data.input_dim)).model
     model = as_wppm(model)
@@ -133,7 +134,7 @@ def _fit_many(datas, model, cfg_args, seed, rng_key, progress, init_params):
     if model is not None:
         model = as_wppm(model)
     if model is None:  # one model for every observer (one program): chosen from all the data
-        pooled = TrialData(np.concatenate([d.stimuli for d in datas]),
+        pooled = TrialData(np.concatenate([d.model_stimuli for d in datas]),
                            np.concatenate([d.responses for d in datas]))
         choice = choose_hyperparameters(pooled, WPPM(input_dim=pooled.input_dim))
         model = choice.model

@@ -397,7 +397,7 @@ class WPPM:
         return pointwise_log_likelihood(
             self,
             W,
-            jnp.asarray(data.stimuli, dtype=W.dtype),
+            jnp.asarray(data.model_stimuli, dtype=W.dtype),
             jnp.asarray(data.responses),
             as_key(key),
             self.sample_count(num_samples),

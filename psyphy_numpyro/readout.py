@@ -102,6 +102,27 @@ def fit_weights(fit):
     return fit.model, fit.weights(), fit.point, fit.lapse_rates()
 
 
+def fit_space(fit, space=None):
+    """The stimulus space read-outs of ``fit`` speak in: ``space`` when given (a
+    :class:`~psyphy_numpyro.StimulusSpace` or its dict), else that of the fit's data, else
+    ``None`` (the model's box)."""
+    from .data import as_space
+
+    if space is not None:
+        return as_space(space)
+    return getattr(getattr(fit, "data", None), "space", None)
+
+
+def _lab_refs(space, refs, d, name="refs"):
+    """References in lab units, ``(R, d)``, checked against the space's domain."""
+    arr = np.asarray(space.check(refs, name), dtype=float)
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or len(arr) == 0:
+        raise InvalidInput(f"{name} must have shape (R, {d}) with R >= 1, got {arr.shape}")
+    return arr
+
+
 def _num_samples(model, num_samples):
     if num_samples is None:
         return max(int(model.num_samples), DEFAULT_READOUT_SAMPLES)
@@ -122,8 +143,12 @@ def _curves(model, Ws, ref, comp, noise):
 
 
 def psychometric(fit, ref, direction, distances, *, key=0, num_samples=None,
-                 include_lapse: bool = False):
+                 include_lapse: bool = False, space=None):
     """p(correct) along the ray ``ref + t * direction / |direction|``.
+
+    ``ref``, ``direction`` and ``distances`` are in the lab's units when the
+    fit's data have a stimulus space (or ``space`` is given), else in the
+    model's box.
 
     Parameters
     ----------
@@ -133,7 +158,8 @@ def psychometric(fit, ref, direction, distances, *, key=0, num_samples=None,
     direction : array (d,)
         Non-zero direction (normalised to unit length).
     distances : array (T,)
-        Distances ``t`` from the reference; every point must stay in ``[-1, 1]^d``.
+        Distances ``t`` from the reference; every point must stay in ``[-1, 1]^d``
+        (in the box once mapped there, with a space).
     key : jax PRNG key or int seed
         Fixes the estimator noise, shared by every distance and every draw, so
         the curve is a smooth deterministic function of ``t``.
@@ -143,6 +169,9 @@ def psychometric(fit, ref, direction, distances, *, key=0, num_samples=None,
         ``False`` (default): the perceptual p(correct), what the field
         implies; ``True``: the response probability ``(1 - lapse) p + lapse / 3``
         with the fit's lapse rate (what the observer's responses follow).
+    space : StimulusSpace, optional
+        The units of ``ref``, ``direction`` and ``distances`` (default: the
+        fit's data's space).
 
     Returns
     -------
@@ -155,8 +184,12 @@ def psychometric(fit, ref, direction, distances, *, key=0, num_samples=None,
         Bad shapes, a zero direction, or a point of the ray outside ``[-1, 1]^d``.
     """
     model, W, point, lapse = fit_weights(fit)
+    space = fit_space(fit, space)
     d = model.input_dim
-    ref = np.asarray(check_points(ref, d, "ref"), dtype=float)
+    if space is not None:
+        ref = np.asarray(space.check(ref, "ref"), dtype=float)
+    else:
+        ref = np.asarray(check_points(ref, d, "ref"), dtype=float)
     if ref.shape != (d,):
         raise InvalidInput(f"ref must have shape ({d},), got {ref.shape}")
     u = check_array("direction", direction)
@@ -169,6 +202,11 @@ def psychometric(fit, ref, direction, distances, *, key=0, num_samples=None,
     t = check_array("distances", distances)
     if t.ndim != 1 or t.size == 0:
         raise InvalidInput(f"distances must be a non-empty finite 1-D array, got shape {t.shape}")
+    if space is not None:  # the same ray in the box: t_model = t |A u|
+        ref = np.clip(space.to_model(ref, check=False), -1.0, 1.0)
+        u = space.vectors_to_model(u)
+        stretch = float(np.linalg.norm(u))
+        u, t = u / stretch, t * stretch
     num_samples = _num_samples(model, num_samples)
     key = as_key(key)
     pts = ref + t[:, None] * u
@@ -275,8 +313,16 @@ def thresholds(
     level: float = 0.9,
     num_draws: int | None = None,
     include_lapse: bool = False,
+    space=None,
 ) -> Thresholds:
     """Threshold contours: where p(correct) crosses ``target`` around each reference.
+
+    With a stimulus space (the fit's data's, or ``space``) the references,
+    directions, ``max_distance`` and every result (lengths, points, ellipses,
+    intervals) are in the lab's units: the rays are traced in the box and
+    mapped back by the space's affine map, ellipses by its Jacobian
+    (``E_lab = J E J^T``) exactly; :meth:`Thresholds.delta_e` then gives
+    colour differences for colour spaces.
 
     For every reference ``r`` and unit direction ``u`` the length ``t`` with
     ``p(r, r + t u) = target`` is found by vectorised bisection over all rays
@@ -315,6 +361,9 @@ def thresholds(
         observer's thresholds, free of lapses); ``True``: of the response
         probability ``(1 - lapse) p + lapse / 3`` (each draw with its own lapse
         rate), i.e. the perceptual contour at ``(target - lapse / 3) / (1 - lapse)``.
+    space : StimulusSpace, optional
+        The units of the references and results (default: the fit's data's
+        space; a ``(WPPM, params)`` pair has none unless given).
 
     Returns
     -------
@@ -329,8 +378,15 @@ def thresholds(
         ``tol``, ``max_distance`` or ``level``.
     """
     model, W, point, lapse = fit_weights(fit)
+    space = fit_space(fit, space)
     d = model.input_dim
-    refs = check_refs(refs, d)
+    if space is not None:
+        if space.input_dim != d:
+            raise InvalidInput(f"the space is {space.input_dim}-D, the model {d}-D")
+        refs_lab = _lab_refs(space, refs, d)
+        refs = np.clip(space.to_model(refs_lab, check=False), -1.0, 1.0)
+    else:
+        refs = check_refs(refs, d)
     target = check_real("target", target, 1.0 / 3.0, 1.0)
     tol = check_real("tol", tol, 0.0)
     level = check_real("level", level, 0.0, 1.0)
@@ -338,6 +394,12 @@ def thresholds(
             else check_directions(directions, d))
     if max_distance is not None:
         max_distance = check_real("max_distance", max_distance, 0.0)
+    stretch = np.ones(len(dirs))  # model length per lab length along each direction
+    if space is not None:
+        dirs_lab = dirs
+        dirs = space.vectors_to_model(dirs_lab)
+        stretch = np.linalg.norm(dirs, axis=-1)
+        dirs = dirs / stretch[:, None]
     if num_draws is not None:
         num_draws = check_int("num_draws", num_draws, 1)
     num_samples = _num_samples(model, num_samples)
@@ -359,7 +421,7 @@ def thresholds(
     u = np.tile(dirs, (R, 1))
     t_max = np.asarray(ray_extent(origin, u), dtype=float)
     if max_distance is not None:
-        t_max = np.minimum(t_max, max_distance)
+        t_max = np.minimum(t_max, max_distance * np.tile(stretch, R))
     span = float(t_max.max()) if t_max.size else 0.0
     num_iter = max(1, math.ceil(math.log2(max(span, tol) / tol)))
 
@@ -378,9 +440,17 @@ def thresholds(
         lengths = lengths[0]
 
     _warn_missing(lengths, target, max_distance)
+    t_max = t_max.reshape(R, D)
+    if space is not None:  # back to the lab's units: lengths along each ray scale by 1/stretch
+        ellipses_model = None if d == 1 else fit_ellipse(lengths[..., None] * dirs)
+        refs, dirs = refs_lab, dirs_lab
+        lengths = lengths / stretch
+        t_max = t_max / stretch
     points = refs[:, None, :] + lengths[..., None] * dirs[None]
     if d == 1:
         ellipses = intervals_1d(refs, lengths, dirs)
+    elif space is not None:
+        ellipses = space.covariance_to_lab(ellipses_model)
     else:
         ellipses = fit_ellipse(points - refs[:, None, :])
     median = interval = lvl = None
@@ -395,11 +465,12 @@ def thresholds(
         lengths=lengths,
         points=points,
         ellipses=ellipses,
-        max_lengths=t_max.reshape(R, D),
+        max_lengths=t_max,
         target=target,
         median=median,
         interval=interval,
         level=lvl,
+        space=space,
     )
 
 

@@ -48,3 +48,18 @@ def test_adaptive_example_places_trials_where_responses_are_informative(tmp_path
         np.testing.assert_array_equal(reopened.data.responses, data.responses)
     finally:
         reopened.close()
+
+
+@pytest.mark.slow
+def test_colour_units_example_recovers_xy_thresholds(tmp_path):
+    import colour_units
+
+    out = colour_units.main(tmp_path, num_trials=2000, seed=0)
+    th, truth = out["thresholds"], out["truth"]
+    assert th.space.name == "xy"
+    a_fit = np.sqrt(np.linalg.eigvalsh(th.ellipses))
+    a_true = np.sqrt(np.linalg.eigvalsh(truth))
+    assert np.median(np.abs(a_fit / a_true - 1)) < 0.2  # measured 0.08
+    assert np.all((out["delta_e"] > 0.5) & (out["delta_e"] < 8))
+    assert (tmp_path / "colour_units_thresholds.png").stat().st_size > 10_000
+    assert (tmp_path / "colour_units_trials.csv.space.json").exists()

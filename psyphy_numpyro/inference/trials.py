@@ -82,7 +82,7 @@ def pad_trials(data, size: int | None = None, *, weights=None, dtype=None) -> Tr
     n = len(data)
     size = bucket_size(n) if size is None else check_int("size", size, n)
     dtype = dtype or jnp.result_type(float)
-    stim = np.asarray(data.stimuli, dtype=np.float64)
+    stim = np.asarray(data.model_stimuli, dtype=np.float64)  # the box, whatever the space
     stim = np.concatenate([stim, np.broadcast_to(stim[:1], (size - n,) + stim.shape[1:])])
     y = np.concatenate([np.asarray(data.responses, np.int32), np.zeros(size - n, np.int32)])
     w = np.ones(n) if weights is None else np.asarray(weights, np.float64).reshape(n)

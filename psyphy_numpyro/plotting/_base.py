@@ -33,8 +33,15 @@ PALETTE = tuple(COLORS[k] for k in ("blue", "vermillion", "green", "orange", "sk
 AXIS_NAMES = ("x", "y", "z")
 
 
-def axis_label(k: int, d: int) -> str:
-    """Label of stimulus dimension ``k`` (0-based) of a ``d``-D space, with its units."""
+def axis_label(k: int, d: int, space=None) -> str:
+    """Label of stimulus dimension ``k`` (0-based) of a ``d``-D space, with its units.
+
+    With a :class:`~psyphy_numpyro.StimulusSpace`: the space's axis label (e.g.
+    ``"CIE x"``), and its units for spaces that are not colour spaces.
+    """
+    if space is not None:
+        label = space.axis_labels[k]
+        return f"{label} ({space.units})" if space.units and not space.is_colour else label
     if d == 1:
         return "stimulus x (model units, [-1, 1])"
     return f"stimulus {AXIS_NAMES[k]} (model units, [-1, 1])"

@@ -288,7 +288,7 @@ def plot_thresholds(th, ax=None, *, draws="spaghetti", max_draws=50, show_points
                            max_draws, color, label, num, scale, show_refs, style)
             if not a.get_title():
                 a.set_title(f"slice {AXIS_NAMES[k]} = {through[k]:.3g}")
-            _axis_labels(a, 3, plane)
+            _axis_labels(a, 3, plane, th.space)
         return axes
     ax = own_axes(ax, (6.0, 6.0) if d == 2 else (7.0, 4.0))
     med = np.asarray(th.median_ellipses, dtype=float)
@@ -303,21 +303,22 @@ def plot_thresholds(th, ax=None, *, draws="spaghetti", max_draws=50, show_points
                   label=label, **style)
         if show_refs:
             ax.scatter(c, y, color="k", s=12, zorder=3)
-        _axis_labels(ax, 1, (0, 1))
+        _axis_labels(ax, 1, (0, 1), th.space)
         return ax
     E = np.asarray(th.ellipses, dtype=float) if th.has_draws else None
     points = th.median_points.reshape(-1, 2) if show_points else None
     _draw_ellipses(ax, refs, med, E, points, th.level, draws, max_draws, color, label, num,
                    scale, show_refs, style)
-    _axis_labels(ax, 2, (0, 1))
+    _axis_labels(ax, 2, (0, 1), th.space)
     return ax
 
 
-def _axis_labels(ax, d, plane):
+def _axis_labels(ax, d, plane, space=None):
+    """Axis labels (the space's, in its units, when there is one), where none is set yet."""
     if not ax.get_xlabel():
-        ax.set_xlabel(axis_label(plane[0], d))
+        ax.set_xlabel(axis_label(plane[0], d, space))
     if not ax.get_ylabel():
-        ax.set_ylabel("reference (row)" if d == 1 else axis_label(plane[1], d))
+        ax.set_ylabel("reference (row)" if d == 1 else axis_label(plane[1], d, space))
 
 
 def _draw_ellipses(ax, refs, med, E, points, level, draws, max_draws, color, label, num, scale,
@@ -453,7 +454,9 @@ def plot_psychometric(distances, p, ax=None, data=None, *, level=0.9, bins=10, t
     if target is not None:
         ax.axhline(target, color="0.5", ls=":", lw=1, label=f"{100 * target:.3g}% correct")
     if not ax.get_xlabel():
-        ax.set_xlabel("distance from reference (model units)")
+        space = getattr(data, "space", None)
+        ax.set_xlabel("distance from reference ("
+                      + ("model units" if space is None else f"{space.name} units") + ")")
     if not ax.get_ylabel():
         ax.set_ylabel("p(correct)")
     ax.set_ylim(0.0, 1.02)
@@ -468,6 +471,8 @@ def plot_trials(data, ax=None, *, max_trials=None, seed=0):
     comparisons (grey) are one scatter each. In 1-D the vertical axis is the
     trial index; in 3-D three panels show the trials projected onto the
     ``(x, y)``, ``(x, z)`` and ``(y, z)`` planes.
+
+    Stimuli are drawn in the data's units (those of its space, if any).
 
     Parameters
     ----------
@@ -498,7 +503,7 @@ def plot_trials(data, ax=None, *, max_trials=None, seed=0):
         for plane, a in zip(SLICE_PLANES, axes, strict=True):
             _draw_trials(a, s[:, 0][:, list(plane)], s[:, 1][:, list(plane)], y)
             a.set_aspect("equal")
-            _axis_labels(a, 3, plane)
+            _axis_labels(a, 3, plane, data.space)
             k = ({0, 1, 2} - set(plane)).pop()
             if not a.get_title():
                 a.set_title(f"projected along {AXIS_NAMES[k]}")
@@ -513,10 +518,10 @@ def plot_trials(data, ax=None, *, max_trials=None, seed=0):
     _draw_trials(ax, r, c, y)
     if d == 2:
         ax.set_aspect("equal")
-        _axis_labels(ax, 2, (0, 1))
+        _axis_labels(ax, 2, (0, 1), data.space)
     else:
         if not ax.get_xlabel():
-            ax.set_xlabel(axis_label(0, 1))
+            ax.set_xlabel(axis_label(0, 1, data.space))
         ax.set_ylabel("trial")
     return ax
 

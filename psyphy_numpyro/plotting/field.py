@@ -296,6 +296,10 @@ def plot_fit(fit, *, ax=None, points_per_axis: int = 5, level: float = 0.9, titl
     - 1-D: ``sqrt Sigma(x)`` against ``x`` (model units).
     - 2-D: ``Sigma(x)`` ellipses on a ``points_per_axis``-squared grid over
       ``[-0.8, 0.8]^2``.
+    - 1-D and 2-D fits whose data have a stimulus space are drawn in its
+      units: the grid spans the central 80% of the space's bounds, the
+      covariances are mapped by its Jacobian (``J Sigma J^T``) and the axes
+      carry its labels (e.g. "CIE x"). 3-D fits are drawn in model units.
     - 3-D: three panels, the orthogonal slices ``z = c_z``, ``y = c_y`` and
       ``x = c_x`` through the point ``through = c`` (default the centre),
       each a ``points_per_axis``-squared grid of ellipses; ``cut`` says which
@@ -382,15 +386,16 @@ def plot_fit(fit, *, ax=None, points_per_axis: int = 5, level: float = 0.9, titl
                      f"{default_title}: slices through "
                      f"({', '.join(f'{v:.2g}' for v in through)}), {cut_text(cut)}")
         return fig
+    space = getattr(fit.data, "space", None)
     if d == 2:
-        _field_2d(fit, axes, grid_points(points_per_axis), level, name, pct, scale)
+        _field_2d(fit, axes, grid_points(points_per_axis), level, name, pct, scale, space)
     else:
-        _field_1d(fit, axes, level, name, pct)
+        _field_1d(fit, axes, level, name, pct, space)
     axes.set_title(title if title is not None else default_title)
     return fig
 
 
-def _median_band(fit, ax, S, centers, level, name, pct, scale, color, **kw):
+def _median_band(fit, ax, S, centers, level, name, pct, scale, color, ticks=True, **kw):
     """Point estimate, or median + band, of covariances ``S`` at ``centers``."""
     if fit.point:
         plot_field(S, centers, ax=ax, scale=scale, color=color, lw=1.3, label=name, **kw)
@@ -399,17 +404,46 @@ def _median_band(fit, ax, S, centers, level, name, pct, scale, color, **kw):
                         label=f"{pct} band", **kw)
         plot_field(np.median(S, axis=0), centers, ax=ax, scale=scale, color=color, lw=1.3,
                    label=f"{name} median", **kw)
-    unit_ticks(ax)
+    if ticks:
+        unit_ticks(ax)
 
 
-def _field_2d(fit, ax, grid, level, name, pct, scale):
+def space_extent(space):
+    """``(lo, hi)`` drawn for a space: its bounds, or the box's image's bounding box."""
+    if space.lo is not None:
+        return np.asarray(space.lo), np.asarray(space.hi)
+    d = space.input_dim
+    corners = np.stack(np.meshgrid(*[[-1.0, 1.0]] * d, indexing="ij"), -1).reshape(-1, d)
+    lab = space.to_lab(corners)
+    return lab.min(0), lab.max(0)
+
+
+def _label_space_axes(ax, space, d):
+    if not ax.get_xlabel():
+        ax.set_xlabel(axis_label(0, d, space))
+    if d == 1 and not ax.get_ylabel():
+        ax.set_ylabel(f"sqrt Sigma(x) ({space.axis_labels[0]})")
+    elif d == 2 and not ax.get_ylabel():
+        ax.set_ylabel(axis_label(1, d, space))
+
+
+def _field_2d(fit, ax, grid, level, name, pct, scale, space=None):
+    centers, lim = grid, ((-1, 1), (-1, 1))
+    if space is not None:  # a grid over the space's bounds, covariances in its units
+        lo, hi = space_extent(space)
+        centers = lo + 0.5 * (grid + 1.0) * (hi - lo)
+        grid = np.clip(space.to_model(centers, check=False), -1.0, 1.0)
+        lim = tuple(zip(lo, hi, strict=True))
+        _label_space_axes(ax, space, 2)
     S = np.asarray(fit.covariance(grid), dtype=float)
+    if space is not None:
+        S = space.covariance_to_lab(S)
     if scale is None:
-        scale = auto_scale(grid, S if fit.point else np.median(S, axis=0))
-    _median_band(fit, ax, S, grid, level, name, pct, scale,
-                 PALETTE[1] if fit.point else PALETTE[0])
-    ax.set_xlim(-1, 1)
-    ax.set_ylim(-1, 1)
+        scale = auto_scale(centers, S if fit.point else np.median(S, axis=0))
+    _median_band(fit, ax, S, centers, level, name, pct, scale,
+                 PALETTE[1] if fit.point else PALETTE[0], ticks=space is None)
+    ax.set_xlim(*lim[0])
+    ax.set_ylim(*lim[1])
     legend_outside(ax, title=scale_text(scale, fit.model).replace(", drawn", ",\ndrawn"),
                    title_fontsize=8)
 
@@ -437,9 +471,18 @@ def _field_3d(fit, fig, axes, grid2, level, name, pct, through, cut, scale):
     figure_legend(fig, axes, scale_text(scale, fit.model))
 
 
-def _field_1d(fit, ax, level, name, pct):
+def _field_1d(fit, ax, level, name, pct, space=None):
     x = np.linspace(-1, 1, 101)[:, None]
-    S = np.asarray(fit.covariance(x), dtype=float)
+    lim = (-1, 1)
+    if space is not None:
+        lo, hi = space_extent(space)
+        lim = (lo[0], hi[0])
+        x_model = np.clip(space.to_model(np.linspace(lo, hi, 101), check=False), -1.0, 1.0)
+        S = space.covariance_to_lab(np.asarray(fit.covariance(x_model), dtype=float))
+        x = np.linspace(lo, hi, 101)
+        _label_space_axes(ax, space, 1)
+    else:
+        S = np.asarray(fit.covariance(x), dtype=float)
     if fit.point:
         plot_field(S, x, ax=ax, color=PALETTE[1], label=name)
     else:
@@ -448,7 +491,8 @@ def _field_1d(fit, ax, level, name, pct):
         med_sd = np.median(np.sqrt(S[..., 0, 0]), axis=0)  # the median of sqrt Sigma
         plot_field(med_sd[:, None, None] ** 2, x, ax=ax, color=PALETTE[0],
                    label=f"{name} median")
-    ax.set_xlim(-1, 1)
+    ax.set_xlim(*lim)
     ax.set_ylim(bottom=0)
-    unit_ticks(ax, y=False)
+    if space is None:
+        unit_ticks(ax, y=False)
     legend_outside(ax)

@@ -66,8 +66,9 @@ def _from_fit(fit, key, num_samples):
     data = fit.data
     if num_samples is None:
         num_samples = max(fit.model.num_samples, DEFAULT_READOUT_SAMPLES)
-    p = np.asarray(fit.p_correct(data.ref, data.comparison, key=key, num_samples=num_samples,
-                                 include_lapse=True), dtype=float)
+    model_stim = data.model_stimuli  # fit.p_correct speaks the box; distances stay in data units
+    p = np.asarray(fit.p_correct(model_stim[:, 0], model_stim[:, 1], key=key,
+                                 num_samples=num_samples, include_lapse=True), dtype=float)
     P = p[None] if fit.point else p.reshape(-1, len(data))
     dist = np.linalg.norm(np.asarray(data.comparison, float) - np.asarray(data.ref, float),
                           axis=-1)

@@ -1,0 +1,759 @@
+"""Stimulus spaces: the lab's units <-> the model's box ``[-1, 1]^d``.
+
+The WPPM lives on the box ``[-1, 1]^d``; a lab stores stimuli in its own
+units (CIE xy chromaticities, CIELAB, monitor RGB, cone excitations ...). A
+:class:`StimulusSpace` is the affine map between the two,
+
+    ``model = A @ x + b``        ``x = A^-1 @ (model - b)``,
+
+with the lab-unit domain it accepts, axis labels and units for plots and
+tables and, for colour spaces, a way to express stimuli as CIE XYZ / CIELAB
+so that thresholds can be read as colour differences (ΔE76/94/2000, through
+:func:`colour.delta_E`). Every colour formula comes from colour-science
+(``colour``); this module writes none of its own except the DKL axes, which
+``colour`` does not provide.
+
+Because the map is affine its Jacobian ``J = d x / d model = A^-1`` is
+constant: a covariance or threshold ellipse ``E`` in the box is
+``J E J^T`` in the lab's units, exactly.
+
+A space is immutable, compares by value, and round-trips through a small
+JSON-ready dict (:meth:`StimulusSpace.to_dict`, :meth:`StimulusSpace.from_dict`,
+:meth:`StimulusSpace.from_file` for JSON or TOML descriptions).
+
+This module imports NumPy only (``colour`` on first use of a colour space).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InvalidInput, InvalidType
+
+__all__ = ["StimulusSpace", "COLOUR_SPACES", "SPACE_TOL"]
+
+SPACE_TOL = 1e-6
+"""Relative tolerance of the domain check: a point may lie this fraction of the
+space's width beyond its bounds (float round-off) and still count as inside."""
+
+_FORMAT = "psyphy_numpyro.StimulusSpace"
+_OBSERVER = "CIE 1931 2 Degree Standard Observer"
+
+# name -> (coordinates for d = 3, for d = 2 (a plane at a fixed value), units)
+_COLOUR = {
+    "XYZ": (("X", "Y", "Z"), None, "CIE XYZ"),
+    "xyY": (("CIE x", "CIE y", "Y"), None, "CIE xyY"),
+    "xy": (None, ("CIE x", "CIE y"), "CIE 1931 xy chromaticity"),
+    "CIELAB": (("L*", "a*", "b*"), ("a*", "b*"), "CIELAB"),
+    "CIELUV": (("L*", "u*", "v*"), ("u*", "v*"), "CIELUV"),
+    "LMS": (("L", "M", "S"), None, "cone excitation (LMS)"),
+    "DKL": (("L+M", "L-M", "S-(L+M)"), ("L-M", "S-(L+M)"), "DKL (cone increments)"),
+    "RGB": (("R", "G", "B"), None, "monitor RGB (device values, 0-1)"),
+}
+_ALIASES = {"LAB": "CIELAB", "CIELAB": "CIELAB", "LUV": "CIELUV", "CIELUV": "CIELUV",
+            "XYZ": "XYZ", "XYY": "xyY", "XY": "xy", "LMS": "LMS", "DKL": "DKL", "RGB": "RGB"}
+COLOUR_SPACES = tuple(_COLOUR)
+"""Names accepted by :meth:`StimulusSpace.colour` (``"Lab"``/``"Luv"`` are aliases)."""
+
+
+def _vector(name, value, d=None) -> np.ndarray:
+    try:
+        v = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidType(f"{name} must be a list of numbers, got {value!r}") from None
+    if v.ndim != 1 or v.size not in (1, 2, 3) or (d is not None and v.size != d):
+        want = f"{d} numbers" if d else "1 to 3 numbers (one per axis)"
+        raise InvalidInput(f"{name} must be {want}, got {value!r}")
+    if not np.all(np.isfinite(v)):
+        raise InvalidInput(f"{name} must be finite, got {value!r}")
+    return v
+
+
+def _colour():
+    import colour  # colour-science: imported on first use
+
+    return colour
+
+
+def _white_xy(white, observer=_OBSERVER) -> np.ndarray:
+    """The white point's chromaticity: an illuminant name (e.g. ``"D65"``) or an xy pair."""
+    if isinstance(white, str):
+        table = _colour().CCS_ILLUMINANTS[observer]
+        if white not in table:
+            raise InvalidInput(f"unknown white point {white!r}; use an illuminant of {observer} "
+                               f"(e.g. 'D65', 'D50') or an xy pair")
+        return np.asarray(table[white], dtype=np.float64)
+    return _vector("white", white, 2)
+
+
+class StimulusSpace:
+    """An affine map between the lab's stimulus units and the model's box ``[-1, 1]^d``.
+
+    ``model = matrix @ x + offset``; build one with :meth:`box`, :meth:`affine`
+    or :meth:`colour` rather than the constructor.
+
+    Attributes
+    ----------
+    input_dim : int
+    matrix : numpy array (d, d)
+        ``A`` of ``model = A x + b``.
+    offset : numpy array (d,)
+        ``b``.
+    lo, hi : numpy arrays (d,) or None
+        The lab-unit bounds stimuli must lie in (``None`` for an affine space
+        without bounds: there the domain is every ``x`` that maps into the box).
+    name : str
+        E.g. ``"box"``, ``"affine"``, ``"xy"``, ``"CIELAB"``.
+    axis_labels : tuple of str
+        One per axis, e.g. ``("CIE x", "CIE y")``; used by plots and tables.
+    units : str
+        What the numbers are, in words.
+    colour : dict or None
+        For colour spaces: ``space`` (the colour-space name), ``white`` (xy),
+        ``white_name``, ``observer`` and what fixes the other coordinates
+        (``Y``, ``L``, ``background_Y``) or the monitor ``calibration``.
+
+    Examples
+    --------
+    >>> space = pn.StimulusSpace.box(lo=[0.24, 0.26], hi=[0.38, 0.40])  # doctest: +SKIP
+    >>> space.to_model([0.31, 0.33])                                    # doctest: +SKIP
+    array([0., 0.])
+    """
+
+    __slots__ = ("_matrix", "_offset", "_inverse", "_lo", "_hi", "_name", "_labels",
+                 "_units", "_colour", "_args")
+
+    def __init__(self, matrix, offset, *, lo=None, hi=None, name="affine", axis_labels=None,
+                 units="", colour=None, _args=None):
+        A = np.array(matrix, dtype=np.float64)
+        if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] not in (1, 2, 3):
+            raise InvalidInput(f"matrix must be a square (d, d) array, d in 1..3, got shape "
+                               f"{A.shape}")
+        d = A.shape[0]
+        if not np.all(np.isfinite(A)):
+            raise InvalidInput("matrix must be finite")
+        cond = np.linalg.cond(A)
+        if not np.isfinite(cond) or cond > 1e12:
+            raise InvalidInput(f"matrix must be invertible, got condition number {cond:.3g}")
+        b = _vector("offset", offset, d)
+        if (lo is None) != (hi is None):
+            raise InvalidInput("give both lo and hi, or neither")
+        if lo is not None:
+            lo, hi = _vector("lo", lo, d), _vector("hi", hi, d)
+            if np.any(hi <= lo):
+                raise InvalidInput(f"hi must exceed lo on every axis, got lo={lo.tolist()}, "
+                                   f"hi={hi.tolist()}")
+        labels = tuple(axis_labels) if axis_labels is not None else tuple(
+            f"x{k}" for k in range(d))
+        if len(labels) != d or not all(isinstance(s, str) for s in labels):
+            raise InvalidInput(f"axis_labels must be {d} strings, got {axis_labels!r}")
+        for n, v in (("_matrix", A), ("_offset", b), ("_lo", lo), ("_hi", hi)):
+            if v is not None:
+                v.setflags(write=False)
+            object.__setattr__(self, n, v)
+        inv = np.linalg.inv(A)
+        inv.setflags(write=False)
+        object.__setattr__(self, "_inverse", inv)
+        object.__setattr__(self, "_name", str(name))
+        object.__setattr__(self, "_labels", labels)
+        object.__setattr__(self, "_units", str(units))
+        object.__setattr__(self, "_colour", None if colour is None else dict(colour))
+        object.__setattr__(self, "_args", _args or {
+            "kind": "affine", "matrix": A.tolist(), "offset": b.tolist(),
+            **({"lo": lo.tolist(), "hi": hi.tolist()} if lo is not None else {}),
+            "name": str(name), "axis_labels": list(labels), "units": str(units)})
+        if lo is not None:  # the stated bounds must map inside the box
+            corners = np.stack(np.meshgrid(*zip(lo, hi, strict=True), indexing="ij"),
+                               -1).reshape(-1, d)
+            m = corners @ A.T + b
+            if np.any(np.abs(m) > 1.0 + 1e-9):
+                raise InvalidInput(f"the bounds lo={lo.tolist()}, hi={hi.tolist()} do not map "
+                                   "inside the model's box [-1, 1]^d")
+
+    def __setattr__(self, name, value):
+        raise AttributeError("StimulusSpace is immutable")
+
+    # -- constructors -----------------------------------------------------------
+    @classmethod
+    def box(cls, lo, hi, *, shape_preserving: bool = True, axis_labels=None, units="",
+            name="box") -> StimulusSpace:
+        """Per-axis bounds ``[lo, hi]`` in the lab's units, centred in the box.
+
+        Parameters
+        ----------
+        lo, hi : array (d,)
+            The smallest and largest value stimuli take on each axis.
+        shape_preserving : bool
+            ``True`` (default): one scale for every axis, ``2 / max(hi - lo)``,
+            so that the widest axis fills ``[-1, 1]`` and ellipse shapes
+            (ratios of axes, angles) are the same in the lab's units as in the
+            model; right where the axes share units (xy, CIELAB, RGB).
+            ``False``: each axis scaled to fill ``[-1, 1]`` on its own (axes in
+            different units); ellipses are then stretched, but the thresholds
+            and ellipses this package returns are mapped back exactly either way.
+        axis_labels : sequence of str, optional
+        units : str, optional
+        name : str
+
+        Returns
+        -------
+        StimulusSpace
+        """
+        lo, hi = _vector("lo", lo), _vector("hi", hi)
+        if lo.shape != hi.shape:
+            raise InvalidInput(f"lo and hi must have the same length, got {lo.size} and "
+                               f"{hi.size}")
+        if np.any(hi <= lo):
+            raise InvalidInput(f"hi must exceed lo on every axis, got lo={lo.tolist()}, "
+                               f"hi={hi.tolist()}")
+        width = hi - lo
+        scale = 2.0 / (np.full_like(width, width.max()) if shape_preserving else width)
+        centre = 0.5 * (lo + hi)
+        args = {"kind": "box", "lo": lo.tolist(), "hi": hi.tolist(),
+                "shape_preserving": bool(shape_preserving), "name": str(name),
+                "axis_labels": None if axis_labels is None else list(axis_labels),
+                "units": str(units)}
+        return cls(np.diag(scale), -scale * centre, lo=lo, hi=hi, name=name,
+                   axis_labels=axis_labels, units=units, _args=args)
+
+    @classmethod
+    def affine(cls, matrix, offset=None, *, lo=None, hi=None, axis_labels=None, units="",
+               name="affine") -> StimulusSpace:
+        """A general affine map ``model = matrix @ x + offset``.
+
+        E.g. Hong et al.'s (2025) map from monitor RGB to their 2-D model
+        space. Without ``lo``/``hi`` the domain is every ``x`` that maps into
+        ``[-1, 1]^d``.
+
+        Parameters
+        ----------
+        matrix : array (d, d)
+            Invertible.
+        offset : array (d,), optional
+            Default zeros.
+        lo, hi : array (d,), optional
+            Lab-unit bounds (they must map inside the box).
+        axis_labels, units, name : optional
+        """
+        A = np.asarray(matrix, dtype=np.float64)
+        b = np.zeros(A.shape[0]) if offset is None else offset
+        return cls(A, b, lo=lo, hi=hi, name=name, axis_labels=axis_labels, units=units)
+
+    @classmethod
+    def colour(cls, name: str, lo, hi, *, white="D65", Y: float = 1.0, L: float = 50.0,
+               background_Y: float = 0.5, calibration=None, cones: str = "Von Kries",
+               shape_preserving: bool = True, observer: str = _OBSERVER) -> StimulusSpace:
+        """A colour space, bounded by ``[lo, hi]`` in its own coordinates (as :meth:`box`).
+
+        Colour conversions go through colour-science (``colour``). XYZ values
+        are relative: the white has ``Y = 1`` (colour's reference scale).
+
+        Parameters
+        ----------
+        name : str
+            ``"xy"`` (2-D chromaticity at the fixed luminance ``Y``), ``"xyY"``
+            (3-D), ``"XYZ"``, ``"Lab"``/``"CIELAB"`` (3-D ``L* a* b*``, or 2-D
+            ``a* b*`` at the fixed lightness ``L``), ``"Luv"``/``"CIELUV"``
+            (likewise), ``"LMS"`` (cone excitations), ``"DKL"`` (3-D, or 2-D
+            isoluminant ``L-M``, ``S-(L+M)``) or ``"RGB"`` (monitor values;
+            needs ``calibration``). The dimension is that of ``lo``.
+        lo, hi : array (d,)
+            Bounds of the stimuli in the space's coordinates.
+        white : str or (x, y)
+            The reference white: an illuminant of ``observer`` (default
+            ``"D65"``) or its chromaticity. With a ``calibration`` the white is
+            the monitor's (all primaries at full drive) unless given.
+        Y : float
+            Luminance of ``"xy"`` stimuli relative to the white (default 1).
+        L : float
+            Lightness of 2-D CIELAB/CIELUV stimuli (default 50).
+        background_Y : float
+            DKL: luminance (relative to the white) of the white-chromaticity
+            background the cone increments are taken from (default 0.5).
+        calibration : dict, optional
+            A monitor calibration: ``primaries`` (3 xy chromaticities, R G B),
+            ``luminances`` (3 luminances of the primaries at full drive, any
+            unit, e.g. cd/m^2), and ``gamma`` (a number, default 2.2) or
+            ``lut`` (a table (K, 3) of linear light for K equally spaced drive
+            values per channel). Used by ``"RGB"``, sets the white of every
+            other space, and lets :meth:`from_rgb` express monitor values in
+            this space.
+        cones : str
+            LMS/DKL: the XYZ -> LMS matrix, a name of
+            :data:`colour.CHROMATIC_ADAPTATION_TRANSFORMS` (default ``"Von
+            Kries"``: the Hunt-Pointer-Estevez cone fundamentals).
+        shape_preserving : bool
+            As :meth:`box` (default ``True``).
+        observer : str
+            CIE standard observer of the illuminant table.
+        """
+        key = _ALIASES.get(str(name).upper())
+        if key is None:
+            raise InvalidInput(f"unknown colour space {name!r}; use one of "
+                               f"{', '.join(COLOUR_SPACES)} (or 'Lab', 'Luv')")
+        lo, hi = _vector("lo", lo), _vector("hi", hi)
+        d = lo.size
+        labels3, labels2, units = _COLOUR[key]
+        labels = {3: labels3, 2: labels2}.get(d)
+        if labels is None:
+            dims = [n for n, lab in ((3, labels3), (2, labels2)) if lab is not None]
+            raise InvalidInput(f"colour space {key!r} has {' or '.join(map(str, dims))} "
+                               f"coordinates, got lo/hi of length {d}")
+        col = {"space": key, "observer": observer}
+        if calibration is not None:
+            calibration = _check_calibration(calibration)
+            col["calibration"] = calibration
+        elif key == "RGB":
+            raise InvalidInput("colour space 'RGB' needs a monitor calibration=")
+        if calibration is not None and white == "D65":
+            col["white"] = _monitor_white(calibration)[0].tolist()
+            col["white_name"] = "monitor white"
+        else:
+            col["white"] = _white_xy(white, observer).tolist()
+            col["white_name"] = white if isinstance(white, str) else "xy"
+        if key == "xy":
+            col["Y"] = float(Y)
+        if key in ("CIELAB", "CIELUV") and d == 2:
+            col["L"] = float(L)
+        if key in ("LMS", "DKL"):
+            if cones not in _colour().CHROMATIC_ADAPTATION_TRANSFORMS:
+                raise InvalidInput(f"unknown cones matrix {cones!r}; use a name of "
+                                   "colour.CHROMATIC_ADAPTATION_TRANSFORMS, e.g. 'Von Kries'")
+            col["cones"] = cones
+        if key == "DKL":
+            col["background_Y"] = float(background_Y)
+        fixed = {"Y": "stimulus Y", "L": "L*"}
+        extra = "".join(f", {fixed[k]} = {col[k]:g}" for k in ("Y", "L") if k in col)
+        units = f"{units} (white {col['white_name']}, white Y = 1{extra})"
+        space = cls.box(lo, hi, shape_preserving=shape_preserving, axis_labels=labels,
+                        units=units, name=key)
+        args = {"kind": "colour", "name": key, "lo": lo.tolist(), "hi": hi.tolist(),
+                "white": white if isinstance(white, str) else list(map(float, white)),
+                "Y": float(Y), "L": float(L), "background_Y": float(background_Y),
+                "calibration": calibration, "cones": cones,
+                "shape_preserving": bool(shape_preserving), "observer": observer}
+        return cls(space.matrix, space.offset, lo=lo, hi=hi, name=key, axis_labels=labels,
+                   units=units, colour=col, _args=args)
+
+    # -- serialisation ------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """A JSON-ready description (:meth:`from_dict` rebuilds an equal space).
+
+        Holds the constructor and its arguments (``kind``: ``box``, ``affine``
+        or ``colour``) and, for reading, the resulting ``matrix`` and ``offset``.
+        """
+        out = {"format": _FORMAT, "version": 1}
+        out.update(json.loads(json.dumps(self._args)))
+        out["matrix"] = self._matrix.tolist()
+        out["offset"] = self._offset.tolist()
+        return out
+
+    @classmethod
+    def from_dict(cls, description) -> StimulusSpace:
+        """A space from :meth:`to_dict`'s output or a hand-written description.
+
+        ``kind`` is ``"box"`` (``lo``, ``hi``, optional ``shape_preserving``,
+        ``axis_labels``, ``units``), ``"colour"`` (``name``, ``lo``, ``hi`` and
+        the optional arguments of :meth:`colour`) or ``"affine"`` (``matrix``,
+        optional ``offset``, ``lo``, ``hi``...). Without ``kind``: ``colour``
+        when a colour-space ``name`` is given, else ``affine`` when a
+        ``matrix`` is, else ``box``.
+        """
+        if isinstance(description, StimulusSpace):
+            return description
+        if not isinstance(description, dict):
+            raise InvalidType(f"a space description must be a dict, got "
+                              f"{type(description).__name__}")
+        desc = {k: v for k, v in description.items() if k not in ("format", "version")}
+        kind = desc.pop("kind", None)
+        if kind is None:
+            if str(desc.get("name", "")).upper() in _ALIASES:
+                kind = "colour"
+            else:
+                kind = "affine" if "matrix" in desc else "box"
+        try:
+            if kind == "box":
+                desc.pop("matrix", None), desc.pop("offset", None)
+                return cls.box(**desc)
+            if kind in ("colour", "color"):
+                desc.pop("matrix", None), desc.pop("offset", None)
+                name = desc.pop("name")
+                if isinstance(desc.get("white"), list):
+                    desc["white"] = tuple(desc["white"])
+                return cls.colour(name, **desc)
+            if kind == "affine":
+                return cls.affine(**desc)
+        except TypeError as exc:
+            raise InvalidInput(f"bad {kind!r} space description: {exc}") from None
+        raise InvalidInput(f"unknown space kind {kind!r}; use 'box', 'colour' or 'affine'")
+
+    @classmethod
+    def from_file(cls, path) -> StimulusSpace:
+        """Read a description (see :meth:`from_dict`) from a ``.json`` or ``.toml`` file.
+
+        Examples
+        --------
+        A TOML file::
+
+            kind = "colour"
+            name = "xy"
+            lo = [0.24, 0.26]
+            hi = [0.38, 0.40]
+            white = "D65"
+            Y = 0.5
+        """
+        path = Path(path)
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() == ".toml":
+            import tomllib
+
+            try:
+                desc = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                raise InvalidInput(f"{path}: not valid TOML ({exc})") from None
+        else:
+            try:
+                desc = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise InvalidInput(f"{path}: not valid JSON ({exc})") from None
+        return cls.from_dict(desc)
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as one line of JSON (used in fit files and CSV sidecars)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def save(self, path) -> None:
+        """Write :meth:`to_dict` as a JSON file (read back by :meth:`from_file`)."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n",
+                              encoding="utf-8")
+
+    # -- properties -------------------------------------------------------------------
+    input_dim = property(lambda self: self._matrix.shape[0], doc="The dimension d.")
+    matrix = property(lambda self: self._matrix, doc="A of model = A x + b.")
+    offset = property(lambda self: self._offset, doc="b of model = A x + b.")
+    lo = property(lambda self: self._lo, doc="Lower lab-unit bounds (or None).")
+    hi = property(lambda self: self._hi, doc="Upper lab-unit bounds (or None).")
+    name = property(lambda self: self._name, doc="The space's name.")
+    axis_labels = property(lambda self: self._labels, doc="One label per axis.")
+    units = property(lambda self: self._units, doc="The units in words.")
+    colour_info = property(lambda self: None if self._colour is None else dict(self._colour),
+                           doc="The colour description (None for non-colour spaces).")
+
+    @property
+    def is_colour(self) -> bool:
+        """Whether stimuli can be expressed as CIE XYZ (and so as colour differences)."""
+        return self._colour is not None
+
+    @property
+    def jacobian(self) -> np.ndarray:
+        """``J = d x / d model = A^-1`` (d, d): a model-unit offset ``v`` is ``J v`` in lab
+        units."""
+        return self._inverse
+
+    @property
+    def scale(self) -> float:
+        """Lab units per model unit along a typical axis: ``|det J|^(1/d)``."""
+        return float(abs(np.linalg.det(self._inverse)) ** (1.0 / self.input_dim))
+
+    # -- maps ---------------------------------------------------------------------------
+    def _points(self, x, name) -> np.ndarray:
+        try:
+            arr = np.asarray(x, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InvalidType(f"{name} must be a numeric array") from None
+        if arr.ndim == 0 or arr.shape[-1] != self.input_dim:
+            raise InvalidInput(f"{name} must have shape (..., {self.input_dim}) for this "
+                               f"{self.input_dim}-D space, got shape {arr.shape}")
+        return arr
+
+    def check(self, x, name: str = "stimuli", *, locate=None) -> np.ndarray:
+        """``x`` (..., d) in lab units as a float64 array, after checking it lies in the domain.
+
+        Parameters
+        ----------
+        x : array (..., d)
+        name : str
+            What ``x`` is, for the message.
+        locate : callable, optional
+            Index tuple -> words (e.g. ``"trial 5 (comparison, coordinate 0)"``).
+
+        Raises
+        ------
+        ValueError
+            A non-finite value, or a point outside the bounds (beyond
+            :data:`SPACE_TOL` of the width): the message names the first such
+            entry, its value and the bounds in the space's units.
+        """
+        arr = self._points(x, name)
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            where = locate(idx) if locate else f"index {idx}"
+            raise InvalidInput(f"{name} has a non-finite value at {where}: {arr[idx]!r}")
+        if self._lo is not None:
+            tol = SPACE_TOL * (self._hi - self._lo)
+            outside = (arr < self._lo - tol) | (arr > self._hi + tol)
+        else:
+            m = arr @ self._matrix.T + self._offset
+            outside = np.abs(m) > 1.0 + SPACE_TOL
+        if outside.any():
+            idx = tuple(int(i) for i in np.argwhere(outside)[0])
+            where = locate(idx) if locate else (
+                f"row {idx[0]}" + (f", coordinate {idx[-1]}" if len(idx) > 1 else ""))
+            axis = idx[-1]
+            n_bad = int(outside.any(-1).sum())
+            if self._lo is not None:
+                bounds = (f"[{self._lo[axis]:.6g}, {self._hi[axis]:.6g}] on "
+                          f"{self._labels[axis]!r}")
+            else:
+                bounds = "the region that maps into [-1, 1]^d"
+            raise InvalidInput(
+                f"{name} outside the stimulus space ({self._name}, {self._units or 'lab units'}):"
+                f" {where} ({self._labels[axis]}) = {arr[idx]:.6g}, the space allows {bounds} "
+                f"({n_bad} points outside); widen the space's bounds or drop those trials")
+        return arr
+
+    def to_model(self, x, *, check: bool = True, name: str = "stimuli", locate=None):
+        """Lab units -> the model's box: ``A x + b`` for points ``x`` (..., d).
+
+        With ``check`` (default) points outside the domain are a ``ValueError``
+        (see :meth:`check`).
+        """
+        arr = self.check(x, name, locate=locate) if check else self._points(x, name)
+        return arr @ self._matrix.T + self._offset
+
+    def to_lab(self, m) -> np.ndarray:
+        """The model's box -> lab units: ``A^-1 (m - b)`` for points ``m`` (..., d)."""
+        arr = self._points(m, "model points")
+        return (arr - self._offset) @ self._inverse.T
+
+    def vectors_to_lab(self, v) -> np.ndarray:
+        """Model-unit offsets (..., d) -> lab units: ``J v`` (no translation)."""
+        return self._points(v, "vectors") @ self._inverse.T
+
+    def vectors_to_model(self, v) -> np.ndarray:
+        """Lab-unit offsets (..., d) -> model units: ``A v``."""
+        return self._points(v, "vectors") @ self._matrix.T
+
+    def covariance_to_lab(self, S) -> np.ndarray:
+        """Model-unit covariances or ellipses (..., d, d) -> lab units: ``J S J^T``."""
+        J = self._inverse
+        return np.einsum("ij,...jk,lk->...il", J, np.asarray(S, dtype=np.float64), J)
+
+    def covariance_to_model(self, S) -> np.ndarray:
+        """Lab-unit covariances or ellipses (..., d, d) -> model units: ``A S A^T``."""
+        A = self._matrix
+        return np.einsum("ij,...jk,lk->...il", A, np.asarray(S, dtype=np.float64), A)
+
+    # -- colour ---------------------------------------------------------------------------
+    def _need_colour(self, what):
+        if self._colour is None:
+            raise InvalidInput(f"{what} needs a colour space (StimulusSpace.colour); this "
+                               f"space is {self._name!r}")
+        return self._colour
+
+    def to_xyz(self, x) -> np.ndarray:
+        """Stimuli (..., d) in this colour space -> CIE XYZ (white ``Y = 1``), via ``colour``."""
+        col = self._need_colour("to_xyz")
+        c = _colour()
+        x = self._points(x, "stimuli")
+        key, white = col["space"], np.asarray(col["white"])
+        if key == "XYZ":
+            return x.copy()
+        if key == "xyY":
+            return c.xyY_to_XYZ(x)
+        if key == "xy":
+            return c.xyY_to_XYZ(np.concatenate([x, np.full(x.shape[:-1] + (1,), col["Y"])],
+                                               -1))
+        if key in ("CIELAB", "CIELUV"):
+            if x.shape[-1] == 2:
+                x = np.concatenate([np.full(x.shape[:-1] + (1,), col["L"]), x], -1)
+            f = c.Lab_to_XYZ if key == "CIELAB" else c.Luv_to_XYZ
+            return f(x, illuminant=white)
+        if key == "RGB":
+            return _rgb_to_xyz(col["calibration"], x)
+        lms_to_xyz = np.linalg.inv(_cones(col))
+        if key == "LMS":
+            return x @ lms_to_xyz.T
+        # DKL: cone increments on the background
+        D, lms_b = _dkl(col)
+        if x.shape[-1] == 2:
+            x = np.concatenate([np.zeros(x.shape[:-1] + (1,)), x], -1)
+        lms = lms_b + x @ np.linalg.inv(D).T
+        return lms @ lms_to_xyz.T
+
+    def from_xyz(self, xyz) -> np.ndarray:
+        """CIE XYZ (white ``Y = 1``) -> this colour space's coordinates (3-D spaces, and the
+        planes of 2-D ones: the fixed coordinate is dropped)."""
+        col = self._need_colour("from_xyz")
+        c = _colour()
+        xyz = np.asarray(xyz, dtype=np.float64)
+        key, white, d = col["space"], np.asarray(col["white"]), self.input_dim
+        if key == "XYZ":
+            out = xyz.copy()
+        elif key == "xyY":
+            out = c.XYZ_to_xyY(xyz)
+        elif key == "xy":
+            out = c.XYZ_to_xy(xyz)
+        elif key == "CIELAB":
+            out = c.XYZ_to_Lab(xyz, illuminant=white)[..., 3 - d:]
+        elif key == "CIELUV":
+            out = c.XYZ_to_Luv(xyz, illuminant=white)[..., 3 - d:]
+        elif key == "RGB":
+            out = _xyz_to_rgb(col["calibration"], xyz)
+        else:
+            lms = xyz @ _cones(col).T
+            if key == "LMS":
+                out = lms
+            else:
+                D, lms_b = _dkl(col)
+                out = ((lms - lms_b) @ D.T)[..., 3 - d:]
+        return out
+
+    def from_rgb(self, rgb) -> np.ndarray:
+        """Monitor drive values (..., 3) in [0, 1] -> this space's coordinates, through the
+        space's calibration (gamma or lookup table)."""
+        col = self._need_colour("from_rgb")
+        if "calibration" not in col:
+            raise InvalidInput("from_rgb needs a space built with a monitor calibration=")
+        return self.from_xyz(_rgb_to_xyz(col["calibration"], np.asarray(rgb, np.float64)))
+
+    def to_cielab(self, x) -> np.ndarray:
+        """Stimuli (..., d) -> CIELAB ``L* a* b*`` relative to the space's white (via
+        ``colour``)."""
+        col = self._need_colour("to_cielab")
+        return _colour().XYZ_to_Lab(self.to_xyz(x), illuminant=np.asarray(col["white"]))
+
+    def delta_e(self, x1, x2, method: str = "CIE 2000") -> np.ndarray:
+        """Colour differences between stimuli ``x1`` and ``x2`` (..., d) in this space.
+
+        Parameters
+        ----------
+        x1, x2 : arrays (..., d)
+        method : str
+            A method of :func:`colour.delta_E`: ``"CIE 1976"`` (ΔE76), ``"CIE 1994"``
+            (ΔE94), ``"CIE 2000"`` (ΔE2000, default), ``"CMC"``, ...
+
+        Returns
+        -------
+        numpy array (...)
+        """
+        self._need_colour("delta_e")
+        lab1, lab2 = self.to_cielab(x1), self.to_cielab(x2)
+        return np.asarray(_colour().delta_E(lab1, lab2, method=method), dtype=np.float64)
+
+    # -- comparison and display ---------------------------------------------------------------
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, StimulusSpace):
+            return NotImplemented
+        return self.to_json() == other.to_json()
+
+    def __hash__(self) -> int:
+        return hash(self.to_json())
+
+    def __repr__(self) -> str:
+        if self._lo is not None:
+            fmt = lambda v: "[" + ", ".join(f"{a:.6g}" for a in v) + "]"  # noqa: E731
+            where = f"lo={fmt(self._lo)}, hi={fmt(self._hi)}"
+        else:
+            where = f"matrix={np.array2string(self._matrix, precision=4, separator=', ')}"
+        kind = self._args.get("kind")
+        sp = "" if kind != "box" and kind != "colour" or self._args.get(
+            "shape_preserving", True) else ", shape_preserving=False"
+        units = f", units={self._units!r}" if self._units else ""
+        return (f"StimulusSpace({self._name!r}, axes={list(self._labels)}, {where}{sp}"
+                f"{units})")
+
+    def __reduce__(self):
+        return (StimulusSpace.from_dict, (self.to_dict(),))
+
+
+# ---------------------------------------------------------------------------
+# monitor calibrations and cone spaces (conversions through `colour`)
+# ---------------------------------------------------------------------------
+def _check_calibration(cal) -> dict:
+    if not isinstance(cal, dict):
+        raise InvalidType("calibration must be a dict with primaries, luminances and gamma "
+                          "or lut")
+    try:
+        prim = np.asarray(cal["primaries"], dtype=np.float64)
+        lum = np.asarray(cal["luminances"], dtype=np.float64)
+    except KeyError as exc:
+        raise InvalidInput(f"calibration needs {exc.args[0]!r} (primaries: 3 xy pairs, "
+                           "luminances: 3 numbers)") from None
+    if prim.shape != (3, 2) or lum.shape != (3,) or np.any(lum <= 0):
+        raise InvalidInput(f"calibration primaries must be 3 xy pairs and luminances 3 positive "
+                           f"numbers, got shapes {prim.shape} and {lum.shape}")
+    out = {"primaries": prim.tolist(), "luminances": lum.tolist()}
+    if cal.get("lut") is not None:
+        lut = np.asarray(cal["lut"], dtype=np.float64)
+        if lut.ndim != 2 or lut.shape[1] != 3 or lut.shape[0] < 2:
+            raise InvalidInput(f"calibration lut must be a (K, 3) table, got shape {lut.shape}")
+        out["lut"] = lut.tolist()
+    else:
+        gamma = float(cal.get("gamma", 2.2))
+        if not (math.isfinite(gamma) and gamma > 0):
+            raise InvalidInput(f"calibration gamma must be positive, got {gamma}")
+        out["gamma"] = gamma
+    return out
+
+
+def _primaries_xyz(cal) -> np.ndarray:
+    """Columns: the primaries' XYZ at full drive, relative to the white's luminance."""
+    c = _colour()
+    prim = np.asarray(cal["primaries"])
+    lum = np.asarray(cal["luminances"])
+    xyz = c.xyY_to_XYZ(np.column_stack([prim, lum / lum.sum()]))
+    return xyz.T
+
+
+def _monitor_white(cal):
+    c = _colour()
+    white_xyz = _primaries_xyz(cal).sum(1)
+    return np.asarray(c.XYZ_to_xy(white_xyz)), white_xyz
+
+
+def _linearise(cal, rgb):
+    c = _colour()
+    if "lut" in cal:
+        lut = np.asarray(cal["lut"])
+        lut = (lut - lut[0]) / (lut[-1] - lut[0])  # linear light, 0 at black, 1 at full drive
+        return c.LUT3x1D(lut).apply(rgb)
+    return c.gamma_function(np.clip(rgb, 0.0, None), cal["gamma"])
+
+
+def _rgb_to_xyz(cal, rgb):
+    return _linearise(cal, rgb) @ _primaries_xyz(cal).T
+
+
+def _xyz_to_rgb(cal, xyz):
+    c = _colour()
+    linear = xyz @ np.linalg.inv(_primaries_xyz(cal)).T
+    if "lut" in cal:
+        lut = np.asarray(cal["lut"])
+        lut = (lut - lut[0]) / (lut[-1] - lut[0])
+        return c.LUT3x1D(lut).invert().apply(linear)
+    return c.gamma_function(np.clip(linear, 0.0, None), 1.0 / cal["gamma"])
+
+
+def _cones(col) -> np.ndarray:
+    """The XYZ -> LMS matrix (colour.CHROMATIC_ADAPTATION_TRANSFORMS[cones])."""
+    return np.asarray(_colour().CHROMATIC_ADAPTATION_TRANSFORMS[col["cones"]], dtype=np.float64)
+
+
+def _dkl(col):
+    """DKL axes (unscaled, after Brainard 1996) as a matrix on cone increments, and the
+    background's LMS: ``L+M = dL + dM``, ``L-M = dL - (Lb/Mb) dM``,
+    ``S-(L+M) = dS - Sb/(Lb+Mb) (dL + dM)``."""
+    c = _colour()
+    xy = np.asarray(col["white"])
+    xyz_b = c.xyY_to_XYZ(np.array([xy[0], xy[1], col["background_Y"]]))
+    Lb, Mb, Sb = xyz_b @ _cones(col).T
+    D = np.array([[1.0, 1.0, 0.0],
+                  [1.0, -Lb / Mb, 0.0],
+                  [-Sb / (Lb + Mb), -Sb / (Lb + Mb), 1.0]])
+    return D, np.array([Lb, Mb, Sb])
