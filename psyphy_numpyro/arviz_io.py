@@ -293,6 +293,11 @@ def summary_table(idata, var_names, *, chains: int, draws: int, round_to=None,
     if "Sigma" in var_names and "Sigma" in post:
         sigma = post["Sigma"]
         names = [c for c in sigma.coords if c.startswith("grid_") and c != "grid_point"]
+        if not names and "constant_data" in group_names(idata):
+            const = group(idata, "constant_data")
+            if "grid" in const and const["grid"].shape[0] == sigma.sizes["grid_point"]:
+                sigma = sigma.assign_coords(grid_coords(const["grid"].values))
+                names = [c for c in sigma.coords if c.startswith("grid_") and c != "grid_point"]
         if names:
             index = {str(i) for i in table.index}
             cols = {n: np.full(len(table), np.nan) for n in names}
@@ -413,9 +418,14 @@ def to_inference_data(
     posterior = {"Sigma": Sigma}
     if lapse_draws is not None:
         posterior["lapse_rate"] = np.asarray(lapse_draws).reshape(sample_shape)
+    post = _dataset(posterior, dims, coords, sample_shape=sample_shape, attrs=meta)
+    if not uses_datatree():
+        # ArviZ 1.x's az.summary concatenates the variables and refuses a coordinate that
+        # only Sigma has; there the positions stay in constant_data["grid"] (and
+        # fit.summary() shows them from there)
+        post = post.assign_coords(grid_coords(grid))
     groups = {
-        "posterior": _dataset(posterior, dims, coords, sample_shape=sample_shape,
-                              attrs=meta).assign_coords(grid_coords(grid)),
+        "posterior": post,
         WEIGHTS_GROUP: _dataset({"W": W_draws}, dims, coords, sample_shape=sample_shape,
                                 attrs=meta),
     }
