@@ -48,15 +48,18 @@ def model_from_json(obj):
     return WPPM(**obj)
 
 
-def session_data(store, input_dim: int):
-    """:class:`~psyphy_numpyro.TrialData` of the store's told trials, in the order told."""
+def session_data(store, input_dim: int, space=None):
+    """:class:`~psyphy_numpyro.TrialData` of the store's told trials, in the order told (in
+    ``space``'s units when given: the store keeps the model's box)."""
     from ..data import TrialData
 
     ref, comp, responses = store.told_trials()
     if not ref:
-        return TrialData(np.zeros((0, 2, input_dim)), np.zeros(0, np.int32))
-    return TrialData.from_arrays(np.array(ref, np.float64), np.array(comp, np.float64),
-                                 np.array(responses, np.int32))
+        return TrialData(np.zeros((0, 2, input_dim)), np.zeros(0, np.int32), space=space)
+    stim = np.stack([np.array(ref, np.float64), np.array(comp, np.float64)], 1)
+    if space is not None:
+        stim = space.to_lab(stim)
+    return TrialData(stim, np.array(responses, np.int32), space=space)
 
 
 def session_capacity(n: int) -> int:

@@ -109,6 +109,11 @@ class Experiment:
         ``refit`` raise ``ValueError``.
     owner_name : str, optional
         How other openers see this owner (e.g. ``"server"``).
+    space : StimulusSpace, dict or path, optional
+        The lab's units (:class:`~psyphy_numpyro.StimulusSpace`, its ``to_dict()``,
+        or a JSON/TOML file): ``ask``, ``stimuli`` and ``data`` speak them, the
+        refits and the stored trials use the model's box. Stored with the session
+        (a reopening may leave it out). ``distances`` stay in the box's units.
 
     Raises
     ------
@@ -134,8 +139,9 @@ class Experiment:
                  input_dim: int | None = None, num_initial: int | None = None,
                  refit_every: int | None = None, distances=None, fit_options=None,
                  reissue: bool = True, auto_refit: bool = True, takeover: bool = False,
-                 read_only: bool = False, owner_name: str | None = None):
+                 read_only: bool = False, owner_name: str | None = None, space=None):
         from ..model import WPPM
+        from ..space import StimulusSpace
 
         if model is not None and not isinstance(model, WPPM):
             raise InvalidType(f"model must be a psyphy_numpyro.WPPM, got {type(model).__name__}")
@@ -144,8 +150,16 @@ class Experiment:
                                f"{model.input_dim}")
         if takeover and read_only:
             raise InvalidInput("takeover=True and read_only=True exclude each other")
+        if space is not None:
+            space = (space if isinstance(space, StimulusSpace) else StimulusSpace.from_dict(space)
+                     if isinstance(space, dict) else StimulusSpace.from_file(space))
+            if input_dim is None and model is None:
+                input_dim = space.input_dim
         d = model.input_dim if model is not None else check_int("input_dim", input_dim or 2, 1, 3)
-        given = {"model": model is not None, "input_dim": model is None and input_dim is not None,
+        if space is not None and space.input_dim != d:
+            raise InvalidInput(f"the space is {space.input_dim}-D but the session is {d}-D")
+        given = {"space": space is not None, "model": model is not None,
+                 "input_dim": model is None and input_dim is not None,
                  "seed": seed is not None, "num_initial": num_initial is not None,
                  "refit_every": refit_every is not None, "distances": distances is not None,
                  "fit_options": fit_options is not None}
@@ -167,6 +181,7 @@ class Experiment:
             "refit_every": check_int("refit_every", refit_every, 1),
             "distances": [float(v) for v in distances],
             "fit_options": opts,
+            "space": None if space is None else space.to_dict(),
         }
         check_range("distances", distances)  # (no Sobol draw: scipy.stats loads slowly)
         self.live = bool(live)
@@ -190,6 +205,8 @@ class Experiment:
         self._lock = self._store.lock
         self.input_dim = self.settings["input_dim"]
         self.seed = self.settings["seed"]
+        stored_space = self.settings.get("space")
+        self.space = None if stored_space is None else StimulusSpace.from_dict(stored_space)
         self.fits_dir = self._store.fits_dir
         # the pending trials of earlier (ended or taken-over) owners are now this owner's
         self._reissue = [int(i) for i in self.pending] if reissue and not read_only else []
@@ -278,7 +295,7 @@ class Experiment:
     @property
     def data(self):
         """:class:`~psyphy_numpyro.TrialData` of every told trial, in the order told."""
-        return pipeline.session_data(self._store, self.input_dim)
+        return pipeline.session_data(self._store, self.input_dim, self.space)
 
     @property
     def fit(self):
@@ -287,8 +304,10 @@ class Experiment:
         return self._fit
 
     def stimuli(self, ids) -> np.ndarray:
-        """Stimuli ``(n, 2, d)`` of the given trial ids."""
-        return self._store.stimuli(self._check_ids(ids))
+        """Stimuli ``(n, 2, d)`` of the given trial ids, in the session's units (its
+        ``space``'s, else the model's box)."""
+        model = np.asarray(self._store.stimuli(self._check_ids(ids)), np.float64)
+        return model if self.space is None else self.space.to_lab(model)
 
     def sources(self, ids) -> list[str]:
         """How each trial was chosen: ``"space"`` (the space-filling sequence) or
@@ -321,6 +340,7 @@ class Experiment:
             "seed": self.seed,
             "num_initial": self.settings["num_initial"],
             "refit_every": self.settings["refit_every"],
+            "space": self.settings.get("space"),
         }
 
     # -- ask / tell -------------------------------------------------------------
