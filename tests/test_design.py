@@ -399,3 +399,15 @@ def test_a_session_chooses_its_hyperparameters_again_when_the_floor_is_too_high(
     assert not floor_is_high(data, chosen)[0]
     assert refit.refit_job({**job, "chosen": False})["fit"].model == coarse
     assert used == [chosen, coarse]
+
+
+def test_space_filling_trial_depends_on_its_index_only():
+    """Trial i is the same whether asked alone, in a block, or after others (sessions hand
+    the sequence out in blocks of any size)."""
+    from psyphy_numpyro.design import space_filling_trials
+
+    ref, comp = space_filling_trials(300, 2, seed=4)
+    for start, n in [(0, 1), (0, 7), (5, 3), (130, 40), (299, 1)]:
+        r, c = space_filling_trials(n, 2, seed=4, start=start)
+        np.testing.assert_array_equal(r, ref[start:start + n])
+        np.testing.assert_array_equal(c, comp[start:start + n])

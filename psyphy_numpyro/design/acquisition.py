@@ -89,10 +89,12 @@ def space_filling_trials(num_trials: int, input_dim: int, *, seed: int = 0, star
     start = check_int("start", start, 0)
     lo, hi = check_range("distances", distances)
     ref = 2.0 * _sobol(num_trials, d, seed, start) - 1.0
-    rng = np.random.default_rng([seed, 202])
-    u = _directions(rng, start + num_trials, d)[start:]
-    dist = np.exp(rng.uniform(np.log(lo), np.log(hi), start + num_trials))[start:]
-    return ref, inside_domain(ref, u * dist[:, None])
+    # directions and distances from two streams, so that trial i depends on i only (one
+    # stream would make the distances depend on how many directions were drawn first)
+    u = _directions(np.random.default_rng([seed, 202]), start + num_trials, d)[start:]
+    lengths = np.random.default_rng([seed, 203]).uniform(np.log(lo), np.log(hi),
+                                                         start + num_trials)[start:]
+    return ref, inside_domain(ref, u * np.exp(lengths)[:, None])
 
 
 def random_trials(num_trials: int, input_dim: int, *, seed: int = 0, distances=(0.005, 0.4)):
