@@ -22,6 +22,8 @@ first ``n`` trials:
   domain, uniform directions, distances log-uniform from 0.3x the observer's
   smallest to 2x its largest true 66.7% threshold
   (``pn.random_trials(distances=...)``);
+- ``adaptive-global``: the session with ``fit_options={"criterion": "global"}``
+  (the look-ahead reduction of the thresholds' posterior variance);
 - ``wide``: the same with the session's own start-up range of distances
   (0.005 to 0.4, ``pn.random_trials`` defaults).
 
@@ -125,10 +127,12 @@ def error(fit, truth) -> float:
     return float(np.median(np.abs(np.log(est[ok] / truth[ok]))))
 
 
-def run_session(obs, n_max, seed, folder):
-    """The adaptive session with its defaults, told in the blocks a rig would ask for."""
-    path = Path(folder) / f"{obs.name}-{seed}.sqlite"
-    exp = pn.Experiment(path, seed=seed, live=False)
+def run_session(obs, n_max, seed, folder, criterion=None):
+    """The adaptive session with its defaults (or another ``criterion``), told in the blocks
+    a rig would ask for."""
+    path = Path(folder) / f"{obs.name}-{seed}-{criterion}.sqlite"
+    opts = None if criterion is None else {"criterion": criterion}
+    exp = pn.Experiment(path, seed=seed, live=False, fit_options=opts)
     t0, b = time.perf_counter(), 0
     while exp.num_told < n_max:
         gap = exp.status()["next_refit_at"] - exp.num_told
@@ -150,8 +154,9 @@ def measure(obs, seed, designs, trials, out, folder):
     n_max = max(trials)
     for design in designs:
         extra = {}
-        if design == "adaptive":
-            data, secs = run_session(obs, n_max, seed, folder)
+        if design.startswith("adaptive"):
+            data, secs = run_session(obs, n_max, seed, folder,
+                                     "global" if design == "adaptive-global" else None)
             extra["session_seconds"] = round(secs, 1)
         elif design == "good":
             data = fixed_design(obs, n_max, seed + 100,
@@ -177,7 +182,8 @@ def table(path) -> str:
     for r in rows:
         cell.setdefault((r["observer"], r["design"], r["trials"]), []).append(r["error"])
     observers = sorted({k[0] for k in cell}, key=lambda s: float(s.rstrip("x")))
-    designs = [d for d in ("adaptive", "good", "wide") if any(k[1] == d for k in cell)]
+    designs = [d for d in ("adaptive", "adaptive-global", "good", "wide")
+               if any(k[1] == d for k in cell)]
     ns = sorted({k[2] for k in cell})
     lines = ["| observer | trials | " + " | ".join(designs) + " | adaptive(n) / good(2n) |",
              "|---|---:|" + "---:|" * len(designs) + "---:|"]
@@ -200,7 +206,7 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--trials", type=int, nargs="+", default=[1000, 3000, 6000])
     ap.add_argument("--designs", nargs="+", default=["adaptive", "good", "wide"],
-                    choices=["adaptive", "good", "wide"])
+                    choices=["adaptive", "adaptive-global", "good", "wide"])
     ap.add_argument("--out", default="adaptive_results.jsonl")
     ap.add_argument("--table-only", action="store_true")
     args = ap.parse_args(argv)

@@ -411,3 +411,43 @@ def test_space_filling_trial_depends_on_its_index_only():
         r, c = space_filling_trials(n, 2, seed=4, start=start)
         np.testing.assert_array_equal(r, ref[start:start + n])
         np.testing.assert_array_equal(c, comp[start:start + n])
+
+
+def test_global_criterion_is_a_variance_reduction():
+    """The look-ahead score equals a brute-force reweighting of the draws, is >= 0, and is 0
+    for a trial every draw answers alike."""
+    from psyphy_numpyro.design.acquisition import _variance_reduction
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.35, 0.95, (40, 6))
+    p[:, 5] = 0.7  # every draw agrees: nothing to learn
+    q = rng.normal(size=(40, 9))
+    got = _variance_reduction(p, q)
+    for n in range(6):
+        expect = q.var(0).sum()
+        for like in (p[:, n], 1 - p[:, n]):
+            w = like / like.sum()
+            m = w @ q
+            expect -= like.mean() * (w @ (q * q) - m * m).sum()
+        assert got[n] == pytest.approx(expect, abs=1e-12)
+    assert np.all(got[:5] > 0) and got[5] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_region_points_and_a_region_restricts_proposals():
+    from psyphy_numpyro.design.acquisition import region_points
+
+    assert region_points(None, 2).shape == (25, 2)
+    box = region_points(([-0.5, 0.0], [0.0, 0.5]), 2)
+    assert box.min(0).tolist() == [-0.5, 0.0] and box.max(0).tolist() == [0.0, 0.5]
+    pts = [[0.1, 0.2], [0.3, -0.4], [0.0, 0.0]]
+    np.testing.assert_allclose(region_points(pts, 2), pts, atol=1e-6)
+    with pytest.raises(ValueError, match="hi must exceed lo"):
+        region_points(([0.0, 0.0], [0.0, 1.0]), 2)
+    model = pn.WPPM(input_dim=2, basis_degree=2, num_samples=8)
+    draws = np.stack([np.asarray(model.sample_prior(i)["W"]) for i in range(8)])[None]
+    data = pn.TrialData(np.zeros((1, 2, 2)), np.ones(1, np.int32))
+    fit = pn.PosteriorFit(model=model, data=data, draws=draws)
+    ref, comp = pn.propose_trials(fit, 10, key=1, criterion="global",
+                                  region=([0.2, 0.2], [0.8, 0.8]))
+    assert ref.shape == (10, 2) and np.all(ref >= 0.2 - 1e-12) and np.all(ref <= 0.8 + 1e-12)
+    assert np.all(np.abs(comp) <= 1.0)

@@ -15,6 +15,20 @@ diverse batch greedily: after each pick, the scores of candidates whose
 reference lies near the picked one are multiplied by
 ``1 - exp(-|ref - ref_picked|^2 / (2 l^2))``, so a batch spreads over the
 stimulus space instead of repeating the single best trial.
+
+A *global, look-ahead* criterion (``criterion="global"``) asks instead what a
+user measures: how much one more response is expected to shrink the
+posterior uncertainty of the thresholds over a region of interest. Each
+posterior draw ``s`` gives log thresholds ``q_s`` (equal-covariance
+66.7% thresholds along evenly spread directions at reference points of the
+region); a response ``y`` to a candidate reweights the draws by its
+likelihood (``p_s`` or ``1 - p_s``), and the score is
+
+    sum_k Var_s[q_sk] - E_y[ sum_k Var_s[q_sk | y] ]
+
+(the expected reduction of the summed posterior variance, in the spirit of
+AEPsych's global look-ahead criteria), computed for every candidate at once
+from the same draws.
 """
 
 from __future__ import annotations
@@ -32,9 +46,10 @@ __all__ = [
     "score_trials",
     "propose_trials",
     "inside_domain",
+    "region_points",
 ]
 
-CRITERIA = ("info_gain", "variance", "random")
+CRITERIA = ("info_gain", "global", "variance", "random")
 
 
 def _sobol(num: int, d: int, seed: int, skip: int = 0) -> np.ndarray:
@@ -193,8 +208,59 @@ def _entropy(p):
     return -(p * np.log(p) + (1.0 - p) * np.log1p(-p))
 
 
+def region_points(region, d: int, points_per_axis: int = 5) -> np.ndarray:
+    """The references a region of interest stands for, ``(R, d)`` inside ``[-1, 1]^d``.
+
+    ``region``: ``None`` (the whole domain: a grid over ``[-0.8, 0.8]^d``), a box
+    as a *tuple* ``(lo, hi)`` of two length-``d`` sequences (a grid over it), or
+    an ``(R, d)`` array (or list) of reference points (used as given).
+    """
+    if region is not None and not (isinstance(region, tuple) and len(region) == 2):
+        return check_points(np.asarray(region, np.float64).reshape(-1, d), d, "region")
+    if region is None:
+        lo, hi = np.full(d, -0.8), np.full(d, 0.8)
+    else:
+        lo = check_points(np.asarray(region[0], np.float64).reshape(d), d, "region lo")
+        hi = check_points(np.asarray(region[1], np.float64).reshape(d), d, "region hi")
+        if np.any(hi <= lo):
+            raise InvalidInput(f"region: hi must exceed lo on every axis, got lo={lo}, hi={hi}")
+    axes = [np.linspace(lo[i], hi[i], points_per_axis) for i in range(d)]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, d)
+
+
+def _log_thresholds(fit, region) -> np.ndarray:
+    """Per-draw log equal-covariance thresholds ``(draws, R * D)`` at the region's points
+    along evenly spread directions (the quantity the ``"global"`` criterion targets)."""
+    from ..contours import unit_directions
+    from ..hyperparameters import threshold_constant
+
+    d = fit.model.input_dim
+    dirs = unit_directions(d, 8)
+    if d == 1:
+        dirs = dirs[:1]
+    S = np.asarray(fit.covariance(region), np.float64)  # (draws, R, d, d)
+    prec = np.linalg.inv(S)
+    m = np.einsum("ki,srij,kj->srk", dirs, prec, dirs)
+    k = threshold_constant(d, fit.model.bandwidth)
+    return np.log(k / np.sqrt(m)).reshape(S.shape[0], -1)
+
+
+def _variance_reduction(p, q) -> np.ndarray:
+    """``sum Var[q] - E_y sum Var[q | y]`` per candidate: ``p (draws, N)``, ``q (draws, K)``."""
+    total = q.var(0).sum()
+    out = np.zeros(p.shape[1])
+    for like in (p, 1.0 - p):
+        mass = like.mean(0)  # the predictive probability of this response
+        w = (like / np.maximum(like.sum(0), 1e-300)).T  # (N, draws), rows sum to 1
+        mean = w @ q
+        var = (w @ (q * q) - mean * mean).sum(1)
+        out += mass * var
+    return total - out
+
+
 def score_trials(fit, ref, comparison, *, criterion: str = "info_gain", seed: int = 0,
-                 max_draws: int = 64, num_samples: int | None = None) -> np.ndarray:
+                 max_draws: int = 64, num_samples: int | None = None,
+                 region=None) -> np.ndarray:
     """Score of every trial under a posterior fit: ``(n,)``, higher is more useful.
 
     Criteria
@@ -202,6 +268,10 @@ def score_trials(fit, ref, comparison, *, criterion: str = "info_gain", seed: in
     ``"info_gain"``
         Expected information about the field from one response, in nats:
         ``H[mean p] - mean H[p]`` over the posterior draws (the module).
+    ``"global"``
+        Expected reduction of the posterior variance of the log thresholds
+        over ``region`` from one response (the module): a look-ahead score of
+        what the experiment measures, not of the trial's own uncertainty.
     ``"variance"``
         Posterior variance of the response probability.
     ``"random"``
@@ -209,7 +279,8 @@ def score_trials(fit, ref, comparison, *, criterion: str = "info_gain", seed: in
 
     The response probabilities include a learned or fixed lapse rate; the same
     estimator noise (seeded by ``seed``) is used for every draw, so the spread
-    between draws is posterior spread, not Monte Carlo noise.
+    between draws is posterior spread, not Monte Carlo noise. ``region`` (see
+    :func:`region_points`) is what ``"global"`` integrates over.
     """
     if criterion not in CRITERIA:
         raise InvalidInput(f"criterion must be one of {CRITERIA}, got {criterion!r}")
@@ -222,8 +293,11 @@ def score_trials(fit, ref, comparison, *, criterion: str = "info_gain", seed: in
                            f"{comparison.shape}")
     if criterion == "random":
         return np.random.default_rng([seed, 404]).uniform(size=len(ref))
-    p = np.asarray(_thin(fit, num).p_correct(ref, comparison, key=seed, num_samples=num_samples,
-                                             include_lapse=True), np.float64)
+    thin = _thin(fit, num)
+    p = np.asarray(thin.p_correct(ref, comparison, key=seed, num_samples=num_samples,
+                                  include_lapse=True), np.float64)
+    if criterion == "global":
+        return _variance_reduction(p, _log_thresholds(thin, region_points(region, d)))
     if criterion == "variance":
         return p.var(0)
     return _entropy(p.mean(0)) - _entropy(p).mean(0)
@@ -255,7 +329,7 @@ def _greedy(scores, ref, num: int, length: float) -> np.ndarray:
 def propose_trials(fit, num_trials: int, *, key=0, candidates=None,
                    criterion: str = "info_gain", num_refs: int | None = None, per_ref: int = 12,
                    diversity: float = 0.5, max_draws: int = 64,
-                   num_samples: int | None = None):
+                   num_samples: int | None = None, region=None):
     """The next ``num_trials`` trials from a posterior fit.
 
     Parameters
@@ -288,6 +362,11 @@ def propose_trials(fit, num_trials: int, *, key=0, candidates=None,
         Posterior draws used (evenly thinned).
     num_samples : int, optional
         Estimator samples per trial (default: the model's).
+    region : None, tuple (lo, hi) or array (R, d), optional
+        The region of interest (:func:`region_points`): the default
+        candidates' references are drawn inside a box region (or its points'
+        bounding box), and ``"global"`` integrates over it. ``None``: the
+        whole domain.
 
     Returns
     -------
@@ -301,6 +380,11 @@ def propose_trials(fit, num_trials: int, *, key=0, candidates=None,
     if candidates is None:
         n_refs = num_refs if num_refs is not None else max(256, 2 * num_trials)
         ref, comp = candidate_trials(fit, seed=seed, num_refs=n_refs, per_ref=per_ref)
+        if region is not None:  # references moved into the region's bounding box
+            pts = region_points(region, d)
+            lo, hi = pts.min(0), pts.max(0)
+            moved = lo + (ref + 1.0) / 2.0 * (hi - lo)
+            ref, comp = moved, inside_domain(moved, comp - ref)
     else:
         try:
             ref, comp = candidates
@@ -316,7 +400,7 @@ def propose_trials(fit, num_trials: int, *, key=0, candidates=None,
     if len(ref) < num_trials:
         raise InvalidInput(f"{len(ref)} candidates are fewer than num_trials={num_trials}")
     scores = score_trials(fit, ref, comp, criterion=criterion, seed=seed, max_draws=max_draws,
-                          num_samples=num_samples)
+                          num_samples=num_samples, region=region)
     if diversity == 0.0:
         picks = np.argsort(-scores, kind="stable")[:num_trials]
     else:
