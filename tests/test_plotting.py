@@ -7,6 +7,7 @@ and draw-based fits of the same 20 perturbed draws), shared per module.
 import matplotlib
 
 matplotlib.use("Agg")
+import re
 import warnings  # noqa: E402
 
 import matplotlib.pyplot as plt  # noqa: E402
@@ -278,7 +279,8 @@ def test_plot_fit_3d_options(fits):
     assert "2x2 sub-blocks of Sigma (marginal)" in marg._suptitle.get_text()
     # one shared scale; the marginal ellipse contains the section
     area = [np.ptp(fig.axes[0].lines[12].get_xdata()) for fig in (sec, marg)]
-    scale = [float(fig.legends[0].get_title().get_text().split()[3]) for fig in (sec, marg)]
+    scale = [float(re.search(r"drawn at ([0-9.eE+-]+) x", fig.legends[0].get_title().get_text())
+                   .group(1)) for fig in (sec, marg)]
     assert area[1] / scale[1] >= area[0] / scale[0] - 1e-9
     fig, axes = plt.subplots(1, 3)
     assert plot_fit(f, ax=axes) is fig

@@ -306,3 +306,23 @@ def test_a_ground_truth_pair_reads_out_in_a_given_space():
     np.testing.assert_allclose(th.ellipses, sp.covariance_to_lab(th_box.ellipses), rtol=1e-9)
     de76 = th.delta_e("CIE 1976")  # a*b* at fixed L*: ΔE76 is the Euclidean length
     np.testing.assert_allclose(de76, th.lengths, rtol=1e-9)
+
+
+def test_plot_fit_3d_slices_in_the_space():
+    """3-D fits in a space: slices through the space's centre, axes in its units."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from psyphy_numpyro.plotting import plot_fit
+
+    model = pn.WPPM(input_dim=3, basis_degree=1)
+    space = pn.StimulusSpace.colour("Lab", lo=[40, -20, -20], hi=[60, 20, 20])
+    data = pn.TrialData(space.to_lab(np.full((2, 2, 3), 0.1)), np.ones(2, np.int32), space=space)
+    fit = pn.MAPFit.from_params(model, model.sample_prior(0), data)
+    fig = plot_fit(fit)
+    axes = fig.axes[:3]
+    assert [a.get_xlabel() for a in axes] == ["L*", "L*", "a*"]
+    assert [a.get_ylabel() for a in axes] == ["a*", "b*", "b*"]
+    assert axes[0].get_xlim() == (40.0, 60.0) and axes[2].get_title() == "slice L* = 50"
+    with pytest.raises(ValueError, match="space's bounds"):
+        plot_fit(fit, through=[0.0, 0.0, 0.0])

@@ -326,7 +326,8 @@ def plot_fit(fit, *, ax=None, points_per_axis: int = 5, level: float = 0.9, titl
     title : str, optional
         Default: the fit kind and trial count.
     through : array (3,), optional
-        3-D: the point the three slices pass through (default the origin).
+        3-D: the point the three slices pass through (default the centre: the
+        origin, or the middle of the data's space, in its units).
     cut : {"section", "marginal"}
         3-D: ``"section"`` draws the ellipsoid ``Sigma`` cut by each plane (the
         conditional covariance, the contour of comparisons inside the plane);
@@ -361,10 +362,14 @@ def plot_fit(fit, *, ax=None, points_per_axis: int = 5, level: float = 0.9, titl
         scale = check_real("scale", scale, 0.0)
     if d != 3 and through is not None:
         raise InvalidInput(f"through selects the slices of a 3-D fit; this fit is {d}-D")
+    space = getattr(fit.data, "space", None)
     if d == 3:
-        through = np.zeros(3) if through is None else check_array("through", through)
-        if through.shape != (3,) or np.any(np.abs(through) > 1):
-            raise InvalidInput(f"through must be one point (3,) inside [-1, 1]^3, got "
+        lo, hi = (np.full(3, -1.0), np.full(3, 1.0)) if space is None else space_extent(space)
+        through = (0.5 * (lo + hi) if through is None
+                   else np.asarray(check_array("through", through), float))
+        if through.shape != (3,) or np.any(through < lo - 1e-12) or np.any(through > hi + 1e-12):
+            where = "[-1, 1]^3" if space is None else "the space's bounds"
+            raise InvalidInput(f"through must be one point (3,) inside {where}, got "
                                f"{through.tolist()}")
     plt = _plt()
     own = ax is None
@@ -381,12 +386,11 @@ def plot_fit(fit, *, ax=None, points_per_axis: int = 5, level: float = 0.9, titl
     default_title = f"WPPM covariance field ({name}, {n} trials)"
     if d == 3:
         _field_3d(fit, fig, axes, grid_points(points_per_axis), level, name, pct, through, cut,
-                  scale)
+                  scale, space)
         fig.suptitle(title if title is not None else
                      f"{default_title}: slices through "
                      f"({', '.join(f'{v:.2g}' for v in through)}), {cut_text(cut)}")
         return fig
-    space = getattr(fit.data, "space", None)
     if d == 2:
         _field_2d(fit, axes, grid_points(points_per_axis), level, name, pct, scale, space)
     else:
@@ -448,26 +452,40 @@ def _field_2d(fit, ax, grid, level, name, pct, scale, space=None):
                    title_fontsize=8)
 
 
-def _field_3d(fit, fig, axes, grid2, level, name, pct, through, cut, scale):
+def _field_3d(fit, fig, axes, grid2, level, name, pct, through, cut, scale, space=None):
+    lo, hi = (np.full(3, -1.0), np.full(3, 1.0)) if space is None else space_extent(space)
     pts = np.repeat(through[None, None, :], 3, 0).repeat(len(grid2), 1)  # (3, G, 3)
-    for p, plane in enumerate(SLICE_PLANES):
-        pts[p][:, list(plane)] = grid2
-    S = np.asarray(fit.covariance(pts), dtype=float)  # ([D,] 3, G, 3, 3)
+    for p, plane in enumerate(SLICE_PLANES):  # the grid spread over each plane's extent
+        pl = list(plane)
+        pts[p][:, pl] = lo[pl] + 0.5 * (grid2 + 1.0) * (hi[pl] - lo[pl])
+    if space is None:
+        S = np.asarray(fit.covariance(pts), dtype=float)  # ([D,] 3, G, 3, 3)
+    else:  # slices of the lab's space: covariances at their points, in its units
+        model_pts = np.clip(space.to_model(pts, check=False), -1.0, 1.0)
+        S = space.covariance_to_lab(np.asarray(fit.covariance(model_pts), dtype=float))
     red = [plane_covariances(S[..., p, :, :, :], plane, cut) for p, plane in
            enumerate(SLICE_PLANES)]
     med = np.concatenate([r if fit.point else np.median(r, axis=0) for r in red])
     if scale is None:
-        scale = auto_scale(grid2, med)
+        scale = auto_scale(np.concatenate([pts[p][:, list(plane)] for p, plane in
+                                           enumerate(SLICE_PLANES)]), med)
     color = PALETTE[1] if fit.point else PALETTE[0]
     for p, (plane, ax) in enumerate(zip(SLICE_PLANES, axes, strict=True)):
         k = ({0, 1, 2} - set(plane)).pop()
         Sp = S[..., p, :, :, :]
-        _median_band(fit, ax, Sp, pts[p], level, name, pct, scale, color, plane=plane, cut=cut)
+        _median_band(fit, ax, Sp, pts[p], level, name, pct, scale, color, plane=plane, cut=cut,
+                     **({} if space is None else {"ticks": False}))
         ax.scatter([through[plane[0]]], [through[plane[1]]], marker="+", s=60, color="k",
                    zorder=3, label="slice point" if p == 0 else None)
-        ax.set_xlim(-1, 1)
-        ax.set_ylim(-1, 1)
-        ax.set_title(f"slice {AXIS_NAMES[k]} = {through[k]:.2g}")
+        ax.set_xlim(lo[plane[0]], hi[plane[0]])
+        ax.set_ylim(lo[plane[1]], hi[plane[1]])
+        if space is None:
+            ax.set_title(f"slice {AXIS_NAMES[k]} = {through[k]:.2g}")
+        else:
+            ax.set_xlabel(axis_label(plane[0], 3, space))
+            ax.set_ylabel(axis_label(plane[1], 3, space))
+            ax.set_title(f"slice {space.axis_labels[k]} = {through[k]:.3g}")
+            ax.set_aspect("equal", adjustable="box")  # ellipses keep their shapes
     figure_legend(fig, axes, scale_text(scale, fit.model))
 
 
