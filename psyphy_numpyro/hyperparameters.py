@@ -45,8 +45,8 @@ from .data import as_trial_data
 from .errors import InvalidInput, InvalidType
 from .validation import check_int
 
-__all__ = ["HyperparameterChoice", "choose_hyperparameters", "threshold_floor", "check_floor",
-           "floor_is_high", "isotropic_scales"]
+__all__ = ["HyperparameterChoice", "choose_hyperparameters", "pooled_choice", "threshold_floor",
+           "check_floor", "floor_is_high", "isotropic_scales"]
 
 _GUESS_LAPSE = 0.02
 _S_GRID = np.geomspace(1e-4, 3.0, 241)
@@ -190,6 +190,18 @@ def _prior_mean_variance(model) -> float:
     phi = np.asarray(_field.basis_features(grid, K), np.float64)  # (G, (K+1)^d)
     var = model.decay_rate ** _field.total_degree(d, K).reshape(-1)
     return float(model.embedding_dim * np.mean(phi**2 @ var))
+
+
+def pooled_choice(datas) -> HyperparameterChoice:
+    """One model for several observers' data sets (one compiled program serves them all):
+    :func:`choose_hyperparameters` of the default WPPM on every trial pooled (in the box)."""
+    from .data import TrialData
+    from .model import WPPM
+
+    datas = [as_trial_data(d) for d in datas]
+    pooled = TrialData(np.concatenate([d.model_stimuli for d in datas]),
+                       np.concatenate([d.responses for d in datas]))
+    return choose_hyperparameters(pooled, WPPM(input_dim=pooled.input_dim))
 
 
 def choose_hyperparameters(data, base, *, fixed=(),

@@ -121,7 +121,7 @@ def _check_settings(data, model, steps, optimizer, learning_rate, num_restarts, 
 
 def _fit_many(datas, model, cfg_args, seed, rng_key, progress, init_params):
     """:func:`fit_map` of a list of observers' data sets (see its ``data`` parameter)."""
-    from .hyperparameters import choose_hyperparameters
+    from .hyperparameters import pooled_choice
     from .inference.svi import bucket_size
 
     if len(datas) == 0:
@@ -134,9 +134,7 @@ def _fit_many(datas, model, cfg_args, seed, rng_key, progress, init_params):
     if model is not None:
         model = as_wppm(model)
     if model is None:  # one model for every observer (one program): chosen from all the data
-        pooled = TrialData(np.concatenate([d.model_stimuli for d in datas]),
-                           np.concatenate([d.responses for d in datas]))
-        choice = choose_hyperparameters(pooled, WPPM(input_dim=pooled.input_dim))
+        choice = pooled_choice(datas)
         model = choice.model
     checked = [resolve_model(d, model, check=choice is None) for d in datas]
     datas = [d for d, _ in checked]

@@ -208,10 +208,9 @@ def _check_datas(datas):
 def _pooled_model(datas, model):
     if model is not None:
         return as_wppm(model)
-    from .hyperparameters import choose_hyperparameters
+    from .hyperparameters import pooled_choice
 
-    pooled = TrialData.concatenate(datas)
-    return choose_hyperparameters(pooled, WPPM(input_dim=pooled.input_dim)).model
+    return pooled_choice(datas).model
 
 
 def _marginal_tau_model(stimuli, responses=None, *, config, tau_scale, eigenvalues, **kw):
