@@ -158,6 +158,8 @@ def add_group(idata, name: str, dataset) -> None:
 
         idata[name] = xr.DataTree(dataset)
     else:
+        if name in idata.groups():
+            delattr(idata, name)  # ArviZ 0.x adds only new groups
         with warnings.catch_warnings():  # ArviZ 0.x warns about groups it does not know
             warnings.simplefilter("ignore", UserWarning)
             idata.add_groups({name: dataset})

@@ -8,6 +8,7 @@ from numpyro.infer.util import log_density
 
 import psyphy_numpyro as pn
 from psyphy_numpyro.hierarchy import population_model
+from psyphy_numpyro.noise import SharedNoise
 from psyphy_numpyro.population import PopulationFit
 
 MODEL = pn.WPPM(input_dim=2, basis_degree=2, num_samples=16)
@@ -57,6 +58,7 @@ def test_tiny_tau_is_one_shared_field(shared):
     assert shared.tau == pytest.approx(1e-3) and not shared.learned_tau
 
 
+@pytest.mark.slow
 def test_huge_tau_gives_the_independent_fits(data):
     huge = pn.fit_population(data[0], MODEL, tau=50.0, seed=0, progress=False, steps=150)
     alone = pn.fit_map(data[0], MODEL, seed=0, progress=False)
@@ -68,6 +70,7 @@ def test_huge_tau_gives_the_independent_fits(data):
                                                                     strict=True))
 
 
+@pytest.mark.slow
 def test_learned_tau_is_between_and_pools(data, learned):
     datas, Ws = data
     # 300 trials of a degree-2 field say little about tau: only its range is checked here
@@ -98,7 +101,7 @@ def test_the_model_is_one_log_joint(data):
                         {"config": MODEL, "noise": noise, "weights": w, "tau": tau}, sites)
     total = 0.0
     for i, W in enumerate(Ws):
-        one = jax.tree_util.tree_map(lambda a, i=i: a[i], noise)
+        one = SharedNoise(noise.z, noise.Q[i])  # observer i's trials, the shared block
         lp_i, _ = log_density(pn.wppm_model, (stim[i], resp[i]),
                               {"config": MODEL, "noise": one, "weights": w[i]}, {"W": W})
         total += float(lp_i) - float(MODEL.prior().log_prob(W))
@@ -108,7 +111,8 @@ def test_the_model_is_one_log_joint(data):
     assert float(lp) == pytest.approx(total + prior_pop + prior_delta, rel=1e-5)
 
 
-def test_readouts_save_load_and_arviz(learned, tmp_path):
+def test_readouts_save_load_and_arviz(shared, tmp_path):
+    learned = shared
     dev = learned.deviation(GRID[:3], directions=pn.readout.unit_directions(2, 4))
     assert dev.shape == (3, 3, 4) and np.all(np.isfinite(dev))
     path = tmp_path / "pop.nc"
