@@ -106,19 +106,21 @@ def plane_reply(space, d: int) -> dict:
             "lo": lo.tolist(), "hi": hi.tolist(), "space_name": space.name}
 
 
-def thresholds_reply(fit, seq: int, num_trials: int) -> dict:
+def thresholds_reply(fit, seq: int, num_trials: int, space=None) -> dict:
     """The latest fit's thresholds as JSON: the table, the median contour points and
-    the interval's inner and outer contours (draw-based fits)."""
+    the interval's inner and outer contours (draw-based fits); in ``space``'s units when
+    given (the session's: its refits fit the box), else the fit's data's space's."""
     import numpy as np
 
     from ..contours import threshold_table
     from ..readout import thresholds
 
     refs = threshold_refs(fit.model.input_dim)
-    space = getattr(getattr(fit, "data", None), "space", None)
+    if space is None:
+        space = getattr(getattr(fit, "data", None), "space", None)
     if space is not None:  # the same grid, in the lab's units: so are the results
         refs = space.to_lab(refs)
-    th = thresholds(fit, refs, num_directions=24)
+    th = thresholds(fit, refs, num_directions=24, space=space)
     refs = np.asarray(th.refs, dtype=float)
     names, values = threshold_table(th, refs)
     out = {"fit": seq, "num_trials": num_trials, "target": float(th.target),
@@ -269,7 +271,8 @@ class Hosted:
                     from .. import readout  # noqa: F401
 
                     fit = self.exp.fit
-                self.thresholds = thresholds_reply(fit, info["seq"], info["num_trials"])
+                self.thresholds = thresholds_reply(fit, info["seq"], info["num_trials"],
+                                                   space=self.exp.space)
                 self.thresholds_state = "ready"
             except Exception:  # noqa: BLE001 - reported by the thresholds endpoint
                 self.thresholds_error = traceback.format_exc(limit=3)
