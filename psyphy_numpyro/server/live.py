@@ -52,7 +52,7 @@ LIVE_PAGE = r"""<!DOCTYPE html>
           font-size:12.5px; }
   th, td { padding:3px 6px; text-align:right; border-bottom:1px solid var(--line); }
   th { color:var(--mute); font-weight:600; }
-  td.ci { color:var(--mute); font-size:11.5px; }
+  td .ci { color:var(--mute); font-size:11.5px; white-space:nowrap; }
   .note { color:var(--mute); font-size:12px; margin-top:8px; }
   dl { display:grid; grid-template-columns:auto 1fr; gap:2px 12px; margin:0; font-size:13px; }
   dt { color:var(--mute); }
