@@ -198,8 +198,12 @@ class Client:
             Take the session over from another live owner.
         **settings
             ``input_dim``, ``seed``, ``num_initial``, ``refit_every``,
-            ``distances``, ``fit_options``, ``model`` (a dict of WPPM settings):
-            for a new session; for an existing one they must match the stored ones.
+            ``distances``, ``fit_options``, ``model`` (a dict of WPPM settings),
+            ``space`` (the lab's stimulus units: a dict as
+            ``StimulusSpace.to_dict()`` gives it, or any object with a
+            ``to_dict()`` method, e.g. a :class:`~psyphy_numpyro.StimulusSpace`;
+            ``ask`` then returns stimuli in those units): for a new session; for
+            an existing one they must match the stored ones.
 
         Returns
         -------
@@ -229,6 +233,8 @@ class SessionClient:
     def __init__(self, client: Client, name: str, *, takeover: bool, settings: dict):
         self.client, self.name = client, name
         self.takeover = takeover
+        if hasattr(settings.get("space"), "to_dict"):  # a StimulusSpace (no import here)
+            settings["space"] = settings["space"].to_dict()
         self.settings = {k: _plain(v) for k, v in settings.items() if v is not None}
         self._path = "/sessions/" + urllib.parse.quote(name, safe="/")
         self.info: dict = {}

@@ -92,6 +92,7 @@ actions:
 
 examples:
   psyphy-numpyro experiment new obs1.sqlite --dim 2 --seed 1
+  psyphy-numpyro experiment new obs2.sqlite --space xy.toml   # stimuli in CIE xy
   psyphy-numpyro experiment ask obs1.sqlite --n 20
   psyphy-numpyro experiment tell obs1.sqlite --ids 1,2,3 --responses 1,0,1
   echo '{"ids": [4, 5], "responses": [1, 1]}' | psyphy-numpyro experiment tell obs1.sqlite
@@ -169,6 +170,11 @@ def add_parser(sub, raw) -> None:
     new.add_argument("--distances", type=float, nargs=2, metavar=("LOW", "HIGH"),
                      default=None, help="distance range of the space-filling trials "
                      "(default: 0.005 0.4)")
+    new.add_argument("--space", metavar="FILE", default=None,
+                     help="the lab's stimulus units: a JSON or TOML description of a "
+                     "psyphy_numpyro.StimulusSpace (box, colour or affine); ask, status and "
+                     "the refits' read-outs then speak them (default: the model's box "
+                     "[-1, 1]^d)")
     new.add_argument("--exist-ok", action="store_true",
                      help="reopen the session if it exists (its settings must match)")
     _add_actions(acts, raw, session_help)
@@ -352,10 +358,16 @@ def _new(args):
         if not args.exist_ok:
             raise CLIError(exists)
         _check_session(path)
+    space = None
+    if args.space is not None:
+        from ..space import StimulusSpace
+
+        space = StimulusSpace.from_file(args.space)
     options = given_options(args, **{n: n for n, _, _ in MODEL_OPTIONS})
     model = None
     if options:
-        model = WPPM(input_dim=2 if args.dim is None else args.dim, **options)
+        dim = args.dim if args.dim is not None else space.input_dim if space else 2
+        model = WPPM(input_dim=dim, **options)
     fit_options = given_options(args, map_steps="map_steps", warm_steps="warm_steps",
                                 num_draws="num_draws", criterion="criterion")
     for name, lo in (("map_steps", 1), ("warm_steps", 1), ("num_draws", 2)):
@@ -363,7 +375,7 @@ def _new(args):
             check_int("--" + name.replace("_", "-"), fit_options[name], lo)
     given = {"seed": args.seed, "input_dim": args.dim, "num_initial": args.num_initial,
              "refit_every": args.refit_every, "distances": args.distances,
-             "fit_options": fit_options or None}
+             "fit_options": fit_options or None, "space": space}
     try:  # creates the session (race-free: one process stores the settings) or checks them
         exp = Experiment(path, model, live=False, auto_refit=False, **given)
     except errors.SessionBusy:  # it exists and is owned: check the settings only

@@ -43,6 +43,14 @@ class OpenRequest(BaseModel):
                                      "criterion")
     model: dict | None = Field(None, description="WPPM settings (basis_degree, num_samples, "
                                "estimator, ...); left out: chosen from the data")
+    space: dict | None = Field(None, description="the lab's stimulus units, as "
+                               "StimulusSpace.to_dict() gives them (or a hand-written box, "
+                               "colour or affine description): ask, status, the thresholds "
+                               "and the live page then speak them; left out: the stored "
+                               "space, or the model's box [-1, 1]^d",
+                               examples=[{"kind": "box", "lo": [0.24, 0.26],
+                                          "hi": [0.38, 0.40],
+                                          "axis_labels": ["CIE x", "CIE y"]}])
     takeover: bool = Field(False, description="take the session over from another live owner")
 
 

@@ -52,7 +52,7 @@ LIVE_PAGE = r"""<!DOCTYPE html>
           font-size:12.5px; }
   th, td { padding:3px 6px; text-align:right; border-bottom:1px solid var(--line); }
   th { color:var(--mute); font-weight:600; }
-  td.ci { color:var(--mute); font-size:11.5px; }
+  td .ci { color:var(--mute); font-size:11.5px; white-space:nowrap; }
   .note { color:var(--mute); font-size:12px; margin-top:8px; }
   dl { display:grid; grid-template-columns:auto 1fr; gap:2px 12px; margin:0; font-size:13px; }
   dt { color:var(--mute); }
@@ -85,6 +85,7 @@ LIVE_PAGE = r"""<!DOCTYPE html>
       <span><span class="sw" style="background:var(--pend)"></span>pending</span>
       <span><span class="sw" style="background:var(--ell)"></span>threshold contour, band: <span id="level">90%</span> interval</span>
     </div>
+    <div class="note" id="plane-note"></div>
   </div>
   <div>
     <div class="card">
@@ -111,11 +112,33 @@ const params = new URLSearchParams(location.search);
 const token = params.get("token");
 const base = location.pathname.replace(/\/live\/?$/, "");
 const SVGNS = "http://www.w3.org/2000/svg";
-const W = 640, PAD = 34;
+const W = 640, PADL = 62, PADR = 14, PADT = 14, PADB = 50;
 let told = [], dim = 2, lastThFit = null, busy = false;
+// the plane in the session's units (live.json's "plane": the space's bounds, else [-1, 1])
+let plane = {lo: [-1, -1], hi: [1, 1], axis_labels: ["x0", "x1"], units: "model"};
+let X0 = -1, X1 = 1, Y0 = -1, Y1 = 1, KX = 1, KY = 1, OX = 0, OY = 0;
 
-function sx(v) { return PAD + (v + 1) / 2 * (W - 2 * PAD); }
-function sy(v) { return W - PAD - (v + 1) / 2 * (W - 2 * PAD); }
+function setPlane(p) {
+  if (p) plane = p;
+  const lo = plane.lo, hi = plane.hi;
+  X0 = lo[0]; X1 = hi[0];
+  [Y0, Y1] = dim >= 2 ? [lo[1], hi[1]] : [-1, 1];
+  const w = W - PADL - PADR, h = W - PADT - PADB;
+  KX = w / (X1 - X0); KY = h / (Y1 - Y0);
+  if (dim >= 2) { KX = KY = Math.min(KX, KY); }  // one scale: ellipses keep their shape
+  OX = PADL + (w - KX * (X1 - X0)) / 2; OY = PADT + (h - KY * (Y1 - Y0)) / 2;
+}
+function sx(v) { return OX + (v - X0) * KX; }
+function sy(v) { return OY + (Y1 - v) * KY; }
+function ticks(a, b) {  // "nice" ticks over [a, b]
+  const raw = (b - a) / 5, mag = Math.pow(10, Math.floor(Math.log10(raw)));
+  const step = [1, 2, 2.5, 5, 10].map(m => m * mag).find(s => s >= raw * 0.999);
+  const out = [];
+  for (let t = Math.ceil(a / step - 1e-9) * step; t <= b + step * 1e-9; t += step) out.push(t);
+  const dig = Math.max(0, -Math.floor(Math.log10(step) + 1e-9) + (step / mag % 1 ? 1 : 0));
+  return out.map(t => [t, Math.abs(t) < step * 1e-9 ? (0).toFixed(dig) : t.toFixed(dig)]);
+}
+function isModel() { return plane.units === "model"; }
 function el(tag, attrs, parent) {
   const e = document.createElementNS(SVGNS, tag);
   for (const k in attrs) e.setAttribute(k, attrs[k]);
@@ -123,21 +146,40 @@ function el(tag, attrs, parent) {
   return e;
 }
 function fmt(v, d) { return v === null || v === undefined ? "\u2013" : Number(v).toFixed(d); }
+function sig(v, n) {  // n significant digits (threshold lengths in any units)
+  if (v === null || v === undefined) return "\u2013";
+  const x = Number(v);
+  return x === 0 ? "0" : Math.abs(x) >= 1e-4 && Math.abs(x) < 1e5
+    ? Number(x.toPrecision(n)).toString() : x.toExponential(n - 1);
+}
+function refDigits() { return Math.max(2, Math.ceil(-Math.log10((X1 - X0) / 50))); }
 function xy(p) { return dim === 1 ? [p[0], 0] : [p[0], p[1]]; }
 
 function drawFrame(svg) {
   svg.textContent = "";
-  el("rect", {x: PAD, y: PAD, width: W - 2 * PAD, height: W - 2 * PAD, fill: "#fbfcfd",
-              stroke: "#d5d9e0"}, svg);
-  for (let t = -1; t <= 1.0001; t += 0.5) {
-    el("line", {x1: sx(t), x2: sx(t), y1: PAD, y2: W - PAD, stroke: "#eceff3"}, svg);
-    el("line", {y1: sy(t), y2: sy(t), x1: PAD, x2: W - PAD, stroke: "#eceff3"}, svg);
-    const a = el("text", {x: sx(t), y: W - PAD + 16, "text-anchor": "middle",
-                          "font-size": 11, fill: "#8a93a3"}, svg);
-    a.textContent = t.toFixed(1);
-    const b = el("text", {x: PAD - 6, y: sy(t) + 4, "text-anchor": "end",
-                          "font-size": 11, fill: "#8a93a3"}, svg);
-    b.textContent = t.toFixed(1);
+  const l = sx(X0), r = sx(X1), t = sy(Y1), b = sy(Y0);
+  const clip = el("clipPath", {id: "frame"}, el("defs", {}, svg));
+  el("rect", {x: l, y: t, width: r - l, height: b - t}, clip);  // contours stay inside
+  el("rect", {x: l, y: t, width: r - l, height: b - t, fill: "#fbfcfd", stroke: "#d5d9e0"}, svg);
+  for (const [v, s] of ticks(X0, X1)) {
+    el("line", {x1: sx(v), x2: sx(v), y1: t, y2: b, stroke: "#eceff3"}, svg);
+    el("text", {x: sx(v), y: b + 15, "text-anchor": "middle", "font-size": 11,
+                fill: "#8a93a3"}, svg).textContent = s;
+  }
+  if (dim >= 2) {
+    for (const [v, s] of ticks(Y0, Y1)) {
+      el("line", {y1: sy(v), y2: sy(v), x1: l, x2: r, stroke: "#eceff3"}, svg);
+      el("text", {x: l - 6, y: sy(v) + 4, "text-anchor": "end", "font-size": 11,
+                  fill: "#8a93a3"}, svg).textContent = s;
+    }
+  }
+  const lab = plane.axis_labels || [];
+  el("text", {x: (l + r) / 2, y: b + 36, "text-anchor": "middle", "font-size": 13,
+              fill: "#4b5563", id: "xlabel"}, svg).textContent = lab[0] || "";
+  if (dim >= 2) {
+    el("text", {x: 16, y: (t + b) / 2, "text-anchor": "middle", "font-size": 13,
+                fill: "#4b5563", id: "ylabel", transform: `rotate(-90 16 ${(t + b) / 2})`},
+       svg).textContent = lab[1] || "";
   }
 }
 
@@ -172,7 +214,7 @@ function ring(points) {
 
 function drawThresholds(svg, th) {
   if (!th || !th.refs || dim !== 2) return;
-  const g = el("g", {id: "ellipses"}, svg);
+  const g = el("g", {id: "ellipses", "clip-path": "url(#frame)"}, svg);
   th.refs.forEach((r, i) => {
     if (th.lower_points && th.upper_points) {
       el("path", {d: ring(th.upper_points[i]) + ring(th.lower_points[i]), "fill-rule": "evenodd",
@@ -203,14 +245,16 @@ function thresholdTable(th) {
   const want = dim === 1 ? ["lower", "upper"]
              : dim === 2 ? ["semi_major", "semi_minor", "angle_deg"] : ["axis_1", "axis_2", "axis_3"];
   const refCols = cols.filter(c => c.startsWith("ref_"));
-  let html = "<tr>" + refCols.map(c => `<th>${c.slice(4)}</th>`).join("") +
+  const lab = plane.axis_labels || [];
+  let html = "<tr>" + refCols.map((c, k) => `<th>${isModel() ? c.slice(4) : (lab[k] || c.slice(4))}</th>`).join("") +
              want.map(c => `<th>${c.replace("_deg", " (\u00b0)").replace("_", " ")}</th>`).join("") + "</tr>";
   for (const row of rows) {
-    html += "<tr>" + refCols.map(c => `<td>${fmt(row[cols.indexOf(c)], 2)}</td>`).join("");
+    const rd = refDigits();
+    html += "<tr>" + refCols.map(c => `<td>${fmt(row[cols.indexOf(c)], rd)}</td>`).join("");
     for (const c of want) {
       const v = row[cols.indexOf(c)], lo = cols.indexOf(c + "_lo"), hi = cols.indexOf(c + "_hi");
-      const dig = c === "angle_deg" ? 0 : 3;
-      html += `<td>${fmt(v, dig)}` + (lo >= 0 ? `<div class="ci">${fmt(row[lo], dig)}\u2013${fmt(row[hi], dig)}</div>` : "") + "</td>";
+      const f = c === "angle_deg" ? (x => fmt(x, 0)) : (x => sig(x, 3));
+      html += `<td>${f(v)}` + (lo >= 0 ? `<div class="ci">${f(row[lo])}\u2013${f(row[hi])}</div>` : "") + "</td>";
     }
     html += "</tr>";
   }
@@ -219,12 +263,20 @@ function thresholdTable(th) {
   document.getElementById("level").textContent = th.level ? Math.round(th.level * 100) + "%" : "\u2013";
   document.getElementById("th-note").textContent =
     `p(correct) = ${fmt(th.target, 3)} contours at ${th.refs.length} references, ` +
-    `in the model's coordinates [-1, 1]` + (dim > 1 ? "\u00b2" : "") +
+    (isModel() ? `in the model's coordinates [-1, 1]` + (dim > 1 ? "\u00b2" : "")
+     : `in ${unitsText()}`) +
     (th.level ? `; under each value its ${Math.round(th.level * 100)}% interval` : "");
+}
+
+function unitsText() {
+  const lab = (plane.axis_labels || []).slice(0, Math.max(dim, 1)).join(", ");
+  return isModel() ? `the model's coordinates [-1, 1]` + (dim > 1 ? "\u00b2" : "")
+    : `the session's units: ${plane.units}` + (lab && lab !== plane.units ? ` (${lab})` : "");
 }
 
 function show(s) {
   dim = s.input_dim;
+  setPlane(s.plane);
   document.getElementById("name").textContent = s.session;
   document.getElementById("file").textContent = s.file;
   document.getElementById("told").textContent = s.told;
@@ -246,8 +298,14 @@ function show(s) {
   document.getElementById("th-state").textContent = s.thresholds;
   document.getElementById("settings").textContent =
     `${s.input_dim}-D, seed ${s.seed}, ${s.num_initial} initial, refit every ${s.refit_every}`;
-  document.getElementById("plane-title").textContent = dim === 1 ? "Stimulus axis"
-    : dim === 2 ? "Stimulus plane (model coordinates)" : "Stimulus space, x-y projection";
+  const lab = plane.axis_labels || [];
+  document.getElementById("plane-title").textContent = isModel()
+    ? (dim === 1 ? "Stimulus axis (model coordinates)" : dim === 2
+       ? "Stimulus plane (model coordinates)" : "Stimulus space, x-y projection (model coordinates)")
+    : (dim === 1 ? `Stimulus axis (${lab[0]})` : dim === 2 ? `Stimulus plane (${lab[0]}, ${lab[1]})`
+       : `Stimulus space, ${lab[0]}\u2013${lab[1]} projection`);
+  document.getElementById("plane-note").textContent = "Stimuli and threshold contours in " +
+    unitsText() + (isModel() ? "" : `; bounds ${plane.lo.map((v, k) => `${lab[k]} ${v}\u2013${plane.hi[k]}`).join(", ")}`);
   const svg = document.getElementById("plane");
   drawFrame(svg);
   drawTrials(svg, s.pending_trials);

@@ -86,17 +86,45 @@ def threshold_refs(d: int):
     return np.stack([g.ravel() for g in grid], axis=-1)
 
 
-def thresholds_reply(fit, seq: int, num_trials: int) -> dict:
-    """The latest fit's thresholds as JSON: the table, the median contour points and
-    the interval's inner and outer contours (draw-based fits)."""
+def plane_reply(space, d: int) -> dict:
+    """The units a session's stimuli, thresholds and live page speak: ``units`` (the
+    space's words, or ``"model"``: the box ``[-1, 1]^d``), ``axis_labels``, and
+    ``lo``/``hi``, the bounds the live page draws (the space's, else the box's
+    image in its units, else ``[-1, 1]``)."""
     import numpy as np
 
+    if space is None:
+        return {"units": "model", "axis_labels": [f"x{k}" for k in range(d)],
+                "lo": [-1.0] * d, "hi": [1.0] * d, "space_name": None}
+    if space.lo is not None:
+        lo, hi = np.asarray(space.lo, float), np.asarray(space.hi, float)
+    else:  # an affine space without bounds: the box's corners in the lab's units
+        corners = np.stack(np.meshgrid(*([[-1.0, 1.0]] * d), indexing="ij"), -1).reshape(-1, d)
+        lab = space.to_lab(corners)
+        lo, hi = lab.min(0), lab.max(0)
+    return {"units": space.units or space.name, "axis_labels": list(space.axis_labels),
+            "lo": lo.tolist(), "hi": hi.tolist(), "space_name": space.name}
+
+
+def thresholds_reply(fit, seq: int, num_trials: int, space=None) -> dict:
+    """The latest fit's thresholds as JSON: the table, the median contour points and
+    the interval's inner and outer contours (draw-based fits); in ``space``'s units when
+    given (the session's: its refits fit the box), else the fit's data's space's."""
+    import numpy as np
+
+    from ..contours import threshold_table
     from ..readout import thresholds
 
     refs = threshold_refs(fit.model.input_dim)
-    th = thresholds(fit, refs, num_directions=24)
-    names, values = th.table(refs)
+    if space is None:
+        space = getattr(getattr(fit, "data", None), "space", None)
+    if space is not None:  # the same grid, in the lab's units: so are the results
+        refs = space.to_lab(refs)
+    th = thresholds(fit, refs, num_directions=24, space=space)
+    refs = np.asarray(th.refs, dtype=float)
+    names, values = threshold_table(th, refs)
     out = {"fit": seq, "num_trials": num_trials, "target": float(th.target),
+           **plane_reply(space, fit.model.input_dim),
            "level": None if th.level is None else float(th.level),
            "refs": refs, "directions": th.directions, "columns": names, "table": values,
            "ellipses": np.asarray(th.median_ellipses), "points": th.median_points,
@@ -243,7 +271,8 @@ class Hosted:
                     from .. import readout  # noqa: F401
 
                     fit = self.exp.fit
-                self.thresholds = thresholds_reply(fit, info["seq"], info["num_trials"])
+                self.thresholds = thresholds_reply(fit, info["seq"], info["num_trials"],
+                                                   space=self.exp.space)
                 self.thresholds_state = "ready"
             except Exception:  # noqa: BLE001 - reported by the thresholds endpoint
                 self.thresholds_error = traceback.format_exc(limit=3)
@@ -263,7 +292,8 @@ class Hosted:
             told = self.told[since:]
             pending = [[i, *s] for i, s in self.pending.items()]
         out.update(since=since, told_trials=told, pending_trials=pending,
-                   threshold_readout=self.thresholds)
+                   threshold_readout=self.thresholds,
+                   plane=plane_reply(self.exp.space, self.exp.input_dim))
         return _clean(out)
 
     def close(self, timeout: float | None = None) -> bool:
@@ -402,6 +432,13 @@ def _warm_up():
 
 def _check_same(exp, settings):
     """Settings given when opening a session that is open already must match it."""
+    space = settings.get("space")
+    if space is not None:
+        from ..space import StimulusSpace
+
+        if exp.space is None or StimulusSpace.from_dict(space) != exp.space:
+            raise InvalidInput(f"{exp.path.name}: the session is open with another stimulus "
+                               "space (or none); open it without space or with its own")
     for key in ("input_dim", "seed", "num_initial", "refit_every"):
         v = settings.get(key)
         have = exp.input_dim if key == "input_dim" else exp.settings.get(key)
