@@ -88,6 +88,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and the API docs (griffe)
         simulate_observer,
         simulate_trials,
     )
+    from .space import StimulusSpace
     from .weibull import fit_weibull
 
 

@@ -28,3 +28,18 @@ def test_public_names_resolve_on_first_use():
     with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
         pn.not_a_name  # noqa: B018
     assert "fit_map" in dir(pn)
+
+
+def test_type_checking_imports_list_every_public_name():
+    """The TYPE_CHECKING block (what type checkers and the API docs see) names every export,
+    from the module the lazy loader takes it from."""
+    import ast
+    import inspect
+
+    for pkg in (pn, pn.design):
+        tree = ast.parse(inspect.getsource(pkg))
+        block = next(n for n in tree.body if isinstance(n, ast.If)
+                     and getattr(n.test, "id", None) == "TYPE_CHECKING")
+        seen = {a.name: "." * imp.level + (imp.module or "") for imp in block.body
+                for a in imp.names}
+        assert seen == pkg._EXPORTS, pkg.__name__
