@@ -192,16 +192,16 @@ def _prior_mean_variance(model) -> float:
     return float(model.embedding_dim * np.mean(phi**2 @ var))
 
 
-def pooled_choice(datas) -> HyperparameterChoice:
+def pooled_choice(datas, base) -> HyperparameterChoice:
     """One model for several observers' data sets (one compiled program serves them all):
-    :func:`choose_hyperparameters` of the default WPPM on every trial pooled (in the box)."""
+    :func:`choose_hyperparameters` of ``base`` (e.g. the default WPPM) on every trial
+    pooled (in the box)."""
     from .data import TrialData
-    from .model import WPPM
 
     datas = [as_trial_data(d) for d in datas]
     pooled = TrialData(np.concatenate([d.model_stimuli for d in datas]),
                        np.concatenate([d.responses for d in datas]))
-    return choose_hyperparameters(pooled, WPPM(input_dim=pooled.input_dim))
+    return choose_hyperparameters(pooled, base)
 
 
 def choose_hyperparameters(data, base, *, fixed=(),

@@ -134,7 +134,7 @@ def _fit_many(datas, model, cfg_args, seed, rng_key, progress, init_params):
     if model is not None:
         model = as_wppm(model)
     if model is None:  # one model for every observer (one program): chosen from all the data
-        choice = pooled_choice(datas)
+        choice = pooled_choice(datas, WPPM(input_dim=datas[0].input_dim))
         model = choice.model
     checked = [resolve_model(d, model, check=choice is None) for d in datas]
     datas = [d for d, _ in checked]

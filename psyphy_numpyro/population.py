@@ -210,7 +210,7 @@ def _pooled_model(datas, model):
         return as_wppm(model)
     from .hyperparameters import pooled_choice
 
-    return pooled_choice(datas).model
+    return pooled_choice(datas, WPPM(input_dim=datas[0].input_dim)).model
 
 
 def _marginal_tau_model(stimuli, responses=None, *, config, tau_scale, eigenvalues, **kw):
