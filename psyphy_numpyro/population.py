@@ -120,7 +120,8 @@ class PopulationFit:
 
         idata = self.population.to_arviz(grid=grid)
         post = group(idata, "posterior")
-        per = [group(f.to_arviz(grid=grid), "posterior")["Sigma"] for f in self.observers]
+        per = [group(f.to_arviz(grid=grid, log_likelihood=False), "posterior")["Sigma"]
+               for f in self.observers]  # only their Sigma is kept
         out = post.rename({"Sigma": "Sigma_pop"})
         out["Sigma"] = xr.concat(per, dim="observer").transpose("chain", "draw", "observer", ...)
         out = out.assign_coords(observer=np.arange(self.num_observers))
@@ -169,18 +170,12 @@ class PopulationFit:
         stim, resp = ds["stimuli"].values, ds["responses"].values
         datas = [TrialData(stim[who == i], resp[who == i]) for i in range(ds.sizes["observer"])]
 
-        def params(W, i=None):
-            out = {"W": jnp.asarray(W)}
-            if model.learns_lapse:
-                lam = ds["lapse_rate"].values
-                out["lapse_rate"] = float(np.median(lam) if i is None else lam[i])
-            return out
-
+        lapses = ds["lapse_rate"].values if model.learns_lapse else None
         return cls(
-            population=MAPFit.from_params(model, params(ds["W_pop"].values),
+            population=MAPFit.from_params(model, _params(model, ds["W_pop"].values, lapses),
                                           TrialData.concatenate(datas)),
-            observers=[MAPFit.from_params(model, params(ds["W"].values[i], i), d)
-                       for i, d in enumerate(datas)],
+            observers=[MAPFit.from_params(model, _params(model, ds["W"].values[i], lapses, i),
+                                          d) for i, d in enumerate(datas)],
             tau=float(ds.attrs["tau"]), learned_tau=bool(ds.attrs["learned_tau"]), model=model,
             loss_history=ds["loss_history"].values, seed=int(ds.attrs["seed"]))
 
@@ -193,6 +188,14 @@ class PopulationFit:
 
     def __repr__(self):
         return "PopulationFit(" + "; ".join(self.describe()) + ")"
+
+
+def _params(model, W, lapses, i=None) -> dict:
+    """``params`` of observer ``i`` (or of the population: the median lapse rate)."""
+    out = {"W": jnp.asarray(W)}
+    if model.learns_lapse:
+        out["lapse_rate"] = float(np.median(lapses) if i is None else lapses[i])
+    return out
 
 
 def _check_datas(datas):
@@ -385,15 +388,9 @@ def fit_population(datas, model=None, *, tau="learn", tau_scale: float = 0.5, se
         bar.close()
     v = _values(svi, state, stim, resp, weights, noise, extra)
     lapses = v.get("lapse_rate")
-
-    def params(W, i=None):
-        out = {"W": jnp.asarray(W)}
-        if model.learns_lapse:
-            out["lapse_rate"] = float(np.median(lapses) if i is None else lapses[i])
-        return out
-
-    population = MAPFit.from_params(model, params(v["W_mean"]), TrialData.concatenate(datas))
-    observers = [MAPFit.from_params(model, params(v["W"][i], i), d)
+    population = MAPFit.from_params(model, _params(model, v["W_mean"], lapses),
+                                    TrialData.concatenate(datas))
+    observers = [MAPFit.from_params(model, _params(model, v["W"][i], lapses, i), d)
                  for i, d in enumerate(datas)]
     return PopulationFit(population=population, observers=observers,
                          tau=tau_value if tau_value is not None else v["tau"],

@@ -211,6 +211,7 @@ class Experiment:
         # the pending trials of earlier (ended or taken-over) owners are now this owner's
         self._reissue = [int(i) for i in self.pending] if reissue and not read_only else []
         self._fit_obj, self._fit_file, self._fit_seq = None, None, None
+        self._space_cache = None  # (first index, refs, comparisons) of the space-filling block
         self._refits = pipeline.BackgroundRefit()  # live=True: the refits' thread
         latest = self._store.latest_fit()
         if latest is not None:  # read on first use: ``ask`` needs only the stored proposals
@@ -403,7 +404,7 @@ class Experiment:
         """Trials ``start ... start + n - 1`` of the space-filling sequence, from a block
         computed once (trial ``i`` depends only on the seed and ``i``, and computing it costs
         time growing with ``i``: per ask that would grow with the session)."""
-        cache = getattr(self, "_space_cache", None)
+        cache = self._space_cache
         if cache is None or not cache[0] <= start <= start + n <= cache[0] + len(cache[1]):
             ref, comp = space_filling_trials(max(n, block), self.input_dim, seed=self.seed,
                                              start=start, distances=self.settings["distances"])
