@@ -4,8 +4,9 @@ The folds of one model are trial weights (1 on the training trials, 0 on the
 held-out fold), so all folds of a model have the same array shapes and run as
 one vmapped program on the compile-once engine (the bootstrap's refit
 program, :func:`psyphy_numpyro.bootstrap.fit_bootstrap`, with 0/1 counts).
-Every fold starts from the same weak prior draw (not from a fit of all the
-data, which has seen the held-out trials). The held-out trials are then
+Every fold starts from the same point, the prior's typical isotropic field plus a
+weak prior draw (not from a fit of all the data, which has seen the held-out
+trials). The held-out trials are then
 scored with a high-sample estimate of the log-likelihood.
 
 Folds are stratified by reference location: trials sharing a reference (when
@@ -178,8 +179,9 @@ def cross_validate(data, models, *, num_folds: int = 5, seed: int = 0, rng_key=N
     rng_key : jax PRNG key, optional
         Used instead of ``seed`` (an integer seed is drawn from it).
     steps, learning_rate, init_scale
-        MAP fit of every training set: ``steps`` whitened-Adam steps from
-        ``init_scale`` times one prior draw (the same draw for every fold).
+        MAP fit of every training set: ``steps`` whitened-Adam steps from the
+        prior's typical isotropic field plus ``init_scale`` times one prior draw
+        (the same start for every fold).
     eval_samples : int, optional
         Estimator samples per held-out trial (default
         ``max(1024, 8 * model.num_samples)``): a high-sample estimate.

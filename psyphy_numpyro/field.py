@@ -16,6 +16,8 @@ __all__ = [
     "basis_features",
     "total_degree",
     "prior_std",
+    "prior_mean_variance",
+    "isotropic_weights",
     "sqrt_field",
     "covariance_field",
     "weight_shape",
@@ -97,6 +99,26 @@ def prior_std(
     var = variance_scale * decay_rate ** total_degree(input_dim, basis_degree)
     sd = np.sqrt(var)[(...,) + (None, None)]
     return np.broadcast_to(sd, weight_shape(input_dim, basis_degree, extra_dims)).copy()
+
+
+def prior_mean_variance(input_dim: int, basis_degree: int, extra_dims: int,
+                        decay_rate: float) -> float:
+    """Mean over the domain of the prior mean of ``Sigma_ii(x) - diag_term``, per unit
+    ``variance_scale`` (``(d+e) * mean_x sum_k phi_k(x)^2 decay^deg(k)``)."""
+    g = np.linspace(-1, 1, 21)
+    grid = np.stack([a.ravel() for a in np.meshgrid(*([g] * input_dim), indexing="ij")], -1)
+    phi = np.asarray(basis_features(grid, basis_degree), np.float64)  # (G, (K+1)^d)
+    var = decay_rate ** total_degree(input_dim, basis_degree).reshape(-1)
+    return float((input_dim + extra_dims) * np.mean(phi**2 @ var))
+
+
+def isotropic_weights(input_dim: int, basis_degree: int, extra_dims: int,
+                      scale: float) -> np.ndarray:
+    """``W`` of the constant isotropic field ``U(x) = scale [I_d | 0]``, so that
+    ``Sigma(x) = scale^2 I + diag_term I`` everywhere (only the constant basis function)."""
+    W = np.zeros(weight_shape(input_dim, basis_degree, extra_dims))
+    W[(0,) * input_dim] = scale * np.eye(input_dim, input_dim + extra_dims)
+    return W
 
 
 def sqrt_field(W: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:

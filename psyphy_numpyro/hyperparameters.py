@@ -182,14 +182,9 @@ class HyperparameterChoice:
 
 
 def _prior_mean_variance(model) -> float:
-    """Mean over the domain of the prior mean of ``Sigma_ii(x) - diag_term`` per unit
-    ``variance_scale``."""
-    d, K = model.input_dim, model.basis_degree
-    g = np.linspace(-1, 1, 21)
-    grid = np.stack([a.ravel() for a in np.meshgrid(*([g] * d), indexing="ij")], -1)
-    phi = np.asarray(_field.basis_features(grid, K), np.float64)  # (G, (K+1)^d)
-    var = model.decay_rate ** _field.total_degree(d, K).reshape(-1)
-    return float(model.embedding_dim * np.mean(phi**2 @ var))
+    """:func:`~psyphy_numpyro.field.prior_mean_variance` of a model."""
+    return _field.prior_mean_variance(model.input_dim, model.basis_degree, model.extra_dims,
+                                      model.decay_rate)
 
 
 def pooled_choice(datas, base) -> HyperparameterChoice:

@@ -172,7 +172,8 @@ def _fit_many(datas, model, cfg_args, seed, rng_key, progress, init_params):
 
 def _restart_starts(problem, root, cfg, init_params):
     """``(z0, keys)``: each restart's unconstrained start (``init_params`` for the first,
-    when given; else ``init_scale`` x a prior draw) and the key its steps consume."""
+    when given; else the prior's typical isotropic field plus ``init_scale`` x a prior draw)
+    and the key its steps consume."""
     z0, keys = [], []
     for r in range(cfg.num_restarts):
         k_init, k_run = jax.random.split(jax.random.fold_in(root, r))
@@ -289,7 +290,7 @@ def fit_map(
     learning_rate : float
         Peak learning rate of ``"adam"`` (ignored otherwise).
     num_restarts : int
-        Independent starts from prior draws.
+        Independent starts (see ``init_scale``).
     seed : int or jax PRNG key
         Seeds the initial draws and the Monte Carlo noise: equal seeds give
         bit-identical fits; an int ``s`` is ``PRNGKey(s)`` (the same fit).
@@ -316,7 +317,10 @@ def fit_map(
         restart on the stochastic route (default ``max(8 * model.num_samples,
         1024)``).
     init_scale : float
-        Restarts start from ``init_scale`` times a prior draw (a weaker, more
+        Restarts start from the prior's typical isotropic field
+        (:func:`~psyphy_numpyro.inference.svi.isotropic_start`: where every
+        trial of data taken near threshold has a gradient) plus
+        ``init_scale`` times a prior draw (a weaker, more
         isotropic field than a full draw reached better optima; see
         docs/inference.md).
     screen_steps : int, optional

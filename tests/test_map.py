@@ -8,6 +8,7 @@ import pytest
 
 import psyphy_numpyro as pn
 from psyphy_numpyro.arviz_io import expand_sigma
+from psyphy_numpyro.inference.svi import isotropic_start
 from psyphy_numpyro.plotting import grid_points
 
 TRUTH = pn.WPPM(input_dim=2, basis_degree=2, num_samples=64)
@@ -146,17 +147,46 @@ def test_default_model_and_psyphy_init_params():
     init = TRUTH.sample_prior(1)
     fit = pn.fit_map(data, TRUTH, steps=1, num_restarts=1, init=init, progress=False)
     np.testing.assert_array_equal(fit.init_params["W"], init["W"])
-    # without init_params, restarts start from init_scale x a prior draw
+    # without init_params, restarts start from the prior's typical isotropic field plus
+    # init_scale x a prior draw
     one = pn.fit_map(data, TRUTH, steps=1, num_restarts=1, init_scale=0.5, seed=3,
                      progress=False)
     k_init = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(3), 0))[0]
-    np.testing.assert_allclose(one.init_params["W"], 0.5 * TRUTH.sample_prior(k_init)["W"])
+    np.testing.assert_allclose(one.init_params["W"], isotropic_start(TRUTH)
+                               + 0.5 * TRUTH.sample_prior(k_init)["W"], rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="init_scale must be > 0"):
         pn.fit_map(data, TRUTH, init_scale=0.0)
     # no model: the default one with variance_scale and diag_term from the data
     default = pn.fit_map(data, steps=2, num_restarts=1, progress=False).model
     assert default == pn.WPPM.for_data(data)
     assert default.replace(variance_scale=4e-3, diag_term=1e-4) == pn.WPPM(input_dim=2)
+
+
+def test_restarts_start_from_the_priors_typical_isotropic_field():
+    model = pn.WPPM(input_dim=2, basis_degree=3, variance_scale=0.02, diag_term=1e-4)
+    z = pn.MAP(model).init_z(jax.random.PRNGKey(0), init_scale=1e-6)
+    S = np.asarray(model.covariance(pn.MAP(model).params(z), GRID7), np.float64)
+    prior = np.mean([np.asarray(model.covariance(model.sample_prior(k), GRID7))
+                     for k in range(200)], 0)
+    iso = np.mean(np.diagonal(prior, axis1=1, axis2=2))  # the prior's typical Sigma_ii
+    np.testing.assert_allclose(S, np.broadcast_to(iso * np.eye(2), S.shape), rtol=0.15,
+                               atol=1e-4 * iso)
+
+
+@pytest.mark.slow
+def test_fit_map_does_not_stall_on_data_all_above_threshold():
+    """An adaptive session's trials all sit near threshold: from a start near W = 0 (the
+    noise floor alone) every one of them was at the ceiling of p(correct), the gradient
+    vanished and restarts stalled (or blew up)."""
+    truth = TRUTH.sample_prior(4)
+    rng = np.random.default_rng(0)
+    ref = rng.uniform(-1, 1, (300, 2))
+    comp = pn.comparisons_at_radius(TRUTH, truth, ref, rng.uniform(2.8, 5.5, 300), key=0)
+    data = pn.simulate_trials(TRUTH, truth, ref, comp, key=100)
+    model = pn.WPPM.for_data(data, basis_degree=2, num_samples=64)
+    fit = pn.fit_map(data, model, seed=0, steps=20, progress=False)
+    assert np.ptp(fit.restart_losses) < 0.02 * fit.restart_losses.min(), fit.restart_losses
+    assert field_error(fit.params, truth) < 0.7
 
 
 @pytest.mark.slow

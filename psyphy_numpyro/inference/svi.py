@@ -48,6 +48,7 @@ from numpyro.infer.reparam import LocScaleReparam
 from numpyro.infer.svi import SVIState
 from numpyro.infer.util import log_density
 
+from .. import field
 from ..errors import InvalidType
 from ..model import WPPM, as_wppm, pointwise_log_likelihood, wppm_model
 from ..validation import as_key, check_int, check_real
@@ -134,6 +135,22 @@ def _map_svi(model, optimizer, batch_size):
     svi.guide._init_locs = {k: jnp.zeros(v.shape, v.dtype)
                             for k, v in svi.guide._init_locs.items()}
     return svi
+
+
+def isotropic_start(model: WPPM) -> np.ndarray:
+    """``W`` of the isotropic field of the prior's typical size: ``Sigma(x) = s^2 I +
+    diag_term I`` with ``s^2`` the prior mean of ``Sigma_ii(x) - diag_term`` over the domain.
+
+    Every fit_map restart starts here plus ``init_scale`` x a prior draw. A start
+    near ``W = 0`` (the noise floor alone) predicts thresholds far below the
+    observer's wherever the data were chosen near threshold (an adaptive
+    session's trials), so every trial sits at the ceiling of p(correct), its
+    gradient vanishes and the optimiser stalls; the prior's typical scale is
+    the observer's own when the hyperparameters come from the data.
+    """
+    s = math.sqrt(model.variance_scale * field.prior_mean_variance(
+        model.input_dim, model.basis_degree, model.extra_dims, model.decay_rate))
+    return field.isotropic_weights(model.input_dim, model.basis_degree, model.extra_dims, s)
 
 
 def to_whitened(model: WPPM, params: dict, dtype=None) -> dict:
@@ -355,12 +372,14 @@ class MAP:
 
     def init_z(self, rng_key, init_params=None, init_scale: float = 0.3):
         """Unconstrained start (:func:`to_whitened`): ``init_params`` if given, else
-        ``init_scale`` x a prior draw of ``W`` (and the prior mean of a learned lapse rate)."""
+        :func:`isotropic_start` plus ``init_scale`` x a prior draw of ``W`` (and the prior
+        mean of a learned lapse rate)."""
         if init_params is not None:
             params = self.model.checked_params(init_params, "init_params", lapse_optional=True)
             return to_whitened(self.model, params)
         scale = check_real("init_scale", init_scale, 0.0)
         zw = scale * jax.random.normal(as_key(rng_key), self.model.weight_shape)
+        zw = zw + jnp.asarray(isotropic_start(self.model) / self.model.prior_std(), zw.dtype)
         return to_whitened(self.model, {"W": zw * self.model.prior_std()}) | {"W": zw}
 
     def init(self, rng_key, data=None, *, init_params=None, init_scale: float = 0.3,
