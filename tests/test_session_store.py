@@ -224,6 +224,28 @@ def test_tell_repeat_ok_accepts_a_retried_request_and_records_nothing_twice(tmp_
     exp.close()
 
 
+# -- durability ----------------------------------------------------------------------------
+def test_durability_sets_synchronous_and_sync_checkpoints(tmp_path):
+    with pytest.raises(ValueError, match="durability must be one of"):
+        SessionStore(tmp_path / "bad.sqlite", durability="disk")
+    power = SessionStore(tmp_path / "p.sqlite")  # the default: every commit synced
+    assert power.durability == "power"
+    assert power.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    power.close()
+    exp = _open(tmp_path / "q.sqlite", durability="process")
+    assert exp._store.db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    ids, _ = exp.ask(3)
+    exp.tell(ids, [1, 0, 1])
+    exp.sync()  # a checkpoint: the whole log is copied into the file
+    con = sqlite3.connect(tmp_path / "q.sqlite")
+    busy, log, done = con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert busy == 0 and log == done
+    assert con.execute("SELECT COUNT(*) FROM trials WHERE state='told'").fetchone()[0] == 3
+    con.close()
+    exp.close()
+    exp.sync()  # closed: nothing to do
+
+
 # -- the command line ------------------------------------------------------------------------
 def test_experiment_status_imports_no_jax(tmp_path):
     path = tmp_path / "c.sqlite"

@@ -1,10 +1,13 @@
 """``Experiment``: a crash-safe adaptive session with ask / tell and refits.
 
-The session lives in one SQLite file (:mod:`.store`: WAL, ``synchronous=FULL``,
-one transaction per ``ask`` and per ``tell``, committed to disk before the
-call returns), so a process killed at any moment (``kill -9``, a power cut
-after the commit) loses no acknowledged response, and reopening the file
-resumes the session. The refits are :mod:`.refit`'s.
+The session lives in one SQLite file (:mod:`.store`: WAL, one transaction
+per ``ask`` and per ``tell``, committed before the call returns), so a
+process killed at any moment (``kill -9``) loses no acknowledged response,
+and reopening the file resumes the session. With ``durability="power"`` (the
+default, ``synchronous=FULL``) each commit is also synced to the disk, so a
+power cut after it loses nothing either; ``durability="process"``
+(``synchronous=NORMAL``) skips that flush (the session server's choice: see
+:meth:`Experiment.sync`). The refits are :mod:`.refit`'s.
 
 The policy
 ----------
@@ -109,6 +112,14 @@ class Experiment:
         ``refit`` raise ``ValueError``.
     owner_name : str, optional
         How other openers see this owner (e.g. ``"server"``).
+    durability : {"power", "process"}
+        ``"power"`` (default): every ``ask``, ``tell`` and ``expire`` is synced
+        to the disk before it returns (SQLite ``synchronous=FULL``; one disk
+        flush each). ``"process"`` (``synchronous=NORMAL``): it is committed
+        but not flushed, so it survives the end of the process however it ends
+        (``kill -9``) but an operating-system crash or power cut may undo what
+        was committed since the last :meth:`sync`. Not stored in the file: it
+        applies to this opening.
     space : StimulusSpace, dict or path, optional
         The lab's units (:class:`~psyphy_numpyro.StimulusSpace`, its ``to_dict()``,
         or a JSON/TOML file): ``ask``, ``stimuli`` and ``data`` speak them, the
@@ -139,7 +150,8 @@ class Experiment:
                  input_dim: int | None = None, num_initial: int | None = None,
                  refit_every: int | None = None, distances=None, fit_options=None,
                  reissue: bool = True, auto_refit: bool = True, takeover: bool = False,
-                 read_only: bool = False, owner_name: str | None = None, space=None):
+                 read_only: bool = False, owner_name: str | None = None, space=None,
+                 durability: str = "power"):
         from ..model import WPPM
         from ..space import StimulusSpace
 
@@ -189,7 +201,7 @@ class Experiment:
         self.read_only = bool(read_only)
         self._lease = None
         self.created = False  # whether this opening created the session file's settings
-        self._store = SessionStore(path, read_only=read_only)
+        self._store = SessionStore(path, read_only=read_only, durability=durability)
         try:
             if read_only:
                 stored = self._store.settings()
@@ -526,6 +538,13 @@ class Experiment:
     @_fit.setter
     def _fit(self, value):
         self._fit_obj, self._fit_file = value, None
+
+    def sync(self) -> None:
+        """Sync what was committed to the disk (an SQLite checkpoint, which does not hold
+        up ``ask`` and ``tell``): with ``durability="process"``, a power cut after this
+        loses none of it. Nothing to do with ``"power"`` (every commit is synced)."""
+        if self._store.durability != "power":
+            self._store.sync()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for a running background refit and record it; ``False`` on timeout."""

@@ -305,9 +305,29 @@ class Hosted:
 
 
 class Registry:
-    """The sessions open in a server, by name (a path relative to ``root``)."""
+    """The sessions open in a server, by name (a path relative to ``root``).
 
-    def __init__(self, root, *, monitor_every: float = 0.25):
+    Parameters
+    ----------
+    root : str or os.PathLike
+        The folder of the session files.
+    monitor_every : float
+        Seconds between the monitor's looks at the sessions.
+    durability : {"process", "power"}
+        The sessions' :class:`~psyphy_numpyro.Experiment` ``durability``. With
+        ``"process"`` (the default) the monitor syncs every session to the disk
+        about once a second (:meth:`~psyphy_numpyro.Experiment.sync`), off the
+        request path.
+    sync_every : float
+        Seconds between those syncs.
+    """
+
+    def __init__(self, root, *, monitor_every: float = 0.25, durability: str = "process",
+                 sync_every: float = 1.0):
+        from ..design.store import check_durability
+
+        self.durability = check_durability(durability)
+        self.sync_every = float(sync_every)
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise InvalidInput(f"{root}: no such folder (the server's --root)")
@@ -342,7 +362,8 @@ class Registry:
 
                 kwargs["model"] = WPPM(**kwargs["model"])
             exp = Experiment(path, live=True, takeover=bool(takeover),
-                             owner_name="psyphy-numpyro serve", **kwargs)
+                             owner_name="psyphy-numpyro serve", durability=self.durability,
+                             **kwargs)
             try:
                 hosted = Hosted(name, path, exp)
             except BaseException:
@@ -378,12 +399,18 @@ class Registry:
         return left
 
     def _watch(self, every):
+        synced = time.monotonic()
         while not self._stop.wait(every):
+            sync = self.durability != "power" and time.monotonic() - synced >= self.sync_every
+            if sync:
+                synced = time.monotonic()
             for hosted in list(self.sessions.values()):
                 try:
                     with hosted.lock:
                         hosted.observe()
                     hosted.update_thresholds()
+                    if sync:  # outside the session's lock: ask and tell go on meanwhile
+                        hosted.exp.sync()
                 except Exception:  # noqa: BLE001, S112 - a closed session; the next round
                     continue
 
