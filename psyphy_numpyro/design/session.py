@@ -303,7 +303,7 @@ class Experiment:
     @property
     def num_told(self) -> int:
         """The number of told trials."""
-        return self._store.counts()["told"]
+        return self._store.num_told()
 
     @property
     def data(self):
@@ -348,7 +348,7 @@ class Experiment:
             **self._store.counts(),
             "latest_fit_trials": None if latest is None else latest["num_trials"],
             "refitting": self.refitting,
-            "next_refit_at": self._store.next_refit_at(self.settings),
+            "next_refit_at": self.next_refit_at,
             "input_dim": self.input_dim,
             "seed": self.seed,
             "num_initial": self.settings["num_initial"],
@@ -488,15 +488,21 @@ class Experiment:
                 arr = arr.astype(np.int64)
             else:
                 raise InvalidType(f"ids must be integers, got dtype {arr.dtype}")
-        uniq, counts = np.unique(arr, return_counts=True)
-        if np.any(counts > 1):
+        arr = arr.astype(np.int64)
+        if arr.size > 1 and len(set(arr.tolist())) < arr.size:  # (np.unique costs more)
+            uniq, counts = np.unique(arr, return_counts=True)
             raise InvalidInput(f"trial id {int(uniq[counts > 1][0])} appears twice; nothing was "
                                "recorded")
-        return arr.astype(np.int64)
+        return arr
 
     # -- refits -------------------------------------------------------------------
+    @property
+    def next_refit_at(self) -> int:
+        """The number of told trials at which the policy refits next."""
+        return self._store.next_refit_at(self.settings)
+
     def _due(self):
-        return self.num_told >= self._store.next_refit_at(self.settings)
+        return self.num_told >= self.next_refit_at
 
     @property
     def refitting(self) -> bool:

@@ -210,15 +210,26 @@ class Hosted:
         return st
 
     # -- ask / tell -------------------------------------------------------------------
+    def _counts(self) -> dict:
+        """What an ask or tell reply reports, without reading the file: the told and
+        pending counts from the in-memory copy of the trials (this process owns the
+        session: nothing else changes them) and the refit state (a finished refit is
+        recorded by the next ``ask`` or the monitor); a refit that started or ended since
+        the last look is observed at once (:meth:`observe`, a few more reads)."""
+        if self.exp.refitting != self._seen_refitting:
+            self.observe()
+        return {"told": len(self.told), "pending": len(self.pending),
+                "refitting": self.exp.refitting, "next_refit_at": self.exp.next_refit_at}
+
     def ask(self, n: int, request_id: str | None = None) -> dict:
         with self.lock:
             if request_id is not None and request_id in self.asks:
                 return self.asks[request_id]
             before = set(self.pending)
             ids, stimuli = self._call(self.exp.ask, n)
-            st = self.observe()
             for i, s in zip(ids.tolist(), stimuli.tolist(), strict=True):
                 self.pending[int(i)] = s
+            st = self._counts()
             reply = protocol.ask_reply(ids, stimuli, sources=self.exp.sources(ids),
                                        reissued=sum(int(i) in before for i in ids),
                                        told=st["told"], pending=st["pending"],
@@ -233,11 +244,11 @@ class Hosted:
         with self.lock:
             # repeat_ok: a retried tell (its reply lost) records nothing twice
             recorded = self._call(self.exp.tell, ids, responses, repeat_ok=True)
-            st = self.observe()
             for i, r in zip(ids, responses, strict=True):
                 s = self.pending.pop(int(i), None)
                 if s is not None:
                     self.told.append([s[0], s[1], int(r)])
+            st = self._counts()
             return protocol.tell_reply(ids, recorded=recorded, total_told=st["told"],
                                        pending=st["pending"], refit=self.refit_state(st))
 
