@@ -25,8 +25,11 @@ The policy
    until the next fit replaces them. If they run out first, ``ask`` continues
    the space-filling sequence rather than wait.
 
-``live=True`` runs the refits in a background thread: ``ask`` never waits for
-one and uses the latest finished fit. ``live=False`` runs them inside
+``live=True`` runs the refits in the background: ``ask`` never waits for
+one and uses the latest finished fit. They run in a thread
+(``refit_in="thread"``) or in a worker process of lower priority
+(``refit_in="process"``, the session server's choice: the fitting then never
+holds the interpreter lock that ``ask`` and ``tell`` need). ``live=False`` runs them inside
 ``ask`` when due, so a simulated session is a pure function of its seed and
 its responses (bit-identical reruns).
 
@@ -120,6 +123,10 @@ class Experiment:
         (``kill -9``) but an operating-system crash or power cut may undo what
         was committed since the last :meth:`sync`. Not stored in the file: it
         applies to this opening.
+    refit_in : {"thread", "process"}
+        Where ``live`` refits run: a thread of this process (default) or a
+        worker process of lower priority (:class:`~psyphy_numpyro.design.refit.ProcessRefit`),
+        started by the first refit and shared by the sessions of this process.
     space : StimulusSpace, dict or path, optional
         The lab's units (:class:`~psyphy_numpyro.StimulusSpace`, its ``to_dict()``,
         or a JSON/TOML file): ``ask``, ``stimuli`` and ``data`` speak them, the
@@ -151,7 +158,7 @@ class Experiment:
                  refit_every: int | None = None, distances=None, fit_options=None,
                  reissue: bool = True, auto_refit: bool = True, takeover: bool = False,
                  read_only: bool = False, owner_name: str | None = None, space=None,
-                 durability: str = "power"):
+                 durability: str = "power", refit_in: str = "thread"):
         from ..model import WPPM
         from ..space import StimulusSpace
 
@@ -196,6 +203,8 @@ class Experiment:
             "space": None if space is None else space.to_dict(),
         }
         check_range("distances", distances)  # (no Sobol draw: scipy.stats loads slowly)
+        if refit_in not in ("thread", "process"):
+            raise InvalidInput(f"refit_in must be 'thread' or 'process', got {refit_in!r}")
         self.live = bool(live)
         self.auto_refit = bool(auto_refit)
         self.read_only = bool(read_only)
@@ -224,7 +233,10 @@ class Experiment:
         self._reissue = [int(i) for i in self.pending] if reissue and not read_only else []
         self._fit_obj, self._fit_file, self._fit_seq = None, None, None
         self._space_cache = None  # (first index, refs, comparisons) of the space-filling block
-        self._refits = pipeline.BackgroundRefit()  # live=True: the refits' thread
+        self.refit_in = refit_in
+        # live=True: the refits' thread (or the thread waiting for the worker process)
+        self._refits = (pipeline.ProcessRefit() if refit_in == "process"
+                        else pipeline.BackgroundRefit())
         latest = self._store.latest_fit()
         if latest is not None:  # read on first use: ``ask`` needs only the stored proposals
             self._fit_file, self._fit_seq = latest["path"], latest["seq"]
@@ -516,7 +528,11 @@ class Experiment:
     def _start_refit_if_due(self):
         if self.refitting or not self._due():
             return
-        self._refits.start(self._job())
+        if self.refit_in == "process":  # the worker loads (or keeps) the previous fit
+            self._refits.start(pipeline.make_job(self._store, self.settings,
+                                                 load_previous=False))
+        else:
+            self._refits.start(self._job())
 
     def _job(self):
         return pipeline.make_job(self._store, self.settings, previous=self._fit)
@@ -530,7 +546,11 @@ class Experiment:
     def _record(self, result):
         with self._lock:
             pipeline.record_refit(self._store, self.settings, result, lease=self._lease)
-        self._fit, self._fit_seq = result["fit"], result["seq"]
+        if result.get("fit") is None:  # from a worker process: read from its file on use
+            self._fit_obj, self._fit_file = None, result["path"]
+        else:
+            self._fit = result["fit"]
+        self._fit_seq = result["seq"]
 
     @property
     def _fit(self):

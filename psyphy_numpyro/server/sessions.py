@@ -1,8 +1,10 @@
 """The sessions a server holds open: one :class:`~psyphy_numpyro.Experiment` per file.
 
-Each hosted session is an ``Experiment(path, live=True)`` opened in the
-server's process: its refits run in the Experiment's background thread and
-``ask``/``tell`` never wait for them. A monitor thread records finished refits
+Each hosted session is an ``Experiment(path, live=True, refit_in="process")``
+opened in the server's process: its refits run in a worker process of lower
+priority (one for the server, the sessions' refits queue for it), so they
+never hold the interpreter lock of the requests, and ``ask``/``tell`` never
+wait for them. A monitor thread records finished refits
 (so the fit's proposals are used at once), keeps the refit state for
 ``status`` and computes the latest fit's thresholds off the request path,
 once per fit.
@@ -331,14 +333,18 @@ class Registry:
         request path.
     sync_every : float
         Seconds between those syncs.
+    refit_in : {"process", "thread"}
+        Where the sessions' refits run (:class:`~psyphy_numpyro.Experiment`'s
+        ``refit_in``; default a worker process of lower priority).
     """
 
     def __init__(self, root, *, monitor_every: float = 0.25, durability: str = "process",
-                 sync_every: float = 1.0):
+                 sync_every: float = 1.0, refit_in: str = "process"):
         from ..design.store import check_durability
 
         self.durability = check_durability(durability)
         self.sync_every = float(sync_every)
+        self.refit_in = refit_in
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise InvalidInput(f"{root}: no such folder (the server's --root)")
@@ -374,7 +380,7 @@ class Registry:
                 kwargs["model"] = WPPM(**kwargs["model"])
             exp = Experiment(path, live=True, takeover=bool(takeover),
                              owner_name="psyphy-numpyro serve", durability=self.durability,
-                             **kwargs)
+                             refit_in=self.refit_in, **kwargs)
             try:
                 hosted = Hosted(name, path, exp)
             except BaseException:
