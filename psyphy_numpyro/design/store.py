@@ -4,41 +4,8 @@ This module imports no JAX, NumPyro or SciPy (only the standard library;
 NumPy where arrays are returned), so callers that only read a session (``psyphy-numpyro experiment
 status``, a status page) start in a fraction of a second.
 
-The file
---------
-An SQLite database in WAL mode with a busy timeout: every change is one
-``BEGIN IMMEDIATE`` transaction, committed before the call returns. How far
-a commit is durable is the opener's ``durability`` (:data:`DURABILITY`):
-``"process"`` (``synchronous=NORMAL``): a commit is in the write-ahead log
-(the operating system's file cache) when the call returns, so it survives the
-end of the process however it ends (``kill -9`` included) but an operating
-system crash or power cut may undo the commits since the log was last synced
-(at its checkpoints); ``"power"`` (``synchronous=FULL``): the log is synced
-(``fsync``) at every commit, so a commit also survives a power cut, at the
-cost of one disk flush per change (about 3.5 ms on the benchmark machine's
-disk). :meth:`SessionStore.sync` (a checkpoint, from a connection of its own)
-syncs the log and the file: the session server calls it about once a second
-for its ``"process"`` sessions, bounding what a power cut can undo to about
-the last second. Several processes may open one file at the same moment, creating it
-if needed: the WAL set-up is retried while another opener holds the file, and
-the settings are read and, for a new session, written in one transaction, so
-exactly one set of settings is stored.
-
-``meta``
-    The session's settings (dimension, model, seed, policy) as JSON.
-``trials``
-    One row per asked trial: id, stimuli (JSON, exact float64 round trip),
-    how it was chosen, its state (``pending`` / ``told`` / ``expired``), the
-    response and the order in which responses arrived.
-``fits``
-    One row per finished refit: the number of told trials it saw and the
-    NetCDF file (in the folder ``<session>.fits/``) of its posterior.
-``proposals``
-    The adaptive trials proposed from each fit, handed out in order.
-``lease``
-    The session's owner (at most one row): the process that opened it for
-    asking. Files written before this table existed open as they are; the
-    table is added by the first owner.
+The file's format, connection settings and transactions are
+:mod:`.schema`'s.
 
 Ownership
 ---------
@@ -57,126 +24,29 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 from ..errors import InvalidInput, SessionBusy
 from . import lease as ownership
 from .lease import FileLock, Lease, owner_info
+from .schema import (
+    DURABILITY,
+    SCHEMA_VERSION,
+    Transaction,
+    check_durability,
+    connect,
+    read_settings,
+    retry_busy,
+)
 
 __all__ = ["DURABILITY", "SCHEMA_VERSION", "FileLock", "Lease", "SessionStore",
            "check_durability", "read_settings"]
 
-SCHEMA_VERSION = 1
-
-DURABILITY = {"process": "NORMAL", "power": "FULL"}
-"""The ``durability`` choices and the ``PRAGMA synchronous`` each sets."""
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS trials (
-    id INTEGER PRIMARY KEY,
-    ref TEXT NOT NULL,
-    comparison TEXT NOT NULL,
-    source TEXT NOT NULL,
-    source_index INTEGER NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending',
-    response INTEGER,
-    told_seq INTEGER UNIQUE
-);
-CREATE INDEX IF NOT EXISTS trials_state ON trials (state);
-CREATE INDEX IF NOT EXISTS trials_source ON trials (source, source_index);
-CREATE TABLE IF NOT EXISTS fits (
-    seq INTEGER PRIMARY KEY,
-    num_trials INTEGER NOT NULL,
-    path TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS proposals (
-    fit_seq INTEGER NOT NULL,
-    idx INTEGER NOT NULL,
-    ref TEXT NOT NULL,
-    comparison TEXT NOT NULL,
-    PRIMARY KEY (fit_seq, idx)
-);
-CREATE TABLE IF NOT EXISTS lease (
-    slot INTEGER PRIMARY KEY CHECK (slot = 0),
-    token TEXT NOT NULL,
-    pid INTEGER,
-    host TEXT,
-    since TEXT,
-    name TEXT,
-    lockfile TEXT NOT NULL
-);
-"""
-
-_BUSY_WAIT = 30.0  # seconds a connection waits for another writer
-
-
-def _retry(fn, what):
-    """``fn()``, retried while another process holds the file (``database is locked``)."""
-    deadline = time.monotonic() + _BUSY_WAIT
-    while True:
-        try:
-            return fn()
-        except sqlite3.OperationalError as exc:
-            text = str(exc)
-            if "locked" not in text and "busy" not in text:
-                raise
-            if time.monotonic() > deadline:
-                raise InvalidInput(f"{what}: {text}") from exc
-            time.sleep(0.005 + 0.02 * random.random())
-
-
-def check_durability(durability: str) -> str:
-    """``durability`` when it is one of :data:`DURABILITY`'s keys; else ``ValueError``."""
-    if durability not in DURABILITY:
-        raise InvalidInput(f"durability must be one of {sorted(DURABILITY)}, got "
-                           f"{durability!r}")
-    return durability
-
 
 def _marks(ids) -> str:
     return ", ".join("?" * len(ids))
-
-
-def read_settings(path) -> dict:
-    """The settings stored in an existing session file, read without changing it.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The session file.
-
-    Returns
-    -------
-    dict
-        The stored settings.
-
-    Raises
-    ------
-    ValueError
-        No such file, a folder, or a file that is not a session file (left
-        as it is).
-    """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise InvalidInput(f"{path}: no such session file")
-    if os.path.isdir(path):
-        raise InvalidInput(f"{path}: is a folder, not a session file")
-    try:
-        con = sqlite3.connect(path, timeout=_BUSY_WAIT)
-        try:
-            rows = con.execute("SELECT key, value FROM meta").fetchall()
-        finally:
-            con.close()
-    except sqlite3.DatabaseError:
-        rows = []
-    if not rows:
-        raise InvalidInput(f"{path}: not a psyphy_numpyro session file")
-    return {k: json.loads(v) for k, v in rows}
 
 
 class SessionStore:
@@ -194,7 +64,7 @@ class SessionStore:
         to the disk before it returns. ``"process"`` (``synchronous=NORMAL``):
         a commit survives the end of the process however it ends, not an
         operating-system crash or power cut that comes before the next
-        :meth:`sync` (see the module).
+        :meth:`sync` (see :mod:`.schema`).
     """
 
     def __init__(self, path, *, read_only: bool = False, durability: str = "power"):
@@ -210,27 +80,7 @@ class SessionStore:
         self.lock = threading.RLock()
         self._sync_db = None  # the connection of sync(), opened on first use
         self._sync_lock = threading.Lock()
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                  timeout=_BUSY_WAIT)
-        try:
-            if not self.read_only:
-                _retry(lambda: self.db.execute("PRAGMA journal_mode=WAL"), self.path)
-                self.db.execute(f"PRAGMA synchronous={DURABILITY[self.durability]}")
-                _retry(self._create_tables, self.path)
-        except BaseException:
-            self.db.close()
-            raise
-
-    def _create_tables(self):
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self.db.execute(statement)
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        self.db = connect(self.path, read_only=self.read_only, durability=self.durability)
 
     def sync(self) -> None:
         """Sync the committed changes to the disk: a passive checkpoint (it syncs the
@@ -276,9 +126,11 @@ class SessionStore:
         """
         if self.read_only:
             raise InvalidInput(f"{self.path}: opened read-only; nothing can be changed")
-        return _Transaction(self, lease)
+        return Transaction(self, lease)
 
-    def _check_lease(self, db, lease):
+    def check_lease(self, db, lease):
+        """Raise ``SessionBusy`` (and release ``lease``'s lock) unless ``lease`` is still
+        the session's."""
         row = self.lease_row(db)
         if row is not None and row["token"] == lease.token:
             return
@@ -307,7 +159,7 @@ class SessionStore:
                                [(k, json.dumps(v)) for k, v in given.items()])
                 return dict(given), True
 
-        settings, created = _retry(attempt, self.path)
+        settings, created = retry_busy(attempt, self.path)
         if settings.get("version") != SCHEMA_VERSION:
             raise InvalidInput(f"{self.path}: session format {settings.get('version')} is "
                                f"not {SCHEMA_VERSION}, which this version reads")
@@ -529,35 +381,3 @@ class SessionStore:
     def release_lease(self, held: Lease) -> None:
         """Give the lease up (nothing when it was taken over); unlock its sidecar."""
         ownership.release(self, held)
-
-
-class _Transaction:
-    """``with``: BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error), under the store's lock."""
-
-    def __init__(self, store, lease):
-        self.store, self.lease = store, lease
-
-    def __enter__(self):
-        self.store.lock.acquire()
-        try:
-            self.store.db.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            self.store.lock.release()
-            raise
-        if self.lease is not None:
-            try:
-                self.store._check_lease(self.store.db, self.lease)
-            except BaseException:
-                try:
-                    self.store.db.execute("ROLLBACK")
-                finally:
-                    self.store.lock.release()
-                raise
-        return self.store.db
-
-    def __exit__(self, typ, exc, tb):
-        try:
-            self.store.db.execute("ROLLBACK" if typ is not None else "COMMIT")
-        finally:
-            self.store.lock.release()
-        return False
