@@ -137,24 +137,41 @@ def read_settings(path) -> dict:
     ------
     ValueError
         No such file, a folder, or a file that is not a session file (left
-        as it is).
+        as it is). A session file that another process is creating (no
+        tables yet, or no settings yet) is read again for up to 2 s.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise InvalidInput(f"{path}: no such session file")
     if os.path.isdir(path):
         raise InvalidInput(f"{path}: is a folder, not a session file")
+    deadline = time.monotonic() + _CREATING_WAIT
+    while True:
+        rows, creating = _read_meta(path)
+        if rows:
+            return {k: json.loads(v) for k, v in rows}
+        if not creating or time.monotonic() > deadline:
+            raise InvalidInput(f"{path}: not a psyphy_numpyro session file")
+        time.sleep(0.02)
+
+
+_CREATING_WAIT = 2.0  # seconds a file another process is creating may lack its settings
+
+
+def _read_meta(path):
+    """``(rows of meta, creating)``: ``creating`` when the file may be a session another
+    process is creating (no tables yet, or the tables without the settings)."""
     try:
         con = sqlite3.connect(path, timeout=BUSY_WAIT)
         try:
-            rows = con.execute("SELECT key, value FROM meta").fetchall()
+            names = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+            if "meta" not in names:
+                return [], not names
+            return con.execute("SELECT key, value FROM meta").fetchall(), True
         finally:
             con.close()
-    except sqlite3.DatabaseError:
-        rows = []
-    if not rows:
-        raise InvalidInput(f"{path}: not a psyphy_numpyro session file")
-    return {k: json.loads(v) for k, v in rows}
+    except sqlite3.DatabaseError:  # not an SQLite file
+        return [], False
 
 
 def connect(path, *, read_only: bool, durability: str) -> sqlite3.Connection:
