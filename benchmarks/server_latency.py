@@ -15,7 +15,8 @@ the trials answered while a refit was running (the server says so in each
 reply's ``refit.state``), and the refits that finished.
 
 Usage: ``python benchmarks/server_latency.py [--trials 1000] [--clients 4]
-[--num-initial 300] [--refit-every 200] [--all-refit] [--no-refit]``.
+[--num-initial 300] [--refit-every 200] [--all-refit] [--no-refit]
+[--durability process|power]`` (the server's ``--durability``).
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ def main(argv=None):
     ap.add_argument("--refit-every", type=int, default=200)
     ap.add_argument("--all-refit", action="store_true")
     ap.add_argument("--no-refit", action="store_true", help="no session refits (a baseline)")
+    ap.add_argument("--durability", choices=("process", "power"), default="process",
+                    help="the server's --durability (default: process)")
     args = ap.parse_args(argv)
 
     load0 = os.getloadavg()[0]
@@ -78,8 +81,8 @@ def main(argv=None):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     server = subprocess.Popen([sys.executable, "-m", "psyphy_numpyro", "serve", "--port", "0",
-                               "--root", root], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, env=env)
+                               "--root", root, "--durability", args.durability],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     url = None
     for line in server.stdout:
         m = re.search(r"at (http://\S+)", line)

@@ -187,6 +187,28 @@ def test_model_settings_as_json(app_client):
     assert r.status_code == 422 and "no_such_setting" in r.json()["error"]
 
 
+def test_durability_option(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from psyphy_numpyro.server import create_app
+
+    with pytest.raises(ValueError, match="durability"):
+        create_app(tmp_path, durability="disk")
+    for durability in ("process", "power"):
+        app = create_app(tmp_path, durability=durability, monitor_every=0.05)
+        with TestClient(app) as c:
+            name = f"{durability}.sqlite"
+            assert c.post("/sessions", json={"name": name, **NO_REFIT}).status_code == 200
+            ids = c.post(f"/sessions/{name}/ask", json={"n": 2}).json()["ids"]
+            assert c.post(f"/sessions/{name}/tell",
+                          json={"ids": ids, "responses": [1, 0]}).json()["recorded"] == 2
+            store = app.state.registry.get(name).exp._store
+            assert store.durability == durability
+            app.state.registry.sync_every = 0.0
+            time.sleep(0.2)  # the monitor syncs the "process" session meanwhile
+            assert (store._sync_db is not None) == (durability == "process")
+
+
 def test_openapi_and_docs(app_client):
     spec = app_client.get("/openapi.json").json()
     paths = set(spec["paths"])

@@ -224,6 +224,28 @@ def test_tell_repeat_ok_accepts_a_retried_request_and_records_nothing_twice(tmp_
     exp.close()
 
 
+# -- durability ----------------------------------------------------------------------------
+def test_durability_sets_synchronous_and_sync_checkpoints(tmp_path):
+    with pytest.raises(ValueError, match="durability must be one of"):
+        SessionStore(tmp_path / "bad.sqlite", durability="disk")
+    power = SessionStore(tmp_path / "p.sqlite")  # the default: every commit synced
+    assert power.durability == "power"
+    assert power.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    power.close()
+    exp = _open(tmp_path / "q.sqlite", durability="process")
+    assert exp._store.db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    ids, _ = exp.ask(3)
+    exp.tell(ids, [1, 0, 1])
+    exp.sync()  # a checkpoint: the whole log is copied into the file
+    con = sqlite3.connect(tmp_path / "q.sqlite")
+    busy, log, done = con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert busy == 0 and log == done
+    assert con.execute("SELECT COUNT(*) FROM trials WHERE state='told'").fetchone()[0] == 3
+    con.close()
+    exp.close()
+    exp.sync()  # closed: nothing to do
+
+
 # -- the command line ------------------------------------------------------------------------
 def test_experiment_status_imports_no_jax(tmp_path):
     path = tmp_path / "c.sqlite"
@@ -278,3 +300,30 @@ def test_a_cli_call_on_an_owned_session_answers_session_busy_unless_takeover(tmp
     code, obj, _ = _call(capsys, "tell", path, "--ids", int(ids[1]), "--responses", 1,
                          "--repeat-ok")
     assert code == 2 and "already told with response 0, not 1" in obj["error"]
+
+
+# -- refits in a worker process -----------------------------------------------------------
+@pytest.mark.slow
+def test_refit_in_a_worker_process(tmp_path):
+    """(Slow: the worker imports JAX and compiles the fits; the server's refit tests use
+    it too.)"""
+    with pytest.raises(ValueError, match="refit_in"):
+        _open(tmp_path / "bad.sqlite", refit_in="fork")
+    model = pn.WPPM(input_dim=2, basis_degree=1, num_samples=16, estimator="reparam")
+    exp = pn.Experiment(tmp_path / "w.sqlite", model, live=True, num_initial=20,
+                        refit_every=10, refit_in="process",
+                        fit_options={"map_steps": 40, "warm_steps": 20, "num_draws": 16})
+    from psyphy_numpyro.design.refit import ProcessRefit
+
+    exp._refits = ProcessRefit(nice=0)  # on a loaded test machine, not starved by others
+    rng = np.random.default_rng(0)
+    for _ in range(2):  # the second refit is warm-started by the worker's kept fit
+        ids, _ = exp.ask(20)
+        exp.tell(ids, rng.integers(0, 2, len(ids)))
+        assert exp.wait(120)
+    st = exp.status()
+    assert st["fits"] == 2 and not st["refitting"]
+    assert exp.latest_fit_info()["num_trials"] == 40
+    assert exp.sources(exp.ask(3)[0]) == ["fit1"] * 3  # the worker's proposals, recorded
+    assert exp.fit.model == model  # read from the worker's file
+    exp.close()

@@ -52,6 +52,11 @@ def add_parser(sub, raw) -> None:
     p.add_argument("--log-level", default="warning",
                    choices=("critical", "error", "warning", "info", "debug"),
                    help="server log level (default: warning)")
+    p.add_argument("--durability", default="process", choices=("process", "power"),
+                   help="process (default): a reply is sent once its change is committed: "
+                   "it survives the server's end (kill -9 included); the sessions are synced "
+                   "to the disk about once a second, so a power cut may undo the last second. "
+                   "power: once it is synced to the disk (one disk flush per request, slower)")
 
 
 def run(args) -> int:
@@ -75,7 +80,7 @@ def run(args) -> int:
 
     try:
         serve(args.root, host=args.host, port=args.port, token=token,
-              log_level=args.log_level, ready=ready)
+              log_level=args.log_level, ready=ready, durability=args.durability)
     except KeyboardInterrupt:  # pragma: no cover - uvicorn handles SIGINT itself
         pass
     print(f"{PROG}: stopped; sessions closed", file=sys.stderr, flush=True)

@@ -11,19 +11,25 @@ a detached process) while the session goes on:
 
 :func:`refit_session` runs the three for a store opened without a lease (the
 command line's detached refit process, started by the session's owner);
-:class:`BackgroundRefit` runs step 2 in a thread (``Experiment(live=True)``).
+:class:`BackgroundRefit` runs step 2 in a thread (``Experiment(live=True)``) and
+:class:`ProcessRefit` in a worker process (``Experiment(live=True,
+refit_in="process")``, the session server's choice): the fitting then never
+holds the interpreter lock of the process that answers ``ask`` and ``tell``,
+and runs at a lower scheduling priority.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
+from pathlib import Path
 
 import numpy as np
 
 from .acquisition import propose_trials
 
-__all__ = ["BackgroundRefit", "model_to_json", "model_from_json", "session_data",
+__all__ = ["BackgroundRefit", "ProcessRefit", "model_to_json", "model_from_json", "session_data",
            "session_capacity", "posterior_mode", "make_job", "refit_job", "record_refit",
            "refit_session"]
 
@@ -68,7 +74,7 @@ def session_capacity(n: int) -> int:
     return max(512, 1 << (int(n) - 1).bit_length())
 
 
-def make_job(store, settings: dict, previous=None) -> dict:
+def make_job(store, settings: dict, previous=None, *, load_previous: bool = True) -> dict:
     """Everything one refit needs, read from the store now.
 
     Parameters
@@ -79,9 +85,14 @@ def make_job(store, settings: dict, previous=None) -> dict:
     previous : Fit, optional
         The latest fit (the warm start). ``None``: loaded from its file when
         the session has one.
+    load_previous : bool
+        ``False``: leave the latest fit in its file (``previous_path``: the
+        worker process of :class:`ProcessRefit` loads it).
     """
     latest = store.latest_fit()
-    if previous is None and latest is not None and latest["path"].exists():
+    previous_path = None if latest is None else latest["path"]
+    if (load_previous and previous is None and latest is not None
+            and latest["path"].exists()):
         from ..persist import load_fit
 
         previous = load_fit(latest["path"])
@@ -89,7 +100,8 @@ def make_job(store, settings: dict, previous=None) -> dict:
     return {"data": session_data(store, settings["input_dim"]),
             "model": model_from_json(settings.get("model") or settings.get("chosen_model")),
             "seq": seq, "seed": settings["seed"], "chosen": settings.get("model") is None,
-            "previous": previous, "path": store.fits_dir / f"fit_{seq:04d}.nc",
+            "previous": previous, "previous_path": previous_path,
+            "path": store.fits_dir / f"fit_{seq:04d}.nc",
             "options": settings["fit_options"],
             "num_proposals": 2 * settings["refit_every"]}
 
@@ -148,11 +160,13 @@ def record_refit(store, settings: dict, result: dict, lease=None) -> None:
     """Record a finished refit in the store (one transaction) and, when the session
     chooses its model from the data, the model in ``settings["chosen_model"]``."""
     chosen = None
+    fit = result.get("fit")  # None from a worker process: its model and trial count given
     if settings.get("model") is None:
-        model = model_to_json(result["fit"].model)
+        model = model_to_json(fit.model) if fit is not None else result["model"]
         if settings.get("chosen_model") != model:
             chosen = model
-    store.record_fit(result["seq"], len(result["fit"].data), result["path"].name,
+    num_trials = len(fit.data) if fit is not None else result["num_trials"]
+    store.record_fit(result["seq"], num_trials, result["path"].name,
                      result["proposals"], chosen_model=chosen, lease=lease)
     if chosen is not None:
         settings["chosen_model"] = chosen
@@ -188,13 +202,16 @@ class BackgroundRefit:
 
         def run():
             try:
-                self._result = refit_job(job)
+                self._result = self._run(job)
             except BaseException as exc:  # reported by the next take / raise_error
                 self._error = exc
 
         self._result = None
         self._thread = threading.Thread(target=run, name="psyphy-numpyro-refit", daemon=True)
         self._thread.start()
+
+    def _run(self, job: dict) -> dict:
+        return refit_job(job)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for a running refit; ``False`` when it still runs after ``timeout``."""
@@ -217,3 +234,111 @@ class BackgroundRefit:
         self.raise_error()
         result, self._result = self._result, None
         return result
+
+
+class ProcessRefit(BackgroundRefit):
+    """:class:`BackgroundRefit` whose fitting runs in a worker process.
+
+    One worker per process and ``nice`` value, started (``spawn``) by the first
+    refit and kept for the next ones (its compiled programs and the sessions'
+    latest fits stay warm); the refits of several sessions queue for it. Its
+    scheduling priority is lowered by ``nice``, and it ends with its parent.
+    The result has no ``fit`` (the fit is in its file): ``model`` (JSON) and
+    ``num_trials`` instead, which :func:`record_refit` takes.
+
+    Parameters
+    ----------
+    nice : int
+        How much the worker lowers its priority (``os.nice``; 0 leaves it).
+    """
+
+    def __init__(self, nice: int = 10):
+        super().__init__()
+        self.nice = int(nice)
+
+    def _run(self, job: dict) -> dict:
+        job = dict(job, previous=None)  # loaded (or kept) by the worker
+        return _worker(self.nice).call(job)
+
+
+_WORKERS: dict = {}
+_WORKERS_LOCK = threading.Lock()
+
+
+def _worker(nice: int):
+    with _WORKERS_LOCK:
+        w = _WORKERS.get(nice)
+        if w is None or not w.proc.is_alive():
+            w = _WORKERS[nice] = _Worker(nice)
+        return w
+
+
+class _Worker:
+    """A spawned process that runs :func:`refit_job` for the jobs it is sent, one at
+    a time (a daemon: it ends with its parent)."""
+
+    def __init__(self, nice: int):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.lock = threading.Lock()
+        self.proc = ctx.Process(target=_serve_refits, args=(child, nice, os.getpid()),
+                                daemon=True, name="psyphy-numpyro-refit")
+        self.proc.start()
+        child.close()
+
+    def call(self, job: dict) -> dict:
+        with self.lock:
+            try:
+                self.conn.send(job)
+                kind, value = self.conn.recv()
+            except (EOFError, OSError) as exc:
+                raise RuntimeError(f"the refit process ended (exit code "
+                                   f"{self.proc.exitcode})") from exc
+        if kind == "error":
+            raise RuntimeError(value)
+        return value
+
+
+def _serve_refits(conn, nice: int, parent: int) -> None:  # pragma: no cover - a child
+    """The worker process's loop: jobs in, results (or the error's text) out."""
+    import time
+
+    if nice:
+        try:
+            os.nice(nice)
+        except OSError:
+            pass
+
+    def orphaned():  # the parent ended (even by kill -9): so does the worker
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=orphaned, daemon=True).start()
+    fits: dict = {}  # the latest fits by path: the next refit's warm start, not reloaded
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            path = job.pop("previous_path", None)
+            if path is not None:
+                job["previous"] = fits.get(str(path))
+                if job["previous"] is None and Path(path).exists():
+                    from ..persist import load_fit
+
+                    job["previous"] = load_fit(path)
+            result = refit_job(job)
+            fits[str(result["path"])] = result["fit"]
+            while len(fits) > 8:
+                fits.pop(next(iter(fits)))
+            fit = result["fit"]
+            reply = ("ok", {"fit": None, "seq": result["seq"], "path": result["path"],
+                            "proposals": tuple(np.asarray(x) for x in result["proposals"]),
+                            "model": model_to_json(fit.model), "num_trials": len(fit.data)})
+        except Exception as exc:  # noqa: BLE001 - reported by the parent's next call
+            reply = ("error", f"{type(exc).__name__}: {exc}")
+        conn.send(reply)

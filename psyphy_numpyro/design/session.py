@@ -1,10 +1,13 @@
 """``Experiment``: a crash-safe adaptive session with ask / tell and refits.
 
-The session lives in one SQLite file (:mod:`.store`: WAL, ``synchronous=FULL``,
-one transaction per ``ask`` and per ``tell``, committed to disk before the
-call returns), so a process killed at any moment (``kill -9``, a power cut
-after the commit) loses no acknowledged response, and reopening the file
-resumes the session. The refits are :mod:`.refit`'s.
+The session lives in one SQLite file (:mod:`.store`: WAL, one transaction
+per ``ask`` and per ``tell``, committed before the call returns), so a
+process killed at any moment (``kill -9``) loses no acknowledged response,
+and reopening the file resumes the session. With ``durability="power"`` (the
+default, ``synchronous=FULL``) each commit is also synced to the disk, so a
+power cut after it loses nothing either; ``durability="process"``
+(``synchronous=NORMAL``) skips that flush (the session server's choice: see
+:meth:`Experiment.sync`). The refits are :mod:`.refit`'s.
 
 The policy
 ----------
@@ -22,8 +25,11 @@ The policy
    until the next fit replaces them. If they run out first, ``ask`` continues
    the space-filling sequence rather than wait.
 
-``live=True`` runs the refits in a background thread: ``ask`` never waits for
-one and uses the latest finished fit. ``live=False`` runs them inside
+``live=True`` runs the refits in the background: ``ask`` never waits for
+one and uses the latest finished fit. They run in a thread
+(``refit_in="thread"``) or in a worker process of lower priority
+(``refit_in="process"``, the session server's choice: the fitting then never
+holds the interpreter lock that ``ask`` and ``tell`` need). ``live=False`` runs them inside
 ``ask`` when due, so a simulated session is a pure function of its seed and
 its responses (bit-identical reruns).
 
@@ -109,6 +115,18 @@ class Experiment:
         ``refit`` raise ``ValueError``.
     owner_name : str, optional
         How other openers see this owner (e.g. ``"server"``).
+    durability : {"power", "process"}
+        ``"power"`` (default): every ``ask``, ``tell`` and ``expire`` is synced
+        to the disk before it returns (SQLite ``synchronous=FULL``; one disk
+        flush each). ``"process"`` (``synchronous=NORMAL``): it is committed
+        but not flushed, so it survives the end of the process however it ends
+        (``kill -9``) but an operating-system crash or power cut may undo what
+        was committed since the last :meth:`sync`. Not stored in the file: it
+        applies to this opening.
+    refit_in : {"thread", "process"}
+        Where ``live`` refits run: a thread of this process (default) or a
+        worker process of lower priority (:class:`~psyphy_numpyro.design.refit.ProcessRefit`),
+        started by the first refit and shared by the sessions of this process.
     space : StimulusSpace, dict or path, optional
         The lab's units (:class:`~psyphy_numpyro.StimulusSpace`, its ``to_dict()``,
         or a JSON/TOML file): ``ask``, ``stimuli`` and ``data`` speak them, the
@@ -139,7 +157,8 @@ class Experiment:
                  input_dim: int | None = None, num_initial: int | None = None,
                  refit_every: int | None = None, distances=None, fit_options=None,
                  reissue: bool = True, auto_refit: bool = True, takeover: bool = False,
-                 read_only: bool = False, owner_name: str | None = None, space=None):
+                 read_only: bool = False, owner_name: str | None = None, space=None,
+                 durability: str = "power", refit_in: str = "thread"):
         from ..model import WPPM
         from ..space import StimulusSpace
 
@@ -184,12 +203,14 @@ class Experiment:
             "space": None if space is None else space.to_dict(),
         }
         check_range("distances", distances)  # (no Sobol draw: scipy.stats loads slowly)
+        if refit_in not in ("thread", "process"):
+            raise InvalidInput(f"refit_in must be 'thread' or 'process', got {refit_in!r}")
         self.live = bool(live)
         self.auto_refit = bool(auto_refit)
         self.read_only = bool(read_only)
         self._lease = None
         self.created = False  # whether this opening created the session file's settings
-        self._store = SessionStore(path, read_only=read_only)
+        self._store = SessionStore(path, read_only=read_only, durability=durability)
         try:
             if read_only:
                 stored = self._store.settings()
@@ -212,7 +233,10 @@ class Experiment:
         self._reissue = [int(i) for i in self.pending] if reissue and not read_only else []
         self._fit_obj, self._fit_file, self._fit_seq = None, None, None
         self._space_cache = None  # (first index, refs, comparisons) of the space-filling block
-        self._refits = pipeline.BackgroundRefit()  # live=True: the refits' thread
+        self.refit_in = refit_in
+        # live=True: the refits' thread (or the thread waiting for the worker process)
+        self._refits = (pipeline.ProcessRefit() if refit_in == "process"
+                        else pipeline.BackgroundRefit())
         latest = self._store.latest_fit()
         if latest is not None:  # read on first use: ``ask`` needs only the stored proposals
             self._fit_file, self._fit_seq = latest["path"], latest["seq"]
@@ -291,7 +315,7 @@ class Experiment:
     @property
     def num_told(self) -> int:
         """The number of told trials."""
-        return self._store.counts()["told"]
+        return self._store.num_told()
 
     @property
     def data(self):
@@ -336,7 +360,7 @@ class Experiment:
             **self._store.counts(),
             "latest_fit_trials": None if latest is None else latest["num_trials"],
             "refitting": self.refitting,
-            "next_refit_at": self._store.next_refit_at(self.settings),
+            "next_refit_at": self.next_refit_at,
             "input_dim": self.input_dim,
             "seed": self.seed,
             "num_initial": self.settings["num_initial"],
@@ -476,15 +500,21 @@ class Experiment:
                 arr = arr.astype(np.int64)
             else:
                 raise InvalidType(f"ids must be integers, got dtype {arr.dtype}")
-        uniq, counts = np.unique(arr, return_counts=True)
-        if np.any(counts > 1):
+        arr = arr.astype(np.int64)
+        if arr.size > 1 and len(set(arr.tolist())) < arr.size:  # (np.unique costs more)
+            uniq, counts = np.unique(arr, return_counts=True)
             raise InvalidInput(f"trial id {int(uniq[counts > 1][0])} appears twice; nothing was "
                                "recorded")
-        return arr.astype(np.int64)
+        return arr
 
     # -- refits -------------------------------------------------------------------
+    @property
+    def next_refit_at(self) -> int:
+        """The number of told trials at which the policy refits next."""
+        return self._store.next_refit_at(self.settings)
+
     def _due(self):
-        return self.num_told >= self._store.next_refit_at(self.settings)
+        return self.num_told >= self.next_refit_at
 
     @property
     def refitting(self) -> bool:
@@ -498,7 +528,11 @@ class Experiment:
     def _start_refit_if_due(self):
         if self.refitting or not self._due():
             return
-        self._refits.start(self._job())
+        if self.refit_in == "process":  # the worker loads (or keeps) the previous fit
+            self._refits.start(pipeline.make_job(self._store, self.settings,
+                                                 load_previous=False))
+        else:
+            self._refits.start(self._job())
 
     def _job(self):
         return pipeline.make_job(self._store, self.settings, previous=self._fit)
@@ -512,7 +546,11 @@ class Experiment:
     def _record(self, result):
         with self._lock:
             pipeline.record_refit(self._store, self.settings, result, lease=self._lease)
-        self._fit, self._fit_seq = result["fit"], result["seq"]
+        if result.get("fit") is None:  # from a worker process: read from its file on use
+            self._fit_obj, self._fit_file = None, result["path"]
+        else:
+            self._fit = result["fit"]
+        self._fit_seq = result["seq"]
 
     @property
     def _fit(self):
@@ -526,6 +564,13 @@ class Experiment:
     @_fit.setter
     def _fit(self, value):
         self._fit_obj, self._fit_file = value, None
+
+    def sync(self) -> None:
+        """Sync what was committed to the disk (an SQLite checkpoint, which does not hold
+        up ``ask`` and ``tell``): with ``durability="process"``, a power cut after this
+        loses none of it. Nothing to do with ``"power"`` (every commit is synced)."""
+        if self._store.durability != "power":
+            self._store.sync()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for a running background refit and record it; ``False`` on timeout."""

@@ -4,30 +4,8 @@ This module imports no JAX, NumPyro or SciPy (only the standard library;
 NumPy where arrays are returned), so callers that only read a session (``psyphy-numpyro experiment
 status``, a status page) start in a fraction of a second.
 
-The file
---------
-An SQLite database in WAL mode with ``synchronous=FULL`` and a busy timeout:
-every change is one ``BEGIN IMMEDIATE`` transaction, on disk before the call
-returns. Several processes may open one file at the same moment, creating it
-if needed: the WAL set-up is retried while another opener holds the file, and
-the settings are read and, for a new session, written in one transaction, so
-exactly one set of settings is stored.
-
-``meta``
-    The session's settings (dimension, model, seed, policy) as JSON.
-``trials``
-    One row per asked trial: id, stimuli (JSON, exact float64 round trip),
-    how it was chosen, its state (``pending`` / ``told`` / ``expired``), the
-    response and the order in which responses arrived.
-``fits``
-    One row per finished refit: the number of told trials it saw and the
-    NetCDF file (in the folder ``<session>.fits/``) of its posterior.
-``proposals``
-    The adaptive trials proposed from each fit, handed out in order.
-``lease``
-    The session's owner (at most one row): the process that opened it for
-    asking. Files written before this table existed open as they are; the
-    table is added by the first owner.
+The file's format, connection settings and transactions are
+:mod:`.schema`'s.
 
 Ownership
 ---------
@@ -46,113 +24,29 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 from ..errors import InvalidInput, SessionBusy
 from . import lease as ownership
 from .lease import FileLock, Lease, owner_info
+from .schema import (
+    DURABILITY,
+    SCHEMA_VERSION,
+    Transaction,
+    check_durability,
+    connect,
+    read_settings,
+    retry_busy,
+)
 
-__all__ = ["SCHEMA_VERSION", "FileLock", "Lease", "SessionStore", "read_settings"]
-
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS trials (
-    id INTEGER PRIMARY KEY,
-    ref TEXT NOT NULL,
-    comparison TEXT NOT NULL,
-    source TEXT NOT NULL,
-    source_index INTEGER NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending',
-    response INTEGER,
-    told_seq INTEGER UNIQUE
-);
-CREATE INDEX IF NOT EXISTS trials_state ON trials (state);
-CREATE TABLE IF NOT EXISTS fits (
-    seq INTEGER PRIMARY KEY,
-    num_trials INTEGER NOT NULL,
-    path TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS proposals (
-    fit_seq INTEGER NOT NULL,
-    idx INTEGER NOT NULL,
-    ref TEXT NOT NULL,
-    comparison TEXT NOT NULL,
-    PRIMARY KEY (fit_seq, idx)
-);
-CREATE TABLE IF NOT EXISTS lease (
-    slot INTEGER PRIMARY KEY CHECK (slot = 0),
-    token TEXT NOT NULL,
-    pid INTEGER,
-    host TEXT,
-    since TEXT,
-    name TEXT,
-    lockfile TEXT NOT NULL
-);
-"""
-
-_BUSY_WAIT = 30.0  # seconds a connection waits for another writer
-
-
-def _retry(fn, what):
-    """``fn()``, retried while another process holds the file (``database is locked``)."""
-    deadline = time.monotonic() + _BUSY_WAIT
-    while True:
-        try:
-            return fn()
-        except sqlite3.OperationalError as exc:
-            text = str(exc)
-            if "locked" not in text and "busy" not in text:
-                raise
-            if time.monotonic() > deadline:
-                raise InvalidInput(f"{what}: {text}") from exc
-            time.sleep(0.005 + 0.02 * random.random())
+__all__ = ["DURABILITY", "SCHEMA_VERSION", "FileLock", "Lease", "SessionStore",
+           "check_durability", "read_settings"]
 
 
 def _marks(ids) -> str:
     return ", ".join("?" * len(ids))
-
-
-def read_settings(path) -> dict:
-    """The settings stored in an existing session file, read without changing it.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The session file.
-
-    Returns
-    -------
-    dict
-        The stored settings.
-
-    Raises
-    ------
-    ValueError
-        No such file, a folder, or a file that is not a session file (left
-        as it is).
-    """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise InvalidInput(f"{path}: no such session file")
-    if os.path.isdir(path):
-        raise InvalidInput(f"{path}: is a folder, not a session file")
-    try:
-        con = sqlite3.connect(path, timeout=_BUSY_WAIT)
-        try:
-            rows = con.execute("SELECT key, value FROM meta").fetchall()
-        finally:
-            con.close()
-    except sqlite3.DatabaseError:
-        rows = []
-    if not rows:
-        raise InvalidInput(f"{path}: not a psyphy_numpyro session file")
-    return {k: json.loads(v) for k, v in rows}
 
 
 class SessionStore:
@@ -165,11 +59,18 @@ class SessionStore:
     read_only : bool
         Open an existing session to read it: no tables are created and every
         change raises ``ValueError``.
+    durability : {"power", "process"}
+        ``"power"`` (``synchronous=FULL``, the default): every commit is synced
+        to the disk before it returns. ``"process"`` (``synchronous=NORMAL``):
+        a commit survives the end of the process however it ends, not an
+        operating-system crash or power cut that comes before the next
+        :meth:`sync` (see :mod:`.schema`).
     """
 
-    def __init__(self, path, *, read_only: bool = False):
+    def __init__(self, path, *, read_only: bool = False, durability: str = "power"):
         self.path = Path(os.fspath(path))
         self.read_only = bool(read_only)
+        self.durability = check_durability(durability)
         if self.path.is_dir():
             raise InvalidInput(f"{self.path}: is a folder, not a session file")
         if not self.path.parent.exists():
@@ -177,27 +78,28 @@ class SessionStore:
         if self.read_only:
             read_settings(self.path)  # an existing session file, left as it is
         self.lock = threading.RLock()
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                  timeout=_BUSY_WAIT)
-        try:
-            if not self.read_only:
-                _retry(lambda: self.db.execute("PRAGMA journal_mode=WAL"), self.path)
-                self.db.execute("PRAGMA synchronous=FULL")
-                _retry(self._create_tables, self.path)
-        except BaseException:
-            self.db.close()
-            raise
+        self._sync_db = None  # the connection of sync(), opened on first use
+        self._sync_lock = threading.Lock()
+        self.db = connect(self.path, read_only=self.read_only, durability=self.durability)
 
-    def _create_tables(self):
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self.db.execute(statement)
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+    def sync(self) -> None:
+        """Sync the committed changes to the disk: a passive checkpoint (it syncs the
+        write-ahead log, copies it into the file and syncs that) on a connection of its
+        own, so the store's lock is not held while the disk flushes. A checkpoint that
+        another connection's reading holds back syncs what it can; an error (the file
+        busy) is left for the next call."""
+        with self._sync_lock:
+            if self.read_only or self.db is None:
+                return
+            con = self._sync_db
+            if con is None:
+                con = self._sync_db = sqlite3.connect(self.path, isolation_level=None,
+                                                      check_same_thread=False, timeout=0.1)
+                con.execute(f"PRAGMA synchronous={DURABILITY[self.durability]}")
+            try:
+                con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.OperationalError:
+                pass
 
     @property
     def fits_dir(self) -> Path:
@@ -206,6 +108,10 @@ class SessionStore:
 
     def close(self) -> None:
         """Close the file (a held lease is released first by its owner)."""
+        with self._sync_lock:
+            if self._sync_db is not None:
+                self._sync_db.close()
+                self._sync_db = None
         if self.db is not None:
             self.db.close()
             self.db = None
@@ -220,9 +126,11 @@ class SessionStore:
         """
         if self.read_only:
             raise InvalidInput(f"{self.path}: opened read-only; nothing can be changed")
-        return _Transaction(self, lease)
+        return Transaction(self, lease)
 
-    def _check_lease(self, db, lease):
+    def check_lease(self, db, lease):
+        """Raise ``SessionBusy`` (and release ``lease``'s lock) unless ``lease`` is still
+        the session's."""
         row = self.lease_row(db)
         if row is not None and row["token"] == lease.token:
             return
@@ -251,7 +159,7 @@ class SessionStore:
                                [(k, json.dumps(v)) for k, v in given.items()])
                 return dict(given), True
 
-        settings, created = _retry(attempt, self.path)
+        settings, created = retry_busy(attempt, self.path)
         if settings.get("version") != SCHEMA_VERSION:
             raise InvalidInput(f"{self.path}: session format {settings.get('version')} is "
                                f"not {SCHEMA_VERSION}, which this version reads")
@@ -284,6 +192,12 @@ class SessionStore:
     def pending_ids(self) -> list[int]:
         """Ids of the pending trials, oldest first."""
         return self._ids("SELECT id FROM trials WHERE state='pending' ORDER BY id")
+
+    def num_told(self) -> int:
+        """The number of told trials (from the index of the order told: no table scan)."""
+        with self.lock:
+            return int(self.db.execute("SELECT COALESCE(MAX(told_seq) + 1, 0) FROM trials"
+                                       ).fetchone()[0])
 
     def counts(self) -> dict:
         """``{"told": n, "pending": n, "expired": n, "fits": n}``."""
@@ -467,35 +381,3 @@ class SessionStore:
     def release_lease(self, held: Lease) -> None:
         """Give the lease up (nothing when it was taken over); unlock its sidecar."""
         ownership.release(self, held)
-
-
-class _Transaction:
-    """``with``: BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error), under the store's lock."""
-
-    def __init__(self, store, lease):
-        self.store, self.lease = store, lease
-
-    def __enter__(self):
-        self.store.lock.acquire()
-        try:
-            self.store.db.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            self.store.lock.release()
-            raise
-        if self.lease is not None:
-            try:
-                self.store._check_lease(self.store.db, self.lease)
-            except BaseException:
-                try:
-                    self.store.db.execute("ROLLBACK")
-                finally:
-                    self.store.lock.release()
-                raise
-        return self.store.db
-
-    def __exit__(self, typ, exc, tb):
-        try:
-            self.store.db.execute("ROLLBACK" if typ is not None else "COMMIT")
-        finally:
-            self.store.lock.release()
-        return False

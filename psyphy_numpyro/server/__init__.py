@@ -46,16 +46,16 @@ def check_bind(host: str, token: str | None) -> None:
                          "SECRET'), or bind to 127.0.0.1")
 
 
-def create_app(root, *, token=None, monitor_every: float = 0.25):
+def create_app(root, *, token=None, monitor_every: float = 0.25, durability: str = "process"):
     """The FastAPI application (see :func:`psyphy_numpyro.server.app.create_app`)."""
     from .app import create_app as _create
 
-    return _create(root, token=token, monitor_every=monitor_every)
+    return _create(root, token=token, monitor_every=monitor_every, durability=durability)
 
 
 def serve(root=".", *, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
-          log_level: str = "warning", ready=None, switch_interval: float | None = 0.0005
-          ) -> None:
+          log_level: str = "warning", ready=None, switch_interval: float | None = 0.0005,
+          durability: str = "process") -> None:
     """Run the server until interrupted (Ctrl-C closes the sessions cleanly).
 
     Parameters
@@ -79,6 +79,11 @@ def serve(root=".", *, host: str = "127.0.0.1", port: int = 8765, token: str | N
         tracing and compiling holds Python's lock for long stretches, and a
         request thread waits up to one interval each time it takes the lock
         back (after every disk write and socket call); ``None`` leaves it.
+    durability : {"process", "power"}
+        ``"process"`` (default): a reply is sent once its change is committed (it
+        survives the server's end, ``kill -9`` included) and the sessions are synced
+        to the disk about once a second, so a power cut may undo the last second;
+        ``"power"``: once it is synced to the disk (one flush per request).
     """
     import asyncio
 
@@ -89,7 +94,7 @@ def serve(root=".", *, host: str = "127.0.0.1", port: int = 8765, token: str | N
         import sys
 
         sys.setswitchinterval(switch_interval)
-    app = create_app(root, token=token)
+    app = create_app(root, token=token, durability=durability)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                             lifespan="on", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)

@@ -86,7 +86,8 @@ def _message(exc) -> str:
     return text
 
 
-def create_app(root, *, token: str | None = None, monitor_every: float = 0.25) -> FastAPI:
+def create_app(root, *, token: str | None = None, monitor_every: float = 0.25,
+               durability: str = "process") -> FastAPI:
     """The server's FastAPI application, hosting the sessions under ``root``.
 
     Parameters
@@ -98,6 +99,11 @@ def create_app(root, *, token: str | None = None, monitor_every: float = 0.25) -
         (the live page: ``?token=<token>``).
     monitor_every : float
         Seconds between the monitor's looks at the sessions (refit state, thresholds).
+    durability : {"process", "power"}
+        ``"process"`` (default): every ``ask`` and ``tell`` is committed before its
+        reply (it survives the server's end, ``kill -9`` included) and the sessions
+        are synced to the disk about once a second; ``"power"``: each is synced to
+        the disk before its reply (one disk flush per request). See ``docs/server.md``.
 
     Returns
     -------
@@ -105,7 +111,7 @@ def create_app(root, *, token: str | None = None, monitor_every: float = 0.25) -
         ``app.state.registry`` holds the open sessions; they are closed when
         the application shuts down.
     """
-    registry = Registry(root, monitor_every=monitor_every)
+    registry = Registry(root, monitor_every=monitor_every, durability=durability)
 
     @asynccontextmanager
     async def lifespan(app):

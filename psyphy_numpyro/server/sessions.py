@@ -1,8 +1,10 @@
 """The sessions a server holds open: one :class:`~psyphy_numpyro.Experiment` per file.
 
-Each hosted session is an ``Experiment(path, live=True)`` opened in the
-server's process: its refits run in the Experiment's background thread and
-``ask``/``tell`` never wait for them. A monitor thread records finished refits
+Each hosted session is an ``Experiment(path, live=True, refit_in="process")``
+opened in the server's process: its refits run in a worker process of lower
+priority (one for the server, the sessions' refits queue for it), so they
+never hold the interpreter lock of the requests, and ``ask``/``tell`` never
+wait for them. A monitor thread records finished refits
 (so the fit's proposals are used at once), keeps the refit state for
 ``status`` and computes the latest fit's thresholds off the request path,
 once per fit.
@@ -210,15 +212,26 @@ class Hosted:
         return st
 
     # -- ask / tell -------------------------------------------------------------------
+    def _counts(self) -> dict:
+        """What an ask or tell reply reports, without reading the file: the told and
+        pending counts from the in-memory copy of the trials (this process owns the
+        session: nothing else changes them) and the refit state (a finished refit is
+        recorded by the next ``ask`` or the monitor); a refit that started or ended since
+        the last look is observed at once (:meth:`observe`, a few more reads)."""
+        if self.exp.refitting != self._seen_refitting:
+            self.observe()
+        return {"told": len(self.told), "pending": len(self.pending),
+                "refitting": self.exp.refitting, "next_refit_at": self.exp.next_refit_at}
+
     def ask(self, n: int, request_id: str | None = None) -> dict:
         with self.lock:
             if request_id is not None and request_id in self.asks:
                 return self.asks[request_id]
             before = set(self.pending)
             ids, stimuli = self._call(self.exp.ask, n)
-            st = self.observe()
             for i, s in zip(ids.tolist(), stimuli.tolist(), strict=True):
                 self.pending[int(i)] = s
+            st = self._counts()
             reply = protocol.ask_reply(ids, stimuli, sources=self.exp.sources(ids),
                                        reissued=sum(int(i) in before for i in ids),
                                        told=st["told"], pending=st["pending"],
@@ -233,11 +246,11 @@ class Hosted:
         with self.lock:
             # repeat_ok: a retried tell (its reply lost) records nothing twice
             recorded = self._call(self.exp.tell, ids, responses, repeat_ok=True)
-            st = self.observe()
             for i, r in zip(ids, responses, strict=True):
                 s = self.pending.pop(int(i), None)
                 if s is not None:
                     self.told.append([s[0], s[1], int(r)])
+            st = self._counts()
             return protocol.tell_reply(ids, recorded=recorded, total_told=st["told"],
                                        pending=st["pending"], refit=self.refit_state(st))
 
@@ -305,9 +318,33 @@ class Hosted:
 
 
 class Registry:
-    """The sessions open in a server, by name (a path relative to ``root``)."""
+    """The sessions open in a server, by name (a path relative to ``root``).
 
-    def __init__(self, root, *, monitor_every: float = 0.25):
+    Parameters
+    ----------
+    root : str or os.PathLike
+        The folder of the session files.
+    monitor_every : float
+        Seconds between the monitor's looks at the sessions.
+    durability : {"process", "power"}
+        The sessions' :class:`~psyphy_numpyro.Experiment` ``durability``. With
+        ``"process"`` (the default) the monitor syncs every session to the disk
+        about once a second (:meth:`~psyphy_numpyro.Experiment.sync`), off the
+        request path.
+    sync_every : float
+        Seconds between those syncs.
+    refit_in : {"process", "thread"}
+        Where the sessions' refits run (:class:`~psyphy_numpyro.Experiment`'s
+        ``refit_in``; default a worker process of lower priority).
+    """
+
+    def __init__(self, root, *, monitor_every: float = 0.25, durability: str = "process",
+                 sync_every: float = 1.0, refit_in: str = "process"):
+        from ..design.store import check_durability
+
+        self.durability = check_durability(durability)
+        self.sync_every = float(sync_every)
+        self.refit_in = refit_in
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise InvalidInput(f"{root}: no such folder (the server's --root)")
@@ -342,7 +379,8 @@ class Registry:
 
                 kwargs["model"] = WPPM(**kwargs["model"])
             exp = Experiment(path, live=True, takeover=bool(takeover),
-                             owner_name="psyphy-numpyro serve", **kwargs)
+                             owner_name="psyphy-numpyro serve", durability=self.durability,
+                             refit_in=self.refit_in, **kwargs)
             try:
                 hosted = Hosted(name, path, exp)
             except BaseException:
@@ -378,12 +416,18 @@ class Registry:
         return left
 
     def _watch(self, every):
+        synced = time.monotonic()
         while not self._stop.wait(every):
+            sync = self.durability != "power" and time.monotonic() - synced >= self.sync_every
+            if sync:
+                synced = time.monotonic()
             for hosted in list(self.sessions.values()):
                 try:
                     with hosted.lock:
                         hosted.observe()
                     hosted.update_thresholds()
+                    if sync:  # outside the session's lock: ask and tell go on meanwhile
+                        hosted.exp.sync()
                 except Exception:  # noqa: BLE001, S112 - a closed session; the next round
                     continue
 
