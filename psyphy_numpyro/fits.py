@@ -21,7 +21,6 @@ axes. Public read-outs return numpy arrays.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import partial
 from typing import ClassVar
@@ -31,10 +30,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import fitfile
-from .arviz_io import to_inference_data, weight_dims
+from .arviz_io import to_inference_data
 from .data import TrialData
 from .errors import InvalidInput
 from .field import covariance_field, sqrt_field
+from .mapfile import read_map_fields, write_map_fields
 from .model import WPPM, as_wppm, pointwise_log_likelihood, with_lapse
 from .validation import as_key, check_array, check_int, check_points
 
@@ -492,80 +492,14 @@ class MAPFit(Fit):
     # -- a MAP fit stored inside another fit's file (Laplace mean, NUTS start) --
     def save_nested(self, prefix: str, parent, out: dict, attrs: dict) -> None:
         """Write this fit's arrays under ``prefix`` (its model and data only where they
-        differ from ``parent``'s)."""
-        wd = [f"{prefix}{d}" for d in weight_dims(self.model.input_dim)]
-        step, restart = f"{prefix}step", f"{prefix}restart"
-        if parent is not None:
-            out[f"{prefix}W"] = (wd, np.asarray(self.params["W"]))
-            if "lapse_rate" in self.params:
-                out[f"{prefix}lapse_rate"] = ((), np.asarray(self.params["lapse_rate"]))
-            if self.model != parent.model:
-                attrs[f"{prefix}model_config"] = fitfile.to_json(
-                    fitfile.model_config(self.model))
-            if self.data is not parent.data and self.data != parent.data:
-                out[f"{prefix}stimuli"] = ([f"{prefix}trial", "pair", "stimulus_dim"],
-                                           self.data.stimuli)
-                out[f"{prefix}responses"] = ([f"{prefix}trial"], self.data.responses)
-                fitfile.metadata_extras(self.data, prefix, out, attrs)
-                fitfile.space_attr(self.data, prefix, attrs)
-        out[f"{prefix}loss_history"] = ([step], np.asarray(self.loss_history))
-        out[f"{prefix}restart_histories"] = ([restart, step], np.asarray(self.restart_histories))
-        out[f"{prefix}restart_losses"] = ([restart], np.asarray(self.restart_losses))
-        out[f"{prefix}best_restart"] = ((), np.int64(self.best_restart))
-        if self.final_nll is not None:
-            out[f"{prefix}final_nll"] = ((), np.float64(self.final_nll))
-        out[f"{prefix}seed"] = ((), np.int64(self.seed))
-        if self.hyperparameters:
-            attrs[f"{prefix}hyperparameters"] = fitfile.to_json(self.hyperparameters)
-        for name, seconds in (self.timings or {}).items():
-            out[f"{prefix}timing_{name}"] = ((), np.float64(seconds))
-        if self.init_params is not None:
-            out[f"{prefix}init_W"] = (wd, np.asarray(self.init_params["W"]))
-            if "lapse_rate" in self.init_params:
-                out[f"{prefix}init_lapse_rate"] = ((), np.asarray(self.init_params["lapse_rate"]))
+        differ from ``parent``'s); see :func:`~psyphy_numpyro.mapfile.write_map_fields`."""
+        write_map_fields(self, prefix, parent, out, attrs)
 
     @classmethod
     def restore_nested(cls, src, prefix: str, W=None, lapse=None) -> MAPFit | None:
         """The MAP fit written by :meth:`save_nested` under ``prefix``, or ``None``."""
-        ds = src.extra
-        if f"{prefix}loss_history" not in ds.data_vars:
-            return None
-        model, data = src.model, src.data
-        if f"{prefix}model_config" in ds.attrs:
-            model = fitfile.model_from_config(ds.attrs[f"{prefix}model_config"], src.path)
-        if f"{prefix}stimuli" in ds.data_vars:
-            data = TrialData(ds[f"{prefix}stimuli"].values, ds[f"{prefix}responses"].values,
-                             metadata=fitfile.read_metadata(ds, prefix),
-                             space=fitfile.read_space(ds, prefix))
-        if W is None:
-            W = ds[f"{prefix}W"].values
-            lapse = fitfile.value(ds, f"{prefix}lapse_rate")
-        params = {"W": fitfile.as_jax(W)}
-        if model.learns_lapse:
-            params["lapse_rate"] = fitfile.as_jax(np.asarray(lapse).reshape(()))
-        init = fitfile.value(ds, f"{prefix}init_W")
-        init_params = None if init is None else {"W": fitfile.as_jax(init)}
-        init_lapse = fitfile.value(ds, f"{prefix}init_lapse_rate")
-        if init_params is not None and init_lapse is not None:
-            init_params["lapse_rate"] = fitfile.as_jax(init_lapse)
-        timing = f"{prefix}timing_"
-        return cls(
-            params=params,
-            model=model,
-            data=data,
-            loss_history=ds[f"{prefix}loss_history"].values,
-            restart_histories=ds[f"{prefix}restart_histories"].values,
-            restart_losses=ds[f"{prefix}restart_losses"].values,
-            best_restart=int(ds[f"{prefix}best_restart"].values),
-            init_params=init_params,
-            hyperparameters=(json.loads(ds.attrs[f"{prefix}hyperparameters"])
-                             if f"{prefix}hyperparameters" in ds.attrs else None),
-            seed=int(ds[f"{prefix}seed"].values),
-            final_nll=(None if fitfile.value(ds, f"{prefix}final_nll") is None
-                       else float(fitfile.value(ds, f"{prefix}final_nll"))),
-            timings={k[len(timing):]: float(ds[k].values) for k in ds.data_vars
-                     if k.startswith(timing)},
-        )
+        fields = read_map_fields(src, prefix, W=W, lapse=lapse)
+        return None if fields is None else cls(**fields)
 
 
 # ---------------------------------------------------------------------------
