@@ -27,9 +27,9 @@ _EXPORTS = {
     "Experiment": ".design.session",
     "FitDivergedError": ".errors",
     "FitFailedError": ".errors",
-    "Fit": ".fits",
+    "Fit": ".fitbase",
+    "PosteriorFit": ".fitbase",
     "MAPFit": ".fits",
-    "PosteriorFit": ".fits",
     "HyperparameterChoice": ".hyperparameters",
     "choose_hyperparameters": ".hyperparameters",
     "MAP": ".inference",
@@ -39,8 +39,8 @@ _EXPORTS = {
     "fit_map": ".map_fit",
     "fit_mcmc": ".mcmc",
     "MOCSValidation": ".mocs",
-    "simulate_mocs": ".mocs",
     "validate_mocs": ".mocs",
+    "simulate_mocs": ".mocs_design",
     "WPPM": ".model",
     "wppm_model": ".model",
     "load_fit": ".persist",
@@ -51,7 +51,7 @@ _EXPORTS = {
     "Thresholds": ".readout",
     "field_error": ".readout",
     "fit_ellipse": ".readout",
-    "psychometric": ".readout",
+    "psychometric": ".psychometric_curve",
     "thresholds": ".readout",
     "comparisons_at_radius": ".simulate",
     "StimulusSpace": ".space",
@@ -70,18 +70,21 @@ if TYPE_CHECKING:  # the same names, for type checkers and the API docs (griffe)
     from .design import propose_trials, random_trials, space_filling_trials
     from .design.session import Experiment
     from .errors import FitDivergedError, FitFailedError
-    from .fits import Fit, MAPFit, PosteriorFit
+    from .fitbase import Fit, PosteriorFit
+    from .fits import MAPFit
     from .hyperparameters import HyperparameterChoice, choose_hyperparameters
     from .inference import MAP, MAPState, Trials
     from .laplace import fit_laplace
     from .map_fit import fit_map
     from .mcmc import fit_mcmc
-    from .mocs import MOCSValidation, simulate_mocs, validate_mocs
+    from .mocs import MOCSValidation, validate_mocs
+    from .mocs_design import simulate_mocs
     from .model import WPPM, wppm_model
     from .persist import load_fit
     from .population import PopulationFit, fit_population
     from .posterior import LaplaceFit, MCMCFit
-    from .readout import Thresholds, field_error, fit_ellipse, psychometric, thresholds
+    from .psychometric_curve import psychometric
+    from .readout import Thresholds, field_error, fit_ellipse, thresholds
     from .simulate import (
         comparisons_at_radius,
         simulate_experiment,

@@ -5,9 +5,9 @@ ArviZ 0.x functions take an ``arviz.InferenceData``; ArviZ >= 1.0 (Python >=
 groups as plain ``xarray.Dataset`` objects and wraps them in whichever of the
 two the installed ArviZ takes, so ``az.summary``, ``az.loo``, ``az.compare``
 and ``az.plot_trace`` work on ``fit.to_arviz()`` with either version. The
-small helpers below (:func:`group_names`, :func:`group`, :func:`add_group`,
-:func:`read_netcdf`, :func:`write_netcdf`) give the fit-file code one way to
-handle both containers.
+small helpers of :mod:`psyphy_numpyro.arviz_container`, re-exported here
+(:func:`group_names`, :func:`group`, :func:`add_group`, :func:`read_netcdf`,
+:func:`write_netcdf`), give the fit-file code one way to handle both containers.
 
 Layout (``docs/arviz.md``):
 
@@ -34,6 +34,15 @@ import numpy as np
 
 from . import field
 from ._version import __version__
+from .arviz_container import (  # re-exported: the container helpers
+    add_group,
+    group,
+    group_names,
+    read_netcdf,
+    uses_datatree,
+    wrap_groups,
+    write_netcdf,
+)
 from .errors import InvalidInput
 
 __all__ = [
@@ -113,75 +122,6 @@ def expand_sigma(entries) -> np.ndarray:
     for k, (i, j) in enumerate(_pairs(d)):
         out[..., i, j] = out[..., j, i] = entries[..., k]
     return out
-
-
-# ---------------------------------------------------------------------------
-# the container of the installed ArviZ
-# ---------------------------------------------------------------------------
-def uses_datatree() -> bool:
-    """``True`` when the installed ArviZ (>= 1.0) takes ``xarray.DataTree`` rather than
-    ``arviz.InferenceData``."""
-    import arviz as az
-
-    major = az.__version__.split(".", 1)[0]
-    return int(major) >= 1 if major.isdigit() else True
-
-
-def _wrap(groups: dict, attrs: dict):
-    """``groups`` (name -> Dataset) as the container the installed ArviZ takes."""
-    import xarray as xr
-
-    if uses_datatree():
-        return xr.DataTree.from_dict({"/": xr.Dataset(attrs=attrs), **groups})
-    import arviz as az
-
-    return az.InferenceData(attrs=attrs, **groups)
-
-
-def group_names(idata) -> list[str]:
-    """The group names of an ``InferenceData`` or a ``DataTree``."""
-    if hasattr(idata, "children"):  # xarray.DataTree
-        return list(idata.children)
-    return list(idata.groups())
-
-
-def group(idata, name: str):
-    """One group as an ``xarray.Dataset``, for either container."""
-    node = idata[name]
-    return node.to_dataset() if hasattr(node, "to_dataset") else node
-
-
-def add_group(idata, name: str, dataset) -> None:
-    """Add (or replace) the group ``name`` in place."""
-    if hasattr(idata, "children"):
-        import xarray as xr
-
-        idata[name] = xr.DataTree(dataset)
-    else:
-        if name in idata.groups():
-            delattr(idata, name)  # ArviZ 0.x adds only new groups
-        with warnings.catch_warnings():  # ArviZ 0.x warns about groups it does not know
-            warnings.simplefilter("ignore", UserWarning)
-            idata.add_groups({name: dataset})
-
-
-def read_netcdf(path: str):
-    """Read a NetCDF file fully into memory (the file is closed afterwards) as the container
-    the installed ArviZ takes."""
-    if uses_datatree():
-        import xarray as xr
-
-        with xr.open_datatree(path) as tree:
-            return tree.load().copy()
-    import arviz as az
-
-    with az.rc_context({"data.load": "eager"}):
-        return az.from_netcdf(path)
-
-
-def write_netcdf(idata, path: str) -> None:
-    """Write either container to a NetCDF file (one NetCDF group per ArviZ group)."""
-    idata.to_netcdf(path)
 
 
 # ---------------------------------------------------------------------------
@@ -442,4 +382,4 @@ def to_inference_data(
     groups["observed_data"] = _dataset({"y": data.responses}, dims, coords)
     groups["constant_data"] = _dataset(
         {"ref": data.stimuli[:, 0], "comparison": data.stimuli[:, 1], "grid": grid}, dims, coords)
-    return _wrap(groups, meta)
+    return wrap_groups(groups, meta)

@@ -1,7 +1,9 @@
-"""Trial data: the validated container :class:`TrialData` and its per-trial metadata.
+"""Trial data: the validated container :class:`TrialData`.
 
-CSV input and output live in :mod:`psyphy_numpyro.csvio` (``TrialData.from_csv`` and
-``to_csv`` call it), simulation in :mod:`psyphy_numpyro.simulate`.
+Its per-trial metadata columns are checked by :mod:`psyphy_numpyro.metadata`; CSV
+input and output live in :mod:`psyphy_numpyro.csvio` (``TrialData.from_csv`` and
+``to_csv`` call it) with the space sidecar in :mod:`psyphy_numpyro.sidecar`;
+simulation in :mod:`psyphy_numpyro.simulate`.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from collections.abc import Mapping
 import numpy as np
 
 from .csvio import (
-    DATA_COLUMNS,
     csv_columns,
     read_points,  # noqa: F401 - re-exported for modules not yet updated
     read_trials,
     write_trials,
 )
 from .errors import InvalidInput, InvalidType
+from .metadata import check_metadata, concat_column, same_column
+from .sidecar import read_sidecar, sidecar_path, write_sidecar  # noqa: F401 - re-exported
 from .space import StimulusSpace
 from .validation import check_points, check_responses
 
@@ -42,79 +45,6 @@ def _locate_stimulus(idx) -> str:
     """``(trial, role, coordinate)`` index of a stimuli array, in words."""
     trial, role, coord = idx
     return f"trial {trial} ({_ROLES[role]}, coordinate {coord})"
-
-
-# ---------------------------------------------------------------------------
-# metadata: per-trial columns that are neither stimuli nor responses
-# ---------------------------------------------------------------------------
-def _metadata_column(name, values, num_trials) -> np.ndarray:
-    """One metadata column as a numpy vector: numbers and bools kept, anything else text."""
-    try:
-        arr = np.asarray(values)
-    except (ValueError, TypeError) as exc:
-        raise InvalidInput(f"metadata[{name!r}] must be a vector of one value per trial "
-                           f"({exc})") from None
-    if arr.ndim != 1:
-        raise InvalidInput(f"metadata[{name!r}] must be a vector of one value per trial, shape "
-                           f"({num_trials},), got shape {arr.shape}")
-    if arr.shape[0] != num_trials:
-        raise InvalidInput(f"metadata[{name!r}] has {arr.shape[0]} values but there are "
-                           f"{num_trials} trials")
-    if arr.dtype.kind == "O":  # e.g. a pandas column of strings, or read back from NetCDF
-        try:
-            arr = np.asarray(arr.tolist())
-        except (ValueError, TypeError):
-            pass
-    if arr.dtype.kind in "biuf":
-        return np.array(arr)
-    if arr.dtype.kind == "S":
-        return np.char.decode(arr, "utf-8")
-    return arr.astype(str)
-
-
-def check_metadata(metadata, num_trials: int) -> dict:
-    """``metadata`` (name -> one value per trial) checked and copied into numpy vectors.
-
-    Numbers and booleans keep their dtype; anything else becomes text (``str``).
-
-    Raises
-    ------
-    TypeError
-        ``metadata`` is not a mapping, or a name is not a string.
-    ValueError
-        A name is one of the data columns (:data:`DATA_COLUMNS`), or a column
-        does not hold one value per trial.
-    """
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, Mapping):
-        raise InvalidType("metadata must be a dict of column name -> one value per trial, got "
-                          f"{type(metadata).__name__}")
-    out = {}
-    for name, values in metadata.items():
-        if not isinstance(name, str):
-            raise InvalidType(f"metadata names must be strings, got {type(name).__name__} "
-                              f"{name!r}")
-        if name in DATA_COLUMNS:
-            raise InvalidInput(f"metadata name {name!r} is a data column (one of "
-                               f"{', '.join(DATA_COLUMNS)}); rename it")
-        out[name] = _metadata_column(name, values, num_trials)
-    return out
-
-
-def _same_column(a: np.ndarray, b: np.ndarray) -> bool:
-    """Equal metadata columns (NaN equals NaN; numbers never equal text)."""
-    numeric = (a.dtype.kind in "biuf", b.dtype.kind in "biuf")
-    if numeric[0] != numeric[1]:
-        return False
-    return np.array_equal(a, b, equal_nan=numeric[0] and "f" in a.dtype.kind + b.dtype.kind)
-
-
-def _concat_column(parts) -> np.ndarray:
-    try:
-        return np.concatenate(parts)
-    except TypeError:  # numbers in one data set, text in another
-        return np.concatenate([p.astype(str) for p in parts])
 
 
 class TrialData:
@@ -259,7 +189,7 @@ class TrialData:
                     f"{datas[0].space!r}; every data set needs the same stimulus space")
         return cls(np.concatenate([d.stimuli for d in datas]),
                    np.concatenate([d.responses for d in datas]),
-                   metadata={n: _concat_column([d.metadata[n] for d in datas]) for n in names},
+                   metadata={n: concat_column([d.metadata[n] for d in datas]) for n in names},
                    space=datas[0].space)
 
     @classmethod
@@ -411,7 +341,7 @@ class TrialData:
             and np.array_equal(self.responses, other.responses)
             and self.space == other.space
             and self.metadata.keys() == other.metadata.keys()
-            and all(_same_column(v, other.metadata[k]) for k, v in self.metadata.items())
+            and all(same_column(v, other.metadata[k]) for k, v in self.metadata.items())
         )
 
     def __repr__(self) -> str:
@@ -454,28 +384,6 @@ def as_space(space) -> StimulusSpace | None:
         return StimulusSpace.from_dict(dict(space))
     raise InvalidType(f"space must be a StimulusSpace (or its dict description), got "
                       f"{type(space).__name__}")
-
-
-def sidecar_path(path) -> str:
-    """The space sidecar of a CSV file: ``<path>.space.json``."""
-    return os.fspath(path) + ".space.json"
-
-
-def read_sidecar(path) -> StimulusSpace | None:
-    """The space :meth:`TrialData.to_csv` stored next to ``path``, or ``None``."""
-    side = sidecar_path(path)
-    if not os.path.isfile(side):
-        return None
-    return StimulusSpace.from_file(side)
-
-
-def write_sidecar(path, space) -> None:
-    side = sidecar_path(path)
-    if space is None:
-        if os.path.isfile(side):
-            os.unlink(side)
-        return
-    space.save(side)
 
 
 def warn_small_range(data, *, stacklevel: int = 3) -> None:

@@ -1,4 +1,8 @@
-"""Read-outs of a fitted WPPM: psychometric functions and discrimination thresholds.
+"""Read-outs of a fitted WPPM: discrimination thresholds (and :func:`field_error`).
+
+:func:`psychometric` lives in :mod:`psyphy_numpyro.psychometric_curve` and what both
+read-outs take from a fit in :mod:`psyphy_numpyro.readout_inputs`; both are
+re-exported here.
 
 Both read-outs evaluate the model's p(correct) with *fixed* estimator noise:
 one block of standard normals (drawn once from ``key``) is shared by every
@@ -35,15 +39,20 @@ from .contours import (
     ray_extent,
     unit_directions,
 )
-from .errors import InvalidInput, InvalidType
-from .fits import Fit, MAPFit
+from .errors import InvalidInput
+from .psychometric_curve import psychometric
+from .readout_inputs import (  # noqa: F401 - re-exported: the read-outs' shared inputs
+    DEFAULT_READOUT_SAMPLES,
+    fit_space,
+    fit_weights,
+    fixed_noise,
+    lab_refs,
+    readout_samples,
+)
 from .validation import (
-    DOMAIN_TOL,
     as_key,
-    check_array,
     check_directions,
     check_int,
-    check_points,
     check_real,
     check_refs,
 )
@@ -59,175 +68,6 @@ __all__ = [
     "field_error",
     "fit_weights",
 ]
-
-DEFAULT_READOUT_SAMPLES = 1024
-"""Estimator samples used by the read-outs when ``num_samples`` is not given
-(at least the model's own ``num_samples``)."""
-
-
-# ---------------------------------------------------------------------------
-# helpers
-# ---------------------------------------------------------------------------
-def fit_weights(fit):
-    """The model, weight draws and lapse rate of any fit, its type checked.
-
-    Parameters
-    ----------
-    fit : MAPFit, PosteriorFit (MCMCFit, LaplaceFit) or (WPPM, params) pair
-        A ``(model, params)`` pair (e.g. a ground-truth field) is read as a
-        point fit.
-
-    Returns
-    -------
-    model : WPPM
-    W : array (num_draws, *weight_shape)
-        The draws of ``W`` (one for a point fit).
-    point : bool
-        Whether the fit is a point estimate (MAP or a pair).
-    lapse : float or array (num_draws,)
-        The lapse rate; one per draw when it is learned.
-
-    Raises
-    ------
-    TypeError
-        ``fit`` is neither a fit nor a ``(model, params)`` pair.
-    """
-    if isinstance(fit, tuple) and len(fit) == 2:
-        fit = MAPFit.from_params(*fit)
-    if not isinstance(fit, Fit):
-        raise InvalidType(
-            "fit must be a fit (MAPFit, MCMCFit, LaplaceFit, PosteriorFit) or a "
-            f"(WPPM, params) pair, got {type(fit).__name__}"
-        )
-    return fit.model, fit.weights(), fit.point, fit.lapse_rates()
-
-
-def fit_space(fit, space=None):
-    """The stimulus space read-outs of ``fit`` speak in: ``space`` when given (a
-    :class:`~psyphy_numpyro.StimulusSpace` or its dict), else that of the fit's data, else
-    ``None`` (the model's box)."""
-    from .data import as_space
-
-    if space is not None:
-        return as_space(space)
-    return getattr(getattr(fit, "data", None), "space", None)
-
-
-def _lab_refs(space, refs, d, name="refs"):
-    """References in lab units, ``(R, d)``, checked against the space's domain."""
-    arr = np.asarray(space.check(refs, name), dtype=float)
-    if arr.ndim == 1:
-        arr = arr[None]
-    if arr.ndim != 2 or len(arr) == 0:
-        raise InvalidInput(f"{name} must have shape (R, {d}) with R >= 1, got {arr.shape}")
-    return arr
-
-
-def _num_samples(model, num_samples):
-    if num_samples is None:
-        return max(int(model.num_samples), DEFAULT_READOUT_SAMPLES)
-    return check_int("num_samples", num_samples, 1)
-
-
-def _fixed_noise(model, key, num_samples):
-    """One block of estimator noise (``noise_shape``), shared by every evaluation."""
-    return model.draw_noise(as_key(key), 1, num_samples)[0]
-
-
-@partial(jax.jit, static_argnums=0)
-def _curves(model, Ws, ref, comp, noise):
-    """p(correct) at every point of ``comp`` for every draw (one shared noise block)."""
-    noise = jnp.broadcast_to(noise, comp.shape[:-1] + noise.shape)
-    ref = jnp.broadcast_to(ref, comp.shape)
-    return jax.lax.map(lambda w: model.p_correct_from_weights(w, ref, comp, noise), Ws)
-
-
-def psychometric(fit, ref, direction, distances, *, key=0, num_samples=None,
-                 include_lapse: bool = False, space=None):
-    """p(correct) along the ray ``ref + t * direction / |direction|``.
-
-    ``ref``, ``direction`` and ``distances`` are in the lab's units when the
-    fit's data have a stimulus space (or ``space`` is given), else in the
-    model's box.
-
-    Parameters
-    ----------
-    fit : MAPFit, PosteriorFit (MCMCFit, LaplaceFit) or (WPPM, params) pair
-    ref : array (d,)
-        Reference stimulus.
-    direction : array (d,)
-        Non-zero direction (normalised to unit length).
-    distances : array (T,)
-        Distances ``t`` from the reference; every point must stay in ``[-1, 1]^d``
-        (in the box once mapped there, with a space).
-    key : jax PRNG key or int seed
-        Fixes the estimator noise, shared by every distance and every draw, so
-        the curve is a smooth deterministic function of ``t``.
-    num_samples : int, optional
-        Estimator samples (default ``max(model.num_samples, 1024)``).
-    include_lapse : bool
-        ``False`` (default): the perceptual p(correct), what the field
-        implies; ``True``: the response probability ``(1 - lapse) p + lapse / 3``
-        with the fit's lapse rate (what the observer's responses follow).
-    space : StimulusSpace, optional
-        The units of ``ref``, ``direction`` and ``distances`` (default: the
-        fit's data's space).
-
-    Returns
-    -------
-    numpy array
-        ``(T,)`` for a MAP fit, ``(num_draws, T)`` for a draw-based fit.
-
-    Raises
-    ------
-    ValueError
-        Bad shapes, a zero direction, or a point of the ray outside ``[-1, 1]^d``.
-    """
-    model, W, point, lapse = fit_weights(fit)
-    space = fit_space(fit, space)
-    d = model.input_dim
-    if space is not None:
-        ref = np.asarray(space.check(ref, "ref"), dtype=float)
-    else:
-        ref = np.asarray(check_points(ref, d, "ref"), dtype=float)
-    if ref.shape != (d,):
-        raise InvalidInput(f"ref must have shape ({d},), got {ref.shape}")
-    u = check_array("direction", direction)
-    if u.shape != (d,):
-        raise InvalidInput(f"direction must be a finite array of shape ({d},), got {u.shape}")
-    norm = float(np.linalg.norm(u))
-    if norm == 0.0:
-        raise InvalidInput("direction must be non-zero")
-    u = u / norm
-    t = check_array("distances", distances)
-    if t.ndim != 1 or t.size == 0:
-        raise InvalidInput(f"distances must be a non-empty finite 1-D array, got shape {t.shape}")
-    if space is not None:  # the same ray in the box: t_model = t |A u|
-        ref = np.clip(space.to_model(ref, check=False), -1.0, 1.0)
-        u = space.vectors_to_model(u)
-        stretch = float(np.linalg.norm(u))
-        u, t = u / stretch, t * stretch
-    num_samples = _num_samples(model, num_samples)
-    key = as_key(key)
-    pts = ref + t[:, None] * u
-    outside = np.any(np.abs(pts) > 1.0 + DOMAIN_TOL, -1)
-    if outside.any():
-        hi = float(ray_extent(ref, u))
-        lo = float(ray_extent(ref, -u))
-        i = int(np.argmax(outside))
-        raise InvalidInput(
-            f"distances[{i}] = {t[i]:.4g} puts the point outside the domain [-1, 1]^{d}; "
-            f"along this ray distances must lie in [{-lo:.4g}, {hi:.4g}]"
-        )
-    noise = _fixed_noise(model, key, num_samples)
-    comp = jnp.asarray(np.clip(pts, -1.0, 1.0), W.dtype)
-    ref_j = jnp.asarray(ref, W.dtype)
-    out = _curves(model, W, ref_j, comp, noise)
-    if include_lapse:
-        lam = jnp.reshape(jnp.asarray(lapse, W.dtype), (-1, 1))
-        out = (1.0 - lam) * out + lam / 3.0
-    out = np.asarray(out)
-    return out[0] if point else out
 
 
 # ---------------------------------------------------------------------------
@@ -383,7 +223,7 @@ def thresholds(
     if space is not None:
         if space.input_dim != d:
             raise InvalidInput(f"the space is {space.input_dim}-D, the model {d}-D")
-        refs_lab = _lab_refs(space, refs, d)
+        refs_lab = lab_refs(space, refs, d)
         refs = np.clip(space.to_model(refs_lab, check=False), -1.0, 1.0)
     else:
         refs = check_refs(refs, d)
@@ -402,7 +242,7 @@ def thresholds(
         dirs = dirs / stretch[:, None]
     if num_draws is not None:
         num_draws = check_int("num_draws", num_draws, 1)
-    num_samples = _num_samples(model, num_samples)
+    num_samples = readout_samples(model, num_samples)
     key = as_key(key)
     lapse = np.broadcast_to(np.asarray(lapse if include_lapse else 0.0, float), W.shape[:1])
     if num_draws is not None and num_draws < W.shape[0]:
@@ -425,7 +265,7 @@ def thresholds(
     span = float(t_max.max()) if t_max.size else 0.0
     num_iter = max(1, math.ceil(math.log2(max(span, tol) / tol)))
 
-    noise = _fixed_noise(model, key, num_samples)
+    noise = fixed_noise(model, key, num_samples)
     dt = W.dtype
     args = (
         jnp.asarray(origin, dt),

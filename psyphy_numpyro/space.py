@@ -9,9 +9,8 @@ units (CIE xy chromaticities, CIELAB, monitor RGB, cone excitations ...). A
 with the lab-unit domain it accepts, axis labels and units for plots and
 tables and, for colour spaces, a way to express stimuli as CIE XYZ / CIELAB
 so that thresholds can be read as colour differences (ΔE76/94/2000, through
-:func:`colour.delta_E`). Every colour formula comes from colour-science
-(``colour``); this module writes none of its own except the DKL axes, which
-``colour`` does not provide.
+:func:`colour.delta_E`). The colour spaces' descriptions and conversions live in
+:mod:`psyphy_numpyro.colourspaces`; this module is the space itself.
 
 Because the map is affine its Jacobian ``J = d x / d model = A^-1`` is
 constant: a covariance or threshold ellipse ``E`` in the box is
@@ -27,11 +26,22 @@ This module imports NumPy only (``colour`` on first use of a colour space).
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 
+from .colourspaces import (
+    COLOUR_SPACES,
+    OBSERVER,
+    as_vector,
+    colour_key,
+    delta_e,
+    describe_colour,
+    from_xyz,
+    rgb_to_xyz,
+    to_xyz,
+    xyz_to_cielab,
+)
 from .errors import InvalidInput, InvalidType
 
 __all__ = ["StimulusSpace", "COLOUR_SPACES", "SPACE_TOL"]
@@ -41,53 +51,6 @@ SPACE_TOL = 1e-6
 space's width beyond its bounds (float round-off) and still count as inside."""
 
 _FORMAT = "psyphy_numpyro.StimulusSpace"
-_OBSERVER = "CIE 1931 2 Degree Standard Observer"
-
-# name -> (coordinates for d = 3, for d = 2 (a plane at a fixed value), units)
-_COLOUR = {
-    "XYZ": (("X", "Y", "Z"), None, "CIE XYZ"),
-    "xyY": (("CIE x", "CIE y", "Y"), None, "CIE xyY"),
-    "xy": (None, ("CIE x", "CIE y"), "CIE 1931 xy chromaticity"),
-    "CIELAB": (("L*", "a*", "b*"), ("a*", "b*"), "CIELAB"),
-    "CIELUV": (("L*", "u*", "v*"), ("u*", "v*"), "CIELUV"),
-    "LMS": (("L", "M", "S"), None, "cone excitation (LMS)"),
-    "DKL": (("L+M", "L-M", "S-(L+M)"), ("L-M", "S-(L+M)"), "DKL (cone increments)"),
-    "RGB": (("R", "G", "B"), None, "monitor RGB (device values, 0-1)"),
-}
-_ALIASES = {"LAB": "CIELAB", "CIELAB": "CIELAB", "LUV": "CIELUV", "CIELUV": "CIELUV",
-            "XYZ": "XYZ", "XYY": "xyY", "XY": "xy", "LMS": "LMS", "DKL": "DKL", "RGB": "RGB"}
-COLOUR_SPACES = tuple(_COLOUR)
-"""Names accepted by :meth:`StimulusSpace.colour` (``"Lab"``/``"Luv"`` are aliases)."""
-
-
-def _vector(name, value, d=None) -> np.ndarray:
-    try:
-        v = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InvalidType(f"{name} must be a list of numbers, got {value!r}") from None
-    if v.ndim != 1 or v.size not in (1, 2, 3) or (d is not None and v.size != d):
-        want = f"{d} numbers" if d else "1 to 3 numbers (one per axis)"
-        raise InvalidInput(f"{name} must be {want}, got {value!r}")
-    if not np.all(np.isfinite(v)):
-        raise InvalidInput(f"{name} must be finite, got {value!r}")
-    return v
-
-
-def _colour():
-    import colour  # colour-science: imported on first use
-
-    return colour
-
-
-def _white_xy(white, observer=_OBSERVER) -> np.ndarray:
-    """The white point's chromaticity: an illuminant name (e.g. ``"D65"``) or an xy pair."""
-    if isinstance(white, str):
-        table = _colour().CCS_ILLUMINANTS[observer]
-        if white not in table:
-            raise InvalidInput(f"unknown white point {white!r}; use an illuminant of {observer} "
-                               f"(e.g. 'D65', 'D50') or an xy pair")
-        return np.asarray(table[white], dtype=np.float64)
-    return _vector("white", white, 2)
 
 
 class StimulusSpace:
@@ -139,11 +102,11 @@ class StimulusSpace:
         cond = np.linalg.cond(A)
         if not np.isfinite(cond) or cond > 1e12:
             raise InvalidInput(f"matrix must be invertible, got condition number {cond:.3g}")
-        b = _vector("offset", offset, d)
+        b = as_vector("offset", offset, d)
         if (lo is None) != (hi is None):
             raise InvalidInput("give both lo and hi, or neither")
         if lo is not None:
-            lo, hi = _vector("lo", lo, d), _vector("hi", hi, d)
+            lo, hi = as_vector("lo", lo, d), as_vector("hi", hi, d)
             if np.any(hi <= lo):
                 raise InvalidInput(f"hi must exceed lo on every axis, got lo={lo.tolist()}, "
                                    f"hi={hi.tolist()}")
@@ -203,7 +166,7 @@ class StimulusSpace:
         -------
         StimulusSpace
         """
-        lo, hi = _vector("lo", lo), _vector("hi", hi)
+        lo, hi = as_vector("lo", lo), as_vector("hi", hi)
         if lo.shape != hi.shape:
             raise InvalidInput(f"lo and hi must have the same length, got {lo.size} and "
                                f"{hi.size}")
@@ -246,7 +209,7 @@ class StimulusSpace:
     @classmethod
     def colour(cls, name: str, lo, hi, *, white="D65", Y: float = 1.0, L: float = 50.0,
                background_Y: float = 0.5, calibration=None, cones: str = "Von Kries",
-               shape_preserving: bool = True, observer: str = _OBSERVER) -> StimulusSpace:
+               shape_preserving: bool = True, observer: str = OBSERVER) -> StimulusSpace:
         """A colour space, bounded by ``[lo, hi]`` in its own coordinates (as :meth:`box`).
 
         Colour conversions go through colour-science (``colour``). XYZ values
@@ -291,44 +254,15 @@ class StimulusSpace:
         observer : str
             CIE standard observer of the illuminant table.
         """
-        key = _ALIASES.get(str(name).upper())
+        key = colour_key(name)
         if key is None:
             raise InvalidInput(f"unknown colour space {name!r}; use one of "
                                f"{', '.join(COLOUR_SPACES)} (or 'Lab', 'Luv')")
-        lo, hi = _vector("lo", lo), _vector("hi", hi)
-        d = lo.size
-        labels3, labels2, units = _COLOUR[key]
-        labels = {3: labels3, 2: labels2}.get(d)
-        if labels is None:
-            dims = [n for n, lab in ((3, labels3), (2, labels2)) if lab is not None]
-            raise InvalidInput(f"colour space {key!r} has {' or '.join(map(str, dims))} "
-                               f"coordinates, got lo/hi of length {d}")
-        col = {"space": key, "observer": observer}
-        if calibration is not None:
-            calibration = _check_calibration(calibration)
-            col["calibration"] = calibration
-        elif key == "RGB":
-            raise InvalidInput("colour space 'RGB' needs a monitor calibration=")
-        if calibration is not None and white == "D65":
-            col["white"] = _monitor_white(calibration)[0].tolist()
-            col["white_name"] = "monitor white"
-        else:
-            col["white"] = _white_xy(white, observer).tolist()
-            col["white_name"] = white if isinstance(white, str) else "xy"
-        if key == "xy":
-            col["Y"] = float(Y)
-        if key in ("CIELAB", "CIELUV") and d == 2:
-            col["L"] = float(L)
-        if key in ("LMS", "DKL"):
-            if cones not in _colour().CHROMATIC_ADAPTATION_TRANSFORMS:
-                raise InvalidInput(f"unknown cones matrix {cones!r}; use a name of "
-                                   "colour.CHROMATIC_ADAPTATION_TRANSFORMS, e.g. 'Von Kries'")
-            col["cones"] = cones
-        if key == "DKL":
-            col["background_Y"] = float(background_Y)
-        fixed = {"Y": "stimulus Y", "L": "L*"}
-        extra = "".join(f", {fixed[k]} = {col[k]:g}" for k in ("Y", "L") if k in col)
-        units = f"{units} (white {col['white_name']}, white Y = 1{extra})"
+        lo, hi = as_vector("lo", lo), as_vector("hi", hi)
+        labels, units, col = describe_colour(
+            key, lo.size, white=white, Y=Y, L=L, background_Y=background_Y,
+            calibration=calibration, cones=cones, observer=observer)
+        calibration = col.get("calibration")
         space = cls.box(lo, hi, shape_preserving=shape_preserving, axis_labels=labels,
                         units=units, name=key)
         args = {"kind": "colour", "name": key, "lo": lo.tolist(), "hi": hi.tolist(),
@@ -371,7 +305,7 @@ class StimulusSpace:
         desc = {k: v for k, v in description.items() if k not in ("format", "version")}
         kind = desc.pop("kind", None)
         if kind is None:
-            if str(desc.get("name", "")).upper() in _ALIASES:
+            if colour_key(desc.get("name", "")) is not None:
                 kind = "colour"
             else:
                 kind = "affine" if "matrix" in desc else "box"
@@ -559,60 +493,12 @@ class StimulusSpace:
     def to_xyz(self, x) -> np.ndarray:
         """Stimuli (..., d) in this colour space -> CIE XYZ (white ``Y = 1``), via ``colour``."""
         col = self._need_colour("to_xyz")
-        c = _colour()
-        x = self._points(x, "stimuli")
-        key, white = col["space"], np.asarray(col["white"])
-        if key == "XYZ":
-            return x.copy()
-        if key == "xyY":
-            return c.xyY_to_XYZ(x)
-        if key == "xy":
-            return c.xyY_to_XYZ(np.concatenate([x, np.full(x.shape[:-1] + (1,), col["Y"])],
-                                               -1))
-        if key in ("CIELAB", "CIELUV"):
-            if x.shape[-1] == 2:
-                x = np.concatenate([np.full(x.shape[:-1] + (1,), col["L"]), x], -1)
-            f = c.Lab_to_XYZ if key == "CIELAB" else c.Luv_to_XYZ
-            return f(x, illuminant=white)
-        if key == "RGB":
-            return _rgb_to_xyz(col["calibration"], x)
-        lms_to_xyz = np.linalg.inv(_cones(col))
-        if key == "LMS":
-            return x @ lms_to_xyz.T
-        # DKL: cone increments on the background
-        D, lms_b = _dkl(col)
-        if x.shape[-1] == 2:
-            x = np.concatenate([np.zeros(x.shape[:-1] + (1,)), x], -1)
-        lms = lms_b + x @ np.linalg.inv(D).T
-        return lms @ lms_to_xyz.T
+        return to_xyz(col, self._points(x, "stimuli"))
 
     def from_xyz(self, xyz) -> np.ndarray:
         """CIE XYZ (white ``Y = 1``) -> this colour space's coordinates (3-D spaces, and the
         planes of 2-D ones: the fixed coordinate is dropped)."""
-        col = self._need_colour("from_xyz")
-        c = _colour()
-        xyz = np.asarray(xyz, dtype=np.float64)
-        key, white, d = col["space"], np.asarray(col["white"]), self.input_dim
-        if key == "XYZ":
-            out = xyz.copy()
-        elif key == "xyY":
-            out = c.XYZ_to_xyY(xyz)
-        elif key == "xy":
-            out = c.XYZ_to_xy(xyz)
-        elif key == "CIELAB":
-            out = c.XYZ_to_Lab(xyz, illuminant=white)[..., 3 - d:]
-        elif key == "CIELUV":
-            out = c.XYZ_to_Luv(xyz, illuminant=white)[..., 3 - d:]
-        elif key == "RGB":
-            out = _xyz_to_rgb(col["calibration"], xyz)
-        else:
-            lms = xyz @ _cones(col).T
-            if key == "LMS":
-                out = lms
-            else:
-                D, lms_b = _dkl(col)
-                out = ((lms - lms_b) @ D.T)[..., 3 - d:]
-        return out
+        return from_xyz(self._need_colour("from_xyz"), xyz, self.input_dim)
 
     def from_rgb(self, rgb) -> np.ndarray:
         """Monitor drive values (..., 3) in [0, 1] -> this space's coordinates, through the
@@ -620,13 +506,13 @@ class StimulusSpace:
         col = self._need_colour("from_rgb")
         if "calibration" not in col:
             raise InvalidInput("from_rgb needs a space built with a monitor calibration=")
-        return self.from_xyz(_rgb_to_xyz(col["calibration"], np.asarray(rgb, np.float64)))
+        return self.from_xyz(rgb_to_xyz(col["calibration"], np.asarray(rgb, np.float64)))
 
     def to_cielab(self, x) -> np.ndarray:
         """Stimuli (..., d) -> CIELAB ``L* a* b*`` relative to the space's white (via
         ``colour``)."""
         col = self._need_colour("to_cielab")
-        return _colour().XYZ_to_Lab(self.to_xyz(x), illuminant=np.asarray(col["white"]))
+        return xyz_to_cielab(col, self.to_xyz(x))
 
     def delta_e(self, x1, x2, method: str = "CIE 2000") -> np.ndarray:
         """Colour differences between stimuli ``x1`` and ``x2`` (..., d) in this space.
@@ -644,7 +530,7 @@ class StimulusSpace:
         """
         self._need_colour("delta_e")
         lab1, lab2 = self.to_cielab(x1), self.to_cielab(x2)
-        return np.asarray(_colour().delta_E(lab1, lab2, method=method), dtype=np.float64)
+        return delta_e(lab1, lab2, method)
 
     # -- comparison and display ---------------------------------------------------------------
     def __eq__(self, other) -> bool:
@@ -670,90 +556,3 @@ class StimulusSpace:
 
     def __reduce__(self):
         return (StimulusSpace.from_dict, (self.to_dict(),))
-
-
-# ---------------------------------------------------------------------------
-# monitor calibrations and cone spaces (conversions through `colour`)
-# ---------------------------------------------------------------------------
-def _check_calibration(cal) -> dict:
-    if not isinstance(cal, dict):
-        raise InvalidType("calibration must be a dict with primaries, luminances and gamma "
-                          "or lut")
-    try:
-        prim = np.asarray(cal["primaries"], dtype=np.float64)
-        lum = np.asarray(cal["luminances"], dtype=np.float64)
-    except KeyError as exc:
-        raise InvalidInput(f"calibration needs {exc.args[0]!r} (primaries: 3 xy pairs, "
-                           "luminances: 3 numbers)") from None
-    if prim.shape != (3, 2) or lum.shape != (3,) or np.any(lum <= 0):
-        raise InvalidInput(f"calibration primaries must be 3 xy pairs and luminances 3 positive "
-                           f"numbers, got shapes {prim.shape} and {lum.shape}")
-    out = {"primaries": prim.tolist(), "luminances": lum.tolist()}
-    if cal.get("lut") is not None:
-        lut = np.asarray(cal["lut"], dtype=np.float64)
-        if lut.ndim != 2 or lut.shape[1] != 3 or lut.shape[0] < 2:
-            raise InvalidInput(f"calibration lut must be a (K, 3) table, got shape {lut.shape}")
-        out["lut"] = lut.tolist()
-    else:
-        gamma = float(cal.get("gamma", 2.2))
-        if not (math.isfinite(gamma) and gamma > 0):
-            raise InvalidInput(f"calibration gamma must be positive, got {gamma}")
-        out["gamma"] = gamma
-    return out
-
-
-def _primaries_xyz(cal) -> np.ndarray:
-    """Columns: the primaries' XYZ at full drive, relative to the white's luminance."""
-    c = _colour()
-    prim = np.asarray(cal["primaries"])
-    lum = np.asarray(cal["luminances"])
-    xyz = c.xyY_to_XYZ(np.column_stack([prim, lum / lum.sum()]))
-    return xyz.T
-
-
-def _monitor_white(cal):
-    c = _colour()
-    white_xyz = _primaries_xyz(cal).sum(1)
-    return np.asarray(c.XYZ_to_xy(white_xyz)), white_xyz
-
-
-def _linearise(cal, rgb):
-    c = _colour()
-    if "lut" in cal:
-        lut = np.asarray(cal["lut"])
-        lut = (lut - lut[0]) / (lut[-1] - lut[0])  # linear light, 0 at black, 1 at full drive
-        return c.LUT3x1D(lut).apply(rgb)
-    return c.gamma_function(np.clip(rgb, 0.0, None), cal["gamma"])
-
-
-def _rgb_to_xyz(cal, rgb):
-    return _linearise(cal, rgb) @ _primaries_xyz(cal).T
-
-
-def _xyz_to_rgb(cal, xyz):
-    c = _colour()
-    linear = xyz @ np.linalg.inv(_primaries_xyz(cal)).T
-    if "lut" in cal:
-        lut = np.asarray(cal["lut"])
-        lut = (lut - lut[0]) / (lut[-1] - lut[0])
-        return c.LUT3x1D(lut).invert().apply(linear)
-    return c.gamma_function(np.clip(linear, 0.0, None), 1.0 / cal["gamma"])
-
-
-def _cones(col) -> np.ndarray:
-    """The XYZ -> LMS matrix (colour.CHROMATIC_ADAPTATION_TRANSFORMS[cones])."""
-    return np.asarray(_colour().CHROMATIC_ADAPTATION_TRANSFORMS[col["cones"]], dtype=np.float64)
-
-
-def _dkl(col):
-    """DKL axes (unscaled, after Brainard 1996) as a matrix on cone increments, and the
-    background's LMS: ``L+M = dL + dM``, ``L-M = dL - (Lb/Mb) dM``,
-    ``S-(L+M) = dS - Sb/(Lb+Mb) (dL + dM)``."""
-    c = _colour()
-    xy = np.asarray(col["white"])
-    xyz_b = c.xyY_to_XYZ(np.array([xy[0], xy[1], col["background_Y"]]))
-    Lb, Mb, Sb = xyz_b @ _cones(col).T
-    D = np.array([[1.0, 1.0, 0.0],
-                  [1.0, -Lb / Mb, 0.0],
-                  [-Sb / (Lb + Mb), -Sb / (Lb + Mb), 1.0]])
-    return D, np.array([Lb, Mb, Sb])

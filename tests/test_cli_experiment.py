@@ -15,6 +15,7 @@ import pytest
 import psyphy_numpyro as pn
 from psyphy_numpyro import cli
 from psyphy_numpyro.cli import experiment as cx
+from psyphy_numpyro.cli import experiment_refit
 from psyphy_numpyro.design.store import FileLock
 
 PREFIX = "psyphy-numpyro: error:"
@@ -252,11 +253,11 @@ def test_a_status_probe_of_the_lock_does_not_make_a_due_refit_look_running(tmp_p
     probe, caller = FileLock(tmp_path / "refit.lock"), FileLock(tmp_path / "refit.lock")
     assert probe.acquire(blocking=False)
     threading.Timer(0.05, probe.release).start()
-    assert cx._acquire_soon(caller, tries=200)  # up to 10 s: a loaded machine is slow
+    assert experiment_refit.acquire_soon(caller, tries=200)  # up to 10 s: a loaded machine is slow
     caller.release()
     refit = FileLock(tmp_path / "refit.lock")
     assert refit.acquire(blocking=False)
-    assert not cx._acquire_soon(caller)
+    assert not experiment_refit.acquire_soon(caller)
     refit.release()
 
 

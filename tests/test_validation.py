@@ -10,7 +10,16 @@ import optax
 import pytest
 
 import psyphy_numpyro as pn
-from psyphy_numpyro import field, fits, laplace, mcmc, model, plotting, readout
+from psyphy_numpyro import (
+    field,
+    fitbase,
+    laplace,
+    mcmc,
+    model,
+    plotting,
+    psychometric_curve,
+    readout,
+)
 from psyphy_numpyro.inference import engine
 from psyphy_numpyro.validation import as_key, check_array, check_real
 
@@ -69,13 +78,14 @@ def no_compile(monkeypatch):
         (model, "pointwise_log_likelihood"),
         (field, "covariance_field"),
         (field, "sqrt_field"),
-        (readout, "_curves"),
+        (psychometric_curve, "_curves"),
+        (psychometric_curve, "fixed_noise"),
         (readout, "_lengths_draws"),
-        (readout, "_fixed_noise"),
-        (fits, "_cov_draws"),
-        (fits, "_sqrt_draws"),
-        (fits, "_p_correct_draws"),
-        (fits, "_loglik_draws"),
+        (readout, "fixed_noise"),
+        (fitbase, "_cov_draws"),
+        (fitbase, "_sqrt_draws"),
+        (fitbase, "_p_correct_draws"),
+        (fitbase, "_loglik_draws"),
     ]
     for mod, name in targets:
         assert hasattr(mod, name), f"{mod.__name__}.{name} was renamed: update this guard"

@@ -1,6 +1,6 @@
 """What the command line's parser and its subcommand modules share: the program name,
 the error type, the model options and small argument helpers (no subcommand imports it
-back, so parser.py -> experiment.py -> _common.py has no cycle)."""
+back, so parser.py -> experiment_parser.py -> _common.py has no cycle)."""
 
 from __future__ import annotations
 

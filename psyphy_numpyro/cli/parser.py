@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fit(sub, raw)
     _add_summary(sub, raw)
     _add_thresholds(sub, raw)
-    from .experiment import add_parser as _add_experiment
+    from .experiment_parser import add_parser as _add_experiment
 
     _add_experiment(sub, raw)
     from .serve import add_parser as _add_serve

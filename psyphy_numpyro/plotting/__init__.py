@@ -2,11 +2,13 @@
 
 matplotlib is imported lazily so that the numerical core never needs it.
 
-- :mod:`.field`: :func:`plot_fit` (a whole fit, 1-D, 2-D or three slices of a
-  3-D fit), :func:`plot_field`, :func:`plot_field_band`, :func:`grid_points`,
+- :mod:`.fit_plot`: :func:`plot_fit` (a whole fit, 1-D, 2-D or three slices of a
+  3-D fit);
+- :mod:`.field`: :func:`plot_field`, :func:`plot_field_band`, :func:`grid_points`,
   :func:`ellipse_points`, :func:`auto_scale`;
-- :mod:`.curves`: :func:`plot_learning_curve`, :func:`plot_thresholds`,
-  :func:`threshold_scale`, :func:`plot_psychometric`, :func:`plot_trials`;
+- :mod:`.threshold_plot`: :func:`plot_thresholds`, :func:`threshold_scale`;
+- :mod:`.curves`: :func:`plot_learning_curve`, :func:`plot_psychometric`,
+  :func:`plot_trials`;
 - :mod:`.ppc`: :func:`plot_ppc` and :func:`binned_ppc` (binned observed vs
   predicted proportion correct, from a fit or ArviZ data);
 - :mod:`.mocs`: :func:`plot_mocs` (MOCS validation: fit vs Weibull thresholds);
@@ -19,13 +21,7 @@ figure, and legends sit outside the data.
 """
 
 from ._base import COLORS, PALETTE, figure_legend, legend_outside, plane_covariances, save_figure
-from .curves import (
-    plot_learning_curve,
-    plot_psychometric,
-    plot_thresholds,
-    plot_trials,
-    threshold_scale,
-)
+from .curves import plot_learning_curve, plot_psychometric, plot_trials
 from .field import (
     SLICE_PLANES,
     auto_scale,
@@ -33,11 +29,12 @@ from .field import (
     grid_points,
     plot_field,
     plot_field_band,
-    plot_fit,
     scale_text,
 )
+from .fit_plot import plot_fit
 from .mocs import plot_mocs
 from .ppc import BinnedPPC, binned_ppc, plot_ppc
+from .threshold_plot import plot_thresholds, threshold_scale
 
 __all__ = [
     "COLORS",

@@ -47,6 +47,14 @@ def axis_label(k: int, d: int, space=None) -> str:
     return f"stimulus {AXIS_NAMES[k]} (model units, [-1, 1])"
 
 
+def set_axis_labels(ax, d, plane, space=None):
+    """Axis labels (the space's, in its units, when there is one), where none is set yet."""
+    if not ax.get_xlabel():
+        ax.set_xlabel(axis_label(plane[0], d, space))
+    if not ax.get_ylabel():
+        ax.set_ylabel("reference (row)" if d == 1 else axis_label(plane[1], d, space))
+
+
 def legend_outside(ax, **kwargs):
     """A legend to the right of the axes (never over the data); ``None`` when nothing is
     labelled."""
