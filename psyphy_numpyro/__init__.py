@@ -42,6 +42,7 @@ _EXPORTS = {
     "simulate_mocs": ".mocs",
     "validate_mocs": ".mocs",
     "WPPM": ".model",
+    "WeightPrior": ".model",
     "wppm_model": ".model",
     "load_fit": ".persist",
     "fit_population": ".population",
@@ -77,7 +78,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and the API docs (griffe)
     from .map_fit import fit_map
     from .mcmc import fit_mcmc
     from .mocs import MOCSValidation, simulate_mocs, validate_mocs
-    from .model import WPPM, wppm_model
+    from .model import WPPM, WeightPrior, wppm_model
     from .persist import load_fit
     from .population import PopulationFit, fit_population
     from .posterior import LaplaceFit, MCMCFit

@@ -90,8 +90,12 @@ def to_json(obj) -> str:
 
 
 def model_config(model: WPPM) -> dict:
-    """Every field of a :class:`WPPM` by name."""
-    return {f.name: getattr(model, f.name) for f in dataclasses.fields(model)}
+    """Every field of a :class:`WPPM` by name (a ``weight_prior`` as its ``to_dict()``)."""
+    out = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)}
+    prior = out.pop("weight_prior", None)
+    if prior is not None:  # left out when None: files read as before by older versions
+        out["weight_prior"] = prior.to_dict()
+    return out
 
 
 def model_from_config(text: str, path: str) -> WPPM:
