@@ -63,7 +63,11 @@ def simulate(model, W, n, key):
 
 
 def err(fit, W):
-    return pn.field_error(fit.model, fit.params, {"W": W})
+    """Field error of a fit's point estimate (a Laplace fit's: its MAP)."""
+    from psyphy_numpyro.design.refit import posterior_mode
+
+    params = fit.params if hasattr(fit, "params") else posterior_mode(fit)
+    return pn.field_error(fit.model, params, {"W": W})
 
 
 def session(model, W, n, seed, prior=None, num_initial=60, refit_every=60):

@@ -92,9 +92,8 @@ def to_json(obj) -> str:
 def model_config(model: WPPM) -> dict:
     """Every field of a :class:`WPPM` by name (a ``weight_prior`` as its ``to_dict()``)."""
     out = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)}
-    prior = out.pop("weight_prior", None)
-    if prior is not None:  # left out when None: files read as before by older versions
-        out["weight_prior"] = prior.to_dict()
+    if out.get("weight_prior") is not None:
+        out["weight_prior"] = out["weight_prior"].to_dict()
     return out
 
 
