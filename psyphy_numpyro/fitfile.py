@@ -90,8 +90,11 @@ def to_json(obj) -> str:
 
 
 def model_config(model: WPPM) -> dict:
-    """Every field of a :class:`WPPM` by name."""
-    return {f.name: getattr(model, f.name) for f in dataclasses.fields(model)}
+    """Every field of a :class:`WPPM` by name (a ``weight_prior`` as its ``to_dict()``)."""
+    out = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)}
+    if out.get("weight_prior") is not None:
+        out["weight_prior"] = out["weight_prior"].to_dict()
+    return out
 
 
 def model_from_config(text: str, path: str) -> WPPM:

@@ -22,7 +22,7 @@ from .inference.svi import (
     padded_size,
     whitened_adam,
 )
-from .model import WPPM, as_wppm
+from .model import WPPM, as_wppm, model_with_prior
 from .progress import Progress, use_progress
 from .validation import as_key, check_count, check_real
 
@@ -231,6 +231,7 @@ def fit_map(
     screen_steps: int | None = None,
     trial_capacity: int | None = None,
     tol: float = 0.05,
+    prior=None,
 ) -> MAPFit | list[MAPFit]:
     """Maximum a posteriori fit of a WPPM: NumPyro ``SVI`` with an ``AutoDelta`` guide.
 
@@ -336,6 +337,13 @@ def fit_map(
         Deterministic route: stop once the loss fell by at most ``tol`` nats
         over 10 steps (converged; the rest of the loss history repeats the
         last value). ``0`` runs every step.
+    prior : PopulationFit or WeightPrior, optional
+        An informative prior of the weights: a population fit
+        (:func:`~psyphy_numpyro.fit_population`) fits a new observer of that
+        population, ``W ~ N(W_mean, tau^2 / (1 + tau^2) prior_std^2)``. The model
+        is then ``model.with_prior(prior)`` (default model: the population's),
+        so the same prior is in the fit's ``model`` and in any Laplace or MCMC
+        fit of it. See docs/population.md.
 
     Returns
     -------
@@ -354,6 +362,8 @@ def fit_map(
         warning when another one succeeds.
     """
     init_params = init
+    if prior is not None:
+        model = model_with_prior(model, prior)
     if isinstance(data, list | tuple):
         if trial_capacity is not None:
             raise InvalidInput("trial_capacity applies to a single data set, not a list")

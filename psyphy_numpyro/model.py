@@ -19,11 +19,119 @@ from . import noise as _noise
 from .errors import InvalidInput, InvalidType
 from .validation import as_key, check_int, check_params, check_points, check_real, is_concrete
 
-__all__ = ["WPPM", "wppm_model", "with_lapse", "as_wppm", "as_params", "pointwise_log_likelihood"]
+__all__ = ["WPPM", "WeightPrior", "wppm_model", "with_lapse", "as_wppm", "as_params",
+           "model_with_prior", "pointwise_log_likelihood"]
 
 
 def _check_pos(name, value, *, allow_zero=False):
     check_real(name, value, 0, lo_closed=allow_zero)
+
+
+class WeightPrior:
+    """An informative Gaussian prior of the weights: ``W ~ N(mean, std^2)`` entry by entry.
+
+    What a population fit says about a new observer
+    (:meth:`~psyphy_numpyro.PopulationFit.new_observer_prior`); a
+    :class:`WPPM` carries it as ``weight_prior`` (:meth:`WPPM.with_prior`), and
+    then :func:`wppm_model` draws ``W`` from it, so every fit of that model (MAP,
+    Laplace, NUTS) uses it. Immutable; hashed and compared by its values, so two
+    equal priors give equal models and share compiled programs.
+
+    Parameters
+    ----------
+    mean, std : array_like
+        Same shape (the model's ``weight_shape``); ``std`` positive and finite.
+    source : str
+        What the prior came from (a note kept in files; not compared).
+    """
+
+    __slots__ = ("mean", "std", "source", "_hash")
+
+    def __init__(self, mean, std, source: str = ""):
+        try:
+            mean = np.array(mean, dtype=np.float64)
+            std = np.array(std, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InvalidType("WeightPrior: mean and std must be numeric arrays") from None
+        if mean.shape != std.shape:
+            raise InvalidInput(f"WeightPrior: mean has shape {mean.shape} but std has shape "
+                               f"{std.shape}")
+        if not np.all(np.isfinite(mean)):
+            raise InvalidInput("WeightPrior: mean has NaN or infinite entries")
+        if not np.all(np.isfinite(std) & (std > 0)):
+            raise InvalidInput("WeightPrior: every std must be positive and finite")
+        if not isinstance(source, str):
+            raise InvalidType(f"WeightPrior: source must be a str, got {type(source).__name__}")
+        mean.flags.writeable = False
+        std.flags.writeable = False
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "_hash", hash((mean.shape, mean.tobytes(), std.tobytes())))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("WeightPrior is immutable")
+
+    def __hash__(self):
+        return self._hash
+
+    def __reduce__(self):  # copies and pickles rebuild it (its __setattr__ refuses)
+        return (WeightPrior, (self.mean, self.std, self.source))
+
+    def __eq__(self, other):
+        if not isinstance(other, WeightPrior):
+            return NotImplemented
+        return (self._hash == other._hash and self.mean.shape == other.mean.shape
+                and np.array_equal(self.mean, other.mean)
+                and np.array_equal(self.std, other.std))
+
+    def __repr__(self):
+        src = f", source={self.source!r}" if self.source else ""
+        return (f"WeightPrior(shape={self.mean.shape}, median std="
+                f"{float(np.median(self.std)):.3g}{src})")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.mean.shape
+
+    def to_dict(self) -> dict:
+        """JSON-ready ``{"mean": nested list, "std": nested list, "source": str}``."""
+        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "source": self.source}
+
+    @classmethod
+    def from_dict(cls, obj) -> WeightPrior:
+        """The prior of :meth:`to_dict`'s output."""
+        if not isinstance(obj, dict) or not {"mean", "std"} <= set(obj):
+            raise InvalidInput("a weight prior needs a dict with 'mean' and 'std', got "
+                               f"{type(obj).__name__}")
+        return cls(obj["mean"], obj["std"], obj.get("source", ""))
+
+    @classmethod
+    def from_population(cls, population, *, mean_uncertainty: float = 0.0) -> WeightPrior:
+        """What a population fit says about a new observer's weights.
+
+        A new observer of the population model has ``W_new = (W_pop + delta) /
+        sqrt(1 + tau^2)`` with ``delta ~ N(0, tau^2 prior_std^2)``: given the
+        population, ``W_new ~ N(W_mean, tau^2 / (1 + tau^2) prior_std^2)``.
+
+        Parameters
+        ----------
+        population : PopulationFit
+        mean_uncertainty : float
+            Extra variance of the population mean, in prior variances (``0``:
+            the population mean taken as known; ``v`` widens the variance to
+            ``(tau^2 / (1 + tau^2) + v) prior_std^2``).
+        """
+        if not all(hasattr(population, a) for a in ("population", "tau", "model")):
+            raise InvalidType("from_population needs a PopulationFit (pn.fit_population), got "
+                              f"{type(population).__name__}")
+        v = check_real("mean_uncertainty", mean_uncertainty, 0.0, lo_closed=True)
+        tau = float(population.tau)
+        sd = np.asarray(population.model.prior_std(), np.float64)
+        std = sd * np.sqrt(tau**2 / (1.0 + tau**2) + v)
+        mean = np.asarray(population.population.params["W"], np.float64)
+        return cls(mean, std, f"population of {population.num_observers} observers, "
+                              f"tau={tau:.4g}")
 
 
 @dataclass(frozen=True)
@@ -65,6 +173,12 @@ class WPPM:
         ``(a, b)`` of the Beta prior of a learned lapse rate. The default
         ``(2, 50)`` has mean 0.038, mode 0.02 and puts 95% of its mass below
         0.09: lapses of a few percent, as psychophysics observers show.
+    weight_prior : WeightPrior, optional
+        An informative prior ``W ~ N(mean, std^2)`` replacing the default
+        ``N(0, prior_std^2)`` (e.g. a population's, :meth:`with_prior`); ``None``
+        (default) is the default prior. ``variance_scale`` and ``decay_rate``
+        then no longer enter the prior. A dict (:meth:`WeightPrior.to_dict`)
+        is accepted.
 
     Examples
     --------
@@ -86,6 +200,7 @@ class WPPM:
     estimator: str = "cv"
     lapse_rate: float | str = 0.0
     lapse_prior: tuple[float, float] = (2.0, 50.0)
+    weight_prior: WeightPrior | None = None
 
     def __post_init__(self):
         check_int("input_dim", self.input_dim, 1, 3)
@@ -110,6 +225,18 @@ class WPPM:
                                f"{prior!r}")
         a, b = (check_real(f"lapse_prior[{i}]", v, 0.0) for i, v in enumerate(prior))
         object.__setattr__(self, "lapse_prior", (float(a), float(b)))
+        wp = self.weight_prior
+        if isinstance(wp, dict):
+            wp = WeightPrior.from_dict(wp)
+            object.__setattr__(self, "weight_prior", wp)
+        if wp is not None:
+            if not isinstance(wp, WeightPrior):
+                raise InvalidType("weight_prior must be a psyphy_numpyro.WeightPrior (see "
+                                  f"WPPM.with_prior) or None, got {type(wp).__name__}")
+            if wp.shape != self.weight_shape:
+                raise InvalidInput(f"weight_prior has shape {wp.shape} but this model's weights "
+                                   f"have shape {self.weight_shape} (input_dim, basis_degree "
+                                   "and extra_dims must match the prior's model)")
 
     # -- shapes and prior ----------------------------------------------------
     @property
@@ -198,8 +325,44 @@ class WPPM:
         """A copy with some settings changed (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 
+    def with_prior(self, prior) -> WPPM:
+        """A copy whose weights have an informative prior.
+
+        Parameters
+        ----------
+        prior : PopulationFit, WeightPrior or None
+            A population fit gives its new-observer prior
+            (:meth:`WeightPrior.from_population`: ``N(W_mean, tau^2 / (1 + tau^2)
+            prior_std^2)``, with the population model's ``prior_std``); ``None``
+            restores the default prior.
+
+        Examples
+        --------
+        >>> pop = pn.fit_population([d1, d2, d3])                 # doctest: +SKIP
+        >>> fit = pn.fit_map(new_data, pop.model.with_prior(pop))  # doctest: +SKIP
+        """
+        if prior is None or isinstance(prior, WeightPrior):
+            return self.replace(weight_prior=prior)
+        if not all(hasattr(prior, a) for a in ("population", "tau", "model")):
+            raise InvalidType("prior must be a PopulationFit, a WeightPrior or None, got "
+                              f"{type(prior).__name__}")
+        if prior.model.weight_shape != self.weight_shape:
+            raise InvalidInput(f"the population's model has weights of shape "
+                               f"{prior.model.weight_shape}, this model {self.weight_shape}: "
+                               "use the population's model (pop.model.with_prior(pop))")
+        return self.replace(weight_prior=WeightPrior.from_population(prior))
+
+    def prior_mean(self) -> np.ndarray:
+        """Prior mean of every entry of ``W`` (zeros unless ``weight_prior`` is set)."""
+        if self.weight_prior is not None:
+            return self.weight_prior.mean
+        return np.zeros(self.weight_shape)
+
     def prior_std(self) -> np.ndarray:
-        """Prior standard deviation of every entry of ``W`` (shape ``weight_shape``)."""
+        """Prior standard deviation of every entry of ``W`` (shape ``weight_shape``): the
+        ``weight_prior``'s when one is set."""
+        if self.weight_prior is not None:
+            return self.weight_prior.std
         return field.prior_std(
             self.input_dim,
             self.basis_degree,
@@ -267,7 +430,8 @@ class WPPM:
 
     def prior(self) -> dist.Distribution:
         """The prior of ``W`` as one NumPyro distribution (event shape ``weight_shape``)."""
-        return dist.Normal(0.0, jnp.asarray(self.prior_std())).to_event(len(self.weight_shape))
+        loc = 0.0 if self.weight_prior is None else jnp.asarray(self.prior_mean())
+        return dist.Normal(loc, jnp.asarray(self.prior_std())).to_event(len(self.weight_shape))
 
     def sample_prior(self, key) -> dict:
         """Draw ``{"W": W}`` from the prior.
@@ -278,6 +442,8 @@ class WPPM:
         """
         key = as_key(key)
         W = jnp.asarray(self.prior_std()) * jax.random.normal(key, self.weight_shape)
+        if self.weight_prior is not None:
+            W = jnp.asarray(self.prior_mean(), W.dtype) + W
         if not self.learns_lapse:
             return {"W": W}
         return {"W": W, "lapse_rate": self.lapse_prior_dist().sample(jax.random.fold_in(key, 1))}
@@ -488,6 +654,20 @@ def as_wppm(model, name: str = "model") -> WPPM:
         return WPPM.from_psyphy(model)
     raise InvalidType(f"{name} must be a psyphy_numpyro.WPPM or a psyphy WPPM, got "
                       f"{type(model).__name__}")
+
+
+def model_with_prior(model, prior) -> WPPM:
+    """``model`` with the informative ``prior`` (:meth:`WPPM.with_prior`); ``model=None``
+    takes a population fit's own model (a bare :class:`WeightPrior` needs a model)."""
+    if model is None:
+        if isinstance(prior, WeightPrior):
+            raise InvalidInput("a WeightPrior needs the model it belongs to (model=...); a "
+                               "PopulationFit brings its own")
+        model = getattr(prior, "model", None)
+        if not isinstance(model, WPPM):
+            raise InvalidType("prior must be a PopulationFit or a WeightPrior, got "
+                              f"{type(prior).__name__}")
+    return as_wppm(model).with_prior(prior)
 
 
 def as_params(params):

@@ -110,6 +110,17 @@ class PopulationFit:
         return np.stack([np.log(thresholds(f, refs, directions=directions, **kwargs).lengths
                                 / pop) for f in self.observers])
 
+    def new_observer_prior(self, *, mean_uncertainty: float = 0.0):
+        """The prior this population gives a new observer's weights (a
+        :class:`~psyphy_numpyro.WeightPrior`): ``N(W_mean, tau^2 / (1 + tau^2)
+        prior_std^2)``; see :meth:`WeightPrior.from_population
+        <psyphy_numpyro.WeightPrior.from_population>`. Use it through
+        ``pn.fit_map(data, prior=pop)``, ``pop.model.with_prior(pop)`` or
+        ``pn.Experiment(path, prior=pop)``."""
+        from .model import WeightPrior
+
+        return WeightPrior.from_population(self, mean_uncertainty=mean_uncertainty)
+
     def to_arviz(self, grid=None):
         """ArviZ data: the population's (``Sigma_pop``) and every observer's ``Sigma`` on a
         grid (dim ``observer``), and ``tau``, in the ``posterior`` group (one chain, one
@@ -210,7 +221,12 @@ def _check_datas(datas):
 
 def _pooled_model(datas, model):
     if model is not None:
-        return as_wppm(model)
+        model = as_wppm(model)
+        if model.weight_prior is not None:
+            raise InvalidInput("fit_population: the model has a weight_prior (a new observer's "
+                               "prior); the population model has its own prior: pass "
+                               "model.with_prior(None)")
+        return model
     from .hyperparameters import pooled_choice
 
     return pooled_choice(datas, WPPM(input_dim=datas[0].input_dim)).model

@@ -38,8 +38,11 @@ def model_to_json(model):
     """A WPPM as the JSON object the session file stores (None stays None)."""
     if model is None:
         return None
-    out = dataclasses.asdict(model)
+    out = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)}
     out["lapse_prior"] = list(out["lapse_prior"])
+    prior = out.pop("weight_prior", None)
+    if prior is not None:  # a population's prior (Experiment(prior=...)); else left out
+        out["weight_prior"] = prior.to_dict()
     return out
 
 
@@ -132,6 +135,8 @@ def refit_job(job: dict) -> dict:
     if previous is not None and previous.model.replace(
             variance_scale=model.variance_scale, diag_term=model.diag_term) == model:
         init = posterior_mode(previous)  # also across a new choice of the two scales
+    elif model.weight_prior is not None:  # a population's prior: start at its mean
+        init = {"W": model.prior_mean()}
     fit_seed = (seed * 1009 + seq) % (2**31)
     capacity = session_capacity(len(data))
     m = fit_map(data, model, steps=opts["warm_steps"] if warm else opts["map_steps"],

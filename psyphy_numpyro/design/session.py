@@ -90,7 +90,8 @@ class Experiment:
     input_dim : int, optional
         Stimulus dimension when ``model`` is None (default 2).
     num_initial : int, optional
-        Space-filling trials before the first refit (default ``150 * d``).
+        Space-filling trials before the first refit (default ``150 * d``;
+        ``20 * d`` for a model with a ``weight_prior``, e.g. ``prior=``).
     refit_every : int, optional
         Responses between refits (default 200).
     distances : (float, float), optional
@@ -127,6 +128,13 @@ class Experiment:
         Where ``live`` refits run: a thread of this process (default) or a
         worker process of lower priority (:class:`~psyphy_numpyro.design.refit.ProcessRefit`),
         started by the first refit and shared by the sessions of this process.
+    prior : PopulationFit or WeightPrior, optional
+        Warm start from a population: the refits use ``model.with_prior(prior)``
+        (default model: the population's), the population's prior for a new
+        observer (:meth:`~psyphy_numpyro.PopulationFit.new_observer_prior`), so
+        the first refit comes after ``20 * d`` trials instead of ``150 * d`` and
+        starts at the population field. Stored in the session file as part of
+        the model (a reopening may leave it out). See docs/population.md.
     space : StimulusSpace, dict or path, optional
         The lab's units (:class:`~psyphy_numpyro.StimulusSpace`, its ``to_dict()``,
         or a JSON/TOML file): ``ask``, ``stimuli`` and ``data`` speak them, the
@@ -158,9 +166,14 @@ class Experiment:
                  refit_every: int | None = None, distances=None, fit_options=None,
                  reissue: bool = True, auto_refit: bool = True, takeover: bool = False,
                  read_only: bool = False, owner_name: str | None = None, space=None,
-                 durability: str = "power", refit_in: str = "thread"):
+                 durability: str = "power", refit_in: str = "thread", prior=None):
         from ..model import WPPM
         from ..space import StimulusSpace
+
+        if prior is not None:
+            from ..model import model_with_prior
+
+            model = model_with_prior(model, prior)
 
         if model is not None and not isinstance(model, WPPM):
             raise InvalidType(f"model must be a psyphy_numpyro.WPPM, got {type(model).__name__}")
@@ -196,7 +209,7 @@ class Experiment:
             "model": pipeline.model_to_json(model),
             "seed": seed,
             "num_initial": check_int("num_initial", num_initial if num_initial is not None
-                                     else 150 * d, 1),
+                                     else (20 if _has_prior(model) else 150) * d, 1),
             "refit_every": check_int("refit_every", refit_every, 1),
             "distances": [float(v) for v in distances],
             "fit_options": opts,
@@ -613,6 +626,10 @@ class Experiment:
         s = self.status()
         return (f"Experiment({str(self.path)!r}: {s['told']} told, {s['pending']} pending, "
                 f"{s['fits']} fits)")
+
+
+def _has_prior(model) -> bool:
+    return model is not None and model.weight_prior is not None
 
 
 def _check_binary(responses, n):

@@ -88,7 +88,8 @@ def map_model(config: WPPM):
     ``"W"`` site decentred by NumPyro's ``LocScaleReparam(centered=0)``.
 
     The weights become a site ``"W_decentered"`` with prior ``N(0, I)`` and ``W =
-    prior_std * W_decentered`` is recorded as a deterministic site ``"W"``: the same
+    prior_mean + prior_std * W_decentered`` is recorded as a deterministic site ``"W"``
+    (``prior_mean`` is 0 unless the model has a ``weight_prior``): the same
     model (one log joint), in coordinates where every weight is measured in its own
     prior standard deviation, so one optimiser step means the same for a degree-0
     and a degree-8 weight. One object per configuration (cached), so programs built
@@ -156,14 +157,17 @@ def isotropic_start(model: WPPM) -> np.ndarray:
 def to_whitened(model: WPPM, params: dict, dtype=None) -> dict:
     """The unconstrained coordinates ``z`` of (checked) params.
 
-    ``z["W"] = W / prior_std`` (the decentred site of :func:`map_model`, prior
+    ``z["W"] = (W - prior_mean) / prior_std`` (the decentred site of :func:`map_model`, prior
     ``N(0, I)``) and, for a learned lapse rate, ``z["lapse_rate"] = logit(lapse)``
     (NumPyro's unconstrained value of that site; the prior mean of the lapse
     rate when ``params`` has none).
     """
     dtype = dtype or jnp.result_type(float)
     sd = np.asarray(model.prior_std(), np.float64)
-    z = {"W": jnp.asarray(np.asarray(params["W"], np.float64) / sd, dtype)}
+    W = np.asarray(params["W"], np.float64)
+    if model.weight_prior is not None:
+        W = W - model.prior_mean()
+    z = {"W": jnp.asarray(W / sd, dtype)}
     if model.learns_lapse:
         a, b = model.lapse_prior
         lam = float(np.asarray(params.get("lapse_rate", a / (a + b))))
@@ -177,6 +181,8 @@ def from_whitened(model: WPPM, z: dict) -> dict:
     a batch of ``z`` gives a batch of params)."""
     z = _as_z(model, z)
     W = jnp.asarray(model.prior_std(), z["W"].dtype) * z["W"]
+    if model.weight_prior is not None:
+        W = jnp.asarray(model.prior_mean(), W.dtype) + W
     if not model.learns_lapse:
         return {"W": W}
     return {"W": W, "lapse_rate": jax.nn.sigmoid(z["lapse_rate"])}
