@@ -148,7 +148,12 @@ def isotropic_start(model: WPPM) -> np.ndarray:
     session's trials), so every trial sits at the ceiling of p(correct), its
     gradient vanishes and the optimiser stalls; the prior's typical scale is
     the observer's own when the hyperparameters come from the data.
+
+    A model with an informative ``weight_prior`` (a population's) starts at its
+    prior mean instead: this returns zeros.
     """
+    if model.weight_prior is not None:
+        return np.zeros(model.weight_shape)
     s = math.sqrt(model.variance_scale * field.prior_mean_variance(
         model.input_dim, model.basis_degree, model.extra_dims, model.decay_rate))
     return field.isotropic_weights(model.input_dim, model.basis_degree, model.extra_dims, s)
