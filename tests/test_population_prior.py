@@ -163,3 +163,14 @@ def test_warm_session_proposes_differently_and_fits_closer(tmp_path):
     exp = pn.Experiment(tmp_path / "warm.db", read_only=True)
     assert exp.fit.model == MODEL.with_prior(pop)
     exp.close()
+
+
+def test_restarts_of_a_model_with_a_prior_start_at_its_mean():
+    base = pn.WPPM(input_dim=2, basis_degree=2)
+    mean = np.asarray(base.sample_prior(3)["W"], np.float64)
+    model = base.with_prior(pn.WeightPrior(mean, 0.5 * base.prior_std()))
+    z = pn.MAP(model).init_z(jax.random.PRNGKey(0), init_scale=1e-6)
+    np.testing.assert_allclose(np.asarray(from_whitened(model, z)["W"]), mean, atol=1e-5)
+    # without a prior: the prior's typical isotropic field, not W = 0
+    z0 = pn.MAP(base).init_z(jax.random.PRNGKey(0), init_scale=1e-6)
+    assert np.abs(np.asarray(from_whitened(base, z0)["W"])).max() > 1e-3
