@@ -12,7 +12,9 @@ Rows:
 - *pooled vs independent* (one row per trial count): ``pn.fit_population``
   against ``pn.fit_map(list)`` (independent fits, one model), the mean field
   error of the observers (``pn.field_error``: mean relative Frobenius error of
-  ``Sigma`` on a 7 x 7 grid), the outlier's separately, wall times.
+  ``Sigma`` on a 7 x 7 grid), the outlier's separately, wall times; below the
+  table each fit's per-observer scales ``tau_i`` and the pooled fit's timings.
+  ``--one-tau`` fits one ``tau`` for all observers (``observer_scales=False``).
 - *new observer, fit_map*: an observer drawn from the population (or, for the
   outlier row, an independent prior draw) with ``--new-trials`` random trials,
   fitted with the population prior (``pn.fit_map(data, prior=pop)``, the pop
@@ -24,7 +26,7 @@ Rows:
 
 Usage: ``python benchmarks/population.py [--observers 8] [--trials 1500 3000]
 [--tau 0.3] [--outlier] [--new-trials 100 300] [--session-trials 300]
-[--basis-degree 4] [--seed 0]``. Every number is measured on the machine it
+[--basis-degree 4] [--seed 0] [--one-tau]``. Every number is measured on the machine it
 runs on; nothing is asserted.
 """
 
@@ -103,6 +105,7 @@ def main(argv=None):
     ap.add_argument("--session-trials", type=int, default=300)
     ap.add_argument("--basis-degree", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--one-tau", action="store_true")
     args = ap.parse_args(argv)
     print(machine_line())
     print("# python benchmarks/population.py " + " ".join(sys.argv[1:] if argv is None
@@ -114,11 +117,12 @@ def main(argv=None):
     print("| trials / observer | pooled error (mean) | independent error (mean) | "
           "pooled outlier | independent outlier | tau fitted | pooled (s) | independent (s) |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    pop_first = None
+    pop_first, notes = None, []
     for n in args.trials:
         datas = [simulate(model, W, n, args.seed * 1000 + 10 + i) for i, W in enumerate(Ws)]
         t0 = time.perf_counter()
-        pop = pn.fit_population(datas, model, seed=args.seed, progress=False)
+        pop = pn.fit_population(datas, model, seed=args.seed, progress=False,
+                                observer_scales=not args.one_tau)
         t_pop = time.perf_counter() - t0
         t0 = time.perf_counter()
         ind = pn.fit_map(datas, model, seed=args.seed, progress=False)
@@ -130,6 +134,10 @@ def main(argv=None):
         print(f"| {n} | {np.mean(e_pop[:n_reg]):.3f} | {np.mean(e_ind[:n_reg]):.3f} | {out} "
               f"| {pop.tau:.3f} | {t_pop:.1f} | {t_ind:.1f} |", flush=True)
         pop_first = pop_first or pop
+        notes.append(f"{n} trials: tau_i = {', '.join(f'{t:.3f}' for t in pop.observer_taus)}; "
+                     "pooled fit seconds: " + ", ".join(f"{k} {v:.1f}"
+                                                        for k, v in pop.timings.items()))
+    print("\n" + "\n".join(notes))
     pop = pop_first
     print(f"\n(new observers: population fitted at {args.trials[0]} trials per observer; "
           f"field error of the population mean {err(pop.population, W_mean):.3f})\n")

@@ -14,6 +14,25 @@ independent observers with the usual prior (the single-observer fits). The
 population field (the observers' mean) is ``W_pop / sqrt(1 + tau^2)``, recorded as
 the deterministic site ``"W_mean"``. ``tau`` is a parameter with a half-normal
 prior (``tau_scale``) or a fixed number. A learned lapse rate is per observer.
+
+Observer scales
+---------------
+One ``tau`` for every observer lets one genuinely different observer (an
+outlier field) inflate everyone's ``tau``, and pulls that observer towards the
+population anyway. With ``observer_scales``, observer ``i`` strays by its own
+``tau_i = tau kappa_i``, with a log-normal local scale: the site
+``"log_kappa"`` ``~ N(0, kappa_sd^2)`` (``observers`` plate; ``"kappa"`` its
+exponential, a deterministic site). The site is the logarithm so that a MAP
+fit centres the ``kappa_i`` on 1 in log terms (the mode of a log-normal in
+``kappa`` itself is ``exp(-kappa_sd^2)``), which keeps ``tau`` the typical
+observer's scale (about the geometric mean of the ``tau_i``):
+
+``W_i = (W_pop + delta_i) / sqrt(1 + tau_i^2)``,  ``delta_i ~ N(0, tau_i^2 prior_std^2)``,
+
+so every ``W_i ~ N(0, prior_std^2)`` still, an observer with a large ``kappa_i``
+is practically independent, and ``tau`` stays the typical observer's scale:
+the population field ``"W_mean"`` is ``W_pop / sqrt(1 + tau^2)`` (a new
+observer's mean, at ``kappa = 1``).
 Responses are the single-observer model's ``"y"`` site
 (:func:`~psyphy_numpyro.model.observe_responses`) in an ``observers x trials``
 plate: the likelihood is written once, in ``model.py``.
@@ -41,7 +60,7 @@ from . import noise as _noise
 from .errors import InvalidInput
 from .model import WPPM, observe_responses
 
-__all__ = ["population_model", "sample_tau", "check_tau"]
+__all__ = ["population_model", "sample_tau", "sample_observer_scales", "check_tau"]
 
 
 def _per_observer_noise(noise):
@@ -52,16 +71,16 @@ def _per_observer_noise(noise):
 
 
 def population_model(stimuli, responses=None, *, config: WPPM, noise=None, weights=None,
-                     tau=None, tau_scale: float = 0.5):
+                     tau=None, tau_scale: float = 0.5, kappa=None):
     """The hierarchical WPPM as a NumPyro model.
 
     Sample sites: ``"W_pop"`` (population weights, prior from ``config``),
     ``"tau"`` (when ``tau`` is None; ``HalfNormal(tau_scale)``), ``"delta"``
     (per-observer deviations, ``observers`` plate), ``"lapse_rate"`` (per
     observer, when ``config`` learns it) and ``"y"`` (the responses, in the
-    ``observers x trials`` plates). ``"W"`` (``(W_pop + delta) / sqrt(1 + tau^2)``, one per
-    observer) and ``"W_mean"`` (the population field) are recorded as deterministic
-    sites.
+    ``observers x trials`` plates). ``"W"`` (``(W_pop + delta) / sqrt(1 + tau_i^2)``, one
+    per observer) and ``"W_mean"`` (the population field, ``W_pop / sqrt(1 + tau^2)``) are
+    recorded as deterministic sites.
 
     Parameters
     ----------
@@ -79,6 +98,9 @@ def population_model(stimuli, responses=None, *, config: WPPM, noise=None, weigh
         Fix the deviation scale (``> 0``) instead of learning it.
     tau_scale : float
         Scale of ``tau``'s half-normal prior.
+    kappa : array (K, 1), optional
+        Each observer's local scale (``tau_i = tau kappa_i``; see the module), e.g.
+        the ``"kappa"`` site of :func:`sample_observer_scales`. ``None``: one ``tau``.
     """
     K, N = stimuli.shape[0], stimuli.shape[1]
     W_pop = numpyro.sample("W_pop", config.prior())
@@ -86,12 +108,15 @@ def population_model(stimuli, responses=None, *, config: WPPM, noise=None, weigh
         tau = sample_tau(tau_scale)
     sd = jnp.asarray(config.prior_std())
     event = len(config.weight_shape)
+    # tau_i: (K, ...) against W's (K, *weight_shape); (K, 1, ...) against delta's
+    tau_i = tau if kappa is None else tau * jnp.reshape(kappa, (K,) + (1,) * event)
+    tau_d = tau if kappa is None else tau_i[:, None]
     with numpyro.plate("observers", K, dim=-2):
-        delta = numpyro.sample("delta", dist.Normal(0.0, tau * sd).to_event(event))
+        delta = numpyro.sample("delta", dist.Normal(0.0, tau_d * sd).to_event(event))
         lapse = (numpyro.sample("lapse_rate", config.lapse_prior_dist())
                  if config.learns_lapse else None)
-    shrink = 1.0 / jnp.sqrt(1.0 + jnp.square(tau))
-    numpyro.deterministic("W_mean", shrink * W_pop)
+    numpyro.deterministic("W_mean", W_pop / jnp.sqrt(1.0 + jnp.square(tau)))
+    shrink = 1.0 / jnp.sqrt(1.0 + jnp.square(tau_i))
     W = numpyro.deterministic("W", shrink * (W_pop + delta.reshape((K,) + config.weight_shape)))
     if noise is None:
         noise = config.fresh_noise(numpyro.prng_key(), (K, N), dtype=W.dtype)
@@ -110,6 +135,15 @@ def population_model(stimuli, responses=None, *, config: WPPM, noise=None, weigh
 def sample_tau(tau_scale: float):
     """The ``"tau"`` site: ``HalfNormal(tau_scale)``."""
     return numpyro.sample("tau", dist.HalfNormal(tau_scale))
+
+
+def sample_observer_scales(num_observers: int, kappa_sd: float):
+    """Each observer's local scale ``kappa``, shape ``(K, 1)``: the site ``"log_kappa" ~
+    N(0, kappa_sd^2)`` (``observers`` plate) and its exponential, the deterministic site
+    ``"kappa"``."""
+    with numpyro.plate("observers", num_observers, dim=-2):
+        log_kappa = numpyro.sample("log_kappa", dist.Normal(0.0, kappa_sd))
+    return numpyro.deterministic("kappa", jnp.exp(log_kappa))
 
 
 def check_tau(tau):

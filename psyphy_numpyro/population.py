@@ -22,6 +22,15 @@ deviations are integrated out by a Laplace approximation, which adds
 prior-standard-deviation units. The term is added to the model as a NumPyro
 ``factor`` (the model's log joint itself is untouched); it is what keeps
 ``tau`` where the observers' differences put it.
+
+With ``observer_scales=True`` (the default) each observer has its own scale
+``tau_i = tau kappa_i`` (:mod:`~psyphy_numpyro.hierarchy`, a log-normal local
+scale ``kappa_i`` around the shared ``tau``), estimated the same way: observer
+``i``'s Laplace term is ``1/2 sum_k log(1 + tau_i^2 / (1 + tau_i^2) lambda_ik)``,
+its own eigenvalues, so an observer whose field is far from the others' (an
+outlier) takes a large ``tau_i`` (and is fitted practically on its own) without
+raising the shared ``tau`` that the typical observers, and a new observer's
+prior, use. ``observer_scales=False`` is one ``tau`` for all.
 """
 
 from __future__ import annotations
@@ -34,7 +43,6 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro
 from numpyro.handlers import reparam, seed, substitute, trace
 from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoDelta
@@ -43,16 +51,19 @@ from numpyro.infer.reparam import LocScaleReparam
 from .data import TrialData, as_trial_data
 from .errors import FitDivergedError, InvalidInput
 from .fits import MAPFit
-from .hierarchy import check_tau, population_model, sample_tau
+from .hierarchy import check_tau, population_model
 from .inference.optim import OptaxOptim, lbfgs
 from .inference.trials import bucket_size, pad_trials
 from .model import WPPM, as_wppm
+from .population_tau import fisher_eigenvalues, marginal_tau_model
+from .populationfile import observer_params, read_population, write_population
 from .progress import Progress, use_progress
 from .validation import check_count, check_real, seed_from
 
 __all__ = ["fit_population", "PopulationFit"]
 
 CHUNK = 10  # L-BFGS steps per compiled chunk; convergence is checked between chunks
+KAPPA_SD = 1.0  # spread of the observer scales' log-normal prior (see hierarchy)
 
 
 @dataclass
@@ -69,15 +80,22 @@ class PopulationFit:
         Each observer's field ``(W_pop + delta_i) / sqrt(1 + tau^2)`` with that
         observer's data.
     tau : float
-        The deviation scale (learned or fixed): observers stray from the
-        population by about ``tau`` prior standard deviations per weight.
+        The (shared, typical) deviation scale, learned or fixed: observers stray
+        from the population by about ``tau`` prior standard deviations per weight.
+        A new observer's prior (:meth:`new_observer_prior`) uses it.
     learned_tau : bool
     model : WPPM
     loss_history : numpy array (steps,)
         The SVI loss (negative log joint) at every step.
     seed : int
     timings : dict
-        Seconds: ``pooled`` (the pooled MAP start), ``compile``, ``steps``.
+        Seconds: ``pooled`` (the pooled MAP start), ``information`` (the Fisher
+        eigenvalues, learned ``tau``), ``compile``, ``steps``.
+    observer_taus : numpy array (K,)
+        Each observer's own deviation scale ``tau_i = tau kappa_i``; all ``tau``
+        without observer scales. The largest marks the observer least like the rest.
+    observer_scales : bool
+        Whether the ``tau_i`` were learned (``fit_population(observer_scales=True)``).
     """
 
     population: MAPFit
@@ -88,6 +106,13 @@ class PopulationFit:
     loss_history: np.ndarray = field(repr=False, default=None)
     seed: int = 0
     timings: dict = field(repr=False, default_factory=dict)
+    observer_taus: np.ndarray = None
+    observer_scales: bool = False
+
+    def __post_init__(self):
+        if self.observer_taus is None:
+            self.observer_taus = np.full(len(self.observers), float(self.tau))
+        self.observer_taus = np.asarray(self.observer_taus, np.float64).reshape(-1)
 
     @property
     def num_observers(self) -> int:
@@ -124,7 +149,7 @@ class PopulationFit:
     def to_arviz(self, grid=None):
         """ArviZ data: the population's (``Sigma_pop``) and every observer's ``Sigma`` on a
         grid (dim ``observer``), and ``tau``, in the ``posterior`` group (one chain, one
-        draw: a MAP fit)."""
+        draw: a MAP fit), with each observer's ``observer_tau`` (dim ``observer``)."""
         import xarray as xr
 
         from .arviz_io import add_group, group
@@ -137,76 +162,32 @@ class PopulationFit:
         out["Sigma"] = xr.concat(per, dim="observer").transpose("chain", "draw", "observer", ...)
         out = out.assign_coords(observer=np.arange(self.num_observers))
         out["tau"] = (("chain", "draw"), np.full((1, 1), self.tau))
+        out["observer_tau"] = (("chain", "draw", "observer"), self.observer_taus[None, None])
         add_group(idata, "posterior", out)
         return idata
 
     def save(self, path) -> None:
         """Write the fit to one NetCDF file (read it back with :meth:`load`)."""
-        import xarray as xr
-
-        from .fitfile import model_config, to_json
-
-        ws = [f"w{i}" for i in range(len(self.model.weight_shape))]
-        stim = np.concatenate([np.asarray(f.data.stimuli) for f in self.observers])
-        who = np.concatenate([np.full(len(f.data), i) for i, f in enumerate(self.observers)])
-        out = {
-            "W_pop": (ws, np.asarray(self.population.params["W"])),
-            "W": (["observer", *ws], np.stack([np.asarray(f.params["W"])
-                                               for f in self.observers])),
-            "stimuli": (["trial", "pair", "stimulus_dim"], stim),
-            "responses": (["trial"], np.concatenate([f.data.responses for f in self.observers])),
-            "observer_of_trial": (["trial"], who.astype(np.int32)),
-            "loss_history": (["step"], np.asarray(self.loss_history, np.float64)),
-        }
-        if self.model.learns_lapse:
-            out["lapse_rate"] = (["observer"], np.array([f.lapse_rate for f in self.observers]))
-        attrs = {"psyphy_numpyro_kind": "population", "format": 1,
-                 "model": to_json(model_config(self.model)), "tau": float(self.tau),
-                 "learned_tau": int(self.learned_tau), "seed": int(self.seed)}
-        xr.Dataset(out, attrs=attrs).to_netcdf(path, engine="h5netcdf")
+        write_population(self, path)
 
     @classmethod
     def load(cls, path) -> PopulationFit:
-        """A fit written by :meth:`save`."""
-        import xarray as xr
-
-        from .fitfile import model_from_config
-
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
-            ds = ds.load()
-        if ds.attrs.get("psyphy_numpyro_kind") != "population":
-            raise InvalidInput(f"{path}: not a population fit file (see PopulationFit.save)")
-        model = model_from_config(ds.attrs["model"], str(path))
-        who = ds["observer_of_trial"].values
-        stim, resp = ds["stimuli"].values, ds["responses"].values
-        datas = [TrialData(stim[who == i], resp[who == i]) for i in range(ds.sizes["observer"])]
-
-        lapses = ds["lapse_rate"].values if model.learns_lapse else None
-        return cls(
-            population=MAPFit.from_params(model, _params(model, ds["W_pop"].values, lapses),
-                                          TrialData.concatenate(datas)),
-            observers=[MAPFit.from_params(model, _params(model, ds["W"].values[i], lapses, i),
-                                          d) for i, d in enumerate(datas)],
-            tau=float(ds.attrs["tau"]), learned_tau=bool(ds.attrs["learned_tau"]), model=model,
-            loss_history=ds["loss_history"].values, seed=int(ds.attrs["seed"]))
+        """A fit written by :meth:`save` (a file from before the per-observer scales loads
+        with every ``observer_taus[i] = tau``)."""
+        return read_population(cls, path)
 
     def describe(self) -> list[str]:
         lines = [f"population fit of {self.num_observers} observers "
                  f"({', '.join(str(len(f.data)) for f in self.observers)} trials); "
                  f"tau = {self.tau:.3g} ({'learned' if self.learned_tau else 'fixed'})",
                  f"L-BFGS steps: {len(self.loss_history)}; seed {self.seed}"]
+        if self.observer_scales:
+            lines.insert(1, "observer tau_i: " + ", ".join(f"{t:.3g}"
+                                                          for t in self.observer_taus))
         return lines
 
     def __repr__(self):
         return "PopulationFit(" + "; ".join(self.describe()) + ")"
-
-
-def _params(model, W, lapses, i=None) -> dict:
-    """``params`` of observer ``i`` (or of the population: the median lapse rate)."""
-    out = {"W": jnp.asarray(W)}
-    if model.learns_lapse:
-        out["lapse_rate"] = float(np.median(lapses) if i is None else lapses[i])
-    return out
 
 
 def _check_datas(datas):
@@ -232,21 +213,14 @@ def _pooled_model(datas, model):
     return pooled_choice(datas, WPPM(input_dim=datas[0].input_dim)).model
 
 
-def _marginal_tau_model(stimuli, responses=None, *, config, tau_scale, eigenvalues, **kw):
-    """:func:`population_model` with ``tau`` sampled here and the deviations' Laplace term
-    (see the module): the loss of ``tau``'s type-II MAP."""
-    tau = sample_tau(tau_scale)
-    population_model(stimuli, responses, config=config, tau=tau, **kw)
-    var = jnp.square(tau) / (1.0 + jnp.square(tau))  # the deviations' prior variance in W
-    numpyro.factor("deviations_marginal", -0.5 * jnp.sum(jnp.log1p(var * eigenvalues)))
-
-
 @functools.lru_cache(maxsize=16)
-def _population_svi(model: WPPM, num_observers: int, tau, tau_scale: float):
+def _population_svi(model: WPPM, num_observers: int, tau, tau_scale: float, kappa_sd=None):
     """SVI with an AutoDelta guide on the decentred population model (cached per setting;
-    a learned ``tau`` takes the Fisher eigenvalues as the argument ``eigenvalues``)."""
+    a learned ``tau`` takes the Fisher eigenvalues as the argument ``eigenvalues``;
+    ``kappa_sd``: learned observer scales)."""
     if tau is None:
-        base = partial(_marginal_tau_model, config=model, tau_scale=tau_scale)
+        base = partial(marginal_tau_model, config=model, tau_scale=tau_scale,
+                       kappa_sd=kappa_sd)
     else:
         base = partial(population_model, config=model, tau=tau, tau_scale=tau_scale)
     fn = reparam(base, config={"W_pop": LocScaleReparam(0), "delta": LocScaleReparam(0)})
@@ -260,26 +234,10 @@ def _population_svi(model: WPPM, num_observers: int, tau, tau_scale: float):
     return svi
 
 
-def _eigenvalues(model, W, datas, seed):
-    """Each observer's Fisher information about ``W`` in prior-sd units: eigenvalues (K, P)."""
-    from .laplace import fisher_information
-
-    sd = np.asarray(model.prior_std(), np.float64).reshape(-1)
-    P = sd.size
-    out = []
-    for d in datas:
-        params = {"W": W}
-        if model.learns_lapse:
-            a, b = model.lapse_prior
-            params["lapse_rate"] = a / (a + b)
-        F = np.asarray(fisher_information(model, params, d, seed=seed), np.float64)[:P, :P]
-        out.append(np.clip(np.linalg.eigvalsh(sd[:, None] * F * sd[None, :]), 0.0, None))
-    return np.stack(out)
-
-
-@partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _chunk(model, tau, tau_scale, length, state, stimuli, responses, weights, noise, extra):
-    svi = _population_svi(model, stimuli.shape[0], tau, tau_scale)
+@partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+def _chunk(model, tau, tau_scale, kappa_sd, length, state, stimuli, responses, weights, noise,
+           extra):
+    svi = _population_svi(model, stimuli.shape[0], tau, tau_scale, kappa_sd)
 
     def body(s, _):
         return svi.update(s, stimuli, responses, weights=weights, noise=noise, **extra)
@@ -287,9 +245,9 @@ def _chunk(model, tau, tau_scale, length, state, stimuli, responses, weights, no
     return jax.lax.scan(body, state, None, length=length)
 
 
-def _start(svi, model, W_start, K, tau, tau_scale, dtype):
+def _start(svi, model, W_start, K, tau, tau_scale, dtype, kappa_sd=None):
     """The optimiser state where every observer's (and the population's) field is
-    ``W_start`` (every ``delta = 0``), at a middling ``tau``."""
+    ``W_start`` (every ``delta = 0``), at a middling ``tau`` (every ``kappa = 1``)."""
     sd = np.asarray(model.prior_std(), np.float64)
     t = 0.5 * tau_scale if tau is None else tau
     W_pop = np.asarray(W_start) * np.sqrt(1.0 + t**2)
@@ -297,6 +255,8 @@ def _start(svi, model, W_start, K, tau, tau_scale, dtype):
               "delta_decentered_auto_loc": jnp.zeros((K, 1) + model.weight_shape, dtype)}
     if tau is None:
         params["tau_auto_loc"] = jnp.asarray(np.log(t), dtype)
+        if kappa_sd is not None:
+            params["log_kappa_auto_loc"] = jnp.zeros((K, 1), dtype)
     if model.learns_lapse:
         a, b = model.lapse_prior
         params["lapse_rate_auto_loc"] = jnp.full((K, 1), np.log(a / b), dtype)
@@ -313,12 +273,15 @@ def _values(svi, state, stimuli, responses, weights, noise, extra):
         stimuli, responses, weights=weights, noise=noise, **extra)
     out = {k: np.asarray(tr[k]["value"]) for k in ("W_mean", "W") if k in tr}
     out["tau"] = float(tr["tau"]["value"]) if "tau" in tr else None
+    if "kappa" in tr:
+        out["kappa"] = np.asarray(tr["kappa"]["value"], np.float64).reshape(-1)
     if "lapse_rate" in tr:
         out["lapse_rate"] = np.asarray(tr["lapse_rate"]["value"]).reshape(-1)
     return out
 
 
-def fit_population(datas, model=None, *, tau="learn", tau_scale: float = 0.5, seed=0,
+def fit_population(datas, model=None, *, tau="learn", tau_scale: float = 0.5,
+                   observer_scales: bool = True, kappa_sd: float = KAPPA_SD, seed=0,
                    steps: int = 300, tol: float = 0.05, progress: bool | None = None
                    ) -> PopulationFit:
     """Fit the hierarchical WPPM to several observers at once (MAP, SVI + AutoDelta).
@@ -337,6 +300,13 @@ def fit_population(datas, model=None, *, tau="learn", tau_scale: float = 0.5, se
         shared field; ``10``: practically independent observers).
     tau_scale : float
         Scale of ``tau``'s prior (in prior standard deviations).
+    observer_scales : bool
+        With a learned ``tau``: each observer strays by its own ``tau_i = tau
+        kappa_i`` (``log kappa_i ~ N(0, kappa_sd^2)``), so that one observer unlike
+        the rest is not pulled towards them (default). ``False``: one ``tau`` for
+        all (as before). Ignored for a fixed ``tau``.
+    kappa_sd : float
+        The spread of the observer scales' log-normal prior.
     seed : int or PRNG key
         Seeds the pooled start and the fixed estimator noise.
     steps : int
@@ -360,6 +330,8 @@ def fit_population(datas, model=None, *, tau="learn", tau_scale: float = 0.5, se
 
     datas = _check_datas(datas)
     tau_value = check_tau(tau)
+    kappa_sd = (check_real("kappa_sd", kappa_sd, 0.0)
+                if observer_scales and tau_value is None else None)
     tau_scale = check_real("tau_scale", tau_scale, 0.0)
     steps = check_count("steps", steps)
     tol = check_real("tol", tol, 0.0, lo_closed=True)
@@ -380,17 +352,38 @@ def fit_population(datas, model=None, *, tau="learn", tau_scale: float = 0.5, se
     extra = {}
     if tau_value is None:
         t1 = time.perf_counter()
-        eig = _eigenvalues(model, pooled.params["W"], datas, seed)
+        eig = fisher_eigenvalues(model, pooled.params["W"], datas, seed)
         extra["eigenvalues"] = jnp.asarray(eig, stim.dtype)
         timings["information"] = time.perf_counter() - t1
-    svi = _population_svi(model, K, tau_value, tau_scale)
-    state = _start(svi, model, pooled.params["W"], K, tau_value, tau_scale, stim.dtype)
-    history, bar = [], Progress(show, steps, f"fit_population x{K} observers")
+    statics = (model, tau_value, tau_scale, kappa_sd)
+    svi = _population_svi(model, K, tau_value, tau_scale, kappa_sd)
+    state = _start(svi, model, pooled.params["W"], K, tau_value, tau_scale, stim.dtype,
+                   kappa_sd)
+    state, history = _optimise(statics, state, (stim, resp, weights, noise, extra), steps,
+                               tol, timings, Progress(show, steps, f"fit_population x{K} "
+                                                                   "observers"))
+    v = _values(svi, state, stim, resp, weights, noise, extra)
+    lapses = v.get("lapse_rate")
+    population = MAPFit.from_params(model, observer_params(model, v["W_mean"], lapses),
+                                    TrialData.concatenate(datas))
+    observers = [MAPFit.from_params(model, observer_params(model, v["W"][i], lapses, i), d)
+                 for i, d in enumerate(datas)]
+    return PopulationFit(population=population, observers=observers,
+                         tau=tau_value if tau_value is not None else v["tau"],
+                         learned_tau=tau_value is None, model=model,
+                         loss_history=np.asarray(history[:steps]), seed=seed, timings=timings,
+                         observer_taus=(v["tau"] * v["kappa"] if "kappa" in v else None),
+                         observer_scales=kappa_sd is not None)
+
+
+def _optimise(statics, state, args, steps, tol, timings, bar):
+    """L-BFGS in compiled chunks of ``CHUNK`` steps until the loss falls by at most ``tol``
+    over a chunk: ``(state, loss history)``."""
+    history = []
     try:
         while len(history) < steps:
             t1 = time.perf_counter()
-            state, losses = _chunk(model, tau_value, tau_scale, CHUNK, state, stim, resp,
-                                   weights, noise, extra)
+            state, losses = _chunk(*statics, CHUNK, state, *args)
             losses = np.asarray(losses)
             timings["compile" if not history else "steps"] += time.perf_counter() - t1
             history.extend(losses.tolist())
@@ -402,13 +395,4 @@ def fit_population(datas, model=None, *, tau="learn", tau_scale: float = 0.5, se
                 break
     finally:
         bar.close()
-    v = _values(svi, state, stim, resp, weights, noise, extra)
-    lapses = v.get("lapse_rate")
-    population = MAPFit.from_params(model, _params(model, v["W_mean"], lapses),
-                                    TrialData.concatenate(datas))
-    observers = [MAPFit.from_params(model, _params(model, v["W"][i], lapses, i), d)
-                 for i, d in enumerate(datas)]
-    return PopulationFit(population=population, observers=observers,
-                         tau=tau_value if tau_value is not None else v["tau"],
-                         learned_tau=tau_value is None, model=model,
-                         loss_history=np.asarray(history[:steps]), seed=seed, timings=timings)
+    return state, history
