@@ -14,6 +14,9 @@ independent observers with the usual prior (the single-observer fits). The
 population field (the observers' mean) is ``W_pop / sqrt(1 + tau^2)``, recorded as
 the deterministic site ``"W_mean"``. ``tau`` is a parameter with a half-normal
 prior (``tau_scale``) or a fixed number. A learned lapse rate is per observer.
+Responses are the single-observer model's ``"y"`` site
+(:func:`~psyphy_numpyro.model.observe_responses`) in an ``observers x trials``
+plate: the likelihood is written once, in ``model.py``.
 
 Observer scales
 ---------------
@@ -33,9 +36,6 @@ so every ``W_i ~ N(0, prior_std^2)`` still, an observer with a large ``kappa_i``
 is practically independent, and ``tau`` stays the typical observer's scale:
 the population field ``"W_mean"`` is ``W_pop / sqrt(1 + tau^2)`` (a new
 observer's mean, at ``kappa = 1``).
-Responses are the single-observer model's ``"y"`` site
-(:func:`~psyphy_numpyro.model.observe_responses`) in an ``observers x trials``
-plate: the likelihood is written once, in ``model.py``.
 
 The rotation orbit
 ------------------

@@ -342,13 +342,8 @@ def fit_population(datas, model=None, *, tau="learn", tau_scale: float = 0.5,
     t0 = time.perf_counter()
     pooled = fit_map(TrialData.concatenate(datas), model, seed=seed, progress=show)
     timings["pooled"] = time.perf_counter() - t0
-    K, size = len(datas), bucket_size(max(len(d) for d in datas))
-    padded = [pad_trials(d, size) for d in datas]
-    stim = jnp.stack([t.stimuli for t in padded])
-    resp = jnp.stack([t.responses for t in padded])
-    weights = jnp.stack([t.weights for t in padded])
-    noise = model.fresh_noise(jax.random.fold_in(jax.random.PRNGKey(seed), 10**6 + 3),
-                              (K, size), dtype=stim.dtype)
+    K = len(datas)
+    stim, resp, weights, noise = _stacked(datas, model, seed)
     extra = {}
     if tau_value is None:
         t1 = time.perf_counter()
@@ -374,6 +369,18 @@ def fit_population(datas, model=None, *, tau="learn", tau_scale: float = 0.5,
                          loss_history=np.asarray(history[:steps]), seed=seed, timings=timings,
                          observer_taus=(v["tau"] * v["kappa"] if "kappa" in v else None),
                          observer_scales=kappa_sd is not None)
+
+
+def _stacked(datas, model, seed):
+    """Every observer's trials padded to one size bucket and stacked: ``stimuli (K, N, 2, d),
+    responses (K, N), weights (K, N)`` and the fixed estimator noise for them."""
+    size = bucket_size(max(len(d) for d in datas))
+    padded = [pad_trials(d, size) for d in datas]
+    stim = jnp.stack([t.stimuli for t in padded])
+    noise = model.fresh_noise(jax.random.fold_in(jax.random.PRNGKey(seed), 10**6 + 3),
+                              (len(datas), size), dtype=stim.dtype)
+    return (stim, jnp.stack([t.responses for t in padded]),
+            jnp.stack([t.weights for t in padded]), noise)
 
 
 def _optimise(statics, state, args, steps, tol, timings, bar):
