@@ -7,13 +7,16 @@ resamples within). For each trial count the script times one default
 ``pn.fit_bootstrap(data, init=that_fit, num_fits=F)`` (its refits only; the
 MAP is the one just timed), and prints the ratio.
 
-With ``--convergence`` it instead checks that the default step count is
-enough: 12 refits of the same resamples at 250 and at 600 steps, reporting
-the mean per-refit difference of ``Sigma`` on a 5 x 5 grid relative to the
-bootstrap spread, and the ratio of the two spreads.
+``--optimizer newton adam`` times both refit routes (default: the Newton
+route); ``--steps`` overrides the routes' default step counts.
 
-Usage: ``python benchmarks/bootstrap.py [--trials 4000 6000] [--fits 60] [--steps 250]
-[--convergence]``.
+With ``--convergence [ROUTE:STEPS ...]`` it instead checks step counts: 12
+refits of the same resamples by each route against 1 000 Adam steps, reporting
+the mean per-refit difference of ``Sigma`` on a 5 x 5 grid relative to the
+reference's bootstrap spread, and the ratio of the spreads.
+
+Usage: ``python benchmarks/bootstrap.py [--trials 4000 6000] [--fits 60]
+[--optimizer newton adam] [--steps N] [--convergence newton:15 adam:250]``.
 Every number is a wall time on the machine it runs on; nothing is asserted.
 """
 
@@ -44,45 +47,65 @@ def observer_data(n, seed=0):
     return pn.simulate_trials(model, truth, ref, comp, key=seed + 1)
 
 
-def convergence(n, short=250, long=600, fits=12):
+def convergence(n, routes, fits=12, ref=("adam", 1000)):
+    """Each route's refits against long refits of the same resamples: the mean per-refit
+    difference of ``Sigma`` on a 5 x 5 grid relative to the reference's bootstrap spread,
+    and the ratio of the spreads."""
     from psyphy_numpyro.plotting import grid_points
 
     data = observer_data(n)
     fit = pn.fit_map(data, progress=False)
     grid = grid_points(5)
-    S = {st: pn.fit_bootstrap(data, init=fit, num_fits=fits, steps=st, seed=3,
-                              progress=False).covariance(grid) for st in (short, long)}
-    spread = S[long].std(0).mean()
-    print(f"{n} trials, {fits} refits: mean |Sigma({short}) - Sigma({long})| per refit = "
-          f"{np.abs(S[short] - S[long]).mean() / spread:.3f} x the bootstrap spread; "
-          f"spread({short}) / spread({long}) = {S[short].std(0).mean() / spread:.3f}")
+
+    def boot(optimizer, steps):
+        t0 = time.perf_counter()
+        b = pn.fit_bootstrap(data, init=fit, num_fits=fits, optimizer=optimizer, steps=steps,
+                             seed=3, progress=False)
+        return b.covariance(grid), time.perf_counter() - t0
+
+    S_ref, _ = boot(*ref)
+    spread = S_ref.std(0).mean()
+    print(f"reference: {fits} refits of {ref[1]} {ref[0]} steps; {n} trials")
+    print("| route | steps | mean abs Sigma difference / spread | spread / reference spread "
+          "| seconds |")
+    print("|---|---:|---:|---:|---:|")
+    for optimizer, steps in routes:
+        S, sec = boot(optimizer, steps)
+        print(f"| {optimizer} | {steps} | {np.abs(S - S_ref).mean() / spread:.3f} "
+              f"| {S.std(0).mean() / spread:.3f} | {sec:.1f} |", flush=True)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, nargs="+", default=[4000])
     ap.add_argument("--fits", type=int, default=60)
-    ap.add_argument("--steps", type=int, default=250)
-    ap.add_argument("--convergence", action="store_true")
+    ap.add_argument("--optimizer", nargs="+", default=["newton"], choices=["newton", "adam"])
+    ap.add_argument("--steps", type=int, default=None, help="default: the route's default")
+    ap.add_argument("--convergence", nargs="*", metavar="ROUTE:STEPS",
+                    help="e.g. newton:15 newton:40 adam:250 (against adam:1000)")
     args = ap.parse_args(argv)
-    if args.convergence:
-        return convergence(args.trials[0])
+    if args.convergence is not None:
+        routes = [(r.split(":")[0], int(r.split(":")[1])) for r in args.convergence]
+        return convergence(args.trials[0], routes or [("newton", 15), ("adam", 250)])
     print(machine_line())
-    print("| trials | fit_map (s) | fit_bootstrap refits | bootstrap (s) | compile (s) "
-          "| ratio |")
-    print("|---:|---:|---|---:|---:|---:|")
+    print("| trials | fit_map (s) | route | refits x steps | bootstrap (s) | compile (s) "
+          "| curvature (s) | steps (s) | ratio |")
+    print("|---:|---:|---|---|---:|---:|---:|---:|---:|")
     for n in args.trials:
         data = observer_data(n)
         t0 = time.perf_counter()
         fit = pn.fit_map(data, progress=False)
         t_map = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        boot = pn.fit_bootstrap(data, init=fit, num_fits=args.fits, steps=args.steps,
-                                progress=False)
-        t_boot = time.perf_counter() - t0
-        comp = boot.timings.get("compile", float("nan"))
-        print(f"| {n} | {t_map:.1f} | {boot.num_draws} x {args.steps} steps | {t_boot:.1f} "
-              f"| {comp:.1f} | {t_boot / t_map:.2f} |", flush=True)
+        for optimizer in args.optimizer:
+            t0 = time.perf_counter()
+            boot = pn.fit_bootstrap(data, init=fit, num_fits=args.fits, optimizer=optimizer,
+                                    steps=args.steps, progress=False)
+            t_boot = time.perf_counter() - t0
+            tm = boot.timings
+            print(f"| {n} | {t_map:.1f} | {optimizer} | {boot.num_draws} x {boot.steps} "
+                  f"| {t_boot:.1f} | {tm.get('compile', float('nan')):.1f} "
+                  f"| {tm.get('curvature', 0.0):.1f} | {tm.get('steps', float('nan')):.1f} "
+                  f"| {t_boot / t_map:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from psyphy_numpyro.plotting import grid_points  # noqa: E402
 METHODS = {
     "fit_laplace (1000 draws)": lambda data, model, fit: pn.fit_laplace(
         data, model, init=fit, num_draws=1000),
-    "fit_bootstrap (120 refits x 250 steps)": lambda data, model, fit: pn.fit_bootstrap(
+    "fit_bootstrap (120 refits, default route)": lambda data, model, fit: pn.fit_bootstrap(
         data, model, init=fit, num_fits=120),
     "fit_mcmc (2 x (300 + 300), table surrogate)": lambda data, model, fit: pn.fit_mcmc(
         data, model, init=fit, num_warmup=300, num_samples=300, num_chains=2),

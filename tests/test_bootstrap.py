@@ -1,5 +1,6 @@
 """fit_bootstrap: stratified resampling, one batched program, a draw-based fit like any other."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -59,7 +60,7 @@ def tiny():
 @pytest.fixture(scope="module")
 def boots():
     small, big = _data(300, 10), _data(3000, 11)
-    kw = {"num_fits": 12, "steps": 200, "progress": False}
+    kw = {"num_fits": 12, "progress": False}  # default route: 15 chord-Newton steps
     init_small = pn.fit_map(small, MODEL, steps=1000, num_restarts=1, progress=False)
     init_big = pn.fit_map(big, MODEL, steps=1000, num_restarts=1, progress=False)
     return (pn.fit_bootstrap(small, MODEL, init=init_small, seed=4, **kw),
@@ -85,14 +86,16 @@ def test_bootstrap_draws_have_the_requested_count_and_shrink_with_more_data(boot
     assert spread(big) < 0.75 * spread(small), (spread(small), spread(big))
 
 
-def test_refits_share_their_noise_so_only_resampling_spreads_them(tiny):
+@pytest.mark.parametrize("route", ["adam", "newton"])
+def test_refits_share_their_noise_so_only_resampling_spreads_them(tiny, route):
     """Common random numbers: refits of identical counts are identical, so none of the
     bootstrap spread is optimiser noise."""
-    from psyphy_numpyro.bootstrap import _refit
+    from psyphy_numpyro.bootstrap import refit_batch
 
     fit = tiny
-    W, _, kept = _refit(QUICK, fit.data, fit.map_fit, np.ones((6, 200), np.int64), 30, 0.02,
-                        None, 4, False)
+    W, _, kept = refit_batch(QUICK, [(fit.data, fit.map_fit, np.ones((6, 200), np.int64))],
+                             30 if route == "adam" else 4, 0.02, None, 4, False,
+                             route=route)[0]
     assert kept.all() and W.shape == (1, 6) + QUICK.weight_shape
     for k in range(1, 6):
         np.testing.assert_array_equal(W[0, 0], W[0, k])
@@ -116,9 +119,10 @@ def test_bootstrap_fit_reads_out_saves_and_loads(tiny, tmp_path):
     np.testing.assert_array_equal(back.strata, fit.strata)
     assert (back.steps, back.seed) == (30, 4) and back.timings == fit.timings
     assert set(fit.timings) == {"compile", "steps"} and fit.timings["steps"] > 0
+    assert fit.optimizer == back.optimizer == "adam"  # the default below 2 000 trials
     np.testing.assert_array_equal(back.map_fit.params["W"], fit.map_fit.params["W"])
     np.testing.assert_array_equal(back.covariance(GRID), fit.covariance(GRID))
-    assert "bootstrap: 6 refits of 30 steps, resampled within 8 strata" in "\n".join(
+    assert "bootstrap: 6 refits of 30 adam steps, resampled within 8 strata" in "\n".join(
         back.describe())
     idata = fit.to_arviz(log_likelihood=False)
     assert idata.unconstrained_posterior["W"].shape[:2] == (1, 6)
@@ -167,7 +171,7 @@ def test_bad_arguments_fail_before_any_fit(monkeypatch):
         raise AssertionError("checks came too late")
 
     monkeypatch.setattr(bootstrap, "fit_map", reached)
-    monkeypatch.setattr(bootstrap, "_refit", reached)
+    monkeypatch.setattr(bootstrap, "refit_batch", reached)
     data = _data(40, 0)
     cases = [
         ({"num_fits": 1}, ValueError, "num_fits must be >= 2"),
@@ -176,6 +180,9 @@ def test_bad_arguments_fail_before_any_fit(monkeypatch):
         ({"strata": "blocks"}, ValueError, 'strata must be "auto", "reference", "none"'),
         ({"init": {"W": 0}}, TypeError, "init must be a MAPFit or None, got dict"),
         ({"learning_rate": -1.0}, ValueError, "learning_rate must be finite and > 0"),
+        ({"optimizer": "sgd"}, ValueError, 'optimizer must be "newton", "adam" or None'),
+        ({"optimizer": "newton", "batch_size": 10}, ValueError,
+         'optimizer="newton" needs every trial every step'),
     ]
     for kwargs, exc, match in cases:
         with pytest.raises(exc, match=match):
@@ -183,3 +190,48 @@ def test_bad_arguments_fail_before_any_fit(monkeypatch):
     other = pn.MAPFit.from_params(MODEL.replace(diag_term=1e-3), TRUTH, data)
     with pytest.raises(ValueError, match="init.model differs from model"):
         pn.fit_bootstrap(data, MODEL, init=other)
+
+
+def test_newton_chord_solves_a_quadratic_in_one_step_and_never_goes_uphill():
+    """The chord step with the exact inverse Hessian lands on a quadratic's minimum; with a
+    wrong (too large) inverse, a step that would raise the loss is refused and shrunk."""
+    import jax.numpy as jnp
+    import optax
+
+    from psyphy_numpyro.inference.optim import newton_chord, set_preconditioner
+
+    A = jnp.array([[3.0, 1.0], [1.0, 2.0]])
+    b = jnp.array([1.0, -1.0])
+
+    def loss(p):
+        x = p["x"]
+        return 0.5 * x @ A @ x - b @ x
+
+    tx = newton_chord()
+    for inverse, expect_first in ((jnp.linalg.inv(A), True), (10 * jnp.linalg.inv(A), False)):
+        params = {"x": jnp.zeros(2)}
+        state = set_preconditioner(tx.init(params), inverse)
+        values = []
+        for _ in range(12):
+            v, g = jax.value_and_grad(loss)(params)
+            values.append(float(v))
+            u, state = tx.update(g, state, params, value=v, grad=g, value_fn=loss)
+            params = optax.apply_updates(params, u)
+            if expect_first and len(values) == 1:
+                np.testing.assert_allclose(params["x"], jnp.linalg.solve(A, b), atol=1e-5)
+        assert np.all(np.diff(values) <= 1e-7)  # never uphill
+        np.testing.assert_allclose(params["x"], jnp.linalg.solve(A, b), atol=1e-3)
+
+
+def test_newton_route_is_recorded_saved_and_loaded(tiny, tmp_path):
+    """optimizer="newton": the route, its curvature time and its step count are on the fit
+    and in its file; every refit moved from the common start."""
+    boot = pn.fit_bootstrap(tiny.data, QUICK, init=tiny.map_fit, num_fits=4,
+                            optimizer="newton", steps=5, seed=1, progress=False)
+    assert boot.optimizer == "newton" and boot.timings["curvature"] > 0
+    W0 = np.asarray(tiny.map_fit.params["W"])
+    assert np.all(np.abs(boot.draws[0] - W0).reshape(4, -1).max(1) > 0)
+    boot.save(tmp_path / "b.nc", log_likelihood=False)
+    back = pn.load_fit(tmp_path / "b.nc")
+    assert (back.optimizer, back.steps) == ("newton", 5)
+    assert "4 refits of 5 newton steps" in "\n".join(boot.describe())

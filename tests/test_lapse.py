@@ -218,7 +218,7 @@ def test_learned_lapse_recovers_the_rate_and_improves_the_field(lapsing_observer
     lap = pn.fit_laplace(data, learn.model, init=learn, num_draws=400)
     lo, hi = np.quantile(lap.lapse_draws, [0.05, 0.95])
     assert lo < lam < hi and hi - lo < 0.1
-    boot = pn.fit_bootstrap(data, learn.model, init=learn, num_fits=8, steps=150)
+    boot = pn.fit_bootstrap(data, learn.model, init=learn, num_fits=8)
     assert boot.lapse_draws.shape == (1, 8)
     assert np.all((boot.lapse_draws > 0.02) & (boot.lapse_draws < 0.2))
 
