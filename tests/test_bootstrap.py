@@ -90,7 +90,7 @@ def test_bootstrap_draws_have_the_requested_count_and_shrink_with_more_data(boot
 def test_refits_share_their_noise_so_only_resampling_spreads_them(tiny, route):
     """Common random numbers: refits of identical counts are identical, so none of the
     bootstrap spread is optimiser noise."""
-    from psyphy_numpyro.bootstrap import refit_batch
+    from psyphy_numpyro.refits import refit_batch
 
     fit = tiny
     W, _, kept = refit_batch(QUICK, [(fit.data, fit.map_fit, np.ones((6, 200), np.int64))],
