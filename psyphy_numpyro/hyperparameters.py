@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import field as _field
 from .data import as_trial_data
 from .errors import InvalidInput, InvalidType
 from .validation import check_int
@@ -181,12 +180,6 @@ class HyperparameterChoice:
         }
 
 
-def _prior_mean_variance(model) -> float:
-    """:func:`~psyphy_numpyro.field.prior_mean_variance` of a model."""
-    return _field.prior_mean_variance(model.input_dim, model.basis_degree, model.extra_dims,
-                                      model.decay_rate)
-
-
 def pooled_choice(datas, base) -> HyperparameterChoice:
     """One model for several observers' data sets (one compiled program serves them all):
     :func:`choose_hyperparameters` of ``base`` (e.g. the default WPPM) on every trial
@@ -241,7 +234,7 @@ def choose_hyperparameters(data, base, *, fixed=(),
     changes = {}
     if "variance_scale" not in fixed:
         s_typ = typical / k
-        changes["variance_scale"] = float(s_typ**2 / _prior_mean_variance(base))
+        changes["variance_scale"] = float(s_typ**2 / base.prior_mean_variance(unit_scale=True))
     if "diag_term" not in fixed:
         changes["diag_term"] = float((FLOOR_FRACTION * smallest / k) ** 2)
     model = base.replace(**changes)

@@ -358,6 +358,14 @@ class WPPM:
             return self.weight_prior.mean
         return np.zeros(self.weight_shape)
 
+    def prior_mean_variance(self, unit_scale: bool = False) -> float:
+        """The (basis) prior's mean of ``Sigma_ii(x) - diag_term`` over the domain
+        (:func:`~psyphy_numpyro.field.prior_mean_variance`): the typical variance of
+        the field it draws; per unit ``variance_scale`` with ``unit_scale=True``."""
+        per_unit = field.prior_mean_variance(self.input_dim, self.basis_degree,
+                                             self.extra_dims, self.decay_rate)
+        return per_unit if unit_scale else self.variance_scale * per_unit
+
     def prior_std(self) -> np.ndarray:
         """Prior standard deviation of every entry of ``W`` (shape ``weight_shape``): the
         ``weight_prior``'s when one is set."""

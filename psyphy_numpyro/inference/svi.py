@@ -154,8 +154,7 @@ def isotropic_start(model: WPPM) -> np.ndarray:
     """
     if model.weight_prior is not None:
         return np.zeros(model.weight_shape)
-    s = math.sqrt(model.variance_scale * field.prior_mean_variance(
-        model.input_dim, model.basis_degree, model.extra_dims, model.decay_rate))
+    s = math.sqrt(model.prior_mean_variance())
     return field.isotropic_weights(model.input_dim, model.basis_degree, model.extra_dims, s)
 
 
