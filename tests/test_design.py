@@ -451,3 +451,12 @@ def test_region_points_and_a_region_restricts_proposals():
                                   region=([0.2, 0.2], [0.8, 0.8]))
     assert ref.shape == (10, 2) and np.all(ref >= 0.2 - 1e-12) and np.all(ref <= 0.8 + 1e-12)
     assert np.all(np.abs(comp) <= 1.0)
+
+
+def test_refit_pid_names_the_process_that_fits(tmp_path):
+    """Refits in a thread run in this process; a worker process's pid is unknown until the
+    first refit starts it (the server's status then reports the worker, not itself)."""
+    exp = pn.Experiment(tmp_path / "t.sqlite", seed=0, live=False)
+    assert exp.refit_pid == os.getpid()
+    worker = pn.Experiment(tmp_path / "p.sqlite", seed=0, live=False, refit_in="process")
+    assert worker.refit_pid != os.getpid()  # None, or a worker another session started

@@ -412,6 +412,9 @@ def test_refit_in_the_background_and_thresholds(refitted):
     st = s.status()
     assert st["fits"] >= 1 and st["latest_fit"]["num_trials"] >= 60
     assert st["last_refit"]["state"] == "finished" and st["last_refit"]["seconds"] > 0
+    # the server refits in its worker process: the record names that process, not the server
+    pid = st["last_refit"]["pid"]
+    assert isinstance(pid, int) and pid != srv.proc.pid
     th = s.thresholds()["thresholds"]
     assert th["fit"] == st["latest_fit"]["fit"] and len(th["refs"]) == 25
     assert "semi_major_lo" in th["columns"] and len(th["table"]) == 25

@@ -202,6 +202,11 @@ class BackgroundRefit:
         """Whether a refit is running."""
         return self._thread is not None and self._thread.is_alive()
 
+    @property
+    def pid(self) -> int | None:
+        """The process that fits: this one (the refit runs in its thread)."""
+        return os.getpid()
+
     def start(self, job: dict) -> None:
         """Run ``refit_job(job)`` in a new thread."""
 
@@ -264,6 +269,14 @@ class ProcessRefit(BackgroundRefit):
     def _run(self, job: dict) -> dict:
         job = dict(job, previous=None)  # loaded (or kept) by the worker
         return _worker(self.nice).call(job)
+
+    @property
+    def pid(self) -> int | None:
+        """The worker process that fits (None before the first refit started it, or after
+        it ended)."""
+        with _WORKERS_LOCK:
+            w = _WORKERS.get(self.nice)
+        return w.proc.pid if w is not None and w.proc.is_alive() else None
 
 
 _WORKERS: dict = {}

@@ -534,6 +534,13 @@ class Experiment:
         """Whether a background refit is running."""
         return self._refits.running
 
+    @property
+    def refit_pid(self) -> int | None:
+        """The process that runs this session's background refits: this one with
+        ``refit_in="thread"``, the worker process with ``"process"`` (None until the
+        first refit started it)."""
+        return self._refits.pid
+
     def _refit_if_due(self):
         if self._due():
             self._record(pipeline.refit_job(self._job()))

@@ -13,7 +13,6 @@ once per fit.
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 import traceback
@@ -199,12 +198,14 @@ class Hosted:
             st = self.exp.status()
         if st["refitting"] and not self._seen_refitting:
             self._t0 = time.monotonic()
-            self.last_refit = {"state": "running", "pid": os.getpid(), "started": _now(),
-                               "num_trials": st["told"]}
+            self.last_refit = {"state": "running", "pid": self.exp.refit_pid,
+                               "started": _now(), "num_trials": st["told"]}
         if st["fits"] > self._fits and self.last_refit is not None:
             latest = protocol.latest_fit_reply(self.exp.latest_fit_info())
             self.last_refit.update(state="finished", ended=_now(), fit=latest["fit"],
                                    file=latest["file"], next_refit_at=st["next_refit_at"])
+            if self.last_refit.get("pid") is None:  # the worker started after "running"
+                self.last_refit["pid"] = self.exp.refit_pid
             if getattr(self, "_t0", None) is not None:
                 self.last_refit["seconds"] = round(time.monotonic() - self._t0, 3)
         self._seen_refitting = st["refitting"]
