@@ -116,7 +116,7 @@ def test_the_outlier_strays_and_is_not_pulled_in(outliers):
     largest, and its pooled error is no worse than its independent fit's (one tau: 0.65
     against 0.52 here)."""
     datas, Ws = outliers
-    pop = pn.fit_population(datas, MODEL, seed=0, progress=False)
+    pop = pn.fit_population(datas, MODEL, seed=0, progress=False, observer_scales=True)
     alone = pn.fit_map(datas, MODEL, seed=0, progress=False)
     taus = pop.observer_taus
     assert pop.observer_scales and np.argmax(taus) == len(datas) - 1
