@@ -22,7 +22,15 @@ from .errors import FitDivergedError
 from .inference import engine
 from .inference.newton import chord_inverse, loss_hessian
 from .inference.optim import newton_chord, set_preconditioner
-from .inference.svi import MAP, from_whitened, init_state, pad_trials, state_z, to_whitened
+from .inference.svi import (
+    MAP,
+    bucket_size,
+    from_whitened,
+    init_state,
+    pad_trials,
+    state_z,
+    to_whitened,
+)
 from .progress import Progress
 
 __all__ = ["refit_batch"]
@@ -53,7 +61,8 @@ def refit_batch(model, jobs, steps, learning_rate, batch_size, seed, show, timin
     show : bool
         Progress bar.
     timings : dict, optional
-        ``compile`` and ``steps`` seconds are added to it.
+        ``compile`` and ``steps`` seconds are added to it (and ``curvature``, the
+        Newton route's Hessians with their compilation).
     label : str
         Names the caller in the progress bar and in errors.
 
@@ -63,8 +72,6 @@ def refit_batch(model, jobs, steps, learning_rate, batch_size, seed, show, timin
         One per job; refits that diverged are dropped (an error when more
         than a tenth of a job's do).
     """
-    from .inference.svi import bucket_size
-
     newton = route == "newton"
     problem = MAP(model, newton_chord() if newton else None, batch_size)
     size = bucket_size(max(len(d) for d, _, _ in jobs))

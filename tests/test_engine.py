@@ -103,22 +103,26 @@ def test_laplace_and_mcmc_start_reuse_their_programs():
 
 def test_repeat_bootstrap_and_cross_validation_compile_nothing():
     """Bootstrap refits and CV folds are trial weights: new data of a nearby size reuse
-    the programs (the refits, the held-out scoring) of the first call."""
+    the programs (the refits on both routes, the Newton route's Hessian, the held-out
+    scoring) of the first call."""
     first, near = _data(200, 7), _data(204, 8)
     fit_a, fit_b = pn.fit_map(first, QUICK, **FAST), pn.fit_map(near, QUICK, **FAST)
     bk = {"num_fits": 4, "steps": 20, "progress": False}
     ck = {"num_folds": 3, "steps": 20, "eval_samples": 64, "progress": False}
+    nk = {"num_fits": 4, "optimizer": "newton", "steps": 3, "progress": False}
     pn.fit_bootstrap(first, QUICK, init=fit_a, **bk)
+    pn.fit_bootstrap(first, QUICK, init=fit_a, **nk)
     pn.cross_validate(first, [QUICK], **ck)
     with count_compiles() as events:
         boot = pn.fit_bootstrap(near, QUICK, init=fit_b, seed=1, **bk)
+        newton = pn.fit_bootstrap(near, QUICK, init=fit_b, seed=1, **nk)
         cv = pn.cross_validate(near, [QUICK], seed=1, **ck)
     # the only programs built are jax.numpy's one-op staging of new input-array shapes
     # (the held-out folds' TrialData, 68 trials here and 66/67 before), never a fit's or
     # the held-out scoring's program
     ours = [name for name in events if name != "jit(stage)"]
     assert ours == [], f"compilations on a repeat bootstrap / CV: {ours}"
-    assert boot.num_draws == 4 and cv.scores.shape == (1, 3)
+    assert boot.num_draws == 4 and newton.num_draws == 4 and cv.scores.shape == (1, 3)
     assert np.isfinite(cv.scores).all()
 
 
