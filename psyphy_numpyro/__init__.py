@@ -42,13 +42,13 @@ _EXPORTS = {
     "validate_mocs": ".mocs",
     "simulate_mocs": ".mocs_design",
     "WPPM": ".model",
-    "WeightPrior": ".model",
     "wppm_model": ".model",
     "load_fit": ".persist",
     "fit_population": ".population",
     "PopulationFit": ".population",
     "LaplaceFit": ".posterior",
     "MCMCFit": ".posterior",
+    "WeightPrior": ".prior",
     "Thresholds": ".readout",
     "field_error": ".readout",
     "fit_ellipse": ".readout",
@@ -80,10 +80,11 @@ if TYPE_CHECKING:  # the same names, for type checkers and the API docs (griffe)
     from .mcmc import fit_mcmc
     from .mocs import MOCSValidation, validate_mocs
     from .mocs_design import simulate_mocs
-    from .model import WPPM, WeightPrior, wppm_model
+    from .model import WPPM, wppm_model
     from .persist import load_fit
     from .population import PopulationFit, fit_population
     from .posterior import LaplaceFit, MCMCFit
+    from .prior import WeightPrior
     from .psychometric_curve import psychometric
     from .readout import Thresholds, field_error, fit_ellipse, thresholds
     from .simulate import (

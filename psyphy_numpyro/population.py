@@ -144,7 +144,7 @@ class PopulationFit:
         <psyphy_numpyro.WeightPrior.from_population>`. Use it through
         ``pn.fit_map(data, prior=pop)``, ``pop.model.with_prior(pop)`` or
         ``pn.Experiment(path, prior=pop)``."""
-        from .model import WeightPrior
+        from .prior import WeightPrior
 
         return WeightPrior.from_population(self, mean_uncertainty=mean_uncertainty)
 
