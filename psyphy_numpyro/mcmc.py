@@ -17,8 +17,9 @@ from .estimators import check_fixed_noise, surrogate_noise
 from .estimators import surrogate_model as surrogate_model_of
 from .fits import MAPFit
 from .inference.svi import bucket_size, pad_trials
+from .interop import as_params, is_psyphy_object
 from .map_fit import fit_map, resolve_model
-from .model import as_params, is_psyphy_object, wppm_model
+from .model import wppm_model
 from .posterior import MCMCFit
 from .progress import use_progress
 from .validation import check_count, check_real, seed_from
