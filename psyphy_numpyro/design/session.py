@@ -61,11 +61,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InvalidInput, InvalidType, SessionBusy
-from ..validation import check_int, check_range
+from ..errors import InvalidInput, SessionBusy
+from ..validation import check_int
 from . import refit as pipeline
-from .acquisition import space_filling_trials
-from .store import SCHEMA_VERSION, SessionStore, read_settings
+from .settings import check_settings, session_model, session_settings
+from .store import SessionStore, read_settings
+from .trials import TrialSource, check_binary, check_ids
 
 __all__ = ["Experiment"]
 
@@ -167,55 +168,14 @@ class Experiment:
                  reissue: bool = True, auto_refit: bool = True, takeover: bool = False,
                  read_only: bool = False, owner_name: str | None = None, space=None,
                  durability: str = "power", refit_in: str = "thread", prior=None):
-        from ..model import WPPM
         from ..space import StimulusSpace
 
-        if prior is not None:
-            from ..model import model_with_prior
-
-            model = model_with_prior(model, prior)
-
-        if model is not None and not isinstance(model, WPPM):
-            raise InvalidType(f"model must be a psyphy_numpyro.WPPM, got {type(model).__name__}")
-        if model is not None and input_dim is not None and input_dim != model.input_dim:
-            raise InvalidInput(f"input_dim={input_dim} does not match model.input_dim="
-                               f"{model.input_dim}")
+        model = session_model(model, prior, input_dim)
         if takeover and read_only:
             raise InvalidInput("takeover=True and read_only=True exclude each other")
-        if space is not None:
-            space = (space if isinstance(space, StimulusSpace) else StimulusSpace.from_dict(space)
-                     if isinstance(space, dict) else StimulusSpace.from_file(space))
-            if input_dim is None and model is None:
-                input_dim = space.input_dim
-        d = model.input_dim if model is not None else check_int("input_dim", input_dim or 2, 1, 3)
-        if space is not None and space.input_dim != d:
-            raise InvalidInput(f"the space is {space.input_dim}-D but the session is {d}-D")
-        given = {"space": space is not None, "model": model is not None,
-                 "input_dim": model is None and input_dim is not None,
-                 "seed": seed is not None, "num_initial": num_initial is not None,
-                 "refit_every": refit_every is not None, "distances": distances is not None,
-                 "fit_options": fit_options is not None}
-        seed = check_int("seed", 0 if seed is None else seed, 0)
-        refit_every = 200 if refit_every is None else refit_every
-        distances = (0.005, 0.4) if distances is None else distances
-        opts = {"map_steps": 2000, "warm_steps": 500, "num_draws": 64, "criterion": "info_gain"}
-        unknown = set(fit_options or {}) - set(opts)
-        if unknown:
-            raise InvalidInput(f"unknown fit_options {sorted(unknown)}; known: {sorted(opts)}")
-        opts.update(fit_options or {})
-        settings = {
-            "version": SCHEMA_VERSION,
-            "input_dim": d,
-            "model": pipeline.model_to_json(model),
-            "seed": seed,
-            "num_initial": check_int("num_initial", num_initial if num_initial is not None
-                                     else (20 if _has_prior(model) else 150) * d, 1),
-            "refit_every": check_int("refit_every", refit_every, 1),
-            "distances": [float(v) for v in distances],
-            "fit_options": opts,
-            "space": None if space is None else space.to_dict(),
-        }
-        check_range("distances", distances)  # (no Sobol draw: scipy.stats loads slowly)
+        settings, given = session_settings(
+            model, space=space, input_dim=input_dim, seed=seed, num_initial=num_initial,
+            refit_every=refit_every, distances=distances, fit_options=fit_options)
         if refit_in not in ("thread", "process"):
             raise InvalidInput(f"refit_in must be 'thread' or 'process', got {refit_in!r}")
         self.live = bool(live)
@@ -229,7 +189,7 @@ class Experiment:
                 stored = self._store.settings()
             else:
                 stored, self.created = self._store.init_settings(settings)
-            self.settings = self._check_settings(stored, settings, given)
+            self.settings = check_settings(self._store.path, stored, settings, given)
             if not read_only:
                 self._lease = self._store.acquire_lease(owner_name, takeover=takeover)
         except BaseException:
@@ -245,7 +205,8 @@ class Experiment:
         # the pending trials of earlier (ended or taken-over) owners are now this owner's
         self._reissue = [int(i) for i in self.pending] if reissue and not read_only else []
         self._fit_obj, self._fit_file, self._fit_seq = None, None, None
-        self._space_cache = None  # (first index, refs, comparisons) of the space-filling block
+        self._trials = TrialSource(self._store, self.input_dim, self.seed,
+                                   self.settings["distances"])
         self.refit_in = refit_in
         # live=True: the refits' thread (or the thread waiting for the worker process)
         self._refits = (pipeline.ProcessRefit() if refit_in == "process"
@@ -253,18 +214,6 @@ class Experiment:
         latest = self._store.latest_fit()
         if latest is not None:  # read on first use: ``ask`` needs only the stored proposals
             self._fit_file, self._fit_seq = latest["path"], latest["seq"]
-
-    def _check_settings(self, stored, given, was_given):
-        for k, v in given.items():
-            if k == "version" or not was_given.get(k, True):
-                continue
-            if k == "model" and stored.get("chosen_model") == v:
-                continue
-            if stored.get(k) != v:
-                raise InvalidInput(f"{self._store.path}: the session was created with {k}="
-                                   f"{stored.get(k)!r}; reopen it without {k} or with that "
-                                   "value")
-        return stored
 
     @staticmethod
     def read_settings(path) -> dict:
@@ -344,13 +293,13 @@ class Experiment:
     def stimuli(self, ids) -> np.ndarray:
         """Stimuli ``(n, 2, d)`` of the given trial ids, in the session's units (its
         ``space``'s, else the model's box)."""
-        model = np.asarray(self._store.stimuli(self._check_ids(ids)), np.float64)
+        model = np.asarray(self._store.stimuli(check_ids(ids)), np.float64)
         return model if self.space is None else self.space.to_lab(model)
 
     def sources(self, ids) -> list[str]:
         """How each trial was chosen: ``"space"`` (the space-filling sequence) or
         ``"fit<k>"`` (proposed from the session's fit number ``k``)."""
-        return self._store.sources(self._check_ids(ids))
+        return self._store.sources(check_ids(ids))
 
     def latest_fit_info(self) -> dict | None:
         """Where the latest finished fit is stored, without loading it.
@@ -416,38 +365,11 @@ class Experiment:
                     i = self._reissue.pop(0)
                     if self._store.state(i) == "pending":
                         ids.append(i)
-                for ref, comp, source, index in self._new_trials(db, n - len(ids)):
+                new = self._trials.new_trials(db, n - len(ids), self._fit_seq)
+                for ref, comp, source, index in new:
                     ids.append(self._store.add_trial(db, ref, comp, source, index))
             ids = np.array(ids, np.int64)
             return ids, self.stimuli(ids)
-
-    def _new_trials(self, db, n):
-        if n == 0:
-            return []
-        out = []
-        if self._fit_seq is not None:
-            source = f"fit{self._fit_seq}"
-            start = self._store.next_source_index(db, source)
-            out = [(np.asarray(r, np.float64).tolist(), np.asarray(c, np.float64).tolist(),
-                    source, i) for i, r, c in self._store.proposals(db, self._fit_seq, start, n)]
-        if len(out) < n:
-            start = self._store.next_source_index(db, "space")
-            ref, comp = self._space_trials(start, n - len(out))
-            out += [(ref[j].tolist(), comp[j].tolist(), "space", start + j)
-                    for j in range(len(ref))]
-        return out
-
-    def _space_trials(self, start, n, block=256):
-        """Trials ``start ... start + n - 1`` of the space-filling sequence, from a block
-        computed once (trial ``i`` depends only on the seed and ``i``, and computing it costs
-        time growing with ``i``: per ask that would grow with the session)."""
-        cache = self._space_cache
-        if cache is None or not cache[0] <= start <= start + n <= cache[0] + len(cache[1]):
-            ref, comp = space_filling_trials(max(n, block), self.input_dim, seed=self.seed,
-                                             start=start, distances=self.settings["distances"])
-            cache = self._space_cache = (start, ref, comp)
-        lo = start - cache[0]
-        return cache[1][lo:lo + n], cache[2][lo:lo + n]
 
     def tell(self, ids, responses, *, repeat_ok: bool = False) -> int:
         """Record responses (1 correct, 0 wrong) of asked trials; durable before it returns.
@@ -478,8 +400,8 @@ class Experiment:
             The session was taken over by another owner (nothing is recorded).
         """
         self._require_owner("tell")
-        ids = self._check_ids(ids)
-        y = _check_binary(responses, len(ids))
+        ids = check_ids(ids)
+        y = check_binary(responses, len(ids))
         self._refits.raise_error()
         with self._lock:
             # checked inside the write transaction: another process telling the same ids at
@@ -496,29 +418,10 @@ class Experiment:
         """
         self._require_owner("expire")
         with self._lock:
-            ids = None if ids is None else self._check_ids(ids)
+            ids = None if ids is None else check_ids(ids)
             done = self._store.expire(ids, lease=self._lease)
             self._reissue = [i for i in self._reissue if i not in set(done)]
             return np.array(done, np.int64)
-
-    def _check_ids(self, ids):
-        arr = np.asarray(ids)
-        if arr.ndim == 0:
-            arr = arr[None]
-        if arr.ndim != 1 or arr.size == 0:
-            raise InvalidInput(f"ids must be a non-empty 1-D array of trial ids, got shape "
-                               f"{arr.shape}")
-        if not np.issubdtype(arr.dtype, np.integer):
-            if arr.dtype.kind == "f" and np.all(arr == np.round(arr)):
-                arr = arr.astype(np.int64)
-            else:
-                raise InvalidType(f"ids must be integers, got dtype {arr.dtype}")
-        arr = arr.astype(np.int64)
-        if arr.size > 1 and len(set(arr.tolist())) < arr.size:  # (np.unique costs more)
-            uniq, counts = np.unique(arr, return_counts=True)
-            raise InvalidInput(f"trial id {int(uniq[counts > 1][0])} appears twice; nothing was "
-                               "recorded")
-        return arr
 
     # -- refits -------------------------------------------------------------------
     @property
@@ -633,25 +536,3 @@ class Experiment:
         s = self.status()
         return (f"Experiment({str(self.path)!r}: {s['told']} told, {s['pending']} pending, "
                 f"{s['fits']} fits)")
-
-
-def _has_prior(model) -> bool:
-    return model is not None and model.weight_prior is not None
-
-
-def _check_binary(responses, n):
-    y = np.asarray(responses)
-    if y.ndim == 0:
-        y = y[None]
-    if y.shape != (n,):
-        raise InvalidInput(f"responses must have one entry per id ({n}), got shape {y.shape}")
-    if y.dtype == bool:
-        return y.astype(np.int64)
-    if not np.issubdtype(y.dtype, np.number):
-        raise InvalidType(f"responses must be 0/1 numbers or booleans, got dtype {y.dtype}")
-    bad = ~np.isin(y, (0, 1))
-    if np.any(bad):
-        j = int(np.flatnonzero(bad)[0])
-        raise InvalidInput(f"responses must be 0 or 1, got {y[j].item()!r} at position {j}; "
-                           "nothing was recorded")
-    return y.astype(np.int64)
