@@ -64,6 +64,7 @@ import numpy as np
 from ..errors import InvalidInput, SessionBusy
 from ..validation import check_int
 from . import refit as pipeline
+from .sessionfits import SessionFits
 from .settings import check_settings, session_model, session_settings
 from .store import SessionStore, read_settings
 from .trials import TrialSource, check_binary, check_ids
@@ -204,16 +205,10 @@ class Experiment:
         self.fits_dir = self._store.fits_dir
         # the pending trials of earlier (ended or taken-over) owners are now this owner's
         self._reissue = [int(i) for i in self.pending] if reissue and not read_only else []
-        self._fit_obj, self._fit_file, self._fit_seq = None, None, None
         self._trials = TrialSource(self._store, self.input_dim, self.seed,
                                    self.settings["distances"])
         self.refit_in = refit_in
-        # live=True: the refits' thread (or the thread waiting for the worker process)
-        self._refits = (pipeline.ProcessRefit() if refit_in == "process"
-                        else pipeline.BackgroundRefit())
-        latest = self._store.latest_fit()
-        if latest is not None:  # read on first use: ``ask`` needs only the stored proposals
-            self._fit_file, self._fit_seq = latest["path"], latest["seq"]
+        self._fits = SessionFits(self._store, self.settings, refit_in, self._lock, self._lease)
 
     @staticmethod
     def read_settings(path) -> dict:
@@ -287,8 +282,8 @@ class Experiment:
     @property
     def fit(self):
         """The latest finished posterior fit (a LaplaceFit), or None before the first refit."""
-        self._collect()
-        return self._fit
+        self._fits.collect()
+        return self._fits.fit
 
     def stimuli(self, ids) -> np.ndarray:
         """Stimuli ``(n, 2, d)`` of the given trial ids, in the session's units (its
@@ -315,7 +310,7 @@ class Experiment:
 
     def status(self) -> dict:
         """Counts and settings as a JSON-ready dict."""
-        self._collect()
+        self._fits.collect()
         latest = self._store.latest_fit()
         return {
             "session": str(self.path),
@@ -349,13 +344,13 @@ class Experiment:
         """
         self._require_owner("ask")
         n = check_int("num_trials", num_trials, 1)
-        self._refits.raise_error()
+        self._fits.refits.raise_error()
         with self._lock:
-            self._collect()
+            self._fits.collect()
             if self.auto_refit and self.live:
-                self._start_refit_if_due()
+                self._fits.start_if_due()
             elif self.auto_refit:
-                self._refit_if_due()
+                self._fits.refit_if_due()
             # inside the write transaction (which checks the lease): the next indices are
             # read there, so no design trial is handed out twice, and a taken-over owner
             # hands out nothing
@@ -365,7 +360,7 @@ class Experiment:
                     i = self._reissue.pop(0)
                     if self._store.state(i) == "pending":
                         ids.append(i)
-                new = self._trials.new_trials(db, n - len(ids), self._fit_seq)
+                new = self._trials.new_trials(db, n - len(ids), self._fits.seq)
                 for ref, comp, source, index in new:
                     ids.append(self._store.add_trial(db, ref, comp, source, index))
             ids = np.array(ids, np.int64)
@@ -402,13 +397,13 @@ class Experiment:
         self._require_owner("tell")
         ids = check_ids(ids)
         y = check_binary(responses, len(ids))
-        self._refits.raise_error()
+        self._fits.refits.raise_error()
         with self._lock:
             # checked inside the write transaction: another process telling the same ids at
             # the same moment cannot overwrite an acknowledged response
             count = self._store.tell(ids, y, repeat_ok=repeat_ok, lease=self._lease)
             if self.live and self.auto_refit:
-                self._start_refit_if_due()
+                self._fits.start_if_due()
         return count
 
     def expire(self, ids=None) -> np.ndarray:
@@ -429,64 +424,17 @@ class Experiment:
         """The number of told trials at which the policy refits next."""
         return self._store.next_refit_at(self.settings)
 
-    def _due(self):
-        return self.num_told >= self.next_refit_at
-
     @property
     def refitting(self) -> bool:
         """Whether a background refit is running."""
-        return self._refits.running
+        return self._fits.refits.running
 
     @property
     def refit_pid(self) -> int | None:
         """The process that runs this session's background refits: this one with
         ``refit_in="thread"``, the worker process with ``"process"`` (None until the
         first refit started it)."""
-        return self._refits.pid
-
-    def _refit_if_due(self):
-        if self._due():
-            self._record(pipeline.refit_job(self._job()))
-
-    def _start_refit_if_due(self):
-        if self.refitting or not self._due():
-            return
-        if self.refit_in == "process":  # the worker loads (or keeps) the previous fit
-            self._refits.start(pipeline.make_job(self._store, self.settings,
-                                                 load_previous=False))
-        else:
-            self._refits.start(self._job())
-
-    def _job(self):
-        return pipeline.make_job(self._store, self.settings, previous=self._fit)
-
-    def _collect(self):
-        """Record a finished background refit (called from the user's thread)."""
-        result = self._refits.take()
-        if result is not None:
-            self._record(result)
-
-    def _record(self, result):
-        with self._lock:
-            pipeline.record_refit(self._store, self.settings, result, lease=self._lease)
-        if result.get("fit") is None:  # from a worker process: read from its file on use
-            self._fit_obj, self._fit_file = None, result["path"]
-        else:
-            self._fit = result["fit"]
-        self._fit_seq = result["seq"]
-
-    @property
-    def _fit(self):
-        if self._fit_obj is None and self._fit_file is not None:
-            from ..persist import load_fit
-
-            self._fit_obj = load_fit(self._fit_file)
-            self._fit_file = None
-        return self._fit_obj
-
-    @_fit.setter
-    def _fit(self, value):
-        self._fit_obj, self._fit_file = value, None
+        return self._fits.refits.pid
 
     def sync(self) -> None:
         """Sync what was committed to the disk (an SQLite checkpoint, which does not hold
@@ -497,9 +445,9 @@ class Experiment:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for a running background refit and record it; ``False`` on timeout."""
-        if not self._refits.join(timeout):
+        if not self._fits.refits.join(timeout):
             return False
-        self._collect()
+        self._fits.collect()
         return True
 
     def refit(self) -> None:
@@ -508,7 +456,7 @@ class Experiment:
         self.wait()
         if self.num_told == 0:
             raise InvalidInput("no responses yet: nothing to fit")
-        self._record(pipeline.refit_job(self._job()))
+        self._fits.record(pipeline.refit_job(self._fits.job()))
 
     def close(self) -> None:
         """Wait for a running refit, record it, give up the ownership and close the file."""
