@@ -204,9 +204,9 @@ class Experiment:
         self.space = None if stored_space is None else StimulusSpace.from_dict(stored_space)
         self.fits_dir = self._store.fits_dir
         # the pending trials of earlier (ended or taken-over) owners are now this owner's
-        self._reissue = [int(i) for i in self.pending] if reissue and not read_only else []
         self._trials = TrialSource(self._store, self.input_dim, self.seed,
-                                   self.settings["distances"])
+                                   self.settings["distances"],
+                                   self.pending if reissue and not read_only else ())
         self.refit_in = refit_in
         self._fits = SessionFits(self._store, self.settings, refit_in, self._lock, self._lease)
 
@@ -355,14 +355,7 @@ class Experiment:
             # read there, so no design trial is handed out twice, and a taken-over owner
             # hands out nothing
             with self._store.transaction(self._lease) as db:
-                ids = []
-                while self._reissue and len(ids) < n:
-                    i = self._reissue.pop(0)
-                    if self._store.state(i) == "pending":
-                        ids.append(i)
-                new = self._trials.new_trials(db, n - len(ids), self._fits.seq)
-                for ref, comp, source, index in new:
-                    ids.append(self._store.add_trial(db, ref, comp, source, index))
+                ids = self._trials.hand_out(db, n, self._fits.seq)
             ids = np.array(ids, np.int64)
             return ids, self.stimuli(ids)
 
@@ -415,7 +408,7 @@ class Experiment:
         with self._lock:
             ids = None if ids is None else check_ids(ids)
             done = self._store.expire(ids, lease=self._lease)
-            self._reissue = [i for i in self._reissue if i not in set(done)]
+            self._trials.drop(done)
             return np.array(done, np.int64)
 
     # -- refits -------------------------------------------------------------------

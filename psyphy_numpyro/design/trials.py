@@ -1,7 +1,8 @@
-"""A session's trials: the new ones ``ask`` hands out next, and the checks of the trial
+"""A session's trials: the ones ``ask`` hands out next, and the checks of the trial
 ids and responses handed back to :class:`~psyphy_numpyro.design.session.Experiment`.
 
-New trials come from the latest fit's stored proposals, in order, and when those run
+First the trials earlier owners left pending (handed out again, with their ids), then
+new ones. New trials come from the latest fit's stored proposals, in order, and when those run
 out (or before the first fit) from the space-filling sequence
 (:func:`~psyphy_numpyro.design.space_filling_trials`), continued index by index
 (:class:`TrialSource`). The session file (:mod:`.store`) records where each
@@ -19,8 +20,8 @@ __all__ = ["TrialSource", "check_ids", "check_binary"]
 
 
 class TrialSource:
-    """The new trials of a session: its latest fit's proposals, then the space-filling
-    sequence.
+    """The trials a session hands out: the pending trials of earlier owners, then new
+    ones (its latest fit's proposals, then the space-filling sequence).
 
     Parameters
     ----------
@@ -31,12 +32,31 @@ class TrialSource:
         Seeds the space-filling sequence.
     distances : (float, float)
         Its distance range (model units).
+    reissue : sequence of int
+        Ids of pending trials to hand out again, first (oldest first).
     """
 
-    def __init__(self, store, input_dim: int, seed: int, distances):
+    def __init__(self, store, input_dim: int, seed: int, distances, reissue=()):
         self._store = store
+        self._reissue = [int(i) for i in reissue]
         self.input_dim, self.seed, self.distances = input_dim, seed, distances
         self._cache = None  # (first index, refs, comparisons) of the space-filling block
+
+    def hand_out(self, db, n: int, fit_seq: int | None) -> list[int]:
+        """The ids of ``n`` trials to hand out, stored as pending inside the transaction
+        ``db``: trials left to reissue that are still pending, then :meth:`new_trials`."""
+        ids = []
+        while self._reissue and len(ids) < n:
+            i = self._reissue.pop(0)
+            if self._store.state(i) == "pending":
+                ids.append(i)
+        for ref, comp, source, index in self.new_trials(db, n - len(ids), fit_seq):
+            ids.append(self._store.add_trial(db, ref, comp, source, index))
+        return ids
+
+    def drop(self, ids) -> None:
+        """Hand the trials ``ids`` (expired) out no more."""
+        self._reissue = [i for i in self._reissue if i not in set(ids)]
 
     def new_trials(self, db, n: int, fit_seq: int | None) -> list:
         """``n`` trials not handed out before, as ``(ref, comparison, source, index)``
