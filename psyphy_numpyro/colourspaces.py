@@ -25,7 +25,8 @@ import numpy as np
 from .errors import InvalidInput, InvalidType
 
 __all__ = ["COLOUR_SPACES", "OBSERVER", "as_vector", "colour_key", "describe_colour",
-           "to_xyz", "from_xyz", "rgb_to_xyz", "xyz_to_cielab", "delta_e"]
+           "colour_space", "need_colour", "to_xyz", "from_xyz", "rgb_to_xyz", "xyz_to_cielab",
+           "delta_e"]
 
 OBSERVER = "CIE 1931 2 Degree Standard Observer"
 """The default CIE standard observer of the illuminant table."""
@@ -131,6 +132,48 @@ def describe_colour(key, d, *, white, Y, L, background_Y, calibration, cones, ob
     extra = "".join(f", {fixed[k]} = {col[k]:g}" for k in ("Y", "L") if k in col)
     units = f"{units} (white {col['white_name']}, white Y = 1{extra})"
     return labels, units, col
+
+
+def colour_space(name, lo, hi, *, white, Y, L, background_Y, calibration, cones,
+                 shape_preserving, observer):
+    """What :meth:`StimulusSpace.colour <psyphy_numpyro.space.StimulusSpace.colour>`
+    builds a space from (its arguments, checked here).
+
+    Returns
+    -------
+    lo, hi : numpy arrays (d,)
+        The bounds.
+    labels : tuple of str
+    units : str
+    col : dict
+        The description (see the module's docstring).
+    args : dict
+        The constructor's arguments as stored in the space's description
+        (``kind`` ``"colour"``; the ``calibration`` checked).
+    """
+    key = colour_key(name)
+    if key is None:
+        raise InvalidInput(f"unknown colour space {name!r}; use one of "
+                           f"{', '.join(COLOUR_SPACES)} (or 'Lab', 'Luv')")
+    lo, hi = as_vector("lo", lo), as_vector("hi", hi)
+    labels, units, col = describe_colour(
+        key, lo.size, white=white, Y=Y, L=L, background_Y=background_Y,
+        calibration=calibration, cones=cones, observer=observer)
+    args = {"kind": "colour", "name": key, "lo": lo.tolist(), "hi": hi.tolist(),
+            "white": white if isinstance(white, str) else list(map(float, white)),
+            "Y": float(Y), "L": float(L), "background_Y": float(background_Y),
+            "calibration": col.get("calibration"), "cones": cones,
+            "shape_preserving": bool(shape_preserving), "observer": observer}
+    return lo, hi, labels, units, col, args
+
+
+def need_colour(col, what, space_name) -> dict:
+    """The colour description ``col`` of the space ``space_name``, which ``what`` (a
+    method's name) needs; a ``ValueError`` when the space is not a colour space."""
+    if col is None:
+        raise InvalidInput(f"{what} needs a colour space (StimulusSpace.colour); this "
+                           f"space is {space_name!r}")
+    return col
 
 
 # ---------------------------------------------------------------------------

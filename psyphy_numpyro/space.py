@@ -10,7 +10,9 @@ with the lab-unit domain it accepts, axis labels and units for plots and
 tables and, for colour spaces, a way to express stimuli as CIE XYZ / CIELAB
 so that thresholds can be read as colour differences (ΔE76/94/2000, through
 :func:`colour.delta_E`). The colour spaces' descriptions and conversions live in
-:mod:`psyphy_numpyro.colourspaces`; this module is the space itself.
+:mod:`psyphy_numpyro.colourspaces`, the checks of a space's map and of points against
+its domain in :mod:`psyphy_numpyro.spacecheck`, its description (dict and file) in
+:mod:`psyphy_numpyro.spacefile`; this module is the space itself.
 
 Because the map is affine its Jacobian ``J = d x / d model = A^-1`` is
 constant: a covariance or threshold ellipse ``E`` in the box is
@@ -18,15 +20,13 @@ constant: a covariance or threshold ellipse ``E`` in the box is
 
 A space is immutable, compares by value, and round-trips through a small
 JSON-ready dict (:meth:`StimulusSpace.to_dict`, :meth:`StimulusSpace.from_dict`,
-:meth:`StimulusSpace.from_file` for JSON or TOML descriptions).
+:meth:`StimulusSpace.from_file` for JSON or TOML descriptions; written and read by
+:mod:`psyphy_numpyro.spacefile`).
 
 This module imports NumPy only (``colour`` on first use of a colour space).
 """
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import numpy as np
 
@@ -34,23 +34,25 @@ from .colourspaces import (
     COLOUR_SPACES,
     OBSERVER,
     as_vector,
-    colour_key,
+    colour_space,
     delta_e,
-    describe_colour,
     from_xyz,
+    need_colour,
     rgb_to_xyz,
     to_xyz,
     xyz_to_cielab,
 )
-from .errors import InvalidInput, InvalidType
+from .errors import InvalidInput
+from .spacecheck import SPACE_TOL, as_points, check_domain, check_map
+from .spacefile import (
+    read_description,
+    space_from_dict,
+    space_to_dict,
+    space_to_json,
+    write_description,
+)
 
 __all__ = ["StimulusSpace", "COLOUR_SPACES", "SPACE_TOL"]
-
-SPACE_TOL = 1e-6
-"""Relative tolerance of the domain check: a point may lie this fraction of the
-space's width beyond its bounds (float round-off) and still count as inside."""
-
-_FORMAT = "psyphy_numpyro.StimulusSpace"
 
 
 class StimulusSpace:
@@ -92,28 +94,7 @@ class StimulusSpace:
 
     def __init__(self, matrix, offset, *, lo=None, hi=None, name="affine", axis_labels=None,
                  units="", colour=None, _args=None):
-        A = np.array(matrix, dtype=np.float64)
-        if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] not in (1, 2, 3):
-            raise InvalidInput(f"matrix must be a square (d, d) array, d in 1..3, got shape "
-                               f"{A.shape}")
-        d = A.shape[0]
-        if not np.all(np.isfinite(A)):
-            raise InvalidInput("matrix must be finite")
-        cond = np.linalg.cond(A)
-        if not np.isfinite(cond) or cond > 1e12:
-            raise InvalidInput(f"matrix must be invertible, got condition number {cond:.3g}")
-        b = as_vector("offset", offset, d)
-        if (lo is None) != (hi is None):
-            raise InvalidInput("give both lo and hi, or neither")
-        if lo is not None:
-            lo, hi = as_vector("lo", lo, d), as_vector("hi", hi, d)
-            if np.any(hi <= lo):
-                raise InvalidInput(f"hi must exceed lo on every axis, got lo={lo.tolist()}, "
-                                   f"hi={hi.tolist()}")
-        labels = tuple(axis_labels) if axis_labels is not None else tuple(
-            f"x{k}" for k in range(d))
-        if len(labels) != d or not all(isinstance(s, str) for s in labels):
-            raise InvalidInput(f"axis_labels must be {d} strings, got {axis_labels!r}")
+        A, b, lo, hi, labels = check_map(matrix, offset, lo, hi, axis_labels)
         for n, v in (("_matrix", A), ("_offset", b), ("_lo", lo), ("_hi", hi)):
             if v is not None:
                 v.setflags(write=False)
@@ -129,13 +110,6 @@ class StimulusSpace:
             "kind": "affine", "matrix": A.tolist(), "offset": b.tolist(),
             **({"lo": lo.tolist(), "hi": hi.tolist()} if lo is not None else {}),
             "name": str(name), "axis_labels": list(labels), "units": str(units)})
-        if lo is not None:  # the stated bounds must map inside the box
-            corners = np.stack(np.meshgrid(*zip(lo, hi, strict=True), indexing="ij"),
-                               -1).reshape(-1, d)
-            m = corners @ A.T + b
-            if np.any(np.abs(m) > 1.0 + 1e-9):
-                raise InvalidInput(f"the bounds lo={lo.tolist()}, hi={hi.tolist()} do not map "
-                                   "inside the model's box [-1, 1]^d")
 
     def __setattr__(self, name, value):
         raise AttributeError("StimulusSpace is immutable")
@@ -254,37 +228,23 @@ class StimulusSpace:
         observer : str
             CIE standard observer of the illuminant table.
         """
-        key = colour_key(name)
-        if key is None:
-            raise InvalidInput(f"unknown colour space {name!r}; use one of "
-                               f"{', '.join(COLOUR_SPACES)} (or 'Lab', 'Luv')")
-        lo, hi = as_vector("lo", lo), as_vector("hi", hi)
-        labels, units, col = describe_colour(
-            key, lo.size, white=white, Y=Y, L=L, background_Y=background_Y,
-            calibration=calibration, cones=cones, observer=observer)
-        calibration = col.get("calibration")
+        lo, hi, labels, units, col, args = colour_space(
+            name, lo, hi, white=white, Y=Y, L=L, background_Y=background_Y,
+            calibration=calibration, cones=cones, shape_preserving=shape_preserving,
+            observer=observer)
         space = cls.box(lo, hi, shape_preserving=shape_preserving, axis_labels=labels,
-                        units=units, name=key)
-        args = {"kind": "colour", "name": key, "lo": lo.tolist(), "hi": hi.tolist(),
-                "white": white if isinstance(white, str) else list(map(float, white)),
-                "Y": float(Y), "L": float(L), "background_Y": float(background_Y),
-                "calibration": calibration, "cones": cones,
-                "shape_preserving": bool(shape_preserving), "observer": observer}
-        return cls(space.matrix, space.offset, lo=lo, hi=hi, name=key, axis_labels=labels,
-                   units=units, colour=col, _args=args)
+                        units=units, name=args["name"])
+        return cls(space.matrix, space.offset, lo=lo, hi=hi, name=args["name"],
+                   axis_labels=labels, units=units, colour=col, _args=args)
 
-    # -- serialisation ------------------------------------------------------------
+    # -- serialisation (psyphy_numpyro.spacefile) ---------------------------------------
     def to_dict(self) -> dict:
         """A JSON-ready description (:meth:`from_dict` rebuilds an equal space).
 
         Holds the constructor and its arguments (``kind``: ``box``, ``affine``
         or ``colour``) and, for reading, the resulting ``matrix`` and ``offset``.
         """
-        out = {"format": _FORMAT, "version": 1}
-        out.update(json.loads(json.dumps(self._args)))
-        out["matrix"] = self._matrix.tolist()
-        out["offset"] = self._offset.tolist()
-        return out
+        return space_to_dict(self._args, self._matrix, self._offset)
 
     @classmethod
     def from_dict(cls, description) -> StimulusSpace:
@@ -299,31 +259,7 @@ class StimulusSpace:
         """
         if isinstance(description, StimulusSpace):
             return description
-        if not isinstance(description, dict):
-            raise InvalidType(f"a space description must be a dict, got "
-                              f"{type(description).__name__}")
-        desc = {k: v for k, v in description.items() if k not in ("format", "version")}
-        kind = desc.pop("kind", None)
-        if kind is None:
-            if colour_key(desc.get("name", "")) is not None:
-                kind = "colour"
-            else:
-                kind = "affine" if "matrix" in desc else "box"
-        try:
-            if kind == "box":
-                desc.pop("matrix", None), desc.pop("offset", None)
-                return cls.box(**desc)
-            if kind in ("colour", "color"):
-                desc.pop("matrix", None), desc.pop("offset", None)
-                name = desc.pop("name")
-                if isinstance(desc.get("white"), list):
-                    desc["white"] = tuple(desc["white"])
-                return cls.colour(name, **desc)
-            if kind == "affine":
-                return cls.affine(**desc)
-        except TypeError as exc:
-            raise InvalidInput(f"bad {kind!r} space description: {exc}") from None
-        raise InvalidInput(f"unknown space kind {kind!r}; use 'box', 'colour' or 'affine'")
+        return space_from_dict(cls, description)
 
     @classmethod
     def from_file(cls, path) -> StimulusSpace:
@@ -340,30 +276,15 @@ class StimulusSpace:
             white = "D65"
             Y = 0.5
         """
-        path = Path(path)
-        text = path.read_text(encoding="utf-8")
-        if path.suffix.lower() == ".toml":
-            import tomllib
-
-            try:
-                desc = tomllib.loads(text)
-            except tomllib.TOMLDecodeError as exc:
-                raise InvalidInput(f"{path}: not valid TOML ({exc})") from None
-        else:
-            try:
-                desc = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InvalidInput(f"{path}: not valid JSON ({exc})") from None
-        return cls.from_dict(desc)
+        return cls.from_dict(read_description(path))
 
     def to_json(self) -> str:
         """:meth:`to_dict` as one line of JSON (used in fit files and CSV sidecars)."""
-        return json.dumps(self.to_dict(), sort_keys=True)
+        return space_to_json(self.to_dict())
 
     def save(self, path) -> None:
         """Write :meth:`to_dict` as a JSON file (read back by :meth:`from_file`)."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n",
-                              encoding="utf-8")
+        write_description(path, self.to_dict())
 
     # -- properties -------------------------------------------------------------------
     input_dim = property(lambda self: self._matrix.shape[0], doc="The dimension d.")
@@ -395,14 +316,7 @@ class StimulusSpace:
 
     # -- maps ---------------------------------------------------------------------------
     def _points(self, x, name) -> np.ndarray:
-        try:
-            arr = np.asarray(x, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InvalidType(f"{name} must be a numeric array") from None
-        if arr.ndim == 0 or arr.shape[-1] != self.input_dim:
-            raise InvalidInput(f"{name} must have shape (..., {self.input_dim}) for this "
-                               f"{self.input_dim}-D space, got shape {arr.shape}")
-        return arr
+        return as_points(self, x, name)
 
     def check(self, x, name: str = "stimuli", *, locate=None) -> np.ndarray:
         """``x`` (..., d) in lab units as a float64 array, after checking it lies in the domain.
@@ -422,34 +336,7 @@ class StimulusSpace:
             :data:`SPACE_TOL` of the width): the message names the first such
             entry, its value and the bounds in the space's units.
         """
-        arr = self._points(x, name)
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            idx = tuple(int(i) for i in np.argwhere(bad)[0])
-            where = locate(idx) if locate else f"index {idx}"
-            raise InvalidInput(f"{name} has a non-finite value at {where}: {arr[idx]!r}")
-        if self._lo is not None:
-            tol = SPACE_TOL * (self._hi - self._lo)
-            outside = (arr < self._lo - tol) | (arr > self._hi + tol)
-        else:
-            m = arr @ self._matrix.T + self._offset
-            outside = np.abs(m) > 1.0 + SPACE_TOL
-        if outside.any():
-            idx = tuple(int(i) for i in np.argwhere(outside)[0])
-            where = locate(idx) if locate else (
-                f"row {idx[0]}" + (f", coordinate {idx[-1]}" if len(idx) > 1 else ""))
-            axis = idx[-1]
-            n_bad = int(outside.any(-1).sum())
-            if self._lo is not None:
-                bounds = (f"[{self._lo[axis]:.6g}, {self._hi[axis]:.6g}] on "
-                          f"{self._labels[axis]!r}")
-            else:
-                bounds = "the region that maps into [-1, 1]^d"
-            raise InvalidInput(
-                f"{name} outside the stimulus space ({self._name}, {self._units or 'lab units'}):"
-                f" {where} ({self._labels[axis]}) = {arr[idx]:.6g}, the space allows {bounds} "
-                f"({n_bad} points outside); widen the space's bounds or drop those trials")
-        return arr
+        return check_domain(self, x, name, locate)
 
     def to_model(self, x, *, check: bool = True, name: str = "stimuli", locate=None):
         """Lab units -> the model's box: ``A x + b`` for points ``x`` (..., d).
@@ -484,26 +371,20 @@ class StimulusSpace:
         return np.einsum("ij,...jk,lk->...il", A, np.asarray(S, dtype=np.float64), A)
 
     # -- colour ---------------------------------------------------------------------------
-    def _need_colour(self, what):
-        if self._colour is None:
-            raise InvalidInput(f"{what} needs a colour space (StimulusSpace.colour); this "
-                               f"space is {self._name!r}")
-        return self._colour
-
     def to_xyz(self, x) -> np.ndarray:
         """Stimuli (..., d) in this colour space -> CIE XYZ (white ``Y = 1``), via ``colour``."""
-        col = self._need_colour("to_xyz")
+        col = need_colour(self._colour, "to_xyz", self._name)
         return to_xyz(col, self._points(x, "stimuli"))
 
     def from_xyz(self, xyz) -> np.ndarray:
         """CIE XYZ (white ``Y = 1``) -> this colour space's coordinates (3-D spaces, and the
         planes of 2-D ones: the fixed coordinate is dropped)."""
-        return from_xyz(self._need_colour("from_xyz"), xyz, self.input_dim)
+        return from_xyz(need_colour(self._colour, "from_xyz", self._name), xyz, self.input_dim)
 
     def from_rgb(self, rgb) -> np.ndarray:
         """Monitor drive values (..., 3) in [0, 1] -> this space's coordinates, through the
         space's calibration (gamma or lookup table)."""
-        col = self._need_colour("from_rgb")
+        col = need_colour(self._colour, "from_rgb", self._name)
         if "calibration" not in col:
             raise InvalidInput("from_rgb needs a space built with a monitor calibration=")
         return self.from_xyz(rgb_to_xyz(col["calibration"], np.asarray(rgb, np.float64)))
@@ -511,7 +392,7 @@ class StimulusSpace:
     def to_cielab(self, x) -> np.ndarray:
         """Stimuli (..., d) -> CIELAB ``L* a* b*`` relative to the space's white (via
         ``colour``)."""
-        col = self._need_colour("to_cielab")
+        col = need_colour(self._colour, "to_cielab", self._name)
         return xyz_to_cielab(col, self.to_xyz(x))
 
     def delta_e(self, x1, x2, method: str = "CIE 2000") -> np.ndarray:
@@ -528,7 +409,7 @@ class StimulusSpace:
         -------
         numpy array (...)
         """
-        self._need_colour("delta_e")
+        need_colour(self._colour, "delta_e", self._name)
         lab1, lab2 = self.to_cielab(x1), self.to_cielab(x2)
         return delta_e(lab1, lab2, method)
 

@@ -315,7 +315,7 @@ def test_refit_in_a_worker_process(tmp_path):
                         fit_options={"map_steps": 40, "warm_steps": 20, "num_draws": 16})
     from psyphy_numpyro.design.refit import ProcessRefit
 
-    exp._refits = ProcessRefit(nice=0)  # on a loaded test machine, not starved by others
+    exp._fits.refits = ProcessRefit(nice=0)  # on a loaded test machine, not starved by others
     rng = np.random.default_rng(0)
     for _ in range(2):  # the second refit is warm-started by the worker's kept fit
         ids, _ = exp.ask(20)

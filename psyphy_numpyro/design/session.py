@@ -61,11 +61,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InvalidInput, InvalidType, SessionBusy
-from ..validation import check_int, check_range
+from ..errors import InvalidInput, SessionBusy
+from ..validation import check_int
 from . import refit as pipeline
-from .acquisition import space_filling_trials
-from .store import SCHEMA_VERSION, SessionStore, read_settings
+from .sessionfits import SessionFits
+from .settings import check_settings, session_model, session_settings
+from .store import SessionStore, read_settings
+from .trials import TrialSource, check_binary, check_ids
 
 __all__ = ["Experiment"]
 
@@ -167,55 +169,14 @@ class Experiment:
                  reissue: bool = True, auto_refit: bool = True, takeover: bool = False,
                  read_only: bool = False, owner_name: str | None = None, space=None,
                  durability: str = "power", refit_in: str = "thread", prior=None):
-        from ..model import WPPM
         from ..space import StimulusSpace
 
-        if prior is not None:
-            from ..model import model_with_prior
-
-            model = model_with_prior(model, prior)
-
-        if model is not None and not isinstance(model, WPPM):
-            raise InvalidType(f"model must be a psyphy_numpyro.WPPM, got {type(model).__name__}")
-        if model is not None and input_dim is not None and input_dim != model.input_dim:
-            raise InvalidInput(f"input_dim={input_dim} does not match model.input_dim="
-                               f"{model.input_dim}")
+        model = session_model(model, prior, input_dim)
         if takeover and read_only:
             raise InvalidInput("takeover=True and read_only=True exclude each other")
-        if space is not None:
-            space = (space if isinstance(space, StimulusSpace) else StimulusSpace.from_dict(space)
-                     if isinstance(space, dict) else StimulusSpace.from_file(space))
-            if input_dim is None and model is None:
-                input_dim = space.input_dim
-        d = model.input_dim if model is not None else check_int("input_dim", input_dim or 2, 1, 3)
-        if space is not None and space.input_dim != d:
-            raise InvalidInput(f"the space is {space.input_dim}-D but the session is {d}-D")
-        given = {"space": space is not None, "model": model is not None,
-                 "input_dim": model is None and input_dim is not None,
-                 "seed": seed is not None, "num_initial": num_initial is not None,
-                 "refit_every": refit_every is not None, "distances": distances is not None,
-                 "fit_options": fit_options is not None}
-        seed = check_int("seed", 0 if seed is None else seed, 0)
-        refit_every = 200 if refit_every is None else refit_every
-        distances = (0.005, 0.4) if distances is None else distances
-        opts = {"map_steps": 2000, "warm_steps": 500, "num_draws": 64, "criterion": "info_gain"}
-        unknown = set(fit_options or {}) - set(opts)
-        if unknown:
-            raise InvalidInput(f"unknown fit_options {sorted(unknown)}; known: {sorted(opts)}")
-        opts.update(fit_options or {})
-        settings = {
-            "version": SCHEMA_VERSION,
-            "input_dim": d,
-            "model": pipeline.model_to_json(model),
-            "seed": seed,
-            "num_initial": check_int("num_initial", num_initial if num_initial is not None
-                                     else (20 if _has_prior(model) else 150) * d, 1),
-            "refit_every": check_int("refit_every", refit_every, 1),
-            "distances": [float(v) for v in distances],
-            "fit_options": opts,
-            "space": None if space is None else space.to_dict(),
-        }
-        check_range("distances", distances)  # (no Sobol draw: scipy.stats loads slowly)
+        settings, given = session_settings(
+            model, space=space, input_dim=input_dim, seed=seed, num_initial=num_initial,
+            refit_every=refit_every, distances=distances, fit_options=fit_options)
         if refit_in not in ("thread", "process"):
             raise InvalidInput(f"refit_in must be 'thread' or 'process', got {refit_in!r}")
         self.live = bool(live)
@@ -229,7 +190,7 @@ class Experiment:
                 stored = self._store.settings()
             else:
                 stored, self.created = self._store.init_settings(settings)
-            self.settings = self._check_settings(stored, settings, given)
+            self.settings = check_settings(self._store.path, stored, settings, given)
             if not read_only:
                 self._lease = self._store.acquire_lease(owner_name, takeover=takeover)
         except BaseException:
@@ -243,28 +204,11 @@ class Experiment:
         self.space = None if stored_space is None else StimulusSpace.from_dict(stored_space)
         self.fits_dir = self._store.fits_dir
         # the pending trials of earlier (ended or taken-over) owners are now this owner's
-        self._reissue = [int(i) for i in self.pending] if reissue and not read_only else []
-        self._fit_obj, self._fit_file, self._fit_seq = None, None, None
-        self._space_cache = None  # (first index, refs, comparisons) of the space-filling block
+        self._trials = TrialSource(self._store, self.input_dim, self.seed,
+                                   self.settings["distances"],
+                                   self.pending if reissue and not read_only else ())
         self.refit_in = refit_in
-        # live=True: the refits' thread (or the thread waiting for the worker process)
-        self._refits = (pipeline.ProcessRefit() if refit_in == "process"
-                        else pipeline.BackgroundRefit())
-        latest = self._store.latest_fit()
-        if latest is not None:  # read on first use: ``ask`` needs only the stored proposals
-            self._fit_file, self._fit_seq = latest["path"], latest["seq"]
-
-    def _check_settings(self, stored, given, was_given):
-        for k, v in given.items():
-            if k == "version" or not was_given.get(k, True):
-                continue
-            if k == "model" and stored.get("chosen_model") == v:
-                continue
-            if stored.get(k) != v:
-                raise InvalidInput(f"{self._store.path}: the session was created with {k}="
-                                   f"{stored.get(k)!r}; reopen it without {k} or with that "
-                                   "value")
-        return stored
+        self._fits = SessionFits(self._store, self.settings, refit_in, self._lock, self._lease)
 
     @staticmethod
     def read_settings(path) -> dict:
@@ -338,19 +282,19 @@ class Experiment:
     @property
     def fit(self):
         """The latest finished posterior fit (a LaplaceFit), or None before the first refit."""
-        self._collect()
-        return self._fit
+        self._fits.collect()
+        return self._fits.fit
 
     def stimuli(self, ids) -> np.ndarray:
         """Stimuli ``(n, 2, d)`` of the given trial ids, in the session's units (its
         ``space``'s, else the model's box)."""
-        model = np.asarray(self._store.stimuli(self._check_ids(ids)), np.float64)
+        model = np.asarray(self._store.stimuli(check_ids(ids)), np.float64)
         return model if self.space is None else self.space.to_lab(model)
 
     def sources(self, ids) -> list[str]:
         """How each trial was chosen: ``"space"`` (the space-filling sequence) or
         ``"fit<k>"`` (proposed from the session's fit number ``k``)."""
-        return self._store.sources(self._check_ids(ids))
+        return self._store.sources(check_ids(ids))
 
     def latest_fit_info(self) -> dict | None:
         """Where the latest finished fit is stored, without loading it.
@@ -366,7 +310,7 @@ class Experiment:
 
     def status(self) -> dict:
         """Counts and settings as a JSON-ready dict."""
-        self._collect()
+        self._fits.collect()
         latest = self._store.latest_fit()
         return {
             "session": str(self.path),
@@ -400,54 +344,20 @@ class Experiment:
         """
         self._require_owner("ask")
         n = check_int("num_trials", num_trials, 1)
-        self._refits.raise_error()
+        self._fits.refits.raise_error()
         with self._lock:
-            self._collect()
+            self._fits.collect()
             if self.auto_refit and self.live:
-                self._start_refit_if_due()
+                self._fits.start_if_due()
             elif self.auto_refit:
-                self._refit_if_due()
+                self._fits.refit_if_due()
             # inside the write transaction (which checks the lease): the next indices are
             # read there, so no design trial is handed out twice, and a taken-over owner
             # hands out nothing
             with self._store.transaction(self._lease) as db:
-                ids = []
-                while self._reissue and len(ids) < n:
-                    i = self._reissue.pop(0)
-                    if self._store.state(i) == "pending":
-                        ids.append(i)
-                for ref, comp, source, index in self._new_trials(db, n - len(ids)):
-                    ids.append(self._store.add_trial(db, ref, comp, source, index))
+                ids = self._trials.hand_out(db, n, self._fits.seq)
             ids = np.array(ids, np.int64)
             return ids, self.stimuli(ids)
-
-    def _new_trials(self, db, n):
-        if n == 0:
-            return []
-        out = []
-        if self._fit_seq is not None:
-            source = f"fit{self._fit_seq}"
-            start = self._store.next_source_index(db, source)
-            out = [(np.asarray(r, np.float64).tolist(), np.asarray(c, np.float64).tolist(),
-                    source, i) for i, r, c in self._store.proposals(db, self._fit_seq, start, n)]
-        if len(out) < n:
-            start = self._store.next_source_index(db, "space")
-            ref, comp = self._space_trials(start, n - len(out))
-            out += [(ref[j].tolist(), comp[j].tolist(), "space", start + j)
-                    for j in range(len(ref))]
-        return out
-
-    def _space_trials(self, start, n, block=256):
-        """Trials ``start ... start + n - 1`` of the space-filling sequence, from a block
-        computed once (trial ``i`` depends only on the seed and ``i``, and computing it costs
-        time growing with ``i``: per ask that would grow with the session)."""
-        cache = self._space_cache
-        if cache is None or not cache[0] <= start <= start + n <= cache[0] + len(cache[1]):
-            ref, comp = space_filling_trials(max(n, block), self.input_dim, seed=self.seed,
-                                             start=start, distances=self.settings["distances"])
-            cache = self._space_cache = (start, ref, comp)
-        lo = start - cache[0]
-        return cache[1][lo:lo + n], cache[2][lo:lo + n]
 
     def tell(self, ids, responses, *, repeat_ok: bool = False) -> int:
         """Record responses (1 correct, 0 wrong) of asked trials; durable before it returns.
@@ -478,15 +388,15 @@ class Experiment:
             The session was taken over by another owner (nothing is recorded).
         """
         self._require_owner("tell")
-        ids = self._check_ids(ids)
-        y = _check_binary(responses, len(ids))
-        self._refits.raise_error()
+        ids = check_ids(ids)
+        y = check_binary(responses, len(ids))
+        self._fits.refits.raise_error()
         with self._lock:
             # checked inside the write transaction: another process telling the same ids at
             # the same moment cannot overwrite an acknowledged response
             count = self._store.tell(ids, y, repeat_ok=repeat_ok, lease=self._lease)
             if self.live and self.auto_refit:
-                self._start_refit_if_due()
+                self._fits.start_if_due()
         return count
 
     def expire(self, ids=None) -> np.ndarray:
@@ -496,29 +406,10 @@ class Experiment:
         """
         self._require_owner("expire")
         with self._lock:
-            ids = None if ids is None else self._check_ids(ids)
+            ids = None if ids is None else check_ids(ids)
             done = self._store.expire(ids, lease=self._lease)
-            self._reissue = [i for i in self._reissue if i not in set(done)]
+            self._trials.drop(done)
             return np.array(done, np.int64)
-
-    def _check_ids(self, ids):
-        arr = np.asarray(ids)
-        if arr.ndim == 0:
-            arr = arr[None]
-        if arr.ndim != 1 or arr.size == 0:
-            raise InvalidInput(f"ids must be a non-empty 1-D array of trial ids, got shape "
-                               f"{arr.shape}")
-        if not np.issubdtype(arr.dtype, np.integer):
-            if arr.dtype.kind == "f" and np.all(arr == np.round(arr)):
-                arr = arr.astype(np.int64)
-            else:
-                raise InvalidType(f"ids must be integers, got dtype {arr.dtype}")
-        arr = arr.astype(np.int64)
-        if arr.size > 1 and len(set(arr.tolist())) < arr.size:  # (np.unique costs more)
-            uniq, counts = np.unique(arr, return_counts=True)
-            raise InvalidInput(f"trial id {int(uniq[counts > 1][0])} appears twice; nothing was "
-                               "recorded")
-        return arr
 
     # -- refits -------------------------------------------------------------------
     @property
@@ -526,64 +417,17 @@ class Experiment:
         """The number of told trials at which the policy refits next."""
         return self._store.next_refit_at(self.settings)
 
-    def _due(self):
-        return self.num_told >= self.next_refit_at
-
     @property
     def refitting(self) -> bool:
         """Whether a background refit is running."""
-        return self._refits.running
+        return self._fits.refits.running
 
     @property
     def refit_pid(self) -> int | None:
         """The process that runs this session's background refits: this one with
         ``refit_in="thread"``, the worker process with ``"process"`` (None until the
         first refit started it)."""
-        return self._refits.pid
-
-    def _refit_if_due(self):
-        if self._due():
-            self._record(pipeline.refit_job(self._job()))
-
-    def _start_refit_if_due(self):
-        if self.refitting or not self._due():
-            return
-        if self.refit_in == "process":  # the worker loads (or keeps) the previous fit
-            self._refits.start(pipeline.make_job(self._store, self.settings,
-                                                 load_previous=False))
-        else:
-            self._refits.start(self._job())
-
-    def _job(self):
-        return pipeline.make_job(self._store, self.settings, previous=self._fit)
-
-    def _collect(self):
-        """Record a finished background refit (called from the user's thread)."""
-        result = self._refits.take()
-        if result is not None:
-            self._record(result)
-
-    def _record(self, result):
-        with self._lock:
-            pipeline.record_refit(self._store, self.settings, result, lease=self._lease)
-        if result.get("fit") is None:  # from a worker process: read from its file on use
-            self._fit_obj, self._fit_file = None, result["path"]
-        else:
-            self._fit = result["fit"]
-        self._fit_seq = result["seq"]
-
-    @property
-    def _fit(self):
-        if self._fit_obj is None and self._fit_file is not None:
-            from ..persist import load_fit
-
-            self._fit_obj = load_fit(self._fit_file)
-            self._fit_file = None
-        return self._fit_obj
-
-    @_fit.setter
-    def _fit(self, value):
-        self._fit_obj, self._fit_file = value, None
+        return self._fits.refits.pid
 
     def sync(self) -> None:
         """Sync what was committed to the disk (an SQLite checkpoint, which does not hold
@@ -594,9 +438,9 @@ class Experiment:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for a running background refit and record it; ``False`` on timeout."""
-        if not self._refits.join(timeout):
+        if not self._fits.refits.join(timeout):
             return False
-        self._collect()
+        self._fits.collect()
         return True
 
     def refit(self) -> None:
@@ -605,7 +449,7 @@ class Experiment:
         self.wait()
         if self.num_told == 0:
             raise InvalidInput("no responses yet: nothing to fit")
-        self._record(pipeline.refit_job(self._job()))
+        self._fits.record(pipeline.refit_job(self._fits.job()))
 
     def close(self) -> None:
         """Wait for a running refit, record it, give up the ownership and close the file."""
@@ -633,25 +477,3 @@ class Experiment:
         s = self.status()
         return (f"Experiment({str(self.path)!r}: {s['told']} told, {s['pending']} pending, "
                 f"{s['fits']} fits)")
-
-
-def _has_prior(model) -> bool:
-    return model is not None and model.weight_prior is not None
-
-
-def _check_binary(responses, n):
-    y = np.asarray(responses)
-    if y.ndim == 0:
-        y = y[None]
-    if y.shape != (n,):
-        raise InvalidInput(f"responses must have one entry per id ({n}), got shape {y.shape}")
-    if y.dtype == bool:
-        return y.astype(np.int64)
-    if not np.issubdtype(y.dtype, np.number):
-        raise InvalidType(f"responses must be 0/1 numbers or booleans, got dtype {y.dtype}")
-    bad = ~np.isin(y, (0, 1))
-    if np.any(bad):
-        j = int(np.flatnonzero(bad)[0])
-        raise InvalidInput(f"responses must be 0 or 1, got {y[j].item()!r} at position {j}; "
-                           "nothing was recorded")
-    return y.astype(np.int64)
