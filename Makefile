@@ -23,14 +23,18 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(PY) examples/full_wppm_fit_example.py --out-dir figures
 
+# pytest-xdist: one worker per core (at most 4), a test file's tests on one worker (its
+# module fixtures computed once); JAX's compilation cache in .jax_cache/ (tests/conftest.py)
+XDIST  := -n auto --maxprocesses 4 --dist loadfile
+
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" $(XDIST)
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m slow $(XDIST)
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST)
 
 # ArviZ >= 1.0 needs Python >= 3.12: .ci/arviz1 finds one (PYTHON312=..., python3.12, pyenv),
 # makes .venv-arviz1 and runs tests/test_arviz_compat.py there
@@ -53,4 +57,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check psyphy_numpyro tests examples benchmarks
 
 clean:
-	rm -rf $(VENV) .venv-arviz1 site figures .pytest_cache
+	rm -rf $(VENV) .venv-arviz1 site figures .pytest_cache .jax_cache

@@ -1,7 +1,17 @@
 import os
+from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("CI", "1")  # progress bars off in tests
+# JAX's persistent compilation cache: the suite compiles the same programs in many modules
+# (caches are dropped after each module, below) and in every CLI/server subprocess; they load
+# from disk after the first compile. Set before jax is imported; subprocesses inherit it.
+# A size bound turns on JAX's file lock, so pytest-xdist workers share the directory safely.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      str(Path(__file__).resolve().parent.parent / ".jax_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 * 2**30))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -153,6 +153,7 @@ def test_in_process_errors(workdir, capsys):
     assert "expected a number in [0, 0.5) or 'learn', got 'often'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # moved to the slow tier to keep `make test` short; CI runs both
 def test_fit_learns_the_lapse_rate(workdir, capsys):
     tmp, data, _ = workdir
     code, out, err = _main(capsys, "fit", tmp / "trials.csv", "--method", "map", "--steps", "30",
@@ -324,6 +325,7 @@ print("code", code, "x64", jax.config.jax_enable_x64)
 """
 
 
+@pytest.mark.slow  # moved to the slow tier to keep `make test` short; CI runs both
 def test_cli_switches_to_float64_for_a_float64_fit(workdir, monkeypatch):
     """A format-2 fit file keeps W in unconstrained_posterior: the CLI reads its dtype there
     and switches JAX to float64, so a float64 fit's read-outs are reproduced exactly."""

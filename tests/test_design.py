@@ -33,7 +33,7 @@ def _posterior(model, key=0, spread=0.15, num_draws=40, lapse=None):
     return fit, truth
 
 
-@pytest.mark.parametrize("d", [1, 2, 3])
+@pytest.mark.parametrize("d", [1, 2, pytest.param(3, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("lapse", [False, True])
 def test_proposals_lie_in_the_domain_and_spread_out(d, lapse):
     model = pn.WPPM(input_dim=d, basis_degree=2, num_samples=16,

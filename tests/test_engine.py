@@ -101,6 +101,7 @@ def test_laplace_and_mcmc_start_reuse_their_programs():
     np.testing.assert_array_equal(post.mcmc.get_samples(group_by_chain=True)["W"], first)
 
 
+@pytest.mark.slow  # moved to the slow tier to keep `make test` short; CI runs both
 def test_repeat_bootstrap_and_cross_validation_compile_nothing():
     """Bootstrap refits and CV folds are trial weights: new data of a nearby size reuse
     the programs (the refits on both routes, the Newton route's Hessian, the held-out
@@ -126,6 +127,7 @@ def test_repeat_bootstrap_and_cross_validation_compile_nothing():
     assert np.isfinite(cv.scores).all()
 
 
+@pytest.mark.slow  # moved to the slow tier to keep `make test` short; CI runs both
 def test_batched_restarts_equal_the_same_restarts_run_one_by_one():
     data = _data(150, 7)
     fit = pn.fit_map(data, MODEL, steps=80, num_restarts=3, screen_steps=80, seed=11,
@@ -167,6 +169,7 @@ json.dump({"devices": jax.device_count(), "W": np.asarray(fit.params["W"]).tolis
 """
 
 
+@pytest.mark.slow  # moved to the slow tier to keep `make test` short; CI runs both
 def test_sharded_batch_equals_unsharded_on_two_cpu_devices():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
                JAX_PLATFORMS="cpu")

@@ -69,7 +69,7 @@ def test_one_dimensional_triangle_values():
         assert abs(np.interp(dp**2, q2, f2) - expected) < 4e-3
 
 
-@pytest.mark.parametrize("d", [1, 2, 3])
+@pytest.mark.parametrize("d", [1, 2, pytest.param(3, marks=pytest.mark.slow)])
 def test_cv_rms_error_is_at_most_a_third_of_plain_mc_at_equal_samples(d):
     """SPEC target (at most half), with margin, in every dimension. The
     reference is the independent "reparam" estimator with 2**18 samples."""

@@ -270,6 +270,7 @@ def test_plots_are_drawn_in_the_space_units(xy_fits):
     plt.close(fig)
 
 
+@pytest.mark.slow  # moved to the slow tier to keep `make test` short; CI runs both
 def test_per_axis_space_and_laplace_fit_map_back_exactly():
     sp = StimulusSpace.box([0.24, 0.26], [0.38, 0.34], shape_preserving=False)
     ref, comp, y = _xy_data(160, seed=3, hi=(0.38, 0.34))
