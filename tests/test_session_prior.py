@@ -90,6 +90,18 @@ def test_cli_new_with_a_prior_stores_it_and_checks_reopenings(tmp_path, capsys):
     assert _call(capsys, "new", blank)[0] == 0
     code, obj, _ = _call(capsys, "new", blank, "--exist-ok", "--prior", tmp_path / "w.json")
     assert code == 2 and "created without a prior" in obj["error"]
+    # a population fit file: its model, with its new-observer prior
+    one = pn.TrialData(np.zeros((2, 2, 2)), [1, 0])
+    fit = pn.MAPFit.from_params(SMALL, {"W": prior.mean}, one)
+    pop = PopulationFit(population=fit, observers=[fit, fit], tau=0.3, learned_tau=False,
+                        model=SMALL, loss_history=np.zeros(1))
+    pop.save(tmp_path / "pop.nc")
+    code, obj, err = _call(capsys, "new", tmp_path / "p.sqlite", "--prior",
+                           tmp_path / "pop.nc", "--num-samples", "32")
+    assert code == 0, err
+    exp = pn.Experiment(tmp_path / "p.sqlite", read_only=True)
+    assert exp.model == SMALL.replace(num_samples=32).with_prior(pop)
+    exp.close()
 
 
 def test_cli_bad_prior_files_are_one_line_errors(tmp_path, capsys):
