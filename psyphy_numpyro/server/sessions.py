@@ -363,7 +363,9 @@ class Registry:
     def open(self, name: str, *, takeover: bool = False, **settings) -> tuple[Hosted, bool]:
         """Open (or create) session ``name``; ``(hosted, created)``. Already open here:
         the open session, its settings checked against ``settings``. ``model`` may be
-        a :class:`~psyphy_numpyro.WPPM` or a dict of its settings."""
+        a :class:`~psyphy_numpyro.WPPM` or a dict of its settings; ``prior`` is the
+        name of a prior file under ``root``, resolved like ``name``
+        (:func:`~psyphy_numpyro.priorfile.session_prior` reads it)."""
         path = resolve_name(self.root, name)
         prior = settings.pop("prior", None)
         if prior is not None:  # a file under the root, like the session's
