@@ -187,7 +187,8 @@ class Client:
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- sessions ----------------------------------------------------------------------
-    def session(self, name: str, *, takeover: bool = False, **settings) -> SessionClient:
+    def session(self, name: str, *, takeover: bool = False, prior: str | None = None,
+                **settings) -> SessionClient:
         """Create or open session ``name`` (a file path relative to the server's root).
 
         Parameters
@@ -196,6 +197,11 @@ class Client:
             e.g. ``"obs1.sqlite"`` or ``"lab/obs1.sqlite"``.
         takeover : bool
             Take the session over from another live owner.
+        prior : str, optional
+            Warm-start a new observer from a population: a file under the
+            server's root (a relative path, like ``name``) holding a population
+            fit (``PopulationFit.save``) or a weight prior (``WeightPrior.save``).
+            An existing session must have been created with the same prior.
         **settings
             ``input_dim``, ``seed``, ``num_initial``, ``refit_every``,
             ``distances``, ``fit_options``, ``model`` (a dict of WPPM settings),
@@ -214,7 +220,7 @@ class Client:
         SessionBusy
             Another live process owns the file (pass ``takeover=True``).
         """
-        s = SessionClient(self, name, takeover=takeover, settings=settings)
+        s = SessionClient(self, name, takeover=takeover, settings={**settings, "prior": prior})
         s.open()
         return s
 

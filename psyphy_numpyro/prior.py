@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import numpy as np
 
 from .errors import InvalidInput, InvalidType
@@ -89,6 +92,46 @@ class WeightPrior:
             raise InvalidInput("a weight prior needs a dict with 'mean' and 'std', got "
                                f"{type(obj).__name__}")
         return cls(obj["mean"], obj["std"], obj.get("source", ""))
+
+    def save(self, path) -> None:
+        """Write the prior to a JSON file (:meth:`to_dict`), atomically; read it back with
+        :meth:`load`. The file is what ``psyphy-numpyro experiment new --prior FILE``
+        and the session server's ``"prior"`` take.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Target file (conventionally ``*.json``); replaced if it exists.
+        """
+        tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"psyphy_numpyro_kind": "weight_prior", **self.to_dict()}, f)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path) -> WeightPrior:
+        """The prior written by :meth:`save` (or any JSON object of :meth:`to_dict`'s form).
+
+        Raises
+        ------
+        FileNotFoundError
+            ``path`` does not exist.
+        ValueError
+            Not JSON, or not a weight prior's object.
+        """
+        with open(path, encoding="utf-8") as f:
+            try:
+                obj = json.load(f)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise InvalidInput(f"{path}: not a JSON file ({exc})") from None
+        if isinstance(obj, dict) and obj.get("psyphy_numpyro_kind", "weight_prior") \
+                != "weight_prior":
+            raise InvalidInput(f"{path}: a {obj['psyphy_numpyro_kind']!r} file, not a weight "
+                               "prior")
+        try:
+            return cls.from_dict(obj)
+        except (InvalidInput, InvalidType) as exc:
+            raise type(exc)(f"{path}: {exc}") from None
 
     @classmethod
     def from_population(cls, population, *, mean_uncertainty: float = 0.0) -> WeightPrior:

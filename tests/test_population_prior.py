@@ -129,8 +129,14 @@ def test_session_stores_the_prior(tmp_path):
     assert exp.model == MODEL.with_prior(pop)
     exp.close()
     pn.Experiment(path, prior=pop, live=False).close()  # the same prior again: fine
-    with pytest.raises(ValueError, match="created with model"):
+    with pytest.raises(ValueError, match="created with another prior"):
         pn.Experiment(path, prior=_population(tau=0.5), live=False)
+    with pytest.raises(ValueError, match="created with a prior"):
+        pn.Experiment(path, MODEL, live=False)  # the model without the prior
+    blank = tmp_path / "blank.db"
+    pn.Experiment(blank, live=False).close()
+    with pytest.raises(ValueError, match="created without a prior"):
+        pn.Experiment(blank, prior=pop, live=False)
 
 
 @pytest.mark.slow

@@ -8,7 +8,6 @@ a refit (``num_initial`` above the trials told) unless a test is about refits.
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,61 +16,23 @@ import time
 from pathlib import Path
 
 import pytest
+from servers import (  # the real-server helpers (tests/ is on sys.path: rootdir)
+    NO_REFIT,
+    QUICK_FITS,
+    REPO,
+    SMALL_MODEL,
+    Server,
+    browser,
+    chromium,
+    env,
+    wait_for,
+)
 
 from psyphy_numpyro.client import Client, ServerError, SessionNotOpen
 from psyphy_numpyro.server import check_bind, is_loopback
 from psyphy_numpyro.server.sessions import resolve_name
 
-REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
-NO_REFIT = {"num_initial": 10_000, "refit_every": 10_000}
-# a small, quickly compiled model and quick refits (as in test_design)
-SMALL_MODEL = {"input_dim": 2, "basis_degree": 1, "num_samples": 16, "estimator": "reparam"}
-QUICK_FITS = {"map_steps": 40, "warm_steps": 20, "num_draws": 16}
-
-
-def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in env.get(
-        "PYTHONPATH", "").split(os.pathsep) if p])
-    env.setdefault("JAX_PLATFORMS", "cpu")
-    return env
-
-
-class Server:
-    """A real ``psyphy-numpyro serve`` process on a free port."""
-
-    def __init__(self, root, *extra, port=0):
-        self.root, self.extra = Path(root), extra
-        self.lines = []  # the output of every run
-        self.start(port)
-
-    def start(self, port=0):
-        cmd = [sys.executable, "-m", "psyphy_numpyro", "serve", "--port", str(port),
-               "--root", str(self.root), *self.extra]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     env=_env(), text=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError("the server ended: " + "".join(self.lines))
-            self.lines.append(line)
-            m = re.search(r"at (http://\S+)", line)
-            if m:
-                self.url = m.group(1)
-                self.port = int(self.url.rsplit(":", 1)[1])
-                threading.Thread(target=self._drain, daemon=True).start()
-                return
-        raise RuntimeError("the server did not start: " + "".join(self.lines))
-
-    def _drain(self):
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    def kill(self, sig=signal.SIGKILL):
-        self.proc.send_signal(sig)
-        return self.proc.wait(60)
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +126,7 @@ def test_errors_map_to_http(app_client):
             "time.sleep(120)")
     other = subprocess.Popen([sys.executable, "-c", code, str(Path(c.app.state.registry.root)
                                                                 / "busy.sqlite")],
-                             stdout=subprocess.PIPE, text=True, env=_env())
+                             stdout=subprocess.PIPE, text=True, env=env())
     try:
         assert other.stdout.readline().strip() == "open"
         r = c.post("/sessions", json={"name": "busy.sqlite"})
@@ -241,7 +202,7 @@ def test_bind_rules():
         check_bind("0.0.0.0", None)
     # the command refuses to start (exit 2) and says why
     out = subprocess.run([sys.executable, "-m", "psyphy_numpyro", "serve", "--host", "0.0.0.0",
-                          "--port", "0"], capture_output=True, text=True, env=_env(),
+                          "--port", "0"], capture_output=True, text=True, env=env(),
                          timeout=120)
     assert out.returncode == 2 and "--token" in out.stderr
 
@@ -263,7 +224,7 @@ def test_client_imports_only_the_standard_library():
             "bad = [m for m in ('numpy', 'jax', 'fastapi', 'scipy') if m in sys.modules]; "
             "print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=_env(), timeout=60)
+                         env=env(), timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
 
 
@@ -370,16 +331,6 @@ def test_ctrl_c_closes_sessions(tmp_path):
 # ---------------------------------------------------------------------------
 # slow: refits in the server, the live page in a real browser
 # ---------------------------------------------------------------------------
-def _wait_for(fn, timeout=240, every=0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = fn()
-        if out:
-            return out
-        time.sleep(every)
-    raise AssertionError("timed out")
-
-
 def _simulate(s, n, seed=0):
     import numpy as np
 
@@ -399,7 +350,7 @@ def refitted(tmp_path_factory):
     s = c.session("fit.sqlite", seed=0, num_initial=60, refit_every=40,
                   model=SMALL_MODEL, fit_options=QUICK_FITS)
     _simulate(s, 70)
-    _wait_for(lambda: s.thresholds()["state"] == "ready")
+    wait_for(lambda: s.thresholds()["state"] == "ready")
     _simulate(s, 5, seed=1)
     s.ask(3)  # three pending trials on the page
     yield srv, c, s
@@ -421,31 +372,12 @@ def test_refit_in_the_background_and_thresholds(refitted):
     assert len(th["lower_points"][0]) == 24
 
 
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-def _browser(url, *args, timeout=120):
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as profile:
-        cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu",
-               "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-               "--window-size=1200,800", *args, url]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(_chromium() is None, reason="no Chromium (apt-get install chromium)")
+@pytest.mark.skipif(chromium() is None, reason="no Chromium (apt-get install chromium)")
 def test_live_page_in_headless_chromium(refitted, tmp_path):
     srv, c, s = refitted
     url = s.live_url()
-    dom = _browser(url, "--virtual-time-budget=5000", "--dump-dom").stdout
+    dom = browser(url, "--virtual-time-budget=5000", "--dump-dom").stdout
     st = s.status()
 
     def text(id_):
@@ -462,7 +394,7 @@ def test_live_page_in_headless_chromium(refitted, tmp_path):
     assert dom.count("<tr>") >= 26  # the thresholds table: a header and 25 references
     assert 'id="ellipses"' in dom
     shot = tmp_path / "live.png"
-    _browser(url, "--virtual-time-budget=5000", f"--screenshot={shot}")
+    browser(url, "--virtual-time-budget=5000", f"--screenshot={shot}")
     assert shot.exists() and shot.stat().st_size > 10_000
 
 
@@ -509,7 +441,7 @@ def test_durability_under_sigkill(tmp_path):
         # a kill while the clients ask and tell: after a few acknowledged trials since
         # the restart, then at a random moment
         start = total()
-        _wait_for(lambda s=start: total() >= s + 3 or errors, timeout=120, every=0.05)
+        wait_for(lambda s=start: total() >= s + 3 or errors, timeout=120, every=0.05)
         time.sleep(rng.uniform(0.0, 0.5))
         srv.kill()
         kills += 1

@@ -9,15 +9,15 @@ import sys
 
 import numpy as np
 import pytest
-from test_server import (  # the real-server helpers (tests/ is on sys.path: rootdir)
+from servers import (  # the real-server helpers (tests/ is on sys.path: rootdir)
     NO_REFIT,
     QUICK_FITS,
     SMALL_MODEL,
     Server,
-    _browser,
-    _chromium,
-    _env,
-    _wait_for,
+    browser,
+    chromium,
+    env,
+    wait_for,
 )
 
 import psyphy_numpyro as pn
@@ -130,7 +130,7 @@ def test_cli_status_of_a_session_with_a_space_imports_no_jax(tmp_path):
             "assert code == 0 and '\"CIE x\"' in out.getvalue()\n"
             "print(' '.join(sorted(sys.modules)))")
     res = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
-                         text=True, env=_env(), timeout=120, check=True)
+                         text=True, env=env(), timeout=120, check=True)
     mods = set(res.stdout.split())
     assert not {m for m in mods if m.split(".")[0] in ("jax", "numpyro", "matplotlib",
                                                        "scipy")}
@@ -156,7 +156,7 @@ def refitted(tmp_path_factory):
     s = c.session("fit.sqlite", seed=0, num_initial=60, refit_every=40, space=SPACE,
                   model=SMALL_MODEL, fit_options=QUICK_FITS)
     _simulate(s, 70)
-    _wait_for(lambda: s.thresholds()["state"] in ("ready", "failed"))
+    wait_for(lambda: s.thresholds()["state"] in ("ready", "failed"))
     _simulate(s, 5, seed=1)
     s.ask(3)
     yield srv, c, s
@@ -179,10 +179,10 @@ def test_thresholds_in_the_lab_units(refitted):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(_chromium() is None, reason="no Chromium (apt-get install chromium)")
+@pytest.mark.skipif(chromium() is None, reason="no Chromium (apt-get install chromium)")
 def test_live_page_in_lab_units(refitted, tmp_path):
     srv, c, s = refitted
-    dom = _browser(s.live_url(), "--virtual-time-budget=5000", "--dump-dom").stdout
+    dom = browser(s.live_url(), "--virtual-time-budget=5000", "--dump-dom").stdout
     assert "Stimulus plane (CIE x, CIE y)" in dom
     assert "CIE 1931 xy" in dom and 'id="ellipses"' in dom
     assert "0.30" in dom  # a tick in lab units

@@ -2,7 +2,10 @@ classdef PsyphyClient < handle
     % PsyphyClient  A MATLAB client of the psyphy_numpyro session server.
     %
     % Uses only webread/webwrite (MATLAB R2016b or later): no toolbox, no
-    % Python. Start the server first:
+    % Python. Also runs under GNU Octave >= 7, whose webwrite cannot send a
+    % JSON body nor report an HTTP status: there it sends each request with
+    % the curl program (on the PATH of Linux, macOS and Windows 10+).
+    % Start the server first:
     %
     %     psyphy-numpyro serve --port 8765 --root sessions/
     %
@@ -26,6 +29,10 @@ classdef PsyphyClient < handle
         Token = ''     % the server's --token ('' if none)
         Timeout = 10   % seconds per request
         Retries = 5    % network retries of each call
+    end
+
+    properties (Access = private)
+        Count = 0      % requests sent by this client (part of a request id without Java)
     end
 
     methods
@@ -53,7 +60,7 @@ classdef PsyphyClient < handle
             if nargin < 3
                 n = 1;
             end
-            body = struct('n', n, 'request_id', char(java.util.UUID.randomUUID()));
+            body = struct('n', n, 'request_id', obj.requestId());
             reply = obj.call('POST', [obj.path(name) '/ask'], body);
             ids = reply.ids(:);
             ref = PsyphyClient.matrix(reply.ref, numel(ids));
@@ -95,46 +102,123 @@ classdef PsyphyClient < handle
         function p = path(~, name)
             parts = strsplit(name, '/');
             for k = 1:numel(parts)
-                parts{k} = urlencode(parts{k});
+                parts{k} = PsyphyClient.escape(parts{k});
             end
             p = ['/sessions/' strjoin(parts, '/')];
         end
 
         function reply = call(obj, method, path, body)
+            url = [obj.Url path];
+            for attempt = 0:obj.Retries
+                [code, reply, err] = obj.send(method, url, body);
+                if code == 0
+                    return
+                end
+                if ~isnan(code)  % the server answered: an error, not retried
+                    if code == 404 && ~strcmp(method, 'DELETE') && ...
+                            ~strcmp(path, '/sessions') && attempt < obj.Retries
+                        % the server was restarted: reopen the session, try again
+                        name = regexprep(path, '^/sessions/|/[a-z.]+$', '');
+                        obj.session(PsyphyClient.unescape(name));
+                        continue
+                    end
+                    error(sprintf('psyphy:http%d', code), '%s', ...
+                          PsyphyClient.message(err));
+                end
+                if attempt == obj.Retries
+                    rethrow(err);
+                end
+                pause(0.2 * 2 ^ attempt);  % no answer: retry (tell/ask are idempotent)
+            end
+        end
+
+        function [code, reply, err] = send(obj, method, url, body)
+            % One request. CODE: 0 answered, the HTTP status of an error answer, NaN
+            % no answer (network); REPLY: the decoded JSON; ERR: the error (code ~= 0).
+            if PsyphyClient.isOctave()
+                [code, reply, err] = obj.sendCurl(method, url, body);
+                return
+            end
+            code = 0;
+            reply = [];
+            err = [];
             opts = weboptions('MediaType', 'application/json', 'Timeout', obj.Timeout, ...
                               'RequestMethod', lower(method), 'ContentType', 'json');
             if ~isempty(obj.Token)
                 opts.HeaderFields = {'Authorization', ['Bearer ' obj.Token]};
             end
-            url = [obj.Url path];
-            for attempt = 0:obj.Retries
-                try
-                    if strcmp(method, 'POST')
-                        reply = webwrite(url, jsonencode(body), opts);
-                    else
-                        reply = webread(url, opts);
-                    end
-                    return
-                catch err
-                    status = regexp(err.message, 'Status (\d+)', 'tokens', 'once');
-                    if ~isempty(status)  % the server answered: an error, not retried
-                        code = str2double(status{1});
-                        if code == 404 && ~strcmp(method, 'DELETE') && ...
-                                ~strcmp(path, '/sessions') && attempt < obj.Retries
-                            % the server was restarted: reopen the session, try again
-                            name = regexprep(path, '^/sessions/|/[a-z.]+$', '');
-                            obj.session(urldecode(name));
-                            continue
-                        end
-                        error(sprintf('psyphy:http%d', code), '%s', ...
-                              PsyphyClient.message(err));
-                    end
-                    if attempt == obj.Retries
-                        rethrow(err);
-                    end
-                    pause(0.2 * 2 ^ attempt);  % no answer: retry (tell/ask are idempotent)
+            try
+                if strcmp(method, 'POST')
+                    reply = webwrite(url, jsonencode(body), opts);
+                else
+                    reply = webread(url, opts);
+                end
+            catch e
+                err = e;
+                status = regexp(e.message, 'Status (\d+)', 'tokens', 'once');
+                if isempty(status)
+                    code = NaN;
+                else
+                    code = str2double(status{1});
                 end
             end
+        end
+
+        function [code, reply, err] = sendCurl(obj, method, url, body)
+            % send through the curl program (Octave: its webwrite posts no JSON body
+            % and its web errors carry no HTTP status).
+            code = 0;
+            reply = [];
+            err = [];
+            base = tempname();
+            files = {[base '.out'], [base '.in'], [base '.hdr']};
+            cleanup = onCleanup(@() PsyphyClient.remove(files));
+            cmd = sprintf(['curl -sS -X %s --connect-timeout %g --max-time %g ' ...
+                           '-o "%s" -w "%%{http_code}"'], method, obj.Timeout, ...
+                          obj.Timeout, files{1});
+            if ~isempty(obj.Token)  % in a file, not on the command line (process lists)
+                PsyphyClient.write(files{3}, ['Authorization: Bearer ' obj.Token]);
+                cmd = [cmd ' -H @"' files{3} '"'];
+            end
+            if strcmp(method, 'POST')
+                PsyphyClient.write(files{2}, jsonencode(body));
+                cmd = [cmd ' -H "Content-Type: application/json" --data-binary @"' ...
+                       files{2} '"'];
+            end
+            [rc, out] = system([cmd ' "' url '" 2>&1']);  % curl's message on failure
+            status = str2double(regexp(out, '\d{3}$', 'match', 'once'));
+            text = '';
+            if exist(files{1}, 'file')
+                text = fileread(files{1});
+            end
+            if rc ~= 0 || isnan(status) || status == 0  % no answer: curl's message
+                code = NaN;
+                err = struct('identifier', 'psyphy:network', 'message', ...
+                             sprintf('curl (exit %d) %s: %s', rc, url, strtrim(out)));
+            elseif status >= 400
+                code = status;
+                err = struct('identifier', sprintf('psyphy:http%d', status), ...
+                             'message', sprintf('Status %d: %s', status, text));
+            elseif ~isempty(strtrim(text))
+                reply = jsondecode(text);
+            end
+        end
+
+        function id = requestId(obj)
+            % A unique request id: a UUID from Java where MATLAB has its JVM, else
+            % (Octave, matlab -nojvm) the clock in microseconds, the process and a
+            % count of this client's requests (the user's rand stream is left alone).
+            obj.Count = obj.Count + 1;
+            if usejava('jvm')
+                id = char(java.util.UUID.randomUUID());
+                return
+            end
+            pid = 0;
+            if PsyphyClient.isOctave()
+                pid = getpid();
+            end
+            id = sprintf('%s-%x-%x-%x', datestr(now, 'yyyymmddHHMMSSFFF'), ...
+                         double(tic), pid, obj.Count);
         end
     end
 
@@ -147,6 +231,62 @@ classdef PsyphyClient < handle
                 m = double(x);
                 if size(m, 1) ~= n
                     m = m';
+                end
+            end
+        end
+
+        function tf = isOctave()
+            tf = exist('OCTAVE_VERSION', 'builtin') ~= 0;
+        end
+
+        function s = escape(s)
+            % A path segment: MATLAB's urlencode, else (Octave has none) percent-encoding
+            % of every byte but the unreserved ones (Octave's chars are UTF-8 bytes).
+            if exist('urlencode') %#ok<EXIST>
+                s = urlencode(s);
+                return
+            end
+            keep = ismember(s, ['A':'Z' 'a':'z' '0':'9' '-._~']);
+            out = cell(1, numel(s));
+            for k = 1:numel(s)
+                if keep(k)
+                    out{k} = s(k);
+                else
+                    out{k} = sprintf('%%%02X', double(s(k)));
+                end
+            end
+            s = [out{:}];
+        end
+
+        function out = unescape(s)
+            % The inverse of escape: urldecode, else %XX to its byte.
+            if exist('urldecode') %#ok<EXIST>
+                out = urldecode(s);
+                return
+            end
+            out = '';
+            k = 1;
+            while k <= numel(s)
+                if s(k) == '%' && k + 2 <= numel(s)
+                    out(end + 1) = char(hex2dec(s(k + 1:k + 2))); %#ok<AGROW>
+                    k = k + 3;
+                else
+                    out(end + 1) = s(k); %#ok<AGROW>
+                    k = k + 1;
+                end
+            end
+        end
+
+        function write(file, text)
+            fid = fopen(file, 'w');
+            fwrite(fid, text, 'char');
+            fclose(fid);
+        end
+
+        function remove(files)
+            for k = 1:numel(files)
+                if exist(files{k}, 'file')
+                    delete(files{k});
                 end
             end
         end

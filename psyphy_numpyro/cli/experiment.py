@@ -144,8 +144,13 @@ def _new(args):
 
         space = StimulusSpace.from_file(args.space)
     options = given_options(args, **{n: n for n, _, _ in MODEL_OPTIONS})
-    model = None
-    if options:
+    model = prior = None
+    if args.prior is not None:  # the population's model (options change its settings)
+        from ..priorfile import session_prior
+
+        dim = args.dim if args.dim is not None else space.input_dim if space else None
+        prior, model = session_prior(args.prior, options, dim)
+    elif options:
         dim = args.dim if args.dim is not None else space.input_dim if space else 2
         model = WPPM(input_dim=dim, **options)
     fit_options = given_options(args, map_steps="map_steps", warm_steps="warm_steps",
@@ -155,7 +160,7 @@ def _new(args):
             check_int("--" + name.replace("_", "-"), fit_options[name], lo)
     given = {"seed": args.seed, "input_dim": args.dim, "num_initial": args.num_initial,
              "refit_every": args.refit_every, "distances": args.distances,
-             "fit_options": fit_options or None, "space": space}
+             "fit_options": fit_options or None, "space": space, "prior": prior}
     try:  # creates the session (race-free: one process stores the settings) or checks them
         exp = Experiment(path, model, live=False, auto_refit=False, **given)
     except errors.SessionBusy:  # it exists and is owned: check the settings only

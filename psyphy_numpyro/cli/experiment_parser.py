@@ -35,6 +35,7 @@ actions:
 examples:
   psyphy-numpyro experiment new obs1.sqlite --dim 2 --seed 1
   psyphy-numpyro experiment new obs2.sqlite --space xy.toml   # stimuli in CIE xy
+  psyphy-numpyro experiment new obs3.sqlite --prior population.nc   # warm start
   psyphy-numpyro experiment ask obs1.sqlite --n 20
   psyphy-numpyro experiment tell obs1.sqlite --ids 1,2,3 --responses 1,0,1
   echo '{"ids": [4, 5], "responses": [1, 1]}' | psyphy-numpyro experiment tell obs1.sqlite
@@ -114,6 +115,12 @@ def add_parser(sub, raw) -> None:
                      "psyphy_numpyro.StimulusSpace (box, colour or affine); ask, status and "
                      "the refits' read-outs then speak them (default: the model's box "
                      "[-1, 1]^d)")
+    new.add_argument("--prior", metavar="FILE", default=None,
+                     help="warm-start a new observer from a population: a population fit "
+                     "(PopulationFit.save, NetCDF) or a weight prior (WeightPrior.save, "
+                     "JSON); the model is the population's (a weight prior's: the WPPM its "
+                     "shape implies), model options change its settings; the first refit "
+                     "comes after 20 * dim trials (docs/population.md)")
     new.add_argument("--exist-ok", action="store_true",
                      help="reopen the session if it exists (its settings must match)")
     _add_actions(acts, raw, session_help)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..errors import InvalidInput, InvalidType
 from ..validation import check_int, check_range
-from .refit import model_to_json
+from .refit import model_from_json, model_to_json
 from .store import SCHEMA_VERSION
 
 __all__ = ["FIT_OPTIONS", "session_model", "session_settings", "check_settings"]
@@ -127,11 +127,41 @@ def check_settings(path, stored: dict, settings: dict, given: dict) -> dict:
             continue
         if k == "model" and stored.get("chosen_model") == v:
             continue
+        if k == "model":
+            _check_model(path, stored, v)
+            continue
         if stored.get(k) != v:
             raise InvalidInput(f"{path}: the session was created with {k}="
                                f"{stored.get(k)!r}; reopen it without {k} or with that "
                                "value")
     return stored
+
+
+def _check_model(path, stored: dict, given: dict) -> None:
+    """Check the given model (JSON) against the stored one (or the one the first refit
+    chose); a prior (``weight_prior``) that differs is named as such. Priors compare by
+    their values (not their ``source`` note)."""
+    if stored.get("model") == given:
+        return
+    model = model_from_json(given)
+    have = model_from_json(stored.get("model"))
+    chosen = model_from_json(stored.get("chosen_model"))
+    if model in (have, chosen):
+        return
+    prior = None if have is None else have.weight_prior
+    if model.weight_prior != prior:
+        if prior is None:
+            raise InvalidInput(f"{path}: the session was created without a prior; a prior "
+                               "(prior=, --prior) only warm-starts a new session: reopen it "
+                               "without one, or start a new session file")
+        what = f" ({prior.source})" if prior.source else ""
+        if model.weight_prior is None:
+            raise InvalidInput(f"{path}: the session was created with a prior{what}; reopen "
+                               "it without model or with that prior")
+        raise InvalidInput(f"{path}: the session was created with another prior{what}; "
+                           "reopen it without prior or with that one")
+    raise InvalidInput(f"{path}: the session was created with model="
+                       f"{stored.get('model')!r}; reopen it without model or with that value")
 
 
 def _has_prior(model) -> bool:

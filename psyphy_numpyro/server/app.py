@@ -51,6 +51,14 @@ class OpenRequest(BaseModel):
                                examples=[{"kind": "box", "lo": [0.24, 0.26],
                                           "hi": [0.38, 0.40],
                                           "axis_labels": ["CIE x", "CIE y"]}])
+    prior: str | None = Field(None, description="warm-start a new observer from a "
+                              "population: a file under the server's root (a relative path, "
+                              "like name) holding a population fit (PopulationFit.save, "
+                              "NetCDF) or a weight prior (WeightPrior.save, JSON); the model "
+                              "is then the population's (model settings change it) and the "
+                              "first refit comes after 20 * input_dim trials; an existing "
+                              "session must have been created with the same prior",
+                              examples=["population.nc"])
     takeover: bool = Field(False, description="take the session over from another live owner")
 
 

@@ -36,8 +36,10 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def resolve_name(root: Path, name: str) -> Path:
+def resolve_name(root: Path, name: str, what: str = "session name") -> Path:
     """The file of session ``name``: a relative path under ``root`` that stays inside it.
+
+    ``what`` names it in the messages (a prior's file is resolved the same way).
 
     Raises
     ------
@@ -47,19 +49,19 @@ def resolve_name(root: Path, name: str) -> Path:
         (through a symbolic link).
     """
     if not isinstance(name, str) or not name or len(name) > 255:
-        raise InvalidInput("a session name is a relative path of 1 to 255 characters")
+        raise InvalidInput(f"a {what} is a relative path of 1 to 255 characters")
     if "\\" in name or any(ord(c) < 32 for c in name):
-        raise InvalidInput(f"session name {name!r}: no backslashes or control characters")
+        raise InvalidInput(f"{what} {name!r}: no backslashes or control characters")
     pure = PurePosixPath(name)
     if pure.is_absolute() or name.startswith("/"):
-        raise InvalidInput(f"session name {name!r} must be relative to the server's root")
+        raise InvalidInput(f"{what} {name!r} must be relative to the server's root")
     parts = name.split("/")
     if any(p in ("", ".", "..") for p in parts):
-        raise InvalidInput(f"session name {name!r}: no '.', '..' or empty path segments")
+        raise InvalidInput(f"{what} {name!r}: no '.', '..' or empty path segments")
     root = Path(root).resolve()
     path = (root / Path(*parts)).resolve()
     if not path.is_relative_to(root):
-        raise InvalidInput(f"session name {name!r} leads out of the server's root")
+        raise InvalidInput(f"{what} {name!r} leads out of the server's root")
     return path
 
 
@@ -361,20 +363,30 @@ class Registry:
     def open(self, name: str, *, takeover: bool = False, **settings) -> tuple[Hosted, bool]:
         """Open (or create) session ``name``; ``(hosted, created)``. Already open here:
         the open session, its settings checked against ``settings``. ``model`` may be
-        a :class:`~psyphy_numpyro.WPPM` or a dict of its settings."""
+        a :class:`~psyphy_numpyro.WPPM` or a dict of its settings; ``prior`` is the
+        name of a prior file under ``root``, resolved like ``name``
+        (:func:`~psyphy_numpyro.priorfile.session_prior` reads it)."""
         path = resolve_name(self.root, name)
+        prior = settings.pop("prior", None)
+        if prior is not None:  # a file under the root, like the session's
+            prior_path = resolve_name(self.root, prior, "prior file")
         with self._lock, _IMPORTS:  # opening imports modules: never beside another import
             from ..design.session import Experiment
 
             _warm_up()
+            kwargs = {k: v for k, v in settings.items() if v is not None}
+            if prior is not None:
+                from ..priorfile import session_prior
+
+                kwargs["prior"], kwargs["model"] = session_prior(
+                    prior_path, kwargs.get("model"), kwargs.get("input_dim"), name=prior)
             hosted = self.sessions.get(name)
             if hosted is not None:
-                _check_same(hosted.exp, settings)
+                _check_same(hosted.exp, settings, kwargs)
                 return hosted, False
             if not path.parent.exists():
                 path.parent.mkdir(parents=True)
             created = not path.exists()
-            kwargs = {k: v for k, v in settings.items() if v is not None}
             if isinstance(kwargs.get("model"), dict):  # WPPM settings, as JSON gives them
                 from ..model import WPPM
 
@@ -475,8 +487,18 @@ def _warm_up():
         _WARM.append(True)
 
 
-def _check_same(exp, settings):
-    """Settings given when opening a session that is open already must match it."""
+def _check_same(exp, settings, kwargs):
+    """Settings given when opening a session that is open already must match it
+    (``kwargs``: the Experiment's arguments, with the ``prior`` and its ``model`` when a
+    prior is given: the session must have been created with them)."""
+    if kwargs.get("prior") is not None:
+        from ..design.refit import model_to_json
+        from ..design.settings import check_settings
+        from ..model import model_with_prior
+
+        model = model_with_prior(kwargs["model"], kwargs["prior"])
+        check_settings(exp.path.name, exp.settings, {"model": model_to_json(model)},
+                       {"model": True})
     space = settings.get("space")
     if space is not None:
         from ..space import StimulusSpace
