@@ -240,40 +240,48 @@ classdef PsyphyClient < handle
         end
 
         function s = escape(s)
-            % A path segment: MATLAB's urlencode, else (Octave has none) percent-encoding
-            % of every byte but the unreserved ones (Octave's chars are UTF-8 bytes).
-            if exist('urlencode') %#ok<EXIST>
-                s = urlencode(s);
-                return
-            end
-            keep = ismember(s, ['A':'Z' 'a':'z' '0':'9' '-._~']);
-            out = cell(1, numel(s));
-            for k = 1:numel(s)
+            % A path segment, percent-encoded: every UTF-8 byte but the unreserved ones.
+            % (MATLAB's urlencode writes a space as '+', which a path keeps as a '+';
+            % Octave has no urlencode.)
+            bytes = PsyphyClient.utf8(s);
+            keep = ismember(bytes, double(['A':'Z' 'a':'z' '0':'9' '-._~']));
+            out = cell(1, numel(bytes));
+            for k = 1:numel(bytes)
                 if keep(k)
-                    out{k} = s(k);
+                    out{k} = char(bytes(k));
                 else
-                    out{k} = sprintf('%%%02X', double(s(k)));
+                    out{k} = sprintf('%%%02X', bytes(k));
                 end
             end
             s = [out{:}];
         end
 
         function out = unescape(s)
-            % The inverse of escape: urldecode, else %XX to its byte.
-            if exist('urldecode') %#ok<EXIST>
-                out = urldecode(s);
-                return
-            end
-            out = '';
+            % The inverse of escape: %XX to its byte, the bytes read as UTF-8.
+            bytes = zeros(1, 0);
             k = 1;
             while k <= numel(s)
                 if s(k) == '%' && k + 2 <= numel(s)
-                    out(end + 1) = char(hex2dec(s(k + 1:k + 2))); %#ok<AGROW>
+                    bytes(end + 1) = hex2dec(s(k + 1:k + 2)); %#ok<AGROW>
                     k = k + 3;
                 else
-                    out(end + 1) = s(k); %#ok<AGROW>
+                    bytes(end + 1) = double(s(k)); %#ok<AGROW>
                     k = k + 1;
                 end
+            end
+            if PsyphyClient.isOctave()
+                out = char(bytes);  % Octave's chars are UTF-8 bytes
+            else
+                out = native2unicode(uint8(bytes), 'UTF-8');
+            end
+        end
+
+        function bytes = utf8(s)
+            % The UTF-8 bytes of a char row (Octave's chars already are).
+            if PsyphyClient.isOctave()
+                bytes = double(s);
+            else
+                bytes = double(unicode2native(s, 'UTF-8'));
             end
         end
 
