@@ -24,8 +24,9 @@ demo: $(STAMP)
 	$(PY) examples/full_wppm_fit_example.py --out-dir figures
 
 # pytest-xdist: one worker per core (at most 4), a test file's tests on one worker (its
-# module fixtures computed once); JAX's compilation cache in .jax_cache/ (tests/conftest.py)
-XDIST  := -n auto --maxprocesses 4 --dist loadfile
+# module fixtures computed once); JAX's compilation cache in .jax_cache/ (tests/conftest.py);
+# the slowest tests are listed at the end
+XDIST  := -n auto --maxprocesses 4 --dist loadfile --durations=15
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" $(XDIST)

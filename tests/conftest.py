@@ -1,3 +1,4 @@
+import importlib.util
 import os
 from pathlib import Path
 
@@ -6,12 +7,15 @@ os.environ.setdefault("CI", "1")  # progress bars off in tests
 # JAX's persistent compilation cache: the suite compiles the same programs in many modules
 # (caches are dropped after each module, below) and in every CLI/server subprocess; they load
 # from disk after the first compile. Set before jax is imported; subprocesses inherit it.
-# A size bound turns on JAX's file lock, so pytest-xdist workers share the directory safely.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                      str(Path(__file__).resolve().parent.parent / ".jax_cache"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 * 2**30))
+# A size bound turns on JAX's file lock (the filelock package, a test extra), so
+# pytest-xdist workers share the directory safely; without filelock (e.g. the ArviZ 1.x
+# venv of .ci/arviz1) there is no cache.
+if importlib.util.find_spec("filelock") is not None:
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                          str(Path(__file__).resolve().parent.parent / ".jax_cache"))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+    os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 * 2**30))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
