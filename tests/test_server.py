@@ -30,7 +30,7 @@ from servers import (  # the real-server helpers (tests/ is on sys.path: rootdir
 
 from psyphy_numpyro.client import Client, ServerError, SessionNotOpen
 from psyphy_numpyro.server import check_bind, is_loopback
-from psyphy_numpyro.server.sessions import resolve_name
+from psyphy_numpyro.server.names import resolve_name
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 

@@ -23,7 +23,7 @@ from servers import (  # the real-server helpers (tests/ is on sys.path: rootdir
 import psyphy_numpyro as pn
 from psyphy_numpyro import cli
 from psyphy_numpyro.client import Client, ServerError
-from psyphy_numpyro.server.sessions import threshold_refs
+from psyphy_numpyro.server.replies import threshold_refs
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 

@@ -9,8 +9,10 @@ thresholds, watch a live page, close. Each open session is an
 them. The replies have the schema of the command line's ``experiment``
 JSON (:mod:`psyphy_numpyro.protocol`); ``docs/server.md`` documents both.
 
-Layout: :mod:`.sessions` holds the open sessions, :mod:`.app` the routes,
-:mod:`.live` the live page; :func:`serve` runs it all.
+Layout: :mod:`.sessions` holds the open sessions, :mod:`.names` resolves their
+names to files, :mod:`.replies` builds the thresholds' JSON, :mod:`.warmup` does the
+start-up imports, :mod:`.app` the routes, :mod:`.live` the live page; :func:`serve`
+runs it all.
 """
 
 from __future__ import annotations

@@ -8,22 +8,27 @@ wait for them. A monitor thread records finished refits
 (so the fit's proposals are used at once), keeps the refit state for
 ``status`` and computes the latest fit's thresholds off the request path,
 once per fit.
+
+Session names are resolved by :mod:`.names`, the JSON of thresholds and stimulus planes
+built by :mod:`.replies`, and the start-up imports done by :mod:`.warmup`.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 import traceback
 from collections import OrderedDict
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from .. import protocol
 from ..errors import InvalidInput
+from .names import resolve_name
+from .replies import clean, plane_reply, thresholds_reply
+from .warmup import IMPORT_LOCK, import_fitters, warm_up
 
-__all__ = ["Registry", "Hosted", "UnknownSession", "resolve_name"]
+__all__ = ["Registry", "Hosted", "UnknownSession"]
 
 _ASK_CACHE = 256  # request ids remembered per session (a retried ask gets the same trials)
 
@@ -34,108 +39,6 @@ class UnknownSession(LookupError):
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def resolve_name(root: Path, name: str, what: str = "session name") -> Path:
-    """The file of session ``name``: a relative path under ``root`` that stays inside it.
-
-    ``what`` names it in the messages (a prior's file is resolved the same way).
-
-    Raises
-    ------
-    ValueError
-        An empty or absolute name, one with ``..``, ``.``, empty segments,
-        backslashes or control characters, or one that leads out of ``root``
-        (through a symbolic link).
-    """
-    if not isinstance(name, str) or not name or len(name) > 255:
-        raise InvalidInput(f"a {what} is a relative path of 1 to 255 characters")
-    if "\\" in name or any(ord(c) < 32 for c in name):
-        raise InvalidInput(f"{what} {name!r}: no backslashes or control characters")
-    pure = PurePosixPath(name)
-    if pure.is_absolute() or name.startswith("/"):
-        raise InvalidInput(f"{what} {name!r} must be relative to the server's root")
-    parts = name.split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        raise InvalidInput(f"{what} {name!r}: no '.', '..' or empty path segments")
-    root = Path(root).resolve()
-    path = (root / Path(*parts)).resolve()
-    if not path.is_relative_to(root):
-        raise InvalidInput(f"{what} {name!r} leads out of the server's root")
-    return path
-
-
-def _clean(x):
-    """NaN/inf -> None, numpy -> lists: JSON-ready."""
-    if hasattr(x, "tolist"):
-        x = x.tolist()
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, list | tuple):
-        return [_clean(v) for v in x]
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    return x
-
-
-def threshold_refs(d: int):
-    """The references the server reads thresholds at: a grid over ``[-0.6, 0.6]^d``
-    (9 points in 1-D, 5 x 5 in 2-D, 3 x 3 x 3 in 3-D)."""
-    import numpy as np
-
-    k = {1: 9, 2: 5, 3: 3}[d]
-    axis = np.linspace(-0.6, 0.6, k)
-    grid = np.meshgrid(*([axis] * d), indexing="ij")
-    return np.stack([g.ravel() for g in grid], axis=-1)
-
-
-def plane_reply(space, d: int) -> dict:
-    """The units a session's stimuli, thresholds and live page speak: ``units`` (the
-    space's words, or ``"model"``: the box ``[-1, 1]^d``), ``axis_labels``, and
-    ``lo``/``hi``, the bounds the live page draws (the space's, else the box's
-    image in its units, else ``[-1, 1]``)."""
-    import numpy as np
-
-    if space is None:
-        return {"units": "model", "axis_labels": [f"x{k}" for k in range(d)],
-                "lo": [-1.0] * d, "hi": [1.0] * d, "space_name": None}
-    if space.lo is not None:
-        lo, hi = np.asarray(space.lo, float), np.asarray(space.hi, float)
-    else:  # an affine space without bounds: the box's corners in the lab's units
-        corners = np.stack(np.meshgrid(*([[-1.0, 1.0]] * d), indexing="ij"), -1).reshape(-1, d)
-        lab = space.to_lab(corners)
-        lo, hi = lab.min(0), lab.max(0)
-    return {"units": space.units or space.name, "axis_labels": list(space.axis_labels),
-            "lo": lo.tolist(), "hi": hi.tolist(), "space_name": space.name}
-
-
-def thresholds_reply(fit, seq: int, num_trials: int, space=None) -> dict:
-    """The latest fit's thresholds as JSON: the table, the median contour points and
-    the interval's inner and outer contours (draw-based fits); in ``space``'s units when
-    given (the session's: its refits fit the box), else the fit's data's space's."""
-    import numpy as np
-
-    from ..contours import threshold_table
-    from ..readout import thresholds
-
-    refs = threshold_refs(fit.model.input_dim)
-    if space is None:
-        space = getattr(getattr(fit, "data", None), "space", None)
-    if space is not None:  # the same grid, in the lab's units: so are the results
-        refs = space.to_lab(refs)
-    th = thresholds(fit, refs, num_directions=24, space=space)
-    refs = np.asarray(th.refs, dtype=float)
-    names, values = threshold_table(th, refs)
-    out = {"fit": seq, "num_trials": num_trials, "target": float(th.target),
-           **plane_reply(space, fit.model.input_dim),
-           "level": None if th.level is None else float(th.level),
-           "refs": refs, "directions": th.directions, "columns": names, "table": values,
-           "ellipses": np.asarray(th.median_ellipses), "points": th.median_points,
-           "lower_points": None, "upper_points": None}
-    if th.has_draws and th.interval is not None:
-        for key, lengths in (("lower_points", th.interval[0]), ("upper_points", th.interval[1])):
-            out[key] = refs[:, None, :] + np.asarray(lengths)[..., None] * th.directions[None]
-    return _clean(out)
 
 
 class Hosted:
@@ -283,7 +186,7 @@ class Hosted:
 
         def run():
             try:
-                with _IMPORTS:  # reading the fit file imports modules: never beside another
+                with IMPORT_LOCK:  # reading the fit file imports modules: never beside another
                     from .. import readout  # noqa: F401
 
                     fit = self.exp.fit
@@ -310,7 +213,7 @@ class Hosted:
         out.update(since=since, told_trials=told, pending_trials=pending,
                    threshold_readout=self.thresholds,
                    plane=plane_reply(self.exp.space, self.exp.input_dim))
-        return _clean(out)
+        return clean(out)
 
     def close(self, timeout: float | None = None) -> bool:
         """Close the file; ``False`` (file left open) when a refit outlasts ``timeout``."""
@@ -357,7 +260,7 @@ class Registry:
         self._monitor = threading.Thread(target=self._watch, args=(monitor_every,),
                                          daemon=True, name="psyphy-numpyro-monitor")
         self._monitor.start()
-        threading.Thread(target=_import_fitters, daemon=True, name="psyphy-numpyro-imports"
+        threading.Thread(target=import_fitters, daemon=True, name="psyphy-numpyro-imports"
                          ).start()
 
     def open(self, name: str, *, takeover: bool = False, **settings) -> tuple[Hosted, bool]:
@@ -370,10 +273,10 @@ class Registry:
         prior = settings.pop("prior", None)
         if prior is not None:  # a file under the root, like the session's
             prior_path = resolve_name(self.root, prior, "prior file")
-        with self._lock, _IMPORTS:  # opening imports modules: never beside another import
+        with self._lock, IMPORT_LOCK:  # opening imports modules: never beside another import
             from ..design.session import Experiment
 
-            _warm_up()
+            warm_up()
             kwargs = {k: v for k, v in settings.items() if v is not None}
             if prior is not None:
                 from ..priorfile import session_prior
@@ -443,48 +346,6 @@ class Registry:
                         hosted.exp.sync()
                 except Exception:  # noqa: BLE001, S112 - a closed session; the next round
                     continue
-
-
-_WARM = []
-
-
-_IMPORTS = threading.Lock()
-"""Held while the fitters are imported in the background, and by whatever else imports
-them (opening a session, reading out thresholds): two threads importing JAX's modules at
-once can see them half initialised."""
-
-
-def _import_fitters():
-    """Import JAX and the fitters in the background when the server starts: the first
-    refit imports them otherwise, from inside the ``tell`` that makes it due."""
-    with _IMPORTS:
-        try:
-            from scipy.stats import qmc  # noqa: F401
-
-            from .. import (  # noqa: F401
-                contours,
-                data,
-                fits,
-                hyperparameters,
-                laplace,
-                map_fit,
-                model,
-                persist,
-                readout,
-            )
-            from ..design import acquisition, session  # noqa: F401
-        except Exception:  # noqa: BLE001, S110 - the refit will report it
-            pass
-
-
-def _warm_up():
-    """Import what the first ``ask`` needs (SciPy's Sobol sequences: about a second) when
-    the first session opens, not in the first trial's request."""
-    if not _WARM:
-        from ..design.acquisition import space_filling_trials
-
-        space_filling_trials(1, 2, seed=0)
-        _WARM.append(True)
 
 
 def _check_same(exp, settings, kwargs):
