@@ -91,6 +91,7 @@ def test_laplace_curvature_holds_the_priors_precision(few):
     np.testing.assert_allclose(lf.cov, np.linalg.inv(H), rtol=2e-3)
 
 
+@pytest.mark.slow  # NUTS compiles for ~20 s
 def test_nuts_with_a_tight_prior_samples_around_its_mean_on_the_models_potential():
     truth, data = _data(10, seed=4)
     with warnings.catch_warnings():
