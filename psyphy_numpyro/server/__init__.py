@@ -5,7 +5,8 @@ A FastAPI application on uvicorn hosts the session files under one folder
 repeated tell records nothing twice), read the status and the latest fit's
 thresholds, watch a live page, close. Each open session is an
 :class:`~psyphy_numpyro.Experiment` held in the server's process with
-``live=True``: refits run in a background thread and requests never wait for
+``live=True``: refits run in the background (a worker process of lower
+priority by default, ``Registry(refit_in=...)``) and requests never wait for
 them. The replies have the schema of the command line's ``experiment``
 JSON (:mod:`psyphy_numpyro.protocol`); ``docs/server.md`` documents both.
 
