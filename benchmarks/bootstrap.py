@@ -47,13 +47,13 @@ def observer_data(n, seed=0):
     return pn.simulate_trials(model, truth, ref, comp, key=seed + 1)
 
 
-def convergence(n, routes, fits=12, ref=("adam", 1000)):
+def convergence(n, routes, fits=12, ref=("adam", 1000), seed=0):
     """Each route's refits against long refits of the same resamples: the mean per-refit
     difference of ``Sigma`` on a 5 x 5 grid relative to the reference's bootstrap spread,
     and the ratio of the spreads."""
     from psyphy_numpyro.plotting import grid_points
 
-    data = observer_data(n)
+    data = observer_data(n, seed)
     fit = pn.fit_map(data, progress=False)
     grid = grid_points(5)
 
@@ -65,7 +65,7 @@ def convergence(n, routes, fits=12, ref=("adam", 1000)):
 
     S_ref, _ = boot(*ref)
     spread = S_ref.std(0).mean()
-    print(f"reference: {fits} refits of {ref[1]} {ref[0]} steps; {n} trials")
+    print(f"reference: {fits} refits of {ref[1]} {ref[0]} steps; {n} trials; observer seed {seed}")
     print("| route | steps | mean abs Sigma difference / spread | spread / reference spread "
           "| seconds |")
     print("|---|---:|---:|---:|---:|")
@@ -83,16 +83,19 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=None, help="default: the route's default")
     ap.add_argument("--convergence", nargs="*", metavar="ROUTE:STEPS",
                     help="e.g. newton:15 newton:40 adam:250 (against adam:1000)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="the simulated observer (its field and trials)")
     args = ap.parse_args(argv)
     if args.convergence is not None:
         routes = [(r.split(":")[0], int(r.split(":")[1])) for r in args.convergence]
-        return convergence(args.trials[0], routes or [("newton", 15), ("adam", 250)])
+        return convergence(args.trials[0], routes or [("newton", 15), ("adam", 250)],
+                           seed=args.seed)
     print(machine_line())
     print("| trials | fit_map (s) | route | refits x steps | bootstrap (s) | compile (s) "
           "| curvature (s) | steps (s) | ratio |")
     print("|---:|---:|---|---|---:|---:|---:|---:|---:|")
     for n in args.trials:
-        data = observer_data(n)
+        data = observer_data(n, args.seed)
         t0 = time.perf_counter()
         fit = pn.fit_map(data, progress=False)
         t_map = time.perf_counter() - t0
