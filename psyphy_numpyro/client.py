@@ -79,6 +79,8 @@ def _plain(x):
         return x.tolist()
     if isinstance(x, list | tuple):
         return [_plain(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
     return x
 
 
@@ -208,7 +210,10 @@ class Client:
             ``space`` (the lab's stimulus units: a dict as
             ``StimulusSpace.to_dict()`` gives it, or any object with a
             ``to_dict()`` method, e.g. a :class:`~psyphy_numpyro.StimulusSpace`;
-            ``ask`` then returns stimuli in those units): for a new session; for
+            ``ask`` then returns stimuli in those units), ``region`` (where the
+            user looks, in the session's units: a box as a tuple ``(lo, hi)``,
+            reference points as an ``(R, d)`` array or list, or the dicts
+            ``{"box": [lo, hi]}`` / ``{"points": [...]}``): for a new session; for
             an existing one they must match the stored ones.
 
         Returns
@@ -241,6 +246,11 @@ class SessionClient:
         self.takeover = takeover
         if hasattr(settings.get("space"), "to_dict"):  # a StimulusSpace (no import here)
             settings["space"] = settings["space"].to_dict()
+        region = settings.get("region")
+        if isinstance(region, tuple):  # a box (lo, hi), as Experiment takes it
+            settings["region"] = {"box": list(region)}
+        elif region is not None and not isinstance(region, dict):  # reference points
+            settings["region"] = {"points": region}
         self.settings = {k: _plain(v) for k, v in settings.items() if v is not None}
         self._path = "/sessions/" + urllib.parse.quote(name, safe="/")
         self.info: dict = {}

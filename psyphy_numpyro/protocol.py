@@ -28,14 +28,16 @@ REFIT_STATES = ("not_due", "due", "started", "running", "finished", "up_to_date"
 def settings_reply(settings: dict) -> dict:
     """The session's settings from its stored ``settings`` dict: ``input_dim``, ``seed``,
     ``num_initial``, ``refit_every``, ``distances``, ``fit_options``, ``model``,
-    ``model_chosen_from_data`` and ``space`` (the session's stimulus space as
+    ``model_chosen_from_data``, ``space`` (the session's stimulus space as
     :meth:`~psyphy_numpyro.StimulusSpace.to_dict` gives it, or ``None``: stimuli
-    in the model's box ``[-1, 1]^d``)."""
+    in the model's box ``[-1, 1]^d``) and ``region`` (``None``: the whole domain,
+    ``{"box": [lo, hi]}`` or ``{"points": [...]}``, in the session's units)."""
     s = settings
     return {"input_dim": s["input_dim"], "seed": s["seed"], "num_initial": s["num_initial"],
             "refit_every": s["refit_every"], "distances": s["distances"],
             "fit_options": s["fit_options"], "model": s.get("model") or s.get("chosen_model"),
-            "model_chosen_from_data": s.get("model") is None, "space": s.get("space")}
+            "model_chosen_from_data": s.get("model") is None, "space": s.get("space"),
+            "region": s.get("region")}
 
 
 def latest_fit_reply(info: dict | None) -> dict | None:

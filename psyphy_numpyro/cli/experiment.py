@@ -126,6 +126,36 @@ def _int_list(option, text) -> list[int]:
     return out
 
 
+def _region(text):
+    """``--region``: a box ``LO1,LO2:HI1,HI2`` (a tuple ``(lo, hi)``), or a file of
+    reference points, one per row (``.npy``; else text, comma- or space-separated)."""
+    import numpy as np
+
+    if text is None:
+        return None
+    if ":" in text and not os.path.exists(text):
+        lo, _, hi = text.partition(":")
+        try:
+            return tuple([float(v) for v in part.split(",")] for part in (lo, hi))
+        except ValueError:
+            raise CLIError(f"--region box must be LO1,LO2,...:HI1,HI2,... (numbers), got "
+                           f"{text!r}") from None
+    if not os.path.isfile(text):
+        raise CLIError(f"--region {text}: no such file (give a box LO1,LO2:HI1,HI2 or a "
+                       "file of reference points)")
+    try:
+        if text.endswith(".npy"):
+            pts = np.load(text, allow_pickle=False)
+        else:
+            with open(text, encoding="utf-8") as f:
+                rows = [line.replace(",", " ").split() for line in f
+                        if line.strip() and not line.lstrip().startswith("#")]
+            pts = np.array([[float(v) for v in row] for row in rows])
+    except (ValueError, OSError) as exc:
+        raise CLIError(f"--region {text}: not a file of reference points ({exc})") from None
+    return np.atleast_2d(pts)
+
+
 # -- new ------------------------------------------------------------------------------
 def _new(args):
     from ..design.session import Experiment
@@ -160,7 +190,8 @@ def _new(args):
             check_int("--" + name.replace("_", "-"), fit_options[name], lo)
     given = {"seed": args.seed, "input_dim": args.dim, "num_initial": args.num_initial,
              "refit_every": args.refit_every, "distances": args.distances,
-             "fit_options": fit_options or None, "space": space, "prior": prior}
+             "fit_options": fit_options or None, "space": space, "prior": prior,
+             "region": _region(args.region)}
     try:  # creates the session (race-free: one process stores the settings) or checks them
         exp = Experiment(path, model, live=False, auto_refit=False, **given)
     except errors.SessionBusy:  # it exists and is owned: check the settings only

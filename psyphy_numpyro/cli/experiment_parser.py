@@ -36,6 +36,7 @@ examples:
   psyphy-numpyro experiment new obs1.sqlite --dim 2 --seed 1
   psyphy-numpyro experiment new obs2.sqlite --space xy.toml   # stimuli in CIE xy
   psyphy-numpyro experiment new obs3.sqlite --prior population.nc   # warm start
+  psyphy-numpyro experiment new obs4.sqlite --region=-0.5,0:0,0.5   # references in a box
   psyphy-numpyro experiment ask obs1.sqlite --n 20
   psyphy-numpyro experiment tell obs1.sqlite --ids 1,2,3 --responses 1,0,1
   echo '{"ids": [4, 5], "responses": [1, 1]}' | psyphy-numpyro experiment tell obs1.sqlite
@@ -121,6 +122,13 @@ def add_parser(sub, raw) -> None:
                      "JSON); the model is the population's (a weight prior's: the WPPM its "
                      "shape implies), model options change its settings; the first refit "
                      "comes after 20 * dim trials (docs/population.md)")
+    new.add_argument("--region", metavar="BOX|FILE", default=None,
+                     help="where the user looks (default: the whole domain), in the "
+                     "session's units (--space's, else the model's box): a box "
+                     "LO1,LO2:HI1,HI2 (write --region=-0.5,0:0,0.5 when it starts with "
+                     "'-'), or a file of reference points, one per row (.npy, or text "
+                     "with commas or spaces); every reference then lies in the box (is "
+                     "one of the points) and criterion global integrates over it")
     new.add_argument("--exist-ok", action="store_true",
                      help="reopen the session if it exists (its settings must match)")
     _add_actions(acts, raw, session_help)

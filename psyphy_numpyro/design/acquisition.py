@@ -77,7 +77,7 @@ def inside_domain(ref, step) -> np.ndarray:
 
 
 def space_filling_trials(num_trials: int, input_dim: int, *, seed: int = 0, start: int = 0,
-                         distances=(0.005, 0.4)):
+                         distances=(0.005, 0.4), place=None):
     """A non-adaptive design: Sobol references, random directions, log-uniform distances.
 
     Trial ``i`` of the sequence depends only on ``seed`` and ``i``: trials
@@ -94,6 +94,10 @@ def space_filling_trials(num_trials: int, input_dim: int, *, seed: int = 0, star
         Range of the ref-comparison distance (``[-1, 1]`` units), log-uniform.
         The default spans thresholds from ~0.005 to ~0.3, the range of human
         colour discrimination on the unit square.
+    place : callable, optional
+        Maps the Sobol points ``(n, d)`` in ``[0, 1)^d`` to references inside
+        ``[-1, 1]^d`` (default ``2 u - 1``; a session's region:
+        :meth:`~psyphy_numpyro.design.region.Region.place`).
 
     Returns
     -------
@@ -103,7 +107,8 @@ def space_filling_trials(num_trials: int, input_dim: int, *, seed: int = 0, star
     d = check_int("input_dim", input_dim, 1, 3)
     start = check_int("start", start, 0)
     lo, hi = check_range("distances", distances)
-    ref = 2.0 * _sobol(num_trials, d, seed, start) - 1.0
+    u01 = _sobol(num_trials, d, seed, start)
+    ref = 2.0 * u01 - 1.0 if place is None else np.asarray(place(u01), np.float64)
     # directions and distances from two streams, so that trial i depends on i only (one
     # stream would make the distances depend on how many directions were drawn first)
     u = _directions(np.random.default_rng([seed, 202]), start + num_trials, d)[start:]
@@ -169,7 +174,7 @@ def _thin(fit, num: int):
 
 
 def candidate_trials(fit, *, seed: int = 0, num_refs: int = 256, per_ref: int = 12,
-                     multipliers=(0.3, 3.0)):
+                     multipliers=(0.3, 3.0), place=None):
     """Candidate trials scaled to the fit's current thresholds.
 
     ``num_refs`` Sobol references; at each, ``per_ref`` comparisons along
@@ -177,7 +182,9 @@ def candidate_trials(fit, *, seed: int = 0, num_refs: int = 256, per_ref: int = 
     with ``Sigma`` the posterior-mean covariance, ``k`` the Mahalanobis
     distance of the 66.7% threshold and ``m`` log-uniform in
     ``multipliers``: the candidates span the psychometric range from near
-    chance to near ceiling wherever the threshold is.
+    chance to near ceiling wherever the threshold is. ``place`` (optional) maps
+    the Sobol points in ``[0, 1)^d`` to the references (as in
+    :func:`space_filling_trials`).
 
     Returns
     -------
@@ -190,7 +197,8 @@ def candidate_trials(fit, *, seed: int = 0, num_refs: int = 256, per_ref: int = 
     num_refs = check_int("num_refs", num_refs, 1)
     per_ref = check_int("per_ref", per_ref, 1)
     m_lo, m_hi = check_range("multipliers", multipliers)
-    refs = 2.0 * _sobol(num_refs, d, seed) - 1.0
+    u01 = _sobol(num_refs, d, seed)
+    refs = 2.0 * u01 - 1.0 if place is None else np.asarray(place(u01), np.float64)
     cov = np.asarray(fit.covariance(refs))
     if not fit.point:
         cov = cov.mean(0)
@@ -313,11 +321,16 @@ def _seed(key) -> int:
 
 
 def _greedy(scores, ref, num: int, length: float) -> np.ndarray:
-    """Indices of ``num`` picks: best score first, nearby references penalised after each."""
-    score = np.maximum(np.asarray(scores, np.float64), 0.0) + 1e-12
+    """Indices of ``num`` picks: best score first, nearby references penalised after each.
+    Once every free candidate is penalised to nothing (candidates sharing few references,
+    e.g. a region of reference points), a new round starts from the scores."""
+    base = np.maximum(np.asarray(scores, np.float64), 0.0) + 1e-12
+    score = base.copy()
     free = np.ones(len(score), bool)
     picks = np.empty(num, np.int64)
     for t in range(num):
+        if not np.any(score[free] > 0.0):
+            score = base.copy()
         j = int(np.argmax(np.where(free, score, -np.inf)))
         picks[t] = j
         free[j] = False

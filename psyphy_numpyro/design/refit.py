@@ -106,6 +106,7 @@ def make_job(store, settings: dict, previous=None, *, load_previous: bool = True
             "previous": previous, "previous_path": previous_path,
             "path": store.fits_dir / f"fit_{seq:04d}.nc",
             "options": settings["fit_options"],
+            "region": settings.get("region"), "space": settings.get("space"),
             "num_proposals": 2 * settings["refit_every"]}
 
 
@@ -144,11 +145,26 @@ def refit_job(job: dict) -> dict:
                 progress=False, trial_capacity=capacity)
     post = fit_laplace(data, model, init=m, num_draws=opts["num_draws"], seed=fit_seed,
                        progress=False, trial_capacity=capacity)
-    proposals = propose_trials(post, job["num_proposals"], key=fit_seed,
-                               criterion=opts["criterion"])
+    proposals = _propose(post, job, fit_seed)
     job["path"].parent.mkdir(exist_ok=True)
     post.save(job["path"], log_likelihood=False)
     return {"fit": post, "seq": seq, "path": job["path"], "proposals": proposals}
+
+
+def _propose(post, job: dict, seed: int):
+    """The refit's proposals; with a session region (:class:`.region.Region`) the
+    candidates' references lie in it and ``"global"`` integrates over it."""
+    n, criterion = job["num_proposals"], job["options"]["criterion"]
+    if job.get("region") is None:
+        return propose_trials(post, n, key=seed, criterion=criterion)
+    from .acquisition import candidate_trials
+    from .region import Region
+
+    region = Region(job["region"], post.model.input_dim, job.get("space"))
+    candidates = candidate_trials(post, seed=seed, num_refs=max(256, 2 * n),
+                                  place=region.place)
+    return propose_trials(post, n, key=seed, candidates=candidates, criterion=criterion,
+                          region=region.points())
 
 
 def posterior_mode(fit) -> dict:

@@ -64,8 +64,9 @@ import numpy as np
 from ..errors import InvalidInput, SessionBusy
 from ..validation import check_int
 from . import refit as pipeline
+from .region import Region
 from .sessionfits import SessionFits
-from .settings import check_settings, session_model, session_settings
+from .settings import check_settings, region_units, session_model, session_settings
 from .store import SessionStore, read_settings
 from .trials import TrialSource, check_binary, check_ids
 
@@ -142,6 +143,18 @@ class Experiment:
         or a JSON/TOML file): ``ask``, ``stimuli`` and ``data`` speak them, the
         refits and the stored trials use the model's box. Stored with the session
         (a reopening may leave it out). ``distances`` stay in the box's units.
+    region : None, tuple (lo, hi), array (R, d) or dict, optional
+        Where the user looks, in the session's units (its ``space``'s, else the
+        model's box). ``None`` (default): the whole domain. A box as a *tuple*
+        ``(lo, hi)`` of two length-``d`` sequences (``lo < hi``, inside the
+        domain): every trial's reference lies in it. Reference points as an
+        ``(R, d)`` array: every reference is one of them. The dicts
+        ``{"box": [lo, hi]}`` and ``{"points": [...]}`` (the stored form, and
+        the server's JSON) are accepted too. Comparisons may leave the region
+        (they stay in the domain), and the ``"global"`` criterion
+        (``fit_options``) integrates over the region (a 5-per-axis grid over a
+        box, or the points). Stored with the session (a reopening may leave it
+        out; a different one raises). See docs/experiment.md.
 
     Raises
     ------
@@ -168,7 +181,8 @@ class Experiment:
                  refit_every: int | None = None, distances=None, fit_options=None,
                  reissue: bool = True, auto_refit: bool = True, takeover: bool = False,
                  read_only: bool = False, owner_name: str | None = None, space=None,
-                 durability: str = "power", refit_in: str = "thread", prior=None):
+                 durability: str = "power", refit_in: str = "thread", prior=None,
+                 region=None):
         from ..space import StimulusSpace
 
         model = session_model(model, prior, input_dim)
@@ -176,7 +190,8 @@ class Experiment:
             raise InvalidInput("takeover=True and read_only=True exclude each other")
         settings, given = session_settings(
             model, space=space, input_dim=input_dim, seed=seed, num_initial=num_initial,
-            refit_every=refit_every, distances=distances, fit_options=fit_options)
+            refit_every=refit_every, distances=distances, fit_options=fit_options,
+            region=region, stored_space=region_units(path, space, region))
         if refit_in not in ("thread", "process"):
             raise InvalidInput(f"refit_in must be 'thread' or 'process', got {refit_in!r}")
         self.live = bool(live)
@@ -202,11 +217,13 @@ class Experiment:
         self.seed = self.settings["seed"]
         stored_space = self.settings.get("space")
         self.space = None if stored_space is None else StimulusSpace.from_dict(stored_space)
+        self.region = Region(self.settings.get("region"), self.input_dim, self.space)
         self.fits_dir = self._store.fits_dir
         # the pending trials of earlier (ended or taken-over) owners are now this owner's
         self._trials = TrialSource(self._store, self.input_dim, self.seed,
                                    self.settings["distances"],
-                                   self.pending if reissue and not read_only else ())
+                                   self.pending if reissue and not read_only else (),
+                                   place=self.region.place)
         self.refit_in = refit_in
         self._fits = SessionFits(self._store, self.settings, refit_in, self._lock, self._lease)
 
@@ -323,6 +340,7 @@ class Experiment:
             "num_initial": self.settings["num_initial"],
             "refit_every": self.settings["refit_every"],
             "space": self.settings.get("space"),
+            "region": self.settings.get("region"),
         }
 
     # -- ask / tell -------------------------------------------------------------

@@ -2,8 +2,8 @@
 its file when it creates a session, and the check of a reopening against them.
 
 One concept: the settings (``version``, ``input_dim``, ``model``, ``seed``,
-``num_initial``, ``refit_every``, ``distances``, ``fit_options``, ``space``) with their
-defaults, built from an ``Experiment``'s arguments (:func:`session_model`,
+``num_initial``, ``refit_every``, ``distances``, ``fit_options``, ``space``, ``region``)
+with their defaults, built from an ``Experiment``'s arguments (:func:`session_model`,
 :func:`session_settings`) and compared with the stored ones when a session is reopened
 (:func:`check_settings`: the stored settings win; a given one that differs raises).
 Reading them from a file without opening it is
@@ -12,12 +12,16 @@ Reading them from a file without opening it is
 
 from __future__ import annotations
 
+import os
+
 from ..errors import InvalidInput, InvalidType
 from ..validation import check_int, check_range
 from .refit import model_from_json, model_to_json
-from .store import SCHEMA_VERSION
+from .region import region_setting
+from .store import SCHEMA_VERSION, read_settings
 
-__all__ = ["FIT_OPTIONS", "session_model", "session_settings", "check_settings"]
+__all__ = ["FIT_OPTIONS", "session_model", "session_settings", "region_units",
+           "check_settings"]
 
 FIT_OPTIONS = {"map_steps": 2000, "warm_steps": 500, "num_draws": 64,
                "criterion": "info_gain"}
@@ -51,12 +55,15 @@ def session_model(model, prior, input_dim):
 
 
 def session_settings(model, *, space, input_dim, seed, num_initial, refit_every, distances,
-                     fit_options):
+                     fit_options, region=None, stored_space=None):
     """The settings a new session stores, and which of them the caller gave.
 
     The arguments are :class:`~psyphy_numpyro.design.session.Experiment`'s (``model``
     checked by :func:`session_model`; ``space`` a StimulusSpace, its ``to_dict()`` or
-    a JSON/TOML file); ``None`` means not given: the default.
+    a JSON/TOML file; ``region`` in the session's units, checked by
+    :func:`~psyphy_numpyro.design.region.region_setting`; ``stored_space``: the space
+    of the existing session file, the region's units when ``space`` is not given, from
+    :func:`region_units`); ``None`` means not given: the default.
 
     Returns
     -------
@@ -69,8 +76,10 @@ def session_settings(model, *, space, input_dim, seed, num_initial, refit_every,
     Raises
     ------
     ValueError
-        A setting out of range, unknown ``fit_options``, or a space whose dimension
-        is not the session's.
+        A setting out of range, unknown ``fit_options``, a space whose dimension
+        is not the session's, or a region outside the session's domain.
+    TypeError
+        A region of none of the accepted forms.
     """
     from ..space import StimulusSpace
 
@@ -86,7 +95,7 @@ def session_settings(model, *, space, input_dim, seed, num_initial, refit_every,
              "input_dim": model is None and input_dim is not None,
              "seed": seed is not None, "num_initial": num_initial is not None,
              "refit_every": refit_every is not None, "distances": distances is not None,
-             "fit_options": fit_options is not None}
+             "fit_options": fit_options is not None, "region": region is not None}
     seed = check_int("seed", 0 if seed is None else seed, 0)
     refit_every = 200 if refit_every is None else refit_every
     distances = (0.005, 0.4) if distances is None else distances
@@ -106,9 +115,24 @@ def session_settings(model, *, space, input_dim, seed, num_initial, refit_every,
         "distances": [float(v) for v in distances],
         "fit_options": opts,
         "space": None if space is None else space.to_dict(),
+        "region": region_setting(region, d, space if space is not None else
+                                 None if stored_space is None else
+                                 StimulusSpace.from_dict(stored_space)),
     }
     check_range("distances", distances)  # (no Sobol draw: scipy.stats loads slowly)
     return settings, given
+
+
+def region_units(path, space, region):
+    """The stored space of the session file ``path`` when a ``region`` is given without a
+    ``space`` (the region is in the session's units), else None; None too when the file
+    is missing or not a session file (opening it reports that)."""
+    if region is None or space is not None or not os.path.isfile(path):
+        return None
+    try:
+        return read_settings(path).get("space")
+    except InvalidInput:
+        return None
 
 
 def check_settings(path, stored: dict, settings: dict, given: dict) -> dict:

@@ -34,10 +34,13 @@ class TrialSource:
         Its distance range (model units).
     reissue : sequence of int
         Ids of pending trials to hand out again, first (oldest first).
+    place : callable, optional
+        The session's region (:meth:`~psyphy_numpyro.design.region.Region.place`):
+        where the space-filling references go (default: the whole domain).
     """
 
-    def __init__(self, store, input_dim: int, seed: int, distances, reissue=()):
-        self._store = store
+    def __init__(self, store, input_dim: int, seed: int, distances, reissue=(), place=None):
+        self._store, self._place = store, place
         self._reissue = [int(i) for i in reissue]
         self.input_dim, self.seed, self.distances = input_dim, seed, distances
         self._cache = None  # (first index, refs, comparisons) of the space-filling block
@@ -86,7 +89,8 @@ class TrialSource:
         cache = self._cache
         if cache is None or not cache[0] <= start <= start + n <= cache[0] + len(cache[1]):
             ref, comp = space_filling_trials(max(n, block), self.input_dim, seed=self.seed,
-                                             start=start, distances=self.distances)
+                                             start=start, distances=self.distances,
+                                             place=self._place)
             cache = self._cache = (start, ref, comp)
         lo = start - cache[0]
         return cache[1][lo:lo + n], cache[2][lo:lo + n]

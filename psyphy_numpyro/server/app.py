@@ -59,6 +59,12 @@ class OpenRequest(BaseModel):
                               "first refit comes after 20 * input_dim trials; an existing "
                               "session must have been created with the same prior",
                               examples=["population.nc"])
+    region: dict | list[list[float]] | None = Field(
+        None, description="where the user looks, in the session's units (the space's, "
+        "else the model's box): {\"box\": [lo, hi]} (every reference inside it) or "
+        "{\"points\": [[...], ...]} (or a bare list of points: every reference one of "
+        "them); criterion global integrates over it; left out: the stored region, or "
+        "the whole domain", examples=[{"box": [[-0.5, 0.0], [0.0, 0.5]]}])
     takeover: bool = Field(False, description="take the session over from another live owner")
 
 

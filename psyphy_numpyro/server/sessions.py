@@ -367,6 +367,14 @@ def _check_same(exp, settings, kwargs):
         if exp.space is None or StimulusSpace.from_dict(space) != exp.space:
             raise InvalidInput(f"{exp.path.name}: the session is open with another stimulus "
                                "space (or none); open it without space or with its own")
+    region = settings.get("region")
+    if region is not None:
+        from ..design.region import region_setting
+
+        if region_setting(region, exp.input_dim, exp.space) != exp.settings.get("region"):
+            raise InvalidInput(f"{exp.path.name}: the session was created with region="
+                               f"{exp.settings.get('region')!r}; open it without region or "
+                               "with that value")
     for key in ("input_dim", "seed", "num_initial", "refit_every"):
         v = settings.get(key)
         have = exp.input_dim if key == "input_dim" else exp.settings.get(key)
