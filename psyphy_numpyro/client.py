@@ -22,7 +22,11 @@ connection, a reset, a timeout) is sent again, ``retries`` times, ``backoff``
 seconds apart (doubling): ``tell`` is idempotent on the server (a response
 told twice is recorded once), and ``ask`` carries a request id (a retried
 ask gets the same trials). A session the server does not hold open (it was
-restarted) is reopened with the settings first given, and the call repeated.
+restarted) is reopened with the settings first given, and the call repeated,
+by ``ask`` and ``tell`` only, and only for a session this client opened
+(:meth:`Client.session`) and has not closed: ``status``, ``thresholds`` or
+``close`` of a session the server does not hold raise :class:`SessionNotOpen`,
+so they never create a session.
 """
 
 from __future__ import annotations
@@ -85,6 +89,7 @@ def _plain(x):
 
 
 _RETRY_ON = (ConnectionError, TimeoutError, http.client.HTTPException, OSError)
+_REOPEN_ON = ("ask", "tell")  # the calls that reopen a session this client opened
 
 
 class Client:
@@ -254,19 +259,39 @@ class SessionClient:
         self.settings = {k: _plain(v) for k, v in settings.items() if v is not None}
         self._path = "/sessions/" + urllib.parse.quote(name, safe="/")
         self.info: dict = {}
+        self.opened = False  # by this object (open), until its close
 
     def open(self) -> dict:
         """Create or open the session on the server (done by :meth:`Client.session`)."""
         self.info = self.client.request("POST", "/sessions", {
             "name": self.name, "takeover": self.takeover, **self.settings})
+        self.opened = True
         return self.info
 
     def _call(self, method, action, body=None):
+        """``method`` on the session's ``action``; on HTTP 404 (the server does not hold
+        the session) ``ask`` and ``tell`` of a session this object opened reopen it (the
+        server was restarted, or someone closed it) and call again; anything else raises
+        :class:`SessionNotOpen` (a status never creates a session)."""
         try:
             return self.client.request(method, f"{self._path}/{action}", body)
-        except SessionNotOpen:
-            self.open()  # the server was restarted, or someone closed it
-            return self.client.request(method, f"{self._path}/{action}", body)
+        except SessionNotOpen as exc:
+            if not (self.opened and action in _REOPEN_ON):
+                raise self._not_open(action, exc) from None  # never creates a session
+        self.open()
+        return self.client.request(method, f"{self._path}/{action}", body)
+
+    def _not_open(self, action, exc, opened=None) -> SessionNotOpen:
+        """The 404 of ``action``, with why it was not reopened."""
+        if opened if opened is not None else self.opened:
+            why = (f"the server no longer holds it (restarted, or someone closed it); {action} "
+                   "does not reopen it (ask and tell do)")
+        elif self.info:
+            why = "this client closed it (open() reopens it)"
+        else:
+            why = "this client never opened it (Client.session(name) opens it)"
+        return SessionNotOpen(exc.status, f"session {self.name!r} is not open in the server: "
+                              f"{why}; server: {exc.message}", exc.body)
 
     def ask(self, n: int = 1):
         """The next ``n`` trials.
@@ -314,8 +339,13 @@ class SessionClient:
                       if self.client.token else "")
 
     def close(self) -> dict:
-        """Close the session on the server (it waits for a running refit)."""
-        return self.client.request("DELETE", self._path)
+        """Close the session on the server (it waits for a running refit); afterwards
+        no call reopens it (:meth:`open` does)."""
+        opened, self.opened = self.opened, False
+        try:
+            return self.client.request("DELETE", self._path)
+        except SessionNotOpen as exc:
+            raise self._not_open("close", exc, opened) from None
 
     def __repr__(self):
         return f"SessionClient({self.name!r} on {self.client.url})"

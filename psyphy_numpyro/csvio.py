@@ -19,7 +19,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from .errors import InvalidInput, InvalidType
-from .validation import DOMAIN_TOL, check_int
+from .spacecheck import SPACE_TOL
+from .validation import check_int
 
 __all__ = [
     "write_csv",
@@ -255,7 +256,7 @@ def _read_value(path, r, line, name, lib, text, words, decimal_comma,
     if lib == "response" and v not in (0.0, 1.0):
         raise InvalidInput(f"{path}: row {r}, column {label} must be 0 or 1 (1 = correct; "
                            f"true/false are accepted too), got {text!r}{line}")
-    if check_domain and lib != "response" and abs(v) > 1.0 + DOMAIN_TOL:
+    if check_domain and lib != "response" and abs(v) > 1.0 + SPACE_TOL:
         raise InvalidInput(
             f"{path}: row {r}, column {label} = {v:g} is outside [-1, 1]{line}; rescale the "
             "stimuli into [-1, 1], or read them in your units with a space: "

@@ -21,8 +21,8 @@ from .contours import ray_extent
 from .data import TrialData, as_trial_data
 from .errors import InvalidInput
 from .simulate import simulate_trials
+from .spacecheck import SPACE_TOL
 from .validation import (
-    DOMAIN_TOL,
     check_array,
     check_directions,
     check_int,
@@ -181,7 +181,7 @@ def simulate_mocs(model, params, refs, directions, levels, num_repeats, *, key) 
         raise InvalidInput(f"levels must be > 0, got minimum {t.min():g}")
     num_repeats = check_int("num_repeats", num_repeats, 1)
     extent = np.asarray(ray_extent(refs, dirs), dtype=float)
-    over = t.max(axis=1) > extent + DOMAIN_TOL
+    over = t.max(axis=1) > extent + SPACE_TOL
     if over.any():
         c = int(np.argmax(over))
         raise InvalidInput(

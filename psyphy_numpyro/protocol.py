@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 __all__ = ["REFIT_STATES", "ask_reply", "tell_reply", "status_reply", "settings_reply",
-           "latest_fit_reply", "refit_reply"]
+           "prior_summary", "latest_fit_reply", "refit_reply"]
 
 REFIT_STATES = ("not_due", "due", "started", "running", "finished", "up_to_date", "off",
                 "failed", "interrupted")
@@ -27,17 +27,50 @@ REFIT_STATES = ("not_due", "due", "started", "running", "finished", "up_to_date"
 
 def settings_reply(settings: dict) -> dict:
     """The session's settings from its stored ``settings`` dict: ``input_dim``, ``seed``,
-    ``num_initial``, ``refit_every``, ``distances``, ``fit_options``, ``model``,
-    ``model_chosen_from_data``, ``space`` (the session's stimulus space as
+    ``num_initial``, ``refit_every``, ``distances``, ``fit_options``, ``model`` (the
+    WPPM's settings, without its weight prior), ``model_chosen_from_data``,
+    ``space`` (the session's stimulus space as
     :meth:`~psyphy_numpyro.StimulusSpace.to_dict` gives it, or ``None``: stimuli
-    in the model's box ``[-1, 1]^d``) and ``region`` (``None``: the whole domain,
-    ``{"box": [lo, hi]}`` or ``{"points": [...]}``, in the session's units)."""
+    in the model's box ``[-1, 1]^d``), ``region`` (``None``: the whole domain,
+    ``{"box": [lo, hi]}`` or ``{"points": [...]}``, in the session's units) and
+    ``prior`` (the model's weight prior, a session warm-started from a population,
+    as :func:`prior_summary` gives it, or ``None``: its arrays stay in the session
+    file)."""
     s = settings
+    model = s.get("model") or s.get("chosen_model")
+    prior = None
+    if model is not None and "weight_prior" in model:
+        model = dict(model)
+        prior = prior_summary(model.pop("weight_prior"))
     return {"input_dim": s["input_dim"], "seed": s["seed"], "num_initial": s["num_initial"],
             "refit_every": s["refit_every"], "distances": s["distances"],
-            "fit_options": s["fit_options"], "model": s.get("model") or s.get("chosen_model"),
+            "fit_options": s["fit_options"], "model": model,
             "model_chosen_from_data": s.get("model") is None, "space": s.get("space"),
-            "region": s.get("region")}
+            "region": s.get("region"), "prior": prior}
+
+
+def prior_summary(prior: dict | None) -> dict | None:
+    """A stored weight prior (``{"mean", "std", "source"}``, nested lists, as
+    :meth:`~psyphy_numpyro.WeightPrior.to_dict` gives it) in a few numbers: ``source``
+    (where it came from, e.g. ``"population of 5 observers, tau=0.3"``), ``shape`` (of
+    its weight arrays) and ``std_range`` (``[min, max]`` of its standard deviations)."""
+    if prior is None:
+        return None
+    shape, first = [], prior["std"]
+    while isinstance(first, list):
+        shape.append(len(first))
+        first = first[0] if first else None
+    std = list(_flat(prior["std"]))
+    return {"source": prior.get("source", ""), "shape": shape,
+            "std_range": [min(std), max(std)] if std else None}
+
+
+def _flat(x):
+    if isinstance(x, list):
+        for v in x:
+            yield from _flat(v)
+    else:
+        yield float(x)
 
 
 def latest_fit_reply(info: dict | None) -> dict | None:

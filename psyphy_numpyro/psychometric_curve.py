@@ -17,7 +17,8 @@ import numpy as np
 from .contours import ray_extent
 from .errors import InvalidInput
 from .readout_inputs import fit_space, fit_weights, fixed_noise, readout_samples
-from .validation import DOMAIN_TOL, as_key, check_array, check_points
+from .spacecheck import SPACE_TOL
+from .validation import as_key, check_array, check_points
 
 __all__ = ["psychometric"]
 
@@ -98,7 +99,7 @@ def psychometric(fit, ref, direction, distances, *, key=0, num_samples=None,
     num_samples = readout_samples(model, num_samples)
     key = as_key(key)
     pts = ref + t[:, None] * u
-    outside = np.any(np.abs(pts) > 1.0 + DOMAIN_TOL, -1)
+    outside = np.any(np.abs(pts) > 1.0 + SPACE_TOL, -1)
     if outside.any():
         hi = float(ray_extent(ref, u))
         lo = float(ray_extent(ref, -u))

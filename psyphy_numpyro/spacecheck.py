@@ -21,8 +21,10 @@ from .errors import InvalidInput, InvalidType
 __all__ = ["SPACE_TOL", "check_map", "as_points", "check_domain"]
 
 SPACE_TOL = 1e-6
-"""Relative tolerance of the domain check: a point may lie this fraction of the
-space's width beyond its bounds (float round-off) and still count as inside."""
+"""Tolerance of every domain check (float round-off): a point may lie this fraction of
+the space's width beyond its bounds and still count as inside; in the model's units
+(the box ``[-1, 1]^d``, checked here and by :mod:`psyphy_numpyro.validation`,
+:mod:`psyphy_numpyro.csvio`, ...) this far beyond +-1."""
 
 
 def check_map(matrix, offset, lo, hi, axis_labels):

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .errors import InvalidInput, InvalidType
+from .spacecheck import SPACE_TOL
 
 __all__ = [
     "as_key",
@@ -28,10 +29,7 @@ __all__ = [
     "check_directions",
     "check_responses",
     "is_concrete",
-    "DOMAIN_TOL",
 ]
-
-DOMAIN_TOL = 1e-6
 
 _RESCALE_HINT = (
     "rescale the stimuli into [-1, 1] (e.g. x' = 2 (x - lo) / (hi - lo) - 1 per axis) "
@@ -234,7 +232,7 @@ def check_points(x, input_dim, name="x", *, locate=None):
             f"{name} must have shape (..., {input_dim}) for input_dim={input_dim}, "
             f"got shape {arr.shape}"
         )
-    outside = np.abs(arr) > 1.0 + DOMAIN_TOL
+    outside = np.abs(arr) > 1.0 + SPACE_TOL
     if outside.any():
         idx = np.argwhere(outside)[0]
         n_bad = int(outside.any(-1).sum())

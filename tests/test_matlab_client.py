@@ -1,7 +1,8 @@
 """The MATLAB client (``clients/matlab/PsyphyClient.m``) under GNU Octave against a real
 server process: ``clients/matlab/smoke_test.m`` asks, tells (a retried tell records
-nothing), checks the error identifiers and reads the status; the Python client then reads
-the same session. MATLAB itself is not run here."""
+nothing), checks the error identifiers, that only ask/tell of a session the client opened
+reopen it after a 404 (a status never creates a session) and reads the status; the Python
+client then reads the same session. MATLAB itself is not run here."""
 
 import re
 import shutil
@@ -50,10 +51,12 @@ def test_octave_smoke_test_against_a_real_server(server):
     st = Client(server.url).request("GET", "/sessions/dir/matlab%20obs.sqlite/status")
     assert st["told"] == 4 and st["pending"] == 0
     assert (server.root / "dir" / "matlab obs.sqlite").exists()
+    # the status and close of a session the client never opened created nothing
+    assert not (server.root / "never opened.sqlite").exists()
 
 
 def test_octave_errors_exit_non_zero(server):
-    # no retry, so no reopening: the 404 of a session the server does not hold is a
+    # the 404 of a session the server does not hold (and this client never opened) is a
     # psyphy:http404 error, and Octave ends with a non-zero exit status
     res = _octave(f"c = PsyphyClient('{server.url}'); c.Retries = 0; "
                   "try; c.status('none.sqlite'); catch e; disp(e.identifier); rethrow(e); end")

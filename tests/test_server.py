@@ -28,7 +28,7 @@ from servers import (  # the real-server helpers (tests/ is on sys.path: rootdir
     wait_for,
 )
 
-from psyphy_numpyro.client import Client, ServerError, SessionNotOpen
+from psyphy_numpyro.client import Client, ServerError, SessionClient, SessionNotOpen
 from psyphy_numpyro.server import check_bind, is_loopback
 from psyphy_numpyro.server.names import resolve_name
 
@@ -257,12 +257,28 @@ def test_client_against_a_real_server(server):
     ids, _ = s.ask(2)
     s.tell(np.array(ids), np.array([1, 0]))
     assert s.status()["told"] == 6
-    # closed: the next call reopens it (as after a server restart)
+    # closed by this client: no call reopens it, open() does
     s.close()
     assert "obs1.sqlite" not in c.sessions()
-    assert s.status()["told"] == 6
+    for call in (s.status, s.ask, s.close):
+        with pytest.raises(SessionNotOpen, match="this client closed it"):
+            call()
+    assert "obs1.sqlite" not in c.sessions()
+    s.open()
+    # closed by someone else (as by a server restart): ask and tell reopen it, status not
+    c.request("DELETE", "/sessions/obs1.sqlite")
+    with pytest.raises(SessionNotOpen, match="status does not reopen it"):
+        s.status()
+    ids, _ = s.ask(1)
+    assert s.status()["told"] == 6 and s.status()["pending_ids"] == ids
     with pytest.raises(SessionNotOpen):
         c.request("GET", "/sessions/other.sqlite/status")
+    # a session this client never opened: an error, and nothing created
+    never = SessionClient(c, "never.sqlite", takeover=False, settings={})
+    for call in (never.status, never.thresholds, never.close, lambda: never.ask(1)):
+        with pytest.raises(SessionNotOpen, match="never opened it"):
+            call()
+    assert "never.sqlite" not in c.sessions() and not (server.root / "never.sqlite").exists()
 
 
 def test_concurrent_clients_one_and_several_sessions(server):

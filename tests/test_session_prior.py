@@ -71,7 +71,9 @@ def test_cli_new_with_a_prior_stores_it_and_checks_reopenings(tmp_path, capsys):
     code, obj, err = _call(capsys, "new", path, "--prior", tmp_path / "w.json", *MODEL_ARGS)
     assert code == 0, err
     assert obj["created"] and obj["num_initial"] == 40  # 20 * d with a prior
-    assert obj["model"]["basis_degree"] == 1 and obj["model"]["weight_prior"] is not None
+    assert obj["model"]["basis_degree"] == 1 and "weight_prior" not in obj["model"]
+    assert obj["prior"] == {"source": "test prior", "shape": list(prior.mean.shape),
+                            "std_range": [float(prior.std.min()), float(prior.std.max())]}
     exp = pn.Experiment(path, read_only=True)
     assert exp.model == SMALL.with_prior(prior) and exp.model.weight_prior == prior
     exp.close()
@@ -102,6 +104,33 @@ def test_cli_new_with_a_prior_stores_it_and_checks_reopenings(tmp_path, capsys):
     exp = pn.Experiment(tmp_path / "p.sqlite", read_only=True)
     assert exp.model == SMALL.replace(num_samples=32).with_prior(pop)
     exp.close()
+
+
+def test_cli_prints_a_summary_of_the_prior_not_its_arrays(tmp_path, capsys):
+    """``experiment new`` and ``status`` of a session with a prior print a line about as
+    long as a blank session's: the prior's source, shape and std range, not its arrays
+    (nor does the model, which stays usable as WPPM settings)."""
+    prior = _prior()
+    prior.save(tmp_path / "w.json")
+    lines = {}
+    for name, extra in (("warm", ("--prior", tmp_path / "w.json")), ("blank", ("--dim", "2"))):
+        path = tmp_path / f"{name}.sqlite"
+        for action, args in (("new", (*extra, "--basis-degree", "1", *MODEL_ARGS)),
+                             ("status", ())):
+            assert cli.main(["experiment", action, str(path), *map(str, args)]) == 0
+            out = capsys.readouterr().out.splitlines()
+            assert len(out) == 1
+            lines[name, action] = out[0]
+    for action in ("new", "status"):
+        warm, blank = lines["warm", action], lines["blank", action]
+        assert len(warm) - len(blank) < 150, (action, warm)
+        obj = json.loads(warm)
+        assert obj["prior"]["source"] == "test prior" and json.loads(blank)["prior"] is None
+        assert obj["prior"]["shape"] == list(prior.mean.shape)
+        assert "weight_prior" not in obj["model"]
+        model = {**obj["model"], "lapse_prior": tuple(obj["model"]["lapse_prior"])}
+        assert pn.WPPM(**model) == SMALL
+    assert len(json.dumps(prior.to_dict())) > 500  # what the lines would hold otherwise
 
 
 def test_cli_bad_prior_files_are_one_line_errors(tmp_path, capsys):
@@ -169,7 +198,10 @@ def test_server_sessions_take_a_prior_file_under_the_root(app_client, tmp_path):
     r = c.post("/sessions", json={"name": "warm.sqlite", "prior": "priors/w.json",
                                   "model": small, **no_refit})
     assert r.status_code == 200, r.json()
-    assert r.json()["model"]["weight_prior"] is not None and r.json()["created"]
+    assert r.json()["prior"]["source"] == "test prior" and r.json()["created"]
+    assert "weight_prior" not in r.json()["model"]
+    status = c.get("/sessions/warm.sqlite/status").json()
+    assert status["prior"] == r.json()["prior"] and len(json.dumps(status)) < 3000
     exp = c.app.state.registry.sessions["warm.sqlite"].exp
     assert exp.model == SMALL.with_prior(prior)
     # open here already: the same prior is fine, another one is refused

@@ -127,6 +127,20 @@ def test_outside_the_domain_is_an_error_naming_row_and_units(tmp_path):
     pn.TrialData.from_arrays([[0.38 + 1e-12, 0.26]], [[0.38, 0.26]], [1], space=sp)
 
 
+def test_one_domain_tolerance_for_the_box_and_the_spaces():
+    """The round-off slack of every domain check is spacecheck's SPACE_TOL (validation,
+    the CSV reader, the MOCS design and the psychometric curve import it)."""
+    from psyphy_numpyro import csvio, mocs_design, psychometric_curve, spacecheck, validation
+
+    for mod in (validation, csvio, mocs_design, psychometric_curve, pn.space):
+        assert mod.SPACE_TOL is spacecheck.SPACE_TOL, mod.__name__
+    assert not hasattr(validation, "DOMAIN_TOL")
+    tol = spacecheck.SPACE_TOL
+    validation.check_points(np.array([[1 + tol / 2, -1 - tol / 2]]), 2)
+    with pytest.raises(pn.errors.InvalidInput, match="outside the domain"):
+        validation.check_points(np.array([[1 + 2 * tol, 0.0]]), 2)
+
+
 def test_trial_data_carries_the_space(tmp_path):
     sp = SPACES["xy"]()
     x = _inside(sp, 12).reshape(6, 2, 2)

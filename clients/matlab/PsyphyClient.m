@@ -21,6 +21,9 @@ classdef PsyphyClient < handle
     % A tell is idempotent on the server (telling the same response again
     % records nothing), so tell retries a call that timed out or found no
     % server; ask sends a request id, so a retried ask gets the same trials.
+    % A session the server no longer holds (it was restarted) is reopened by
+    % ask and tell, if this client opened it (session) and did not close it;
+    % status, thresholds and close never reopen (nor create) a session.
     % Errors raise MATLAB errors with identifier 'psyphy:http<status>' and
     % the server's message (409: the session is owned by another process).
 
@@ -33,6 +36,7 @@ classdef PsyphyClient < handle
 
     properties (Access = private)
         Count = 0      % requests sent by this client (part of a request id without Java)
+        Opened = {}    % the sessions this client opened (session) and has not closed
     end
 
     methods
@@ -53,6 +57,9 @@ classdef PsyphyClient < handle
             end
             settings.name = name;
             obj.call('POST', '/sessions', settings);
+            if ~any(strcmp(obj.Opened, name))
+                obj.Opened{end + 1} = name;
+            end
         end
 
         function [ids, ref, comparison, reply] = ask(obj, name, n)
@@ -61,7 +68,7 @@ classdef PsyphyClient < handle
                 n = 1;
             end
             body = struct('n', n, 'request_id', obj.requestId());
-            reply = obj.call('POST', [obj.path(name) '/ask'], body);
+            reply = obj.sessionCall('POST', name, 'ask', body);
             ids = reply.ids(:);
             ref = PsyphyClient.matrix(reply.ref, numel(ids));
             comparison = PsyphyClient.matrix(reply.comparison, numel(ids));
@@ -71,22 +78,28 @@ classdef PsyphyClient < handle
             % Record RESPONSES (1 correct, 0 wrong) of trial IDS.
             body = struct('ids', {num2cell(double(ids(:)'))}, ...
                           'responses', {num2cell(double(responses(:)'))});
-            reply = obj.call('POST', [obj.path(name) '/tell'], body);
+            reply = obj.sessionCall('POST', name, 'tell', body);
         end
 
         function st = status(obj, name)
             % Counts, fits and the refit state (told, pending, refit.state, ...).
-            st = obj.call('GET', [obj.path(name) '/status'], []);
+            st = obj.sessionCall('GET', name, 'status', []);
         end
 
         function th = thresholds(obj, name)
             % The latest fit's thresholds (th.state: none/computing/ready/failed).
-            th = obj.call('GET', [obj.path(name) '/thresholds'], []);
+            th = obj.sessionCall('GET', name, 'thresholds', []);
         end
 
         function reply = close(obj, name)
-            % Close the session on the server.
-            reply = obj.call('DELETE', obj.path(name), []);
+            % Close the session on the server (no later call reopens it).
+            try
+                reply = obj.sessionCall('DELETE', name, '', []);
+            catch err
+                obj.Opened = obj.Opened(~strcmp(obj.Opened, name));
+                rethrow(err);
+            end
+            obj.Opened = obj.Opened(~strcmp(obj.Opened, name));
         end
 
         function url = liveUrl(obj, name)
@@ -107,6 +120,44 @@ classdef PsyphyClient < handle
             p = ['/sessions/' strjoin(parts, '/')];
         end
 
+        function reply = sessionCall(obj, method, name, action, body)
+            % METHOD on session NAME's ACTION ('' for the session itself). On HTTP 404
+            % (the server does not hold the session): ask and tell of a session this
+            % client opened reopen it (the server was restarted) and call again; any
+            % other call is an error (a status never creates a session).
+            p = obj.path(name);
+            if ~isempty(action)
+                p = [p '/' action];
+            end
+            try
+                reply = obj.call(method, p, body);
+                return
+            catch err
+                if ~strcmp(err.identifier, 'psyphy:http404')
+                    rethrow(err);
+                end
+            end
+            opened = any(strcmp(obj.Opened, name));
+            if opened && any(strcmp(action, {'ask', 'tell'}))
+                obj.session(name);  % the server was restarted: reopen, call again
+                reply = obj.call(method, p, body);
+                return
+            end
+            if isempty(action)
+                action = 'close';
+            end
+            if opened
+                why = sprintf(['the server no longer holds it (restarted, or closed by ' ...
+                               'another client); %s does not reopen it (ask and tell do)'], ...
+                              action);
+            else
+                why = ['this client has not opened it (or closed it): call ' ...
+                       'session(name) first'];
+            end
+            error('psyphy:http404', 'session ''%s'' is not open in the server: %s; server: %s', ...
+                  name, why, err.message);
+        end
+
         function reply = call(obj, method, path, body)
             url = [obj.Url path];
             for attempt = 0:obj.Retries
@@ -115,13 +166,6 @@ classdef PsyphyClient < handle
                     return
                 end
                 if ~isnan(code)  % the server answered: an error, not retried
-                    if code == 404 && ~strcmp(method, 'DELETE') && ...
-                            ~strcmp(path, '/sessions') && attempt < obj.Retries
-                        % the server was restarted: reopen the session, try again
-                        name = regexprep(path, '^/sessions/|/[a-z.]+$', '');
-                        obj.session(PsyphyClient.unescape(name));
-                        continue
-                    end
                     error(sprintf('psyphy:http%d', code), '%s', ...
                           PsyphyClient.message(err));
                 end
@@ -254,26 +298,6 @@ classdef PsyphyClient < handle
                 end
             end
             s = [out{:}];
-        end
-
-        function out = unescape(s)
-            % The inverse of escape: %XX to its byte, the bytes read as UTF-8.
-            bytes = zeros(1, 0);
-            k = 1;
-            while k <= numel(s)
-                if s(k) == '%' && k + 2 <= numel(s)
-                    bytes(end + 1) = hex2dec(s(k + 1:k + 2)); %#ok<AGROW>
-                    k = k + 3;
-                else
-                    bytes(end + 1) = double(s(k)); %#ok<AGROW>
-                    k = k + 1;
-                end
-            end
-            if PsyphyClient.isOctave()
-                out = char(bytes);  % Octave's chars are UTF-8 bytes
-            else
-                out = native2unicode(uint8(bytes), 'UTF-8');
-            end
         end
 
         function bytes = utf8(s)

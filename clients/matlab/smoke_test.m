@@ -6,8 +6,11 @@ function smoke_test(url, name)
 %
 % Creates (or opens) a session that never refits (num_initial 10000), asks 3 trials
 % then 1, tells their responses (and tells them again: recorded 0), checks the error
-% identifiers of a conflicting tell and of an unknown id, closes the session and reads
-% its status (the client reopens it). Prints 'smoke_test: ok told <n> ids <ids>' last.
+% identifiers of a conflicting tell and of an unknown id; then what a 404 does: the
+% status of a session never opened ('never opened.sqlite') is an error and creates
+% nothing; with the session closed by another client (as by a server restart) status is
+% an error and tell reopens it; once this client closed it, status and ask are errors
+% until session() reopens it. Prints 'smoke_test: ok told <n> ids <ids>' last.
 % Run from a shell (exit status 1 on any error):
 %
 %   octave-cli --eval "addpath('clients/matlab'); smoke_test('http://127.0.0.1:8765')"
@@ -57,10 +60,22 @@ check(strcmp(st.refit.state, 'not_due'), 'refit state %s', st.refit.state);
 th = c.thresholds(s);
 check(strcmp(th.state, 'none'), 'thresholds state %s', th.state);
 
-% closed on the server: the next call reopens it (as after a server restart)
+% a session this client never opened: an error, nothing created (nor for close)
+expect_error(@() c.status('never opened.sqlite'), 'psyphy:http404', 'has not opened');
+expect_error(@() c.close('never opened.sqlite'), 'psyphy:http404', 'has not opened');
+% closed by another client (as by a server restart): status is an error, tell reopens it
+c2 = PsyphyClient(url);
+c2.close(c2.session(s));
+expect_error(@() c.status(s), 'psyphy:http404', 'status does not reopen');
+r = c.tell(s, id1, 1);
+check(r.recorded == 0, 'the tell that reopened the session recorded %d', r.recorded);
+% closed by this client: no call reopens it, session() does
 c.close(s);
+expect_error(@() c.ask(s, 1), 'psyphy:http404', 'has not opened');
+c.session(s);
 st = c.status(s);
-check(st.told == told0 + 4, 'after reopening: told %d', st.told);
+check(st.told == told0 + 4 && st.pending == 0, 'after reopening: told %d, pending %d', ...
+      st.told, st.pending);
 check(~isempty(strfind(c.liveUrl(s), '/live')), 'liveUrl %s', c.liveUrl(s));
 
 fprintf('smoke_test: ok told %d ids %s\n', st.told, sprintf('%d ', [ids; id1]));

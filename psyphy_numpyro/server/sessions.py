@@ -52,9 +52,11 @@ class Hosted:
         self.asks: OrderedDict[str, dict] = OrderedDict()
         self.last_refit: dict | None = None
         self._seen_refitting = False
+        self._t0: float | None = None  # monotonic start of the running refit
         self._fits = exp.status()["fits"]
         self.thresholds: dict | None = None
         self.thresholds_state = "none"  # none, computing, ready, failed
+        self.thresholds_error: str | None = None  # the traceback of a failed read-out
         self._thresholds_thread = None
         data = exp.data
         self.told = [[s[0], s[1], int(r)] for s, r in zip(data.stimuli.tolist(),
@@ -77,30 +79,21 @@ class Hosted:
         return protocol.refit_reply(state, st["next_refit_at"])
 
     def _call(self, fn, *args, **kwargs):
-        """``fn`` on the Experiment; a failed background refit (raised by the next call)
-        is recorded in ``last_refit`` and the call made again."""
+        """``fn(*args, **kwargs)`` on the Experiment; a failed background refit (raised by
+        the next call, once) is recorded in ``last_refit`` and the call made again."""
         try:
             return fn(*args, **kwargs)
         except RuntimeError as exc:
             if not str(exc).startswith("the background refit failed"):
                 raise
-            self._refit_failed(exc)
+            rec = dict(self.last_refit or {})
+            rec.update(state="failed", ended=_now(), error=str(exc.__cause__ or exc))
+            self.last_refit = rec
             return fn(*args, **kwargs)
-
-    def _refit_failed(self, exc):
-        rec = dict(self.last_refit or {})
-        rec.update(state="failed", ended=_now(), error=str(exc.__cause__ or exc))
-        self.last_refit = rec
 
     def observe(self) -> dict:
         """Record a finished refit, note a running one; return ``exp.status()``."""
-        try:
-            st = self.exp.status()  # records a finished background refit
-        except RuntimeError as exc:
-            if not str(exc).startswith("the background refit failed"):
-                raise
-            self._refit_failed(exc)
-            st = self.exp.status()
+        st = self._call(self.exp.status)  # records a finished background refit
         if st["refitting"] and not self._seen_refitting:
             self._t0 = time.monotonic()
             self.last_refit = {"state": "running", "pid": self.exp.refit_pid,
@@ -111,7 +104,7 @@ class Hosted:
                                    file=latest["file"], next_refit_at=st["next_refit_at"])
             if self.last_refit.get("pid") is None:  # the worker started after "running"
                 self.last_refit["pid"] = self.exp.refit_pid
-            if getattr(self, "_t0", None) is not None:
+            if self._t0 is not None:
                 self.last_refit["seconds"] = round(time.monotonic() - self._t0, 3)
         self._seen_refitting = st["refitting"]
         self._fits = st["fits"]
