@@ -45,6 +45,8 @@ _EXPORTS = {
     "wppm_model": ".model",
     "load_fit": ".persist",
     "fit_population": ".population",
+    "fit_population_laplace": ".population_laplace",
+    "fit_population_mcmc": ".population_mcmc",
     "PopulationFit": ".population",
     "LaplaceFit": ".posterior",
     "MCMCFit": ".posterior",
@@ -83,6 +85,8 @@ if TYPE_CHECKING:  # the same names, for type checkers and the API docs (griffe)
     from .model import WPPM, wppm_model
     from .persist import load_fit
     from .population import PopulationFit, fit_population
+    from .population_laplace import fit_population_laplace
+    from .population_mcmc import fit_population_mcmc
     from .posterior import LaplaceFit, MCMCFit
     from .prior import WeightPrior
     from .psychometric_curve import psychometric

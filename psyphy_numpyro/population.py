@@ -98,6 +98,13 @@ class PopulationFit:
         without observer scales. The largest marks the observer least like the rest.
     observer_scales : bool
         Whether the ``tau_i`` were learned (``fit_population(observer_scales=True)``).
+    inference : str
+        ``"map"`` (:func:`fit_population`: every member a MAPFit), ``"laplace"``
+        (:func:`~psyphy_numpyro.fit_population_laplace`: LaplaceFits) or ``"nuts"``
+        (:func:`~psyphy_numpyro.fit_population_mcmc`: MCMCFits, draws with intervals).
+    tau_draws : numpy array (chain, draw) or None
+        Posterior draws of ``tau`` (NUTS with a learned ``tau``; ``tau`` is then
+        their median).
     """
 
     population: MAPFit
@@ -110,6 +117,8 @@ class PopulationFit:
     timings: dict = field(repr=False, default_factory=dict)
     observer_taus: np.ndarray = None
     observer_scales: bool = False
+    inference: str = "map"
+    tau_draws: np.ndarray | None = field(repr=False, default=None)
 
     def __post_init__(self):
         if self.observer_taus is None:
@@ -119,6 +128,13 @@ class PopulationFit:
     @property
     def num_observers(self) -> int:
         return len(self.observers)
+
+    def with_members(self, population, observers, *, inference: str, **changes) -> PopulationFit:
+        """This fit with other members (posterior fits of the same model and data)."""
+        from dataclasses import replace
+
+        return replace(self, population=population, observers=list(observers),
+                       inference=inference, **changes)
 
     def deviation(self, refs, directions=None, **kwargs) -> np.ndarray:
         """How far each observer is from the population, in threshold terms.
@@ -151,20 +167,25 @@ class PopulationFit:
     def to_arviz(self, grid=None):
         """ArviZ data: the population's (``Sigma_pop``) and every observer's ``Sigma`` on a
         grid (dim ``observer``), and ``tau``, in the ``posterior`` group (one chain, one
-        draw: a MAP fit), with each observer's ``observer_tau`` (dim ``observer``)."""
+        draw for a MAP fit; the draws of a Laplace or NUTS fit), with each observer's
+        ``observer_tau`` (dim ``observer``)."""
         import xarray as xr
 
         from .arviz_io import add_group, group
 
         idata = self.population.to_arviz(grid=grid)
         post = group(idata, "posterior")
+        shape = (post.sizes["chain"], post.sizes["draw"])
         per = [group(f.to_arviz(grid=grid, log_likelihood=False), "posterior")["Sigma"]
                for f in self.observers]  # only their Sigma is kept
         out = post.rename({"Sigma": "Sigma_pop"})
         out["Sigma"] = xr.concat(per, dim="observer").transpose("chain", "draw", "observer", ...)
         out = out.assign_coords(observer=np.arange(self.num_observers))
-        out["tau"] = (("chain", "draw"), np.full((1, 1), self.tau))
-        out["observer_tau"] = (("chain", "draw", "observer"), self.observer_taus[None, None])
+        tau = (np.full(shape, self.tau) if self.tau_draws is None
+               else np.asarray(self.tau_draws).reshape(shape))
+        out["tau"] = (("chain", "draw"), tau)
+        taus = self.observer_taus[None, None] * (tau / self.tau)[..., None]
+        out["observer_tau"] = (("chain", "draw", "observer"), taus)
         add_group(idata, "posterior", out)
         return idata
 
@@ -179,7 +200,8 @@ class PopulationFit:
         return read_population(cls, path)
 
     def describe(self) -> list[str]:
-        lines = [f"population fit of {self.num_observers} observers "
+        kind = "" if self.inference == "map" else f" ({self.inference})"
+        lines = [f"population fit of {self.num_observers} observers{kind} "
                  f"({', '.join(str(len(f.data)) for f in self.observers)} trials); "
                  f"tau = {self.tau:.3g} ({'learned' if self.learned_tau else 'fixed'})",
                  f"L-BFGS steps: {len(self.loss_history)}; seed {self.seed}"]
