@@ -218,7 +218,10 @@ class Client:
             ``ask`` then returns stimuli in those units), ``region`` (where the
             user looks, in the session's units: a box as a tuple ``(lo, hi)``,
             reference points as an ``(R, d)`` array or list, or the dicts
-            ``{"box": [lo, hi]}`` / ``{"points": [...]}``): for a new session; for
+            ``{"box": [lo, hi]}`` / ``{"points": [...]}``), ``validation``
+            (held-out MOCS trials: ``{"fraction": F, "references": R, "levels": L,
+            "repeats": k}`` or a bare fraction, as :class:`~psyphy_numpyro.Experiment`
+            takes it): for a new session; for
             an existing one they must match the stored ones.
 
         Returns

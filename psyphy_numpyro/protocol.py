@@ -137,7 +137,8 @@ def tell_reply(ids, *, recorded: int, total_told: int, pending: int,
 
 def status_reply(*, session: str, counts: dict, pending_ids, latest_fit: dict | None,
                  next_refit_at: int, refitting: bool, refit: dict, last_refit: dict | None,
-                 settings: dict, owner: dict | None = None) -> dict:
+                 settings: dict, owner: dict | None = None,
+                 validation: dict | None = None) -> dict:
     """The reply of ``status``.
 
     Parameters
@@ -156,12 +157,16 @@ def status_reply(*, session: str, counts: dict, pending_ids, latest_fit: dict | 
         ``fits``, ``latest_fit``, ``next_refit_at``, ``refit_due``,
         ``refitting``, ``refit``, ``last_refit`` (the latest refit's record or
         ``None``), ``owner`` (who holds the session open for asking, or
-        ``None``) and the settings.
+        ``None``), ``validation`` (the validation trials' ``told``, ``pending``,
+        ``expired``, ``total`` and ``fraction``, or ``None`` without them; the told ones
+        do not count towards ``refit_due``) and the settings.
     """
+    fit_told = counts["told"] - (0 if validation is None else validation["told"])
     return {"session": str(session), "told": counts["told"], "pending": counts["pending"],
             "pending_ids": [int(i) for i in pending_ids], "expired": counts["expired"],
             "fits": counts["fits"], "latest_fit": latest_fit_reply(latest_fit),
             "next_refit_at": int(next_refit_at),
-            "refit_due": counts["told"] >= next_refit_at, "refitting": bool(refitting),
+            "refit_due": fit_told >= next_refit_at, "refitting": bool(refitting),
             "refit": refit, "last_refit": last_refit, "owner": owner,
+            "validation": validation,
             **settings_reply(settings)}

@@ -157,6 +157,29 @@ def _region(text):
 
 
 # -- new ------------------------------------------------------------------------------
+def _validation(args):
+    """``--validation-*``: the ``validation`` spec (None without ``--validation-fraction``)."""
+    extra = {"references": args.validation_references, "repeats": args.validation_repeats,
+             "levels": args.validation_levels}
+    if args.validation_fraction is None:
+        if any(v is not None for v in extra.values()):
+            raise CLIError("--validation-references, --validation-levels and "
+                           "--validation-repeats need --validation-fraction")
+        return None
+    levels = args.validation_levels
+    if levels is not None:
+        try:
+            parts = [float(v) for v in levels.split(",")]
+        except ValueError:
+            raise CLIError(f"--validation-levels must be a count or distances D1,D2,..., "
+                           f"got {levels!r}") from None
+        one = len(parts) == 1 and "." not in levels and parts[0] == int(parts[0])
+        extra["levels"] = int(parts[0]) if one else parts
+    spec = {"fraction": args.validation_fraction}
+    spec.update({k: v for k, v in extra.items() if v is not None})
+    return spec
+
+
 def _new(args):
     from ..design.session import Experiment
     from ..model import WPPM
@@ -191,7 +214,7 @@ def _new(args):
     given = {"seed": args.seed, "input_dim": args.dim, "num_initial": args.num_initial,
              "refit_every": args.refit_every, "distances": args.distances,
              "fit_options": fit_options or None, "space": space, "prior": prior,
-             "region": _region(args.region)}
+             "region": _region(args.region), "validation": _validation(args)}
     try:  # creates the session (race-free: one process stores the settings) or checks them
         exp = Experiment(path, model, live=False, auto_refit=False, **given)
     except errors.SessionBusy:  # it exists and is owned: check the settings only
@@ -290,6 +313,8 @@ def _tell(args):
 
 # -- status ---------------------------------------------------------------------------
 def _status(args):
+    from ..design.validation_trials import validation_status
+
     store = read_session(args.session)  # read-only: no JAX, no ownership, never waits for an owner
     try:
         settings = store.settings()
@@ -298,6 +323,7 @@ def _status(args):
         latest = store.latest_fit()
         next_at = store.next_refit_at(settings)
         owner = store.owner()
+        validation = validation_status(store, settings)
     finally:
         store.close()
     refitting = refit_lock(args.session).held_elsewhere()
@@ -307,12 +333,13 @@ def _status(args):
     if refitting:
         state = "running"
     else:
-        state = "due" if counts["told"] >= next_at else "not_due"
+        fit_told = counts["told"] - (0 if validation is None else validation["told"])
+        state = "due" if fit_told >= next_at else "not_due"
     return protocol.status_reply(
         session=str(args.session), counts=counts, pending_ids=pending_ids, latest_fit=latest,
         next_refit_at=next_at, refitting=refitting,
         refit=protocol.refit_reply(state, next_at), last_refit=last, settings=settings,
-        owner=owner), 0
+        owner=owner, validation=validation), 0
 
 
 # -- expire ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@ examples:
   psyphy-numpyro experiment new obs2.sqlite --space xy.toml   # stimuli in CIE xy
   psyphy-numpyro experiment new obs3.sqlite --prior population.nc   # warm start
   psyphy-numpyro experiment new obs4.sqlite --region=-0.5,0:0,0.5   # references in a box
+  psyphy-numpyro experiment new obs5.sqlite --validation-fraction 0.2   # held-out MOCS
   psyphy-numpyro experiment ask obs1.sqlite --n 20
   psyphy-numpyro experiment tell obs1.sqlite --ids 1,2,3 --responses 1,0,1
   echo '{"ids": [4, 5], "responses": [1, 1]}' | psyphy-numpyro experiment tell obs1.sqlite
@@ -129,6 +130,18 @@ def add_parser(sub, raw) -> None:
                      "'-'), or a file of reference points, one per row (.npy, or text "
                      "with commas or spaces); every reference then lies in the box (is "
                      "one of the points) and criterion global integrates over it")
+    new.add_argument("--validation-fraction", type=float, metavar="F", default=None,
+                     help="interleave held-out MOCS validation trials: this share (0 < F "
+                     "< 1) of the trials ask hands out, labelled 'validation', never "
+                     "fitted (default: none; docs/experiment.md, 'Validation trials')")
+    new.add_argument("--validation-references", type=int, metavar="R", default=None,
+                     help="validation conditions: references spread over the region, one "
+                     "random direction each (default: 8)")
+    new.add_argument("--validation-levels", metavar="L|D1,D2,...", default=None,
+                     help="validation distances (model units): a count L (geometric over "
+                     "--distances) or a list D1,D2,... (default: 6)")
+    new.add_argument("--validation-repeats", type=int, metavar="K", default=None,
+                     help="validation trials per condition and level (default: 10)")
     new.add_argument("--exist-ok", action="store_true",
                      help="reopen the session if it exists (its settings must match)")
     _add_actions(acts, raw, session_help)

@@ -86,7 +86,7 @@ def refit_step(path, mode, *, takeover=False):
 def _refit_step_unchecked(path, mode, takeover):
     store = read_session(path)
     try:
-        told, next_at = store.counts()["told"], store.next_refit_at(store.settings())
+        told, next_at = store.num_fit_told(), store.next_refit_at(store.settings())
     finally:
         store.close()
     out = {"next_refit_at": next_at}
@@ -145,7 +145,7 @@ def refit_locked(path, *, only_if_due, takeover=False, delegated=False):
         store, run = SessionStore(path, read_only=True), owner.refit
     try:
         settings = store.settings()
-        told, next_at = store.counts()["told"], store.next_refit_at(settings)
+        told, next_at = store.num_fit_told(), store.next_refit_at(settings)
         latest = store.latest_fit()
         if only_if_due and told < next_at:
             return {"state": "not_due", "next_refit_at": next_at}

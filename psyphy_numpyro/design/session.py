@@ -69,6 +69,7 @@ from .sessionfits import SessionFits
 from .settings import check_settings, region_units, session_model, session_settings
 from .store import SessionStore, read_settings
 from .trials import TrialSource, check_binary, check_ids
+from .validation_trials import add_design, held_out_data, validation_plan, validation_status
 
 __all__ = ["Experiment"]
 
@@ -155,6 +156,19 @@ class Experiment:
         (``fit_options``) integrates over the region (a 5-per-axis grid over a
         box, or the points). Stored with the session (a reopening may leave it
         out; a different one raises). See docs/experiment.md.
+    validation : None, float or dict, optional
+        Held-out MOCS trials interleaved with the adaptive ones (see
+        :mod:`~psyphy_numpyro.design.validation_trials`). ``None`` (default): none. A
+        dict ``{"fraction": F, "references": R, "levels": L, "repeats": k}``: a share
+        ``F`` in (0, 1) of the trials ``ask`` hands out (spread evenly) come from a
+        MOCS design of ``R`` references (a count, spread over the region, or an
+        ``(R, d)`` array in the session's units; default 8), one random direction
+        each, ``L`` distances (a count, geometric over ``distances``, or a list in
+        model units; default 6), ``k`` repeats each (default 10), generated once from
+        the seed and stored in the session file; a bare float is the fraction. They are
+        labelled ``"validation"`` (:meth:`sources`), never enter a fit or :attr:`data`,
+        and make :attr:`validation_data`. Stored with the session (a reopening may
+        leave it out; a different one raises). See docs/experiment.md.
 
     Raises
     ------
@@ -182,16 +196,19 @@ class Experiment:
                  reissue: bool = True, auto_refit: bool = True, takeover: bool = False,
                  read_only: bool = False, owner_name: str | None = None, space=None,
                  durability: str = "power", refit_in: str = "thread", prior=None,
-                 region=None):
+                 region=None, validation=None):
         from ..space import StimulusSpace
 
         model = session_model(model, prior, input_dim)
         if takeover and read_only:
             raise InvalidInput("takeover=True and read_only=True exclude each other")
+        units = region_units(path, space, region if region is not None else validation)
         settings, given = session_settings(
             model, space=space, input_dim=input_dim, seed=seed, num_initial=num_initial,
             refit_every=refit_every, distances=distances, fit_options=fit_options,
-            region=region, stored_space=region_units(path, space, region))
+            region=region, validation=validation, stored_space=units)
+        units = settings["space"] if settings["space"] is not None else units
+        add_design(settings, given, None if units is None else StimulusSpace.from_dict(units))
         if refit_in not in ("thread", "process"):
             raise InvalidInput(f"refit_in must be 'thread' or 'process', got {refit_in!r}")
         self.live = bool(live)
@@ -223,7 +240,8 @@ class Experiment:
         self._trials = TrialSource(self._store, self.input_dim, self.seed,
                                    self.settings["distances"],
                                    self.pending if reissue and not read_only else (),
-                                   place=self.region.place)
+                                   place=self.region.place,
+                                   validation=validation_plan(self.settings))
         self.refit_in = refit_in
         self._fits = SessionFits(self._store, self.settings, refit_in, self._lock, self._lease)
 
@@ -278,7 +296,8 @@ class Experiment:
 
     @property
     def trial_ids(self) -> np.ndarray:
-        """Ids of the told trials, in the order their responses arrived."""
+        """Ids of the told trials of :attr:`data` (validation trials left out:
+        :attr:`validation_ids`), in the order their responses arrived."""
         return np.array(self._store.told_ids(), np.int64)
 
     @property
@@ -288,13 +307,27 @@ class Experiment:
 
     @property
     def num_told(self) -> int:
-        """The number of told trials."""
+        """The number of told trials (validation trials included)."""
         return self._store.num_told()
 
     @property
     def data(self):
-        """:class:`~psyphy_numpyro.TrialData` of every told trial, in the order told."""
+        """:class:`~psyphy_numpyro.TrialData` of the told trials the refits use, in the
+        order told: every told trial but the validation trials (:attr:`validation_data`)."""
         return pipeline.session_data(self._store, self.input_dim, self.space)
+
+    @property
+    def validation_ids(self) -> np.ndarray:
+        """Ids of the told validation trials, in the order their responses arrived (empty
+        without ``validation``)."""
+        return np.array(self._store.validation_told()[0], np.int64)
+
+    @property
+    def validation_data(self):
+        """:class:`~psyphy_numpyro.TrialData` of the told validation trials (held out of
+        every fit), in the order told and the units of :attr:`data`: score a fit on them
+        with :func:`~psyphy_numpyro.validate_mocs` (empty without ``validation``)."""
+        return held_out_data(self._store, self.input_dim, self.space)
 
     @property
     def fit(self):
@@ -309,8 +342,9 @@ class Experiment:
         return model if self.space is None else self.space.to_lab(model)
 
     def sources(self, ids) -> list[str]:
-        """How each trial was chosen: ``"space"`` (the space-filling sequence) or
-        ``"fit<k>"`` (proposed from the session's fit number ``k``)."""
+        """How each trial was chosen: ``"space"`` (the space-filling sequence),
+        ``"fit<k>"`` (proposed from the session's fit number ``k``) or ``"validation"``
+        (the session's validation design, held out of the fits)."""
         return self._store.sources(check_ids(ids))
 
     def latest_fit_info(self) -> dict | None:
@@ -341,6 +375,7 @@ class Experiment:
             "refit_every": self.settings["refit_every"],
             "space": self.settings.get("space"),
             "region": self.settings.get("region"),
+            "validation": validation_status(self._store, self.settings),
         }
 
     # -- ask / tell -------------------------------------------------------------
@@ -465,8 +500,8 @@ class Experiment:
         """Run a refit now (synchronously), whether or not one is due."""
         self._require_owner("refit")
         self.wait()
-        if self.num_told == 0:
-            raise InvalidInput("no responses yet: nothing to fit")
+        if self._store.num_fit_told() == 0:
+            raise InvalidInput("no responses yet (validation trials aside): nothing to fit")
         self._fits.record(pipeline.refit_job(self._fits.job()))
 
     def close(self) -> None:

@@ -63,8 +63,9 @@ class SessionFits:
         return self._obj
 
     def due(self) -> bool:
-        """Whether the policy refits now (enough responses told since the last refit)."""
-        return self._store.num_told() >= self._store.next_refit_at(self._settings)
+        """Whether the policy refits now (enough responses told since the last refit;
+        validation trials do not count)."""
+        return self._store.num_fit_told() >= self._store.next_refit_at(self._settings)
 
     def job(self) -> dict:
         """A refit job of the session's current data, warm-started from the latest fit."""

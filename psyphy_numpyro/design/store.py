@@ -186,8 +186,35 @@ class SessionStore:
             return [int(r[0]) for r in self.db.execute(sql, args)]
 
     def told_ids(self) -> list[int]:
-        """Ids of the told trials, in the order their responses arrived."""
-        return self._ids("SELECT id FROM trials WHERE state='told' ORDER BY told_seq")
+        """Ids of the told trials the fits use (validation trials left out), in the order
+        their responses arrived."""
+        return self._ids("SELECT id FROM trials WHERE state='told' AND source!='validation' "
+                         "ORDER BY told_seq")
+
+    def validation_told(self):
+        """``(ids, ref, comparison, responses)`` of the told validation trials, in the
+        order told (lists)."""
+        with self.lock:
+            rows = self.db.execute("SELECT id, ref, comparison, response FROM trials WHERE "
+                                   "source='validation' AND state='told' ORDER BY told_seq"
+                                   ).fetchall()
+        return ([int(r[0]) for r in rows], [json.loads(r[1]) for r in rows],
+                [json.loads(r[2]) for r in rows], [int(r[3]) for r in rows])
+
+    def validation_counts(self) -> dict:
+        """``{"told": n, "pending": n, "expired": n}`` of the validation trials handed out
+        (from the index of the sources: no table scan)."""
+        with self.lock:
+            counts = dict(self.db.execute("SELECT state, COUNT(*) FROM trials WHERE "
+                                          "source='validation' GROUP BY state").fetchall())
+        return {k: int(counts.get(k, 0)) for k in ("told", "pending", "expired")}
+
+    def num_fit_told(self) -> int:
+        """The number of told trials the fits use (validation trials left out)."""
+        with self.lock:
+            held = self.db.execute("SELECT COUNT(*) FROM trials WHERE source='validation' "
+                                   "AND state='told'").fetchone()[0]
+        return self.num_told() - int(held)
 
     def pending_ids(self) -> list[int]:
         """Ids of the pending trials, oldest first."""
@@ -216,10 +243,12 @@ class SessionStore:
         return None if row is None else row[0]
 
     def told_trials(self):
-        """``(ref, comparison, responses)`` of the told trials in the order told (lists)."""
+        """``(ref, comparison, responses)`` of the told trials the fits use (validation
+        trials left out) in the order told (lists)."""
         with self.lock:
             rows = self.db.execute("SELECT ref, comparison, response FROM trials "
-                                   "WHERE state='told' ORDER BY told_seq").fetchall()
+                                   "WHERE state='told' AND source!='validation' "
+                                   "ORDER BY told_seq").fetchall()
         return ([json.loads(r[0]) for r in rows], [json.loads(r[1]) for r in rows],
                 [int(r[2]) for r in rows])
 
@@ -241,7 +270,7 @@ class SessionStore:
                          self._rows(ids, "ref, comparison")], np.float64)
 
     def sources(self, ids) -> list[str]:
-        """How each trial was chosen (``"space"`` or ``"fit<k>"``)."""
+        """How each trial was chosen (``"space"``, ``"fit<k>"`` or ``"validation"``)."""
         return [r[0] for r in self._rows(ids, "source")]
 
     def latest_fit(self) -> dict | None:

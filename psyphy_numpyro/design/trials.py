@@ -37,10 +37,14 @@ class TrialSource:
     place : callable, optional
         The session's region (:meth:`~psyphy_numpyro.design.region.Region.place`):
         where the space-filling references go (default: the whole domain).
+    validation : ValidationPlan, optional
+        The session's validation trials (:mod:`.validation_trials`), interleaved with
+        the new trials (default: none).
     """
 
-    def __init__(self, store, input_dim: int, seed: int, distances, reissue=(), place=None):
-        self._store, self._place = store, place
+    def __init__(self, store, input_dim: int, seed: int, distances, reissue=(), place=None,
+                 validation=None):
+        self._store, self._place, self._validation = store, place, validation
         self._reissue = [int(i) for i in reissue]
         self.input_dim, self.seed, self.distances = input_dim, seed, distances
         self._cache = None  # (first index, refs, comparisons) of the space-filling block
@@ -66,7 +70,17 @@ class TrialSource:
         (lists of floats in model units; ``source`` ``"fit<k>"`` or ``"space"``, the
         index in that source's sequence), read inside the transaction ``db``: first
         the proposals of fit ``fit_seq`` (None: none yet), then the space-filling
-        sequence."""
+        sequence; with validation trials, those interleaved at their fraction."""
+        if n == 0:
+            return []
+        if self._validation is not None:
+            flags = self._validation.flags(db, self._store, n)
+            held = iter(self._validation.trials(db, self._store, sum(flags)))
+            rest = iter(self._adaptive_trials(db, n - sum(flags), fit_seq))
+            return [next(held) if f else next(rest) for f in flags]
+        return self._adaptive_trials(db, n, fit_seq)
+
+    def _adaptive_trials(self, db, n: int, fit_seq: int | None) -> list:
         if n == 0:
             return []
         out = []

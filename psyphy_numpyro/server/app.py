@@ -65,6 +65,13 @@ class OpenRequest(BaseModel):
         "{\"points\": [[...], ...]} (or a bare list of points: every reference one of "
         "them); criterion global integrates over it; left out: the stored region, or "
         "the whole domain", examples=[{"box": [[-0.5, 0.0], [0.0, 0.5]]}])
+    validation: dict | float | None = Field(
+        None, description="held-out MOCS validation trials interleaved with the adaptive "
+        "ones (labelled validation, never fitted): {\"fraction\": F, \"references\": R "
+        "(a count or [[...], ...] in the session's units), \"levels\": L (a count or "
+        "distances in model units), \"repeats\": k} or a bare fraction; left out: the "
+        "stored one, or none", examples=[{"fraction": 0.2, "references": 8, "levels": 6,
+                                          "repeats": 10}])
     takeover: bool = Field(False, description="take the session over from another live owner")
 
 

@@ -368,6 +368,15 @@ def _check_same(exp, settings, kwargs):
             raise InvalidInput(f"{exp.path.name}: the session was created with region="
                                f"{exp.settings.get('region')!r}; open it without region or "
                                "with that value")
+    validation = settings.get("validation")
+    if validation is not None:
+        from ..design.validation_trials import validation_setting
+
+        if (validation_setting(validation, exp.input_dim, exp.space)
+                != exp.settings.get("validation")):
+            raise InvalidInput(f"{exp.path.name}: the session was created with validation="
+                               f"{exp.settings.get('validation')!r}; open it without "
+                               "validation or with that value")
     for key in ("input_dim", "seed", "num_initial", "refit_every"):
         v = settings.get(key)
         have = exp.input_dim if key == "input_dim" else exp.settings.get(key)
