@@ -213,8 +213,10 @@ class Client:
             ``ask`` then returns stimuli in those units), ``region`` (where the
             user looks, in the session's units: a box as a tuple ``(lo, hi)``,
             reference points as an ``(R, d)`` array or list, or the dicts
-            ``{"box": [lo, hi]}`` / ``{"points": [...]}``): for a new session; for
-            an existing one they must match the stored ones.
+            ``{"box": [lo, hi]}`` / ``{"points": [...]}``), ``stop`` (stop rules,
+            e.g. ``{"trials": 3000, "seconds": 3600, "precision": 10.0}``: status's
+            ``progress`` says when one is met): for a new session; for an existing
+            one they must match the stored ones.
 
         Returns
         -------
@@ -299,7 +301,8 @@ class SessionClient:
         return self._call("POST", "tell", {"ids": ids, "responses": responses})
 
     def status(self) -> dict:
-        """Counts, fits and the refit state (``told``, ``pending``, ``refit`` ...)."""
+        """Counts, fits, the refit state and the progress (``told``, ``pending``,
+        ``refit``, ``progress`` with ``stop`` and ``reason`` ...)."""
         return self._call("GET", "status")
 
     def thresholds(self) -> dict:

@@ -30,14 +30,15 @@ def settings_reply(settings: dict) -> dict:
     ``num_initial``, ``refit_every``, ``distances``, ``fit_options``, ``model``,
     ``model_chosen_from_data``, ``space`` (the session's stimulus space as
     :meth:`~psyphy_numpyro.StimulusSpace.to_dict` gives it, or ``None``: stimuli
-    in the model's box ``[-1, 1]^d``) and ``region`` (``None``: the whole domain,
-    ``{"box": [lo, hi]}`` or ``{"points": [...]}``, in the session's units)."""
+    in the model's box ``[-1, 1]^d``), ``region`` (``None``: the whole domain,
+    ``{"box": [lo, hi]}`` or ``{"points": [...]}``, in the session's units) and ``stop``
+    (the stop rules ``{"trials", "seconds", "precision"}`` given, or ``None``)."""
     s = settings
     return {"input_dim": s["input_dim"], "seed": s["seed"], "num_initial": s["num_initial"],
             "refit_every": s["refit_every"], "distances": s["distances"],
             "fit_options": s["fit_options"], "model": s.get("model") or s.get("chosen_model"),
             "model_chosen_from_data": s.get("model") is None, "space": s.get("space"),
-            "region": s.get("region")}
+            "region": s.get("region"), "stop": s.get("stop")}
 
 
 def latest_fit_reply(info: dict | None) -> dict | None:
@@ -104,7 +105,8 @@ def tell_reply(ids, *, recorded: int, total_told: int, pending: int,
 
 def status_reply(*, session: str, counts: dict, pending_ids, latest_fit: dict | None,
                  next_refit_at: int, refitting: bool, refit: dict, last_refit: dict | None,
-                 settings: dict, owner: dict | None = None) -> dict:
+                 settings: dict, owner: dict | None = None,
+                 progress: dict | None = None) -> dict:
     """The reply of ``status``.
 
     Parameters
@@ -115,6 +117,9 @@ def status_reply(*, session: str, counts: dict, pending_ids, latest_fit: dict | 
         The latest fit's record (:func:`latest_fit_reply` formats it).
     settings : dict
         The stored settings (:func:`settings_reply` formats them).
+    progress : dict, optional
+        The progress and stop rules
+        (:func:`~psyphy_numpyro.design.stopping.progress_report`).
 
     Returns
     -------
@@ -123,7 +128,9 @@ def status_reply(*, session: str, counts: dict, pending_ids, latest_fit: dict | 
         ``fits``, ``latest_fit``, ``next_refit_at``, ``refit_due``,
         ``refitting``, ``refit``, ``last_refit`` (the latest refit's record or
         ``None``), ``owner`` (who holds the session open for asking, or
-        ``None``) and the settings.
+        ``None``), ``progress`` (told, refits, precision, target, trials left,
+        elapsed seconds, ``stop`` and ``reason``; ``None`` when not given) and the
+        settings.
     """
     return {"session": str(session), "told": counts["told"], "pending": counts["pending"],
             "pending_ids": [int(i) for i in pending_ids], "expired": counts["expired"],
@@ -131,4 +138,4 @@ def status_reply(*, session: str, counts: dict, pending_ids, latest_fit: dict | 
             "next_refit_at": int(next_refit_at),
             "refit_due": counts["told"] >= next_refit_at, "refitting": bool(refitting),
             "refit": refit, "last_refit": last_refit, "owner": owner,
-            **settings_reply(settings)}
+            "progress": progress, **settings_reply(settings)}

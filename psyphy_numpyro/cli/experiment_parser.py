@@ -28,7 +28,7 @@ actions:
   new     create a session file (or reopen it with --exist-ok)
   ask     the next trials: ids and stimuli (n, 2, d)
   tell    record responses (1 correct, 0 wrong) of asked trials
-  status  counts, fits, the refit state
+  status  counts, fits, the refit state, progress and the stop rules
   refit   refit now (waits for a running refit), or in the background
   expire  discard pending trials
 
@@ -37,6 +37,7 @@ examples:
   psyphy-numpyro experiment new obs2.sqlite --space xy.toml   # stimuli in CIE xy
   psyphy-numpyro experiment new obs3.sqlite --prior population.nc   # warm start
   psyphy-numpyro experiment new obs4.sqlite --region=-0.5,0:0,0.5   # references in a box
+  psyphy-numpyro experiment new obs5.sqlite --max-trials 3000 --target-precision 10
   psyphy-numpyro experiment ask obs1.sqlite --n 20
   psyphy-numpyro experiment tell obs1.sqlite --ids 1,2,3 --responses 1,0,1
   echo '{"ids": [4, 5], "responses": [1, 1]}' | psyphy-numpyro experiment tell obs1.sqlite
@@ -129,6 +130,15 @@ def add_parser(sub, raw) -> None:
                      "'-'), or a file of reference points, one per row (.npy, or text "
                      "with commas or spaces); every reference then lies in the box (is "
                      "one of the points) and criterion global integrates over it")
+    stop = new.add_argument_group("stop rules (any met: status reports progress.stop; "
+                                  "ask still hands out trials)")
+    stop.add_argument("--max-trials", type=int, default=None, metavar="N",
+                      help="stop after N trials told")
+    stop.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                      help="stop S seconds (wall clock) after the session's first ask")
+    stop.add_argument("--target-precision", type=float, default=None, metavar="PCT",
+                      help="stop when the median width of the latest fit's 90%% threshold "
+                      "intervals over the region is at most PCT %% of the threshold")
     new.add_argument("--exist-ok", action="store_true",
                      help="reopen the session if it exists (its settings must match)")
     _add_actions(acts, raw, session_help)
@@ -202,7 +212,7 @@ def _add_actions(acts, raw, session_help) -> None:
     refit_option(tell)
     takeover_option(tell)
 
-    status = acts.add_parser("status", help="counts, fits and the refit state",
+    status = acts.add_parser("status", help="counts, fits, the refit state and progress",
                              formatter_class=raw)
     status.add_argument("session", help=session_help)
 

@@ -2,7 +2,8 @@
 its file when it creates a session, and the check of a reopening against them.
 
 One concept: the settings (``version``, ``input_dim``, ``model``, ``seed``,
-``num_initial``, ``refit_every``, ``distances``, ``fit_options``, ``space``, ``region``)
+``num_initial``, ``refit_every``, ``distances``, ``fit_options``, ``space``, ``region``,
+``stop``)
 with their defaults, built from an ``Experiment``'s arguments (:func:`session_model`,
 :func:`session_settings`) and compared with the stored ones when a session is reopened
 (:func:`check_settings`: the stored settings win; a given one that differs raises).
@@ -18,6 +19,7 @@ from ..errors import InvalidInput, InvalidType
 from ..validation import check_int, check_range
 from .refit import model_from_json, model_to_json
 from .region import region_setting
+from .stopping import stop_setting
 from .store import SCHEMA_VERSION, read_settings
 
 __all__ = ["FIT_OPTIONS", "session_model", "session_settings", "region_units",
@@ -55,7 +57,7 @@ def session_model(model, prior, input_dim):
 
 
 def session_settings(model, *, space, input_dim, seed, num_initial, refit_every, distances,
-                     fit_options, region=None, stored_space=None):
+                     fit_options, region=None, stored_space=None, stop=None):
     """The settings a new session stores, and which of them the caller gave.
 
     The arguments are :class:`~psyphy_numpyro.design.session.Experiment`'s (``model``
@@ -63,7 +65,9 @@ def session_settings(model, *, space, input_dim, seed, num_initial, refit_every,
     a JSON/TOML file; ``region`` in the session's units, checked by
     :func:`~psyphy_numpyro.design.region.region_setting`; ``stored_space``: the space
     of the existing session file, the region's units when ``space`` is not given, from
-    :func:`region_units`); ``None`` means not given: the default.
+    :func:`region_units`; ``stop`` the stop rules, checked by
+    :func:`~psyphy_numpyro.design.stopping.stop_setting`); ``None`` means not given:
+    the default.
 
     Returns
     -------
@@ -95,7 +99,8 @@ def session_settings(model, *, space, input_dim, seed, num_initial, refit_every,
              "input_dim": model is None and input_dim is not None,
              "seed": seed is not None, "num_initial": num_initial is not None,
              "refit_every": refit_every is not None, "distances": distances is not None,
-             "fit_options": fit_options is not None, "region": region is not None}
+             "fit_options": fit_options is not None, "region": region is not None,
+             "stop": stop is not None}
     seed = check_int("seed", 0 if seed is None else seed, 0)
     refit_every = 200 if refit_every is None else refit_every
     distances = (0.005, 0.4) if distances is None else distances
@@ -118,6 +123,7 @@ def session_settings(model, *, space, input_dim, seed, num_initial, refit_every,
         "region": region_setting(region, d, space if space is not None else
                                  None if stored_space is None else
                                  StimulusSpace.from_dict(stored_space)),
+        "stop": stop_setting(stop),
     }
     check_range("distances", distances)  # (no Sobol draw: scipy.stats loads slowly)
     return settings, given

@@ -65,6 +65,12 @@ class OpenRequest(BaseModel):
         "{\"points\": [[...], ...]} (or a bare list of points: every reference one of "
         "them); criterion global integrates over it; left out: the stored region, or "
         "the whole domain", examples=[{"box": [[-0.5, 0.0], [0.0, 0.5]]}])
+    stop: dict | None = Field(
+        None, description="stop rules, any of: trials (trials told), seconds (wall clock "
+        "since the first ask), precision (the median width of the latest fit's 90% "
+        "threshold intervals over the region, in % of the threshold); status reports "
+        "progress.stop once one is met (ask still hands out trials); left out: the stored "
+        "rules, or none", examples=[{"trials": 3000, "precision": 10.0}])
     takeover: bool = Field(False, description="take the session over from another live owner")
 
 
