@@ -221,8 +221,9 @@ class Client:
             ``{"box": [lo, hi]}`` / ``{"points": [...]}``), ``validation``
             (held-out MOCS trials: ``{"fraction": F, "references": R, "levels": L,
             "repeats": k}`` or a bare fraction, as :class:`~psyphy_numpyro.Experiment`
-            takes it): for a new session; for
-            an existing one they must match the stored ones.
+            takes it), ``stop`` (stop rules, e.g. ``{"trials": 3000, "seconds": 3600,
+            "precision": 10.0}``: status's ``progress`` says when one is met): for a new
+            session; for an existing one they must match the stored ones.
 
         Returns
         -------
@@ -327,7 +328,8 @@ class SessionClient:
         return self._call("POST", "tell", {"ids": ids, "responses": responses})
 
     def status(self) -> dict:
-        """Counts, fits and the refit state (``told``, ``pending``, ``refit`` ...)."""
+        """Counts, fits, the refit state and the progress (``told``, ``pending``,
+        ``refit``, ``progress`` with ``stop`` and ``reason`` ...)."""
         return self._call("GET", "status")
 
     def thresholds(self) -> dict:

@@ -32,10 +32,11 @@ def settings_reply(settings: dict) -> dict:
     ``space`` (the session's stimulus space as
     :meth:`~psyphy_numpyro.StimulusSpace.to_dict` gives it, or ``None``: stimuli
     in the model's box ``[-1, 1]^d``), ``region`` (``None``: the whole domain,
-    ``{"box": [lo, hi]}`` or ``{"points": [...]}``, in the session's units) and
-    ``prior`` (the model's weight prior, a session warm-started from a population,
-    as :func:`prior_summary` gives it, or ``None``: its arrays stay in the session
-    file)."""
+    ``{"box": [lo, hi]}`` or ``{"points": [...]}``, in the session's units), ``prior``
+    (the model's weight prior, a session warm-started from a population, as
+    :func:`prior_summary` gives it, or ``None``: its arrays stay in the session file)
+    and ``stop`` (the stop rules ``{"trials", "seconds", "precision"}`` given, or
+    ``None``)."""
     s = settings
     model = s.get("model") or s.get("chosen_model")
     prior = None
@@ -46,7 +47,7 @@ def settings_reply(settings: dict) -> dict:
             "refit_every": s["refit_every"], "distances": s["distances"],
             "fit_options": s["fit_options"], "model": model,
             "model_chosen_from_data": s.get("model") is None, "space": s.get("space"),
-            "region": s.get("region"), "prior": prior}
+            "region": s.get("region"), "prior": prior, "stop": s.get("stop")}
 
 
 def prior_summary(prior: dict | None) -> dict | None:
@@ -138,7 +139,7 @@ def tell_reply(ids, *, recorded: int, total_told: int, pending: int,
 def status_reply(*, session: str, counts: dict, pending_ids, latest_fit: dict | None,
                  next_refit_at: int, refitting: bool, refit: dict, last_refit: dict | None,
                  settings: dict, owner: dict | None = None,
-                 validation: dict | None = None) -> dict:
+                 validation: dict | None = None, progress: dict | None = None) -> dict:
     """The reply of ``status``.
 
     Parameters
@@ -149,6 +150,9 @@ def status_reply(*, session: str, counts: dict, pending_ids, latest_fit: dict | 
         The latest fit's record (:func:`latest_fit_reply` formats it).
     settings : dict
         The stored settings (:func:`settings_reply` formats them).
+    progress : dict, optional
+        The progress and stop rules
+        (:func:`~psyphy_numpyro.design.stopping.progress_report`).
 
     Returns
     -------
@@ -159,7 +163,9 @@ def status_reply(*, session: str, counts: dict, pending_ids, latest_fit: dict | 
         ``None``), ``owner`` (who holds the session open for asking, or
         ``None``), ``validation`` (the validation trials' ``told``, ``pending``,
         ``expired``, ``total`` and ``fraction``, or ``None`` without them; the told ones
-        do not count towards ``refit_due``) and the settings.
+        do not count towards ``refit_due``), ``progress`` (told, refits, precision,
+        target, trials left, elapsed seconds, ``stop`` and ``reason``; ``None`` when not
+        given) and the settings.
     """
     fit_told = counts["told"] - (0 if validation is None else validation["told"])
     return {"session": str(session), "told": counts["told"], "pending": counts["pending"],
@@ -168,5 +174,5 @@ def status_reply(*, session: str, counts: dict, pending_ids, latest_fit: dict | 
             "next_refit_at": int(next_refit_at),
             "refit_due": fit_told >= next_refit_at, "refitting": bool(refitting),
             "refit": refit, "last_refit": last_refit, "owner": owner,
-            "validation": validation,
+            "validation": validation, "progress": progress,
             **settings_reply(settings)}

@@ -60,6 +60,7 @@ import sqlite3
 import sys
 
 from .. import errors, protocol
+from ..design.stopping import cached_progress
 from ..design.store import SessionStore
 from ._common import (
     MODEL_OPTIONS,
@@ -156,6 +157,13 @@ def _region(text):
     return np.atleast_2d(pts)
 
 
+def _stop(args):
+    """``--max-trials``, ``--max-seconds``, ``--target-precision``: the ``stop`` rules."""
+    stop = {"trials": args.max_trials, "seconds": args.max_seconds,
+            "precision": args.target_precision}
+    return {k: v for k, v in stop.items() if v is not None} or None
+
+
 # -- new ------------------------------------------------------------------------------
 def _validation(args):
     """``--validation-*``: the ``validation`` spec (None without ``--validation-fraction``)."""
@@ -214,7 +222,8 @@ def _new(args):
     given = {"seed": args.seed, "input_dim": args.dim, "num_initial": args.num_initial,
              "refit_every": args.refit_every, "distances": args.distances,
              "fit_options": fit_options or None, "space": space, "prior": prior,
-             "region": _region(args.region), "validation": _validation(args)}
+             "region": _region(args.region), "validation": _validation(args),
+             "stop": _stop(args)}
     try:  # creates the session (race-free: one process stores the settings) or checks them
         exp = Experiment(path, model, live=False, auto_refit=False, **given)
     except errors.SessionBusy:  # it exists and is owned: check the settings only
@@ -324,6 +333,7 @@ def _status(args):
         next_at = store.next_refit_at(settings)
         owner = store.owner()
         validation = validation_status(store, settings)
+        progress = cached_progress(store, settings)  # the precision as the refit cached it
     finally:
         store.close()
     refitting = refit_lock(args.session).held_elsewhere()
@@ -339,7 +349,7 @@ def _status(args):
         session=str(args.session), counts=counts, pending_ids=pending_ids, latest_fit=latest,
         next_refit_at=next_at, refitting=refitting,
         refit=protocol.refit_reply(state, next_at), last_refit=last, settings=settings,
-        owner=owner, validation=validation), 0
+        owner=owner, validation=validation, progress=progress), 0
 
 
 # -- expire ---------------------------------------------------------------------------

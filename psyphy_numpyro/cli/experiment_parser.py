@@ -28,7 +28,7 @@ actions:
   new     create a session file (or reopen it with --exist-ok)
   ask     the next trials: ids and stimuli (n, 2, d)
   tell    record responses (1 correct, 0 wrong) of asked trials
-  status  counts, fits, the refit state
+  status  counts, fits, the refit state, progress and the stop rules
   refit   refit now (waits for a running refit), or in the background
   expire  discard pending trials
 
@@ -38,6 +38,7 @@ examples:
   psyphy-numpyro experiment new obs3.sqlite --prior population.nc   # warm start
   psyphy-numpyro experiment new obs4.sqlite --region=-0.5,0:0,0.5   # references in a box
   psyphy-numpyro experiment new obs5.sqlite --validation-fraction 0.2   # held-out MOCS
+  psyphy-numpyro experiment new obs5.sqlite --max-trials 3000 --target-precision 10
   psyphy-numpyro experiment ask obs1.sqlite --n 20
   psyphy-numpyro experiment tell obs1.sqlite --ids 1,2,3 --responses 1,0,1
   echo '{"ids": [4, 5], "responses": [1, 1]}' | psyphy-numpyro experiment tell obs1.sqlite
@@ -142,6 +143,15 @@ def add_parser(sub, raw) -> None:
                      "--distances) or a list D1,D2,... (default: 6)")
     new.add_argument("--validation-repeats", type=int, metavar="K", default=None,
                      help="validation trials per condition and level (default: 10)")
+    stop = new.add_argument_group("stop rules (any met: status reports progress.stop; "
+                                  "ask still hands out trials)")
+    stop.add_argument("--max-trials", type=int, default=None, metavar="N",
+                      help="stop after N trials told")
+    stop.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                      help="stop S seconds (wall clock) after the session's first ask")
+    stop.add_argument("--target-precision", type=float, default=None, metavar="PCT",
+                      help="stop when the median width of the latest fit's 90%% threshold "
+                      "intervals over the region is at most PCT %% of the threshold")
     new.add_argument("--exist-ok", action="store_true",
                      help="reopen the session if it exists (its settings must match)")
     _add_actions(acts, raw, session_help)
@@ -215,7 +225,7 @@ def _add_actions(acts, raw, session_help) -> None:
     refit_option(tell)
     takeover_option(tell)
 
-    status = acts.add_parser("status", help="counts, fits and the refit state",
+    status = acts.add_parser("status", help="counts, fits, the refit state and progress",
                              formatter_class=raw)
     status.add_argument("session", help=session_help)
 

@@ -164,6 +164,7 @@ def refit_locked(path, *, only_if_due, takeover=False, delegated=False):
             _write_state(path, state)
             _log(path, "refit failed:\n" + traceback.format_exc())
             return state
+        _cache_precision(path, store, owner)
         latest = _latest_fit(store)
         state.update(state="finished", ended=_now(), seconds=round(time.monotonic() - t0, 3),
                      fit=latest["fit"], file=latest["file"],
@@ -175,6 +176,21 @@ def refit_locked(path, *, only_if_due, takeover=False, delegated=False):
         store.close()
         if owner is not None:
             owner.close()
+
+
+def _cache_precision(path, store, owner) -> None:
+    """The new fit's precision (``progress``), cached in the fits folder for ``status``
+    (which imports no JAX); a failure is logged, the refit stands."""
+    try:
+        if owner is not None:
+            owner.progress()
+        else:
+            from ..design.stopping import Progress
+            from ..persist import load_fit
+
+            Progress.for_store(store).report(lambda: load_fit(store.latest_fit()["path"]))
+    except Exception:  # noqa: BLE001 - a cache: status reports no precision
+        _log(path, "the precision (progress) was not computed:\n" + traceback.format_exc())
 
 
 def spawn_refit(path, lock, *, if_due):

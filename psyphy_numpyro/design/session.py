@@ -67,6 +67,7 @@ from . import refit as pipeline
 from .region import Region
 from .sessionfits import SessionFits
 from .settings import check_settings, region_units, session_model, session_settings
+from .stopping import Progress, mark_started
 from .store import SessionStore, read_settings
 from .trials import TrialSource, check_binary, check_ids
 from .validation_trials import add_design, held_out_data, validation_plan, validation_status
@@ -169,6 +170,14 @@ class Experiment:
         labelled ``"validation"`` (:meth:`sources`), never enter a fit or :attr:`data`,
         and make :attr:`validation_data`. Stored with the session (a reopening may
         leave it out; a different one raises). See docs/experiment.md.
+    stop : dict, optional
+        Stop rules in plain units, any of ``{"trials": 3000}`` (trials told),
+        ``{"seconds": 3600}`` (wall-clock seconds since the session's first ask) and
+        ``{"precision": 10.0}`` (the median width of the 90% threshold intervals over
+        the region, in % of the threshold); the session is :attr:`done` when any is
+        met (``ask`` still hands out trials). Stored with the session (a reopening may
+        leave it out; a different one raises). See :meth:`progress` and
+        :mod:`~psyphy_numpyro.design.stopping`.
 
     Raises
     ------
@@ -196,7 +205,7 @@ class Experiment:
                  reissue: bool = True, auto_refit: bool = True, takeover: bool = False,
                  read_only: bool = False, owner_name: str | None = None, space=None,
                  durability: str = "power", refit_in: str = "thread", prior=None,
-                 region=None, validation=None):
+                 region=None, validation=None, stop=None):
         from ..space import StimulusSpace
 
         model = session_model(model, prior, input_dim)
@@ -206,7 +215,7 @@ class Experiment:
         settings, given = session_settings(
             model, space=space, input_dim=input_dim, seed=seed, num_initial=num_initial,
             refit_every=refit_every, distances=distances, fit_options=fit_options,
-            region=region, validation=validation, stored_space=units)
+            region=region, validation=validation, stored_space=units, stop=stop)
         units = settings["space"] if settings["space"] is not None else units
         add_design(settings, given, None if units is None else StimulusSpace.from_dict(units))
         if refit_in not in ("thread", "process"):
@@ -244,6 +253,7 @@ class Experiment:
                                    validation=validation_plan(self.settings))
         self.refit_in = refit_in
         self._fits = SessionFits(self._store, self.settings, refit_in, self._lock, self._lease)
+        self._progress = Progress(self._store, self.settings, self.region)
 
     @staticmethod
     def read_settings(path) -> dict:
@@ -360,7 +370,8 @@ class Experiment:
         return self._store.latest_fit()
 
     def status(self) -> dict:
-        """Counts and settings as a JSON-ready dict."""
+        """Counts, settings and the progress (:meth:`progress` with the precision only
+        when cached: ``compute=False``) as a JSON-ready dict."""
         self._fits.collect()
         latest = self._store.latest_fit()
         return {
@@ -376,7 +387,41 @@ class Experiment:
             "space": self.settings.get("space"),
             "region": self.settings.get("region"),
             "validation": validation_status(self._store, self.settings),
+            "stop": self.settings.get("stop"),
+            "progress": self.progress(compute=False),
         }
+
+    def progress(self, compute: bool = True) -> dict:
+        """How far the session is, in plain units, and whether a stop rule is met.
+
+        Parameters
+        ----------
+        compute : bool
+            Compute the latest fit's precision when it is not cached yet (once per
+            fit: loads the fit and reads its thresholds, about a second); ``False``:
+            only a cached one (``status`` uses that), else ``precision`` is None.
+
+        Returns
+        -------
+        dict
+            JSON-ready: ``told`` (trials told), ``refits`` (refits done), ``precision``
+            (the latest fit's median width of the 90% threshold intervals over the
+            region's references x 8 directions, in % of the threshold: the median of
+            ``100 * (hi - lo) / median``; None before the first refit),
+            ``precision_fit_trials`` (the trials that fit saw), ``precision_means``,
+            ``target``, ``max_trials``, ``max_seconds`` (the stop rules, None when not
+            set), ``elapsed_s`` (since the first ask), ``trials_left_estimate`` (None
+            when unknown; widths assumed to shrink as ``1/sqrt(trials)``), ``stop`` and
+            ``reason`` (the met rules in words, e.g. ``"3000 trials told (limit
+            3000)"``). See :func:`~psyphy_numpyro.design.stopping.progress_report`.
+        """
+        self._fits.collect()
+        return self._progress.report(lambda: self._fits.fit, compute=compute)
+
+    @property
+    def done(self) -> bool:
+        """Whether a stop rule (``stop=``) is met; ``ask`` still works after it."""
+        return self.progress()["stop"]
 
     # -- ask / tell -------------------------------------------------------------
     def ask(self, num_trials: int = 1):
@@ -409,6 +454,7 @@ class Experiment:
             # hands out nothing
             with self._store.transaction(self._lease) as db:
                 ids = self._trials.hand_out(db, n, self._fits.seq)
+                mark_started(db)  # the time budget counts from the first ask
             ids = np.array(ids, np.int64)
             return ids, self.stimuli(ids)
 

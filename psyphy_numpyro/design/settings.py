@@ -3,7 +3,7 @@ its file when it creates a session, and the check of a reopening against them.
 
 One concept: the settings (``version``, ``input_dim``, ``model``, ``seed``,
 ``num_initial``, ``refit_every``, ``distances``, ``fit_options``, ``space``, ``region``,
-``validation``)
+``validation``, ``stop``)
 with their defaults, built from an ``Experiment``'s arguments (:func:`session_model`,
 :func:`session_settings`) and compared with the stored ones when a session is reopened
 (:func:`check_settings`: the stored settings win; a given one that differs raises).
@@ -19,6 +19,7 @@ from ..errors import InvalidInput, InvalidType
 from ..validation import check_int, check_range
 from .refit import model_from_json, model_to_json
 from .region import region_setting
+from .stopping import stop_setting
 from .store import SCHEMA_VERSION, read_settings
 from .validation_trials import validation_setting
 
@@ -57,7 +58,8 @@ def session_model(model, prior, input_dim):
 
 
 def session_settings(model, *, space, input_dim, seed, num_initial, refit_every, distances,
-                     fit_options, region=None, stored_space=None, validation=None):
+                     fit_options, region=None, stored_space=None, validation=None,
+                     stop=None):
     """The settings a new session stores, and which of them the caller gave.
 
     The arguments are :class:`~psyphy_numpyro.design.session.Experiment`'s (``model``
@@ -65,7 +67,9 @@ def session_settings(model, *, space, input_dim, seed, num_initial, refit_every,
     a JSON/TOML file; ``region`` in the session's units, checked by
     :func:`~psyphy_numpyro.design.region.region_setting`; ``stored_space``: the space
     of the existing session file, the region's units when ``space`` is not given, from
-    :func:`region_units`); ``None`` means not given: the default.
+    :func:`region_units`; ``stop`` the stop rules, checked by
+    :func:`~psyphy_numpyro.design.stopping.stop_setting`); ``None`` means not given:
+    the default.
 
     Returns
     -------
@@ -98,7 +102,7 @@ def session_settings(model, *, space, input_dim, seed, num_initial, refit_every,
              "seed": seed is not None, "num_initial": num_initial is not None,
              "refit_every": refit_every is not None, "distances": distances is not None,
              "fit_options": fit_options is not None, "region": region is not None,
-             "validation": validation is not None}
+             "validation": validation is not None, "stop": stop is not None}
     seed = check_int("seed", 0 if seed is None else seed, 0)
     refit_every = 200 if refit_every is None else refit_every
     distances = (0.005, 0.4) if distances is None else distances
@@ -124,6 +128,7 @@ def session_settings(model, *, space, input_dim, seed, num_initial, refit_every,
         "validation": validation_setting(validation, d, space if space is not None else
                                          None if stored_space is None else
                                          StimulusSpace.from_dict(stored_space)),
+        "stop": stop_setting(stop),
     }
     check_range("distances", distances)  # (no Sobol draw: scipy.stats loads slowly)
     return settings, given

@@ -12,6 +12,8 @@ matplotlib is imported lazily so that the numerical core never needs it.
 - :mod:`.ppc`: :func:`plot_ppc` and :func:`binned_ppc` (binned observed vs
   predicted proportion correct, from a fit or ArviZ data);
 - :mod:`.mocs`: :func:`plot_mocs` (MOCS validation: fit vs Weibull thresholds);
+- :mod:`.population_plot`: :func:`plot_population` (a population fit: the
+  population's and every observer's field, small multiples);
 - :func:`save_figure` writes PNG (300 dpi), PDF or SVG.
 
 Publication defaults: every axis is labelled with its units (stimulus
@@ -33,6 +35,7 @@ from .field import (
 )
 from .fit_plot import plot_fit
 from .mocs import plot_mocs
+from .population_plot import plot_population
 from .ppc import BinnedPPC, binned_ppc, plot_ppc
 from .threshold_plot import plot_thresholds, threshold_scale
 
@@ -57,6 +60,7 @@ __all__ = [
     "plot_trials",
     "save_figure",
     "plot_mocs",
+    "plot_population",
     "figure_legend",
     "legend_outside",
     "scale_text",

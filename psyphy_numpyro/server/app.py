@@ -72,6 +72,12 @@ class OpenRequest(BaseModel):
         "distances in model units), \"repeats\": k} or a bare fraction; left out: the "
         "stored one, or none", examples=[{"fraction": 0.2, "references": 8, "levels": 6,
                                           "repeats": 10}])
+    stop: dict | None = Field(
+        None, description="stop rules, any of: trials (trials told), seconds (wall clock "
+        "since the first ask), precision (the median width of the latest fit's 90% "
+        "threshold intervals over the region, in % of the threshold); status reports "
+        "progress.stop once one is met (ask still hands out trials); left out: the stored "
+        "rules, or none", examples=[{"trials": 3000, "precision": 10.0}])
     takeover: bool = Field(False, description="take the session over from another live owner")
 
 

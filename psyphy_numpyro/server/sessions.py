@@ -6,8 +6,8 @@ priority (one for the server, the sessions' refits queue for it), so they
 never hold the interpreter lock of the requests, and ``ask``/``tell`` never
 wait for them. A monitor thread records finished refits
 (so the fit's proposals are used at once), keeps the refit state for
-``status`` and computes the latest fit's thresholds off the request path,
-once per fit.
+``status`` and computes the latest fit's thresholds and precision (the ``progress``
+of ``status``, :mod:`~psyphy_numpyro.design.stopping`) off the request path, once per fit.
 
 Session names are resolved by :mod:`.names`, the JSON of thresholds and stimulus planes
 built by :mod:`.replies`, and the start-up imports done by :mod:`.warmup`.
@@ -160,7 +160,9 @@ class Hosted:
                 session=self.name, counts=st, pending_ids=self.exp.pending.tolist(),
                 latest_fit=self.exp.latest_fit_info(), next_refit_at=st["next_refit_at"],
                 refitting=st["refitting"], refit=self.refit_state(st),
-                last_refit=self.last_refit, settings=self.exp.settings, owner=self.exp.owner)
+                last_refit=self.last_refit, settings=self.exp.settings, owner=self.exp.owner,
+                validation=st.get("validation"),
+                progress=st["progress"])  # its precision cached once per fit (below)
         out["file"] = str(self.path)
         out["opened"] = self.opened
         out["thresholds"] = self.thresholds_state
@@ -186,6 +188,7 @@ class Hosted:
                 self.thresholds = thresholds_reply(fit, info["seq"], info["num_trials"],
                                                    space=self.exp.space)
                 self.thresholds_state = "ready"
+                self.exp.progress()  # the fit's precision, cached for status (stop rules)
             except Exception:  # noqa: BLE001 - reported by the thresholds endpoint
                 self.thresholds_error = traceback.format_exc(limit=3)
                 self.thresholds_state = "failed"
@@ -377,6 +380,14 @@ def _check_same(exp, settings, kwargs):
             raise InvalidInput(f"{exp.path.name}: the session was created with validation="
                                f"{exp.settings.get('validation')!r}; open it without "
                                "validation or with that value")
+    stop = settings.get("stop")
+    if stop is not None:
+        from ..design.stopping import stop_setting
+
+        if stop_setting(stop) != exp.settings.get("stop"):
+            raise InvalidInput(f"{exp.path.name}: the session was created with stop="
+                               f"{exp.settings.get('stop')!r}; open it without stop or "
+                               "with that value")
     for key in ("input_dim", "seed", "num_initial", "refit_every"):
         v = settings.get(key)
         have = exp.input_dim if key == "input_dim" else exp.settings.get(key)
