@@ -63,3 +63,15 @@ def test_colour_units_example_recovers_xy_thresholds(tmp_path):
     assert np.all((out["delta_e"] > 0.5) & (out["delta_e"] < 8))
     assert (tmp_path / "colour_units_thresholds.png").stat().st_size > 10_000
     assert (tmp_path / "colour_units_trials.csv.space.json").exists()
+
+
+@pytest.mark.slow
+def test_population_example_pools_the_sparse_observer(tmp_path):
+    import population_example
+
+    out = population_example.run(sizes=(250, 250, 40), seed=0, out_dir=tmp_path)
+    assert out["population"].inference == "laplace"
+    # the sparse observer's thresholds are tighter pooled than alone
+    assert out["widths"]["pooled"] < 0.8 * out["widths"]["alone"]
+    with open(out["figure"], "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
