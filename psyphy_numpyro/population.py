@@ -121,6 +121,8 @@ class PopulationFit:
     tau_draws: np.ndarray | None = field(repr=False, default=None)
 
     def __post_init__(self):
+        self.loss_history = np.asarray([] if self.loss_history is None else self.loss_history,
+                                       np.float64)
         if self.observer_taus is None:
             self.observer_taus = np.full(len(self.observers), float(self.tau))
         self.observer_taus = np.asarray(self.observer_taus, np.float64).reshape(-1)
