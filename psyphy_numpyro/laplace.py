@@ -22,7 +22,8 @@ from .posterior import LaplaceFit
 from .progress import use_progress
 from .validation import check_count, check_real, seed_from
 
-__all__ = ["fisher_information", "fit_laplace", "negative_log_joint", "rotation_tangents"]
+__all__ = ["fisher_information", "fit_laplace", "floored_root", "negative_log_joint",
+           "rotation_tangents"]
 
 
 def negative_log_joint(model, stimuli, responses, noise):
@@ -55,6 +56,48 @@ def rotation_tangents(W) -> np.ndarray:
     V = np.stack(vecs, 1)
     U, s, _ = np.linalg.svd(V, full_matrices=False)
     return U[:, s > 1e-10 * max(s.max(), 1e-300)]
+
+
+def floored_root(H, tangents, floor: float, scale=None, *, caller: str = "fit_laplace",
+                 stacklevel: int = 3):
+    """The Gaussian of a curvature on the complement of flat directions.
+
+    Parameters
+    ----------
+    H : array (n, n)
+        Curvature (precision) of the negative log joint; symmetrised here.
+    tangents : array (n, k)
+        Orthonormal directions to project out (the rotation orbit).
+    floor : float
+        Eigenvalues of the projected curvature below it are raised to it (with a warning
+        naming ``caller``).
+    scale : array (n,), optional
+        Coordinate units in which the floor applies (``H`` is divided by
+        ``scale scale^T``; the root is mapped back).
+
+    Returns
+    -------
+    (root, num_floored)
+        ``root (n, n - k)`` with covariance ``root root^T``; how many eigenvalues were
+        floored.
+    """
+    n = H.shape[0]
+    scale = np.ones(n) if scale is None else np.asarray(scale, np.float64)
+    T = np.asarray(tangents, np.float64)
+    if T.shape[1]:
+        full, _ = np.linalg.qr(np.concatenate([T, np.eye(n)], 1))
+        B = full[:, T.shape[1]:n]
+    else:
+        B = np.eye(n)
+    Hs = 0.5 * (H + H.T) / np.outer(scale, scale)
+    lam, V = np.linalg.eigh(B.T @ Hs @ B)
+    num_floored = int(np.sum(lam < floor))
+    if num_floored:
+        warnings.warn(
+            f"{caller}: {num_floored} curvature eigenvalue(s) below the smallest prior "
+            f"precision ({floor:.3g}) were raised to it; the MAP may not be converged",
+            RuntimeWarning, stacklevel=stacklevel)
+    return (B @ V / np.sqrt(np.maximum(lam, floor))) / scale[:, None], num_floored
 
 
 def _sites(model, v):
@@ -305,17 +348,10 @@ def fit_laplace(
             "can be built there; check that init is a converged fit_map result, or try "
             "curvature='fisher', a larger hessian_bandwidth or a larger model.diag_term"
         )
-    H = 0.5 * (H + H.T)
     P = w0.size
-
     T = rotation_tangents(W0)
     if P > W0.size:  # the lapse coordinate is not on the rotation orbit
         T = np.concatenate([T, np.zeros((P - W0.size, T.shape[1]))], 0)
-    if T.shape[1]:
-        full, _ = np.linalg.qr(np.concatenate([T, np.eye(P)], 1))
-        B = full[:, T.shape[1] : P]
-    else:
-        B = np.eye(P)
     floor = float(1.0 / np.max(model.prior_std() ** 2))
     # the floor is a precision of W; the logit of a learned lapse rate is measured in units
     # where its own prior precision equals the floor, so the floor binds for it only where
@@ -323,18 +359,7 @@ def fit_laplace(
     scale = np.ones(P)
     if model.learns_lapse:
         scale[-1] = np.sqrt(prior[-1, -1] / floor)
-    H = H / np.outer(scale, scale)
-    lam, V = np.linalg.eigh(B.T @ H @ B)
-    num_floored = int(np.sum(lam < floor))
-    if num_floored:
-        warnings.warn(
-            f"fit_laplace: {num_floored} curvature eigenvalue(s) below the smallest prior "
-            f"precision ({floor:.3g}) were raised to it; the MAP may not be converged",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    lam = np.maximum(lam, floor)
-    root = (B @ V / np.sqrt(lam)) / scale[:, None]  # cov = root root^T
+    root, num_floored = floored_root(H, T, floor, scale, caller="fit_laplace")
     z = np.asarray(
         jax.random.normal(jax.random.PRNGKey(seed), (num_draws, root.shape[1])), dtype=np.float64
     )

@@ -35,7 +35,6 @@ with bands, ``pop.to_arviz()`` with an ``observer`` dimension.
 
 from __future__ import annotations
 
-import warnings
 from functools import partial
 
 import jax
@@ -45,7 +44,7 @@ from numpyro.infer.util import potential_energy
 
 from .errors import FitFailedError, InvalidInput, InvalidType
 from .hierarchy import population_model
-from .laplace import fisher_information, rotation_tangents
+from .laplace import fisher_information, floored_root, rotation_tangents
 from .population import PopulationFit, fit_population
 from .populationfile import point_fit
 from .posterior import LaplaceFit
@@ -165,30 +164,19 @@ def _orbit_tangents(W_pop, delta, n):
 
 
 def _gaussian_root(pop, H, prior, W_pop, delta):
-    """``root (n, r)`` with covariance ``root root^T``: the inverse of ``H`` on the
-    complement of the rotation orbits (:func:`_orbit_tangents`), eigenvalues floored at the
-    smallest prior precision of a weight (``(root, num_floored)``)."""
+    """``(root (n, r), num_floored)``: the inverse of ``H`` on the complement of the
+    rotation orbits (:func:`_orbit_tangents`), eigenvalues floored at the smallest prior
+    precision of a weight, each lapse logit in units where its prior precision is that
+    floor (as :func:`~psyphy_numpyro.fit_laplace`)."""
     model, K = pop.model, pop.num_observers
     P, n = _layout(model, K)
-    T = _orbit_tangents(W_pop, delta, n)
-    if T.shape[1]:
-        full, _ = np.linalg.qr(np.concatenate([T, np.eye(n)], 1))
-        B = full[:, T.shape[1]:n]
-    else:
-        B = np.eye(n)
     diag = np.diag(prior)
     floor = float(np.min(diag[: (K + 1) * P]))
     scale = np.ones(n)
-    if model.learns_lapse:  # each logit in units where its prior precision is the floor
+    if model.learns_lapse:
         scale[(K + 1) * P:] = np.sqrt(diag[(K + 1) * P:] / floor)
-    Hs = H / np.outer(scale, scale)
-    lam, V = np.linalg.eigh(B.T @ (0.5 * (Hs + Hs.T)) @ B)
-    num_floored = int(np.sum(lam < floor))
-    if num_floored:
-        warnings.warn(f"fit_population_laplace: {num_floored} curvature eigenvalue(s) below the "
-                      f"smallest prior precision ({floor:.3g}) were raised to it; the MAP may "
-                      "not be converged", RuntimeWarning, stacklevel=3)
-    return (B @ V / np.sqrt(np.maximum(lam, floor))) / scale[:, None], num_floored
+    return floored_root(H, _orbit_tangents(W_pop, delta, n), floor, scale,
+                        caller="fit_population_laplace", stacklevel=4)
 
 
 def _member_maps(model, K, tau, taus):
