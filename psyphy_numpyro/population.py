@@ -5,8 +5,20 @@ The fit runs the deterministic route of :func:`~psyphy_numpyro.fit_map`: fixed
 estimator noise (one draw per padded trial of every observer, set by the seed),
 the population and deviation weights decentred by NumPyro's
 ``LocScaleReparam(centered=0)``, and ``optax.lbfgs`` until the loss falls by less
-than ``tol`` over 10 steps. It starts from the MAP fit of the pooled trials
-with every observer at the population (``delta = 0``).
+than ``tol`` over 10 steps. It starts from the MAP fit of the pooled trials (a
+random ``START_TRIALS`` = 4 000 of them when there are more, each observer's
+share in proportion) with every observer at the population (``delta = 0``).
+
+With a learned ``tau`` the weights are first fitted at the fixed ``tau =
+tau_scale`` (``DEVIATIONS_TAU``; each deviation at its conditional optimum), and
+only then is ``tau`` released, from there: started with every deviation at 0,
+the deviations carry no gradient for ``tau`` and the Laplace term alone pulls
+``tau`` down before the deviations grow, a path that ended at ``tau`` near 0.04
+for observers drawn at 0.3 (docs/performance.md, seed 1 at the issue's sizes).
+The first phase's ``tau`` is the prior's scale rather than a tighter one so
+that an outlier's deviation is fitted loosely enough to be recognised (at
+``tau_scale / 2`` the outlier of ``tests/test_population_outlier.py`` took a
+scale no larger than a typical observer's).
 
 Learning ``tau``
 ----------------
@@ -271,24 +283,45 @@ def _chunk(model, tau, tau_scale, kappa_sd, length, state, stimuli, responses, w
     return jax.lax.scan(body, state, None, length=length)
 
 
-def _start(svi, model, W_start, K, tau, tau_scale, dtype, kappa_sd=None):
+def _start(svi, model, W_start, K, tau, tau_scale, dtype, kappa_sd=None, first=None):
     """The optimiser state where every observer's (and the population's) field is
-    ``W_start`` (every ``delta = 0``), at a middling ``tau`` (every ``kappa = 1``)."""
+    ``W_start`` (every ``delta = 0``), at a middling ``tau`` (every ``kappa = 1``); with
+    ``first`` (:func:`_deviations_first`'s unconstrained parameters at that ``tau``), the
+    weights (and lapse rates) are those."""
     sd = np.asarray(model.prior_std(), np.float64)
-    t = 0.5 * tau_scale if tau is None else tau
+    t = tau if tau is not None else (DEVIATIONS_TAU if first else 0.5) * tau_scale
     W_pop = np.asarray(W_start) * np.sqrt(1.0 + t**2)
     params = {"W_pop_decentered_auto_loc": jnp.asarray(W_pop / sd, dtype),
               "delta_decentered_auto_loc": jnp.zeros((K, 1) + model.weight_shape, dtype)}
+    params.update(first or {})
     if tau is None:
         params["tau_auto_loc"] = jnp.asarray(np.log(t), dtype)
         if kappa_sd is not None:
             params["log_kappa_auto_loc"] = jnp.zeros((K, 1), dtype)
-    if model.learns_lapse:
+    if model.learns_lapse and "lapse_rate_auto_loc" not in params:
         a, b = model.lapse_prior
         params["lapse_rate_auto_loc"] = jnp.full((K, 1), np.log(a / b), dtype)
     from numpyro.infer.svi import SVIState
 
     return SVIState(svi.optim.init(params), None, jax.random.PRNGKey(0))
+
+
+DEVIATIONS_TAU = 1.0
+"""The fixed ``tau`` of the first phase, in units of ``tau_scale``."""
+
+
+def _deviations_first(model, W_start, K, tau_scale, args, steps, tol, timings, show):
+    """L-BFGS on the weights at the fixed ``tau = DEVIATIONS_TAU * tau_scale``: the
+    unconstrained parameters it reaches (the learned-``tau`` fit starts there, at that
+    ``tau``; see the module)."""
+    t = DEVIATIONS_TAU * tau_scale
+    svi = _population_svi(model, K, t, tau_scale, None)
+    state = _start(svi, model, W_start, K, t, tau_scale, args[0].dtype)
+    stim, resp, weights, noise, _ = args
+    state, _ = _optimise((model, t, tau_scale, None), state, (stim, resp, weights, noise, {}),
+                         steps, tol, timings, Progress(show, steps, f"fit_population x{K} "
+                                                       "observers (deviations)"))
+    return dict(svi.optim.get_params(state.optim_state))
 
 
 def _values(svi, state, stimuli, responses, weights, noise, extra):
@@ -367,7 +400,7 @@ def fit_population(datas, model=None, *, tau="learn", tau_scale: float = 0.5,
     show = use_progress(progress)
     timings = {"pooled": 0.0, "compile": 0.0, "steps": 0.0}
     t0 = time.perf_counter()
-    pooled = fit_map(TrialData.concatenate(datas), model, seed=seed, progress=show)
+    pooled = fit_map(_start_trials(datas, seed), model, seed=seed, progress=show)
     timings["pooled"] = time.perf_counter() - t0
     K = len(datas)
     stim, resp, weights, noise = _stacked(datas, model, seed)
@@ -377,13 +410,17 @@ def fit_population(datas, model=None, *, tau="learn", tau_scale: float = 0.5,
         eig = fisher_eigenvalues(model, pooled.params["W"], datas, seed)
         extra["eigenvalues"] = jnp.asarray(eig, stim.dtype)
         timings["information"] = time.perf_counter() - t1
+    args = (stim, resp, weights, noise, extra)
+    first = None
+    if tau_value is None:  # the deviations first, at the start's tau (see the module)
+        first = _deviations_first(model, pooled.params["W"], K, tau_scale, args, steps, tol,
+                                  timings, show)
     statics = (model, tau_value, tau_scale, kappa_sd)
     svi = _population_svi(model, K, tau_value, tau_scale, kappa_sd)
     state = _start(svi, model, pooled.params["W"], K, tau_value, tau_scale, stim.dtype,
-                   kappa_sd)
-    state, history = _optimise(statics, state, (stim, resp, weights, noise, extra), steps,
-                               tol, timings, Progress(show, steps, f"fit_population x{K} "
-                                                                   "observers"))
+                   kappa_sd, first)
+    state, history = _optimise(statics, state, args, steps, tol, timings,
+                               Progress(show, steps, f"fit_population x{K} observers"))
     v = _values(svi, state, stim, resp, weights, noise, extra)
     lapses = v.get("lapse_rate")
     population = MAPFit.from_params(model, observer_params(model, v["W_mean"], lapses),
@@ -396,6 +433,23 @@ def fit_population(datas, model=None, *, tau="learn", tau_scale: float = 0.5,
                          loss_history=np.asarray(history[:steps]), seed=seed, timings=timings,
                          observer_taus=(v["tau"] * v["kappa"] if "kappa" in v else None),
                          observer_scales=kappa_sd is not None)
+
+
+START_TRIALS = 4000
+"""The most pooled trials the start's MAP fit sees (a start need only be near: every
+observer's trials are fitted by the population model after it)."""
+
+
+def _start_trials(datas, seed):
+    """The pooled trials of the start: all of them, or a random ``START_TRIALS`` (each
+    observer's share in proportion to its trials, drawn with ``seed``)."""
+    total = sum(len(d) for d in datas)
+    if total <= START_TRIALS:
+        return TrialData.concatenate(datas)
+    rng = np.random.default_rng(seed)
+    parts = [d[np.sort(rng.choice(len(d), max(1, round(START_TRIALS * len(d) / total)),
+                                  replace=False))] for d in datas]
+    return TrialData.concatenate(parts)
 
 
 def _stacked(datas, model, seed):

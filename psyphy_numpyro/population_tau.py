@@ -26,8 +26,14 @@ def marginal_tau_model(stimuli, responses=None, *, config, tau_scale, eigenvalue
     numpyro.factor("deviations_marginal", -0.5 * jnp.sum(jnp.log1p(var * eigenvalues)))
 
 
+INFORMATION_SAMPLES = 64
+"""Quasi-Monte Carlo draws per trial of the Fisher information behind ``tau``'s Laplace
+term (it needs first derivatives only; ``fit_laplace`` uses 256 for intervals)."""
+
+
 def fisher_eigenvalues(model, W, datas, seed):
-    """Each observer's Fisher information about ``W`` in prior-sd units: eigenvalues (K, P)."""
+    """Each observer's Fisher information about ``W`` in prior-sd units: eigenvalues (K, P),
+    on ``INFORMATION_SAMPLES`` draws per trial."""
     from .laplace import fisher_information
 
     sd = np.asarray(model.prior_std(), np.float64).reshape(-1)
@@ -38,6 +44,7 @@ def fisher_eigenvalues(model, W, datas, seed):
         if model.learns_lapse:
             a, b = model.lapse_prior
             params["lapse_rate"] = a / (a + b)
-        F = np.asarray(fisher_information(model, params, d, seed=seed), np.float64)[:P, :P]
+        F = np.asarray(fisher_information(model, params, d, num_samples=INFORMATION_SAMPLES,
+                                          seed=seed), np.float64)[:P, :P]
         out.append(np.clip(np.linalg.eigvalsh(sd[:, None] * F * sd[None, :]), 0.0, None))
     return np.stack(out)
