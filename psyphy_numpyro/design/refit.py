@@ -31,7 +31,7 @@ from .acquisition import propose_trials
 
 __all__ = ["BackgroundRefit", "ProcessRefit", "model_to_json", "model_from_json", "session_data",
            "session_capacity", "posterior_mode", "make_job", "refit_job", "record_refit",
-           "refit_session"]
+           "refit_session", "told_data"]
 
 
 def model_to_json(model):
@@ -60,9 +60,15 @@ def model_from_json(obj):
 def session_data(store, input_dim: int, space=None):
     """:class:`~psyphy_numpyro.TrialData` of the store's told trials, in the order told (in
     ``space``'s units when given: the store keeps the model's box)."""
+    return told_data(*store.told_trials(), input_dim, space)
+
+
+def told_data(ref, comp, responses, input_dim: int, space=None):
+    """:class:`~psyphy_numpyro.TrialData` of told trials as the store returns them
+    (references, comparisons in the model's box, responses), in ``space``'s units when
+    given."""
     from ..data import TrialData
 
-    ref, comp, responses = store.told_trials()
     if not ref:
         return TrialData(np.zeros((0, 2, input_dim)), np.zeros(0, np.int32), space=space)
     stim = np.stack([np.array(ref, np.float64), np.array(comp, np.float64)], 1)

@@ -278,12 +278,7 @@ def validation_status(store, settings: dict) -> dict | None:
 def held_out_data(store, input_dim: int, space=None):
     """:class:`~psyphy_numpyro.TrialData` of the store's told validation trials, in the
     order told (in ``space``'s units when given, like the session's ``data``)."""
-    from ..data import TrialData
+    from .refit import told_data  # (refit imports JAX: not at module level)
 
     _, ref, comp, responses = store.validation_told()
-    if not ref:
-        return TrialData(np.zeros((0, 2, input_dim)), np.zeros(0, np.int32), space=space)
-    stim = np.stack([np.array(ref, np.float64), np.array(comp, np.float64)], 1)
-    if space is not None:
-        stim = space.to_lab(stim)
-    return TrialData(stim, np.array(responses, np.int32), space=space)
+    return told_data(ref, comp, responses, input_dim, space)
