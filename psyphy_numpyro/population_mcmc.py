@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 from functools import partial
 
@@ -38,22 +39,16 @@ def _nuts_model(stimuli, responses=None, *, config, tau, tau_scale, kappa_sd, **
                      kappa=kappa, **kw)
 
 
-_SAMPLERS: dict = {}
-
-
+@functools.lru_cache(maxsize=8)
 def _sampler(smodel, K, tau, tau_scale, kappa_sd, settings):
-    """NUTS on the decentred population model (built once per setting)."""
-    key = (smodel, K, tau, tau_scale, kappa_sd, settings)
-    if key not in _SAMPLERS:
-        num_warmup, num_draws, num_chains, accept, depth, show = settings
-        fn = reparam(partial(_nuts_model, config=smodel, tau=tau, tau_scale=tau_scale,
-                             kappa_sd=kappa_sd),
-                     config={"W_pop": LocScaleReparam(0), "delta": LocScaleReparam(0)})
-        kernel = NUTS(fn, target_accept_prob=accept, max_tree_depth=depth)
-        _SAMPLERS[key] = MCMC(kernel, num_warmup=num_warmup, num_samples=num_draws,
-                              num_chains=num_chains, chain_method="sequential",
-                              progress_bar=show, jit_model_args=True)
-    return _SAMPLERS[key]
+    """NUTS on the decentred population model (built once per setting, the last 8 kept)."""
+    num_warmup, num_draws, num_chains, accept, depth, show = settings
+    fn = reparam(partial(_nuts_model, config=smodel, tau=tau, tau_scale=tau_scale,
+                         kappa_sd=kappa_sd),
+                 config={"W_pop": LocScaleReparam(0), "delta": LocScaleReparam(0)})
+    kernel = NUTS(fn, target_accept_prob=accept, max_tree_depth=depth)
+    return MCMC(kernel, num_warmup=num_warmup, num_samples=num_draws, num_chains=num_chains,
+                chain_method="sequential", progress_bar=show, jit_model_args=True)
 
 
 def _stacked_trials(pop, smodel, surrogate_samples, seed):
