@@ -2,8 +2,9 @@
 
 A real server process (``python -m psyphy_numpyro serve``) hosts four sessions;
 four client processes (the standard-library :mod:`psyphy_numpyro.client`),
-one per session, run ``--trials`` trials each as fast as the server answers:
-``ask(1)``, a simulated response, ``tell``. Session 0 refits by the default
+one per session, run ``--trials`` trials each as fast as the server answers
+(``--pace S``: with a pause of S seconds on average after each, as an observer
+answers): ``ask(1)``, a simulated response, ``tell``. Session 0 refits by the default
 policy (the default WPPM, hyperparameters from the data, refits in the
 server's background thread) from trial ``--num-initial`` on, every
 ``--refit-every`` responses, so refits run while the clients ask and tell;
@@ -15,7 +16,7 @@ the trials answered while a refit was running (the server says so in each
 reply's ``refit.state``), and the refits that finished.
 
 Usage: ``python benchmarks/server_latency.py [--trials 1000] [--clients 4]
-[--num-initial 300] [--refit-every 200] [--all-refit] [--no-refit]
+[--num-initial 300] [--refit-every 200] [--all-refit] [--no-refit] [--pace S]
 [--durability process|power]`` (the server's ``--durability``).
 """
 
@@ -36,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _client(url, name, trials, settings, seed, out):
+def _client(url, name, trials, settings, seed, out, pace=0.0):
     sys.path.insert(0, str(REPO))
     import random
 
@@ -53,7 +54,19 @@ def _client(url, name, trials, settings, seed, out):
         reply = s.tell(ids, [int(rng.random() < p)])
         times.append(time.perf_counter() - t0)
         refitting.append(reply["refit"]["state"] == "running")
+        if pace:  # the observer looks and answers: uniform over 0 to twice the mean
+            time.sleep(rng.uniform(0.0, 2.0 * pace))
     out.put((name, times, refitting, s.status()))
+
+
+def _cpu_seconds(pid):
+    """User + system CPU seconds of process ``pid`` and its children so far (Linux's
+    /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return sum(int(f) for f in fields[11:13]) / os.sysconf("SC_CLK_TCK")
 
 
 def _quantile(xs, q):
@@ -72,6 +85,9 @@ def main(argv=None):
     ap.add_argument("--refit-every", type=int, default=200)
     ap.add_argument("--all-refit", action="store_true")
     ap.add_argument("--no-refit", action="store_true", help="no session refits (a baseline)")
+    ap.add_argument("--pace", type=float, default=0.0, metavar="SECONDS",
+                    help="mean pause between a tell and the next ask (an observer's "
+                    "response time, uniform over 0 to twice it; default 0: back to back)")
     ap.add_argument("--durability", choices=("process", "power"), default="process",
                     help="the server's --durability (default: process)")
     args = ap.parse_args(argv)
@@ -99,12 +115,13 @@ def main(argv=None):
             settings = {"seed": k, "num_initial": args.num_initial if refits else 10**6,
                         "refit_every": args.refit_every if refits else 10**6}
             procs.append(mp.get_context("spawn").Process(
-                target=_client, args=(url, f"s{k}.sqlite", args.trials, settings, k, out)))
-        t0 = time.perf_counter()
+                target=_client, args=(url, f"s{k}.sqlite", args.trials, settings, k, out,
+                                     args.pace)))
+        t0, cpu0 = time.perf_counter(), _cpu_seconds(server.pid)
         for p in procs:
             p.start()
         results = [out.get() for _ in procs]
-        wall = time.perf_counter() - t0
+        wall, cpu1 = time.perf_counter() - t0, _cpu_seconds(server.pid)
         for p in procs:
             p.join()
     finally:
@@ -132,6 +149,9 @@ def main(argv=None):
     print(f"# load average (1 min) at the start {load0:.1f}, at the end {os.getloadavg()[0]:.1f}")
     print(f"# {args.clients} clients x {args.trials} trials, {len(during)} answered during "
           f"a refit, {fits} refits finished, {wall:.1f} s wall")
+    if cpu0 is not None and cpu1 is not None:  # the refit worker is a process of its own
+        print(f"# the server process's CPU: {1000 * (cpu1 - cpu0) / len(times):.2f} ms per "
+              "round trip (its refit worker process not counted)")
     print("| round trip (ask + tell) | trials | p50 ms | p99 ms | max ms |")
     print("|---|---:|---:|---:|---:|")
     for label, xs in (("all trials", times), ("during a refit", during)):

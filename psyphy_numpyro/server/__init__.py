@@ -114,4 +114,7 @@ def serve(root=".", *, host: str = "127.0.0.1", port: int = 8765, token: str | N
             ready(f"http://{h}:{sock[1]}")
         await task
 
-    asyncio.run(main())
+    # uvicorn's own loop choice (uvloop where installed, else asyncio's), which
+    # ``asyncio.run`` would bypass
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+        runner.run(main())

@@ -152,17 +152,28 @@ def create_app(root, *, token: str | None = None, monitor_every: float = 0.25,
                   "status, the latest fit's thresholds and a live page.")
     app.state.registry = registry
 
-    async def auth(request: Request, token_q: Annotated[str | None, Query(alias="token",
-                                                                    include_in_schema=False)]
-             = None):
-        if token is None:
-            return
+    deps = [Depends(_token_check(token))] if token is not None else []  # no work without one
+    _handle_errors(app)
+    _add_routes(app, registry, deps)
+    return app
+
+
+def _token_check(token: str):
+    """The dependency that checks a request's token (header, or ``?token=``)."""
+
+    async def auth(request: Request,
+                   token_q: Annotated[str | None, Query(alias="token",
+                                                        include_in_schema=False)] = None):
         header = request.headers.get("authorization", "")
         given = header[7:] if header.lower().startswith("bearer ") else token_q
         if given is None or not secrets.compare_digest(given.encode(), token.encode()):
             raise PermissionError("a valid token is needed (Authorization: Bearer <token>)")
 
-    deps = [Depends(auth)] if token is not None else []  # no per-request work without one
+    return auth
+
+
+def _handle_errors(app: FastAPI) -> None:
+    """Every error answers ``{"ok": false, "error", "status"}`` with its HTTP status."""
 
     @app.exception_handler(PermissionError)
     async def _denied(request, exc):
@@ -195,6 +206,10 @@ def create_app(root, *, token: str | None = None, monitor_every: float = 0.25,
             where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
             parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
         return _error(422, "; ".join(parts), detail=jsonable(exc.errors()))
+
+
+def _add_routes(app: FastAPI, registry: Registry, deps: list) -> None:
+    """The session routes."""
 
     # -- routes: each runs its session work in one hop to the thread pool (the file's
     # fsync must not hold up the event loop) and answers with json.dumps directly
@@ -262,8 +277,6 @@ def create_app(root, *, token: str | None = None, monitor_every: float = 0.25,
     async def close(name: str):
         await run_in_threadpool(registry.close, name)
         return {"ok": True, "closed": name}
-
-    return app
 
 
 def jsonable(x):
