@@ -31,6 +31,8 @@ from .inference.svi import (
     state_z,
     to_whitened,
 )
+from .inference.trials import Trials
+from .noise import SharedNoise
 from .progress import Progress
 
 __all__ = ["refit_batch"]
@@ -81,13 +83,23 @@ def refit_batch(model, jobs, steps, learning_rate, batch_size, seed, show, timin
     key = jax.random.fold_in(jax.random.PRNGKey(seed), 7)
     noise = model.fresh_noise(jax.random.fold_in(key, 1), (size,)) if newton else None
     timings = {"compile": 0.0, "steps": 0.0} if timings is None else timings
-    batches, starts, sizes = [], [], []
+    # the Newton route's members see only their trials of non-zero weight (a bootstrap
+    # resample holds about 63% of the trials, a training fold 80%), each with the fixed
+    # noise its trial has in the full data: the same loss, a smaller program
+    kept = _kept_size(jobs, size) if newton and isinstance(noise, SharedNoise) else None
+    batches, starts, sizes, own_noise = [], [], [], []
     for data, init, counts in jobs:
         F = len(counts)
         trials = pad_trials(data, size)
         weights = np.concatenate([counts, np.zeros((F, size - len(data)), counts.dtype)], 1)
-        b = jax.tree_util.tree_map(lambda x, F=F: jnp.broadcast_to(x, (F,) + x.shape), trials)
-        batches.append(b._replace(weights=jnp.asarray(weights, trials.weights.dtype)))
+        if kept is None:
+            b = jax.tree_util.tree_map(lambda x, F=F: jnp.broadcast_to(x, (F,) + x.shape),
+                                       trials)
+            batches.append(b._replace(weights=jnp.asarray(weights, trials.weights.dtype)))
+        else:
+            b, idx = _nonzero_trials(trials, weights, kept)
+            batches.append(b)
+            own_noise.append(noise.Q[idx])
         z0 = to_whitened(model, init.params)
         one = init_state(model, problem.optimizer, key, z0, learning_rate, steps,
                          problem.batch_size)
@@ -103,12 +115,16 @@ def refit_batch(model, jobs, steps, learning_rate, batch_size, seed, show, timin
 
     batch = jax.tree_util.tree_map(cat, *batches)
     states = jax.tree_util.tree_map(cat, *starts)
+    axes = None
+    if kept is not None:
+        noise, axes = SharedNoise(noise.z, engine.shard(cat(*own_noise))[0]), SharedNoise(None, 0)
     bar = Progress(show, total * steps, label)
     try:
         sharded_states, _ = engine.shard(states)
         sharded, _ = engine.shard(batch)
         out, losses = engine.run_batch(problem, sharded_states, sharded, steps, total, bar,
-                                       timings, max(len(d) for d, _, _ in jobs), noise)
+                                       timings, max(len(d) for d, _, _ in jobs), noise,
+                                       noise_axes=axes)
     finally:
         bar.close()
     out = engine.unshard(out, total)
@@ -133,6 +149,26 @@ def refit_batch(model, jobs, steps, learning_rate, batch_size, seed, show, timin
         results.append((W[None], None if lapse is None else np.asarray(lapse)[None], ~bad))
         lo += F
     return results
+
+
+def _kept_size(jobs, size):
+    """The padded trial count of the members' non-zero-weight trials (None: no smaller
+    than ``size``, nothing to gain)."""
+    most = max(int(np.count_nonzero(np.asarray(c), axis=1).max()) for _, _, c in jobs)
+    kept = bucket_size(max(most, 1))
+    return kept if kept < size else None
+
+
+def _nonzero_trials(trials, weights, kept):
+    """Each member's (row of ``weights``) trials of non-zero weight first, in their order,
+    then zero-weight ones up to ``kept``; returns ``(Trials (F, kept, ...), indices)``."""
+    idx = np.argsort(weights == 0, axis=1, kind="stable")[:, :kept]
+    w = np.take_along_axis(weights, idx, axis=1)
+    F = len(weights)
+    return Trials(stimuli=jnp.asarray(trials.stimuli)[idx],
+                  responses=jnp.asarray(trials.responses)[idx],
+                  weights=jnp.asarray(w, trials.weights.dtype),
+                  num_trials=jnp.broadcast_to(trials.num_trials, (F,))), idx
 
 
 def _with_curvature(model, state, z0, trials, noise, timings):

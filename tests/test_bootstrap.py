@@ -103,6 +103,22 @@ def test_refits_share_their_noise_so_only_resampling_spreads_them(tiny, route):
     assert len(np.unique(fit.draws[0, :, 0, 0, 0, 0])) == 6
 
 
+def test_newton_refits_see_only_their_resampled_trials_and_lose_nothing(tiny, monkeypatch):
+    """The Newton route gives each refit its trials of non-zero count (with their fixed
+    noise): the same refits as over every trial with zero weights, in a smaller program."""
+    from psyphy_numpyro import refits
+
+    counts = resample_counts(np.zeros(200, int), 6, seed=2)
+    job = [(tiny.data, tiny.map_fit, counts)]
+    assert refits._kept_size(job, 208) < 208  # about 63% of the trials per refit
+    W, _, kept = refits.refit_batch(QUICK, job, 4, 0.02, None, 4, False, route="newton")[0]
+    monkeypatch.setattr(refits, "_kept_size", lambda jobs, size: None)
+    W_all, _, _ = refits.refit_batch(QUICK, job, 4, 0.02, None, 4, False, route="newton")[0]
+    assert kept.all()
+    spread = W.std(axis=1).mean()
+    assert np.abs(W - W_all).max() < 0.02 * spread  # float sums in another order
+
+
 def test_bootstrap_fit_reads_out_saves_and_loads(tiny, tmp_path):
     fit = tiny
     assert fit.draws.shape == (1, 6) + QUICK.weight_shape

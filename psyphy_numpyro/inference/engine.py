@@ -81,22 +81,31 @@ def _compiled(fn, static: tuple, args: tuple):
     return prog, seconds
 
 
-def _chunk_program(model, optimizer, batch_size, length, states, trials, num_steps, noise):
-    """``length`` masked steps for every batch member (vmapped scan); ``noise`` (fixed
-    estimator noise of the padded trials, or None for fresh noise) is shared by all."""
+def _chunk_program(model, optimizer, batch_size, length, noise_axes, states, trials, num_steps,
+                   noise):
+    """``length`` masked steps for every batch member (vmapped scan). ``noise``: fixed
+    estimator noise of the padded trials (None: fresh noise), shared by all members, or
+    with its own batch axis where ``noise_axes`` (a pytree of ``vmap`` axes) says so."""
+    if noise_axes is None:
+        return jax.vmap(
+            lambda s, tr: scan_steps(model, optimizer, batch_size, length, s, tr, num_steps,
+                                     noise)
+        )(states, trials)
     return jax.vmap(
-        lambda s, tr: scan_steps(model, optimizer, batch_size, length, s, tr, num_steps, noise)
-    )(states, trials)
+        lambda s, tr, nz: scan_steps(model, optimizer, batch_size, length, s, tr, num_steps, nz),
+        in_axes=(0, 0, noise_axes),
+    )(states, trials, noise)
 
 
 def _eval_program(model, num_samples, z, trials, key):
     return jax.vmap(lambda zz, tr: evaluate(model, zz, tr, key, num_samples))(z, trials)
 
 
-def prepare_chunk(model, optimizer, batch_size, length, states, trials, num_steps, noise=None):
+def prepare_chunk(model, optimizer, batch_size, length, states, trials, num_steps, noise=None,
+                  noise_axes=None):
     """Compile (or fetch) the chunk program; returns ``(program, compile_seconds)``."""
     return _compiled(
-        _chunk_program, (model, optimizer, batch_size, length),
+        _chunk_program, (model, optimizer, batch_size, length, noise_axes),
         (states, trials, jnp.asarray(num_steps, jnp.int32), noise),
     )
 
@@ -115,7 +124,7 @@ def evaluate_batch(model, num_samples: int, z, trials, key):
 
 
 def run_batch(problem, states, trials, target, members, bar, timings, n, noise=None,
-               tol=None):
+               tol=None, noise_axes=None):
     """Advance every member of a batch of MAP problems to ``target`` steps: the one loop
     under every fit (restarts, observers, bootstrap replicates, CV folds).
 
@@ -125,7 +134,9 @@ def run_batch(problem, states, trials, target, members, bar, timings, n, noise=N
     the trial count shown per trial on the progress ``bar``; compile and step
     seconds are added to ``timings``. Returns ``(states, losses (members, k))``.
 
-    ``noise``: the fixed estimator noise of the deterministic route (None: fresh).
+    ``noise``: the fixed estimator noise of the deterministic route (None: fresh), shared
+    by every member, or each member's own along the axes ``noise_axes`` (a pytree of
+    ``vmap`` axes, e.g. ``SharedNoise(None, 0)``: one shared block, per-member maps).
     ``tol``: stop early once no member's loss fell by more than ``tol`` over a chunk
     (a converged deterministic fit); the rest of the history repeats the last loss.
     """
@@ -136,7 +147,7 @@ def run_batch(problem, states, trials, target, members, bar, timings, n, noise=N
     length = min(LBFGS_CHUNK if tol is not None else CHUNK, todo)
     bar.phase("compiling")
     prog, secs = prepare_chunk(problem.model, problem.optimizer, problem.batch_size,
-                                      length, states, trials, target, noise)
+                                      length, states, trials, target, noise, noise_axes)
     timings["compile"] += secs
     bar.compiled(secs)
     bar.phase(f"restarts x{members}" if members > 1 else "steps")
