@@ -460,3 +460,20 @@ def test_refit_pid_names_the_process_that_fits(tmp_path):
     assert exp.refit_pid == os.getpid()
     worker = pn.Experiment(tmp_path / "p.sqlite", seed=0, live=False, refit_in="process")
     assert worker.refit_pid != os.getpid()  # None, or a worker another session started
+
+
+def test_a_refit_proposes_at_most_max_proposals_trials(tmp_path):
+    """Picking proposals is quadratic in their number: a session that refits rarely
+    proposes MAX_PROPOSALS trials, not twice its refit interval."""
+    from psyphy_numpyro.design import refit
+    from psyphy_numpyro.design.store import SessionStore
+
+    for every, want in ((100, 200), (10**5, refit.MAX_PROPOSALS)):
+        path = tmp_path / f"s{every}.sqlite"
+        pn.Experiment(path, live=False, refit_every=every, num_initial=10).close()
+        store = SessionStore(path, read_only=True)
+        try:
+            settings = pn.Experiment.read_settings(path)
+            assert refit.make_job(store, settings)["num_proposals"] == want
+        finally:
+            store.close()

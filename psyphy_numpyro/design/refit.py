@@ -83,6 +83,12 @@ def session_capacity(n: int) -> int:
     return max(512, 1 << (int(n) - 1).bit_length())
 
 
+MAX_PROPOSALS = 1000
+"""The most proposals a refit makes (twice ``refit_every`` up to here): picking them is
+quadratic in their number (a session refitting every 10 000 trials spent minutes on
+20 000); past them the session hands out its space-filling sequence until the next fit."""
+
+
 def make_job(store, settings: dict, previous=None, *, load_previous: bool = True) -> dict:
     """Everything one refit needs, read from the store now.
 
@@ -113,7 +119,7 @@ def make_job(store, settings: dict, previous=None, *, load_previous: bool = True
             "path": store.fits_dir / f"fit_{seq:04d}.nc",
             "options": settings["fit_options"],
             "region": settings.get("region"), "space": settings.get("space"),
-            "num_proposals": 2 * settings["refit_every"]}
+            "num_proposals": min(2 * settings["refit_every"], MAX_PROPOSALS)}
 
 
 def refit_job(job: dict) -> dict:

@@ -17,7 +17,7 @@ LIVE_PAGE = r"""<!DOCTYPE html>
 <title>psyphy_numpyro live</title>
 <style>
   :root { --bg:#f6f7f9; --card:#fff; --ink:#1d2330; --mute:#6b7280; --line:#e3e6eb;
-          --ok:#0f8b8d; --bad:#e4572e; --pend:#8d99ae; --ell:#3a3fbd; }
+          --ok:#0f8b8d; --bad:#e4572e; --pend:#8d99ae; --ell:#3a3fbd; --region:#b7791f; }
   * { box-sizing: border-box; }
   body { margin:0; font:14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
          background:var(--bg); color:var(--ink); }
@@ -84,6 +84,7 @@ LIVE_PAGE = r"""<!DOCTYPE html>
       <span><span class="sw" style="background:var(--bad)"></span>wrong</span>
       <span><span class="sw" style="background:var(--pend)"></span>pending</span>
       <span><span class="sw" style="background:var(--ell)"></span>threshold contour, band: <span id="level">90%</span> interval</span>
+      <span id="region-legend" style="display:none"><span class="sw" style="background:var(--region)"></span>region of interest</span>
     </div>
     <div class="note" id="plane-note"></div>
   </div>
@@ -207,6 +208,33 @@ function drawTrials(svg, pending) {
   }
 }
 
+function drawRegion(svg, region) {  // the session's region (its units, as the plane's)
+  const leg = document.getElementById("region-legend");
+  leg.style.display = region ? "" : "none";
+  if (!region) return;
+  const g = el("g", {id: "region", "clip-path": "url(#frame)"}, svg);
+  if (region.box) {
+    const lo = xy(region.box[0]), hi = xy(region.box[1]);
+    const [y0, y1] = dim === 1 ? [Y0, Y1] : [lo[1], hi[1]];
+    el("rect", {x: sx(lo[0]), y: sy(y1), width: sx(hi[0]) - sx(lo[0]), height: sy(y0) - sy(y1),
+                fill: "var(--region)", "fill-opacity": 0.07, stroke: "var(--region)",
+                "stroke-width": 1.5, "stroke-dasharray": "6 4"}, g);
+  } else if (region.points) {
+    for (const p of region.points) {
+      const q = xy(p);
+      el("rect", {x: sx(q[0]) - 7, y: sy(q[1]) - 7, width: 14, height: 14, fill: "none",
+                  stroke: "var(--region)", "stroke-width": 2.2}, g);
+    }
+  }
+}
+
+function regionText(region) {
+  if (!region) return "the whole domain";
+  if (region.points) return `${region.points.length} reference points`;
+  const f = v => sig(v, 3);
+  return "box " + region.box[0].map((v, k) => `${f(v)}\u2013${f(region.box[1][k])}`).join(" \u00d7 ");
+}
+
 function ring(points) {
   return points.filter(p => p && p[0] !== null && p[1] !== null)
     .map((p, i) => `${i ? "L" : "M"}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join("") + "Z";
@@ -297,7 +325,8 @@ function show(s) {
     (lr.num_trials !== undefined ? ` (${lr.num_trials} trials)` : "") + (lr.error ? `: ${lr.error}` : "") : "\u2013";
   document.getElementById("th-state").textContent = s.thresholds;
   document.getElementById("settings").textContent =
-    `${s.input_dim}-D, seed ${s.seed}, ${s.num_initial} initial, refit every ${s.refit_every}`;
+    `${s.input_dim}-D, seed ${s.seed}, ${s.num_initial} initial, refit every ${s.refit_every}` +
+    `; region: ${regionText(s.region)}`;
   const lab = plane.axis_labels || [];
   document.getElementById("plane-title").textContent = isModel()
     ? (dim === 1 ? "Stimulus axis (model coordinates)" : dim === 2
@@ -309,6 +338,7 @@ function show(s) {
   const svg = document.getElementById("plane");
   drawFrame(svg);
   drawTrials(svg, s.pending_trials);
+  drawRegion(svg, s.region);
   drawThresholds(svg, s.threshold_readout);
   if (s.threshold_readout && s.threshold_readout.table && s.threshold_readout.fit !== lastThFit) {
     lastThFit = s.threshold_readout.fit;

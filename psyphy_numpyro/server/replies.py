@@ -53,16 +53,18 @@ def plane_reply(space, d: int) -> dict:
             "lo": lo.tolist(), "hi": hi.tolist(), "space_name": space.name}
 
 
-def thresholds_reply(fit, seq: int, num_trials: int, space=None) -> dict:
+def thresholds_reply(fit, seq: int, num_trials: int, space=None, refs=None) -> dict:
     """The latest fit's thresholds as JSON: the table, the median contour points and
     the interval's inner and outer contours (draw-based fits); in ``space``'s units when
-    given (the session's: its refits fit the box), else the fit's data's space's."""
+    given (the session's: its refits fit the box), else the fit's data's space's.
+    ``refs`` (model units): where to read them (the session's region: its reference
+    points, or a 3-per-axis grid over its box); default :func:`threshold_refs`."""
     import numpy as np
 
     from ..contours import threshold_table
     from ..readout import thresholds
 
-    refs = threshold_refs(fit.model.input_dim)
+    refs = threshold_refs(fit.model.input_dim) if refs is None else np.asarray(refs, float)
     if space is None:
         space = getattr(getattr(fit, "data", None), "space", None)
     if space is not None:  # the same grid, in the lab's units: so are the results

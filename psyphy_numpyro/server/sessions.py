@@ -186,7 +186,8 @@ class Hosted:
 
                     fit = self.exp.fit
                 self.thresholds = thresholds_reply(fit, info["seq"], info["num_trials"],
-                                                   space=self.exp.space)
+                                                   space=self.exp.space,
+                                                   refs=self.exp.region.points(3))
                 self.thresholds_state = "ready"
                 self.exp.progress()  # the fit's precision, cached for status (stop rules)
             except Exception:  # noqa: BLE001 - reported by the thresholds endpoint
