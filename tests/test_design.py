@@ -465,7 +465,6 @@ def test_refit_pid_names_the_process_that_fits(tmp_path):
 def test_a_refit_proposes_at_most_max_proposals_trials(tmp_path):
     """Picking proposals is quadratic in their number: a session that refits rarely
     proposes MAX_PROPOSALS trials, not twice its refit interval."""
-    from psyphy_numpyro.design import refit
     from psyphy_numpyro.design.store import SessionStore
 
     for every, want in ((100, 200), (10**5, refit.MAX_PROPOSALS)):
