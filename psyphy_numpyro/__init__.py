@@ -38,7 +38,7 @@ _EXPORTS = {
     "fit_laplace": ".laplace",
     "fit_map": ".map_fit",
     "fit_mcmc": ".mcmc",
-    "MOCSValidation": ".mocs",
+    "MOCSValidation": ".mocs_result",
     "validate_mocs": ".mocs",
     "simulate_mocs": ".mocs_design",
     "WPPM": ".model",
@@ -80,8 +80,9 @@ if TYPE_CHECKING:  # the same names, for type checkers and the API docs (griffe)
     from .laplace import fit_laplace
     from .map_fit import fit_map
     from .mcmc import fit_mcmc
-    from .mocs import MOCSValidation, validate_mocs
+    from .mocs import validate_mocs
     from .mocs_design import simulate_mocs
+    from .mocs_result import MOCSValidation
     from .model import WPPM, wppm_model
     from .persist import load_fit
     from .population import PopulationFit, fit_population

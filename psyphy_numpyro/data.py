@@ -3,13 +3,14 @@
 Its per-trial metadata columns are checked by :mod:`psyphy_numpyro.metadata`; CSV
 input and output live in :mod:`psyphy_numpyro.csvio` (``TrialData.from_csv`` and
 ``to_csv`` call it) with the space sidecar in :mod:`psyphy_numpyro.sidecar`;
-simulation in :mod:`psyphy_numpyro.simulate`.
+simulation in :mod:`psyphy_numpyro.simulate`; the warning about data that look
+like they are in the lab's units (:func:`warn_small_range`, re-exported here) in
+:mod:`psyphy_numpyro.rangecheck`.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -22,6 +23,7 @@ from .csvio import (
 )
 from .errors import InvalidInput, InvalidType
 from .metadata import check_metadata, concat_column, same_column
+from .rangecheck import SMALL_RANGE, warn_small_range  # noqa: F401 - re-exported
 from .sidecar import read_sidecar, sidecar_path, write_sidecar  # noqa: F401 - re-exported
 from .space import StimulusSpace
 from .validation import check_points, check_responses
@@ -33,10 +35,6 @@ __all__ = [
     "warn_small_range",
     "SMALL_RANGE",
 ]
-
-SMALL_RANGE = 0.5
-"""Data (model units, no space) spanning less than this along an axis of the box
-``[-1, 1]`` (a quarter of its width) get a warning when fitted (:func:`warn_small_range`)."""
 
 _ROLES = ("reference", "comparison")
 
@@ -143,7 +141,7 @@ class TrialData:
         self.space = space
         self.responses = y
         self.metadata = meta
-        self._warned = False
+        self._warned = False  # set by rangecheck.warn_small_range: warned once already
 
     # -- constructors ---------------------------------------------------------
     @classmethod
@@ -384,34 +382,3 @@ def as_space(space) -> StimulusSpace | None:
         return StimulusSpace.from_dict(dict(space))
     raise InvalidType(f"space must be a StimulusSpace (or its dict description), got "
                       f"{type(space).__name__}")
-
-
-def warn_small_range(data, *, stacklevel: int = 3) -> None:
-    """Warn when data without a space fill less than a quarter of the box along an axis.
-
-    Such data are nearly always in the lab's units (xy chromaticities lie in
-    ``[0, 1]`` and pass the domain check): the fitted field is then nearly
-    flat over them. The warning names the range seen per axis and the
-    :class:`StimulusSpace` that would fit them. Once per data object, and
-    only from 20 trials on.
-    """
-    if data.space is not None or len(data) < 20 or getattr(data, "_warned", True):
-        return  # (a handful of trials, e.g. a session's first ones, says little about units)
-    s = data.stimuli
-    lo, hi = s.min(axis=(0, 1)), s.max(axis=(0, 1))
-    span = hi - lo
-    if np.all(span >= SMALL_RANGE):
-        return
-    data._warned = True
-    axes = ", ".join(f"axis {k}: [{a:.4g}, {b:.4g}] (width {b - a:.3g})"
-                     for k, (a, b) in enumerate(zip(lo, hi, strict=True)))
-    pad = np.where(span > 0, 0.05 * span, max(0.05 * span.max(), 1e-3))
-    fmt = lambda v: "[" + ", ".join(f"{x:.4g}" for x in v) + "]"  # noqa: E731
-    warnings.warn(
-        f"the stimuli fill less than a quarter of the model's box [-1, 1] along "
-        f"{int(np.sum(span < SMALL_RANGE))} axis/axes ({axes}); the field is fitted over the "
-        f"whole box, so it will be nearly flat over the data. If the stimuli are in your own "
-        f"units, give their space: data = pn.TrialData(..., space=pn.StimulusSpace.box("
-        f"lo={fmt(lo - pad)}, hi={fmt(hi + pad)})) (or StimulusSpace.colour(...)); read-outs "
-        f"then come back in those units",
-        UserWarning, stacklevel=stacklevel)

@@ -235,6 +235,41 @@ def fisher_information(model, params, data, *, num_samples: int = 256, seed: int
     return _curvature(hmodel, w0, data, noise, "fisher")[0]
 
 
+def _check_init(init, model):
+    """``init`` must be None or a MAPFit whose parameters fit ``model``."""
+    if isinstance(init, MAPFit):
+        model.checked_params(init.params, "init.params")
+    elif init is not None:
+        raise InvalidType(f"init must be a MAPFit or None, got {type(init).__name__}")
+
+
+def _mode_vector(model, init):
+    """``W`` at the mode, and the flat coordinates of the Gaussian there: ``W`` raveled,
+    then the logit of a learned lapse rate."""
+    W0 = jnp.asarray(init.params["W"])
+    w0 = W0.reshape(-1)
+    if model.learns_lapse:
+        lam0 = float(np.asarray(init.params["lapse_rate"]))
+        w0 = jnp.append(w0, jnp.asarray(np.log(lam0 / (1 - lam0)), W0.dtype))
+    return W0, w0
+
+
+def _covariance_root(model, H, prior, W0, P):
+    """:func:`floored_root` ``(root, num_floored)`` of the curvature ``H`` (P, P) off the
+    rotation orbit of ``W0``, floored at the smallest prior precision of ``W``."""
+    T = rotation_tangents(W0)
+    if P > W0.size:  # the lapse coordinate is not on the rotation orbit
+        T = np.concatenate([T, np.zeros((P - W0.size, T.shape[1]))], 0)
+    floor = float(1.0 / np.max(model.prior_std() ** 2))
+    # the floor is a precision of W; the logit of a learned lapse rate is measured in units
+    # where its own prior precision equals the floor, so the floor binds for it only where
+    # its curvature falls below its prior's
+    scale = np.ones(P)
+    if model.learns_lapse:
+        scale[-1] = np.sqrt(prior[-1, -1] / floor)
+    return floored_root(H, T, floor, scale, caller="fit_laplace", stacklevel=4)
+
+
 def fit_laplace(
     data,
     model=None,
@@ -323,21 +358,14 @@ def fit_laplace(
         model, "fit_laplace", "the curvature uses fixed quasi-Monte Carlo noise",
         "hessian_samples", hessian_samples,
     )
-    if isinstance(init, MAPFit):
-        model.checked_params(init.params, "init.params")
-    elif init is not None:
-        raise InvalidType(f"init must be a MAPFit or None, got {type(init).__name__}")
+    _check_init(init, model)
     if init is None:
         init = fit_map(data, given, steps=steps, seed=given_seed, progress=use_progress(progress),
                        trial_capacity=trial_capacity)
     if not isinstance(init, MAPFit):
         raise InvalidType(f"init must be a MAPFit or None, got {type(init).__name__}")
     hmodel = surrogate_model(model, hessian_samples, hessian_bandwidth)
-    W0 = jnp.asarray(init.params["W"])
-    w0 = W0.reshape(-1)
-    if model.learns_lapse:
-        lam0 = float(np.asarray(init.params["lapse_rate"]))
-        w0 = jnp.append(w0, jnp.asarray(np.log(lam0 / (1 - lam0)), W0.dtype))
+    W0, w0 = _mode_vector(model, init)
     noise = surrogate_noise(hmodel, padded_size(len(data), trial_capacity), hessian_samples,
                             seed)
     L, prior = _curvature(hmodel, w0, data, noise, curvature)
@@ -348,18 +376,7 @@ def fit_laplace(
             "can be built there; check that init is a converged fit_map result, or try "
             "curvature='fisher', a larger hessian_bandwidth or a larger model.diag_term"
         )
-    P = w0.size
-    T = rotation_tangents(W0)
-    if P > W0.size:  # the lapse coordinate is not on the rotation orbit
-        T = np.concatenate([T, np.zeros((P - W0.size, T.shape[1]))], 0)
-    floor = float(1.0 / np.max(model.prior_std() ** 2))
-    # the floor is a precision of W; the logit of a learned lapse rate is measured in units
-    # where its own prior precision equals the floor, so the floor binds for it only where
-    # its curvature falls below its prior's
-    scale = np.ones(P)
-    if model.learns_lapse:
-        scale[-1] = np.sqrt(prior[-1, -1] / floor)
-    root, num_floored = floored_root(H, T, floor, scale, caller="fit_laplace")
+    root, num_floored = _covariance_root(model, H, prior, W0, w0.size)
     z = np.asarray(
         jax.random.normal(jax.random.PRNGKey(seed), (num_draws, root.shape[1])), dtype=np.float64
     )

@@ -10,20 +10,20 @@ et al. 2025). Agreement is summarised by the slope of a no-intercept
 regression of the WPPM thresholds on the Weibull thresholds (1 = no bias) and
 by Pearson's r, each with a bootstrap interval.
 
-- :func:`validate_mocs`: the whole comparison (:class:`MOCSValidation`);
+- :func:`validate_mocs`: the whole comparison; its result,
+  :class:`MOCSValidation`, lives in :mod:`psyphy_numpyro.mocs_result`;
 - :func:`mocs_conditions` (:class:`MOCSConditions`) and :func:`simulate_mocs`,
-  the design side, live in :mod:`psyphy_numpyro.mocs_design` and are
-  re-exported here.
+  the design side, live in :mod:`psyphy_numpyro.mocs_design`.
+
+All of these are re-exported here.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from .csvio import write_csv
 from .data import as_trial_data
 from .errors import InvalidInput
 from .mocs_design import (  # the design names stay importable from here too
@@ -32,6 +32,7 @@ from .mocs_design import (  # the design names stay importable from here too
     mocs_conditions,
     simulate_mocs,
 )
+from .mocs_result import MOCSValidation  # the result stays importable from here too
 from .readout import fit_weights, thresholds
 from .validation import (
     check_int,
@@ -55,8 +56,6 @@ __all__ = [
     "validate_mocs",
     "MOCSValidation",
 ]
-
-_AXES = ("x", "y", "z")
 
 
 # ---------------------------------------------------------------------------
@@ -119,141 +118,87 @@ def _interval(samples, level):
     return np.quantile(finite, [q, 1.0 - q])
 
 
-@dataclass(frozen=True)
-class MOCSValidation:
-    """Result of :func:`validate_mocs`: per-condition thresholds and their agreement.
+def _weibull_fits(cond, y, guess, lapse, target):
+    """The Weibull fit of every condition of ``cond`` (responses ``y``), in order.
 
-    Attributes
-    ----------
-    refs, directions : numpy arrays (C, d)
-        Reference and unit direction of every condition.
-    weibull : list of WeibullFit
-        The Weibull fit of every condition.
-    weibull_threshold : numpy array (C,)
-    weibull_interval : numpy array (2, C)
-        Central ``level`` bootstrap interval (trials resampled within each level).
-    fit_threshold : numpy array (C,)
-        The WPPM fit's threshold along each condition's ray (the posterior
-        median for draw-based fits); NaN where p(correct) never reaches
-        ``target`` inside the domain.
-    fit_interval : numpy array (2, C) or None
-        Central ``level`` credible interval of a draw-based fit; ``None`` for
-        a point fit.
-    in_range : bool array (C,)
-        Whether the Weibull threshold lies within the condition's tested levels.
-    used : bool array (C,)
-        Conditions entering ``slope`` and ``pearson_r``: finite thresholds and,
-        unless ``include_out_of_range``, ``in_range``.
-    slope : float
-        No-intercept least-squares slope of fit thresholds on Weibull
-        thresholds, ``sum(w f) / sum(w^2)``; 1 means no bias.
-    slope_interval : numpy array (2,)
-    pearson_r : float
-        NaN with fewer than 3 used conditions.
-    r_interval : numpy array (2,)
-    level : float
-        Probability of every interval.
-    target : float
-        p(correct) of the thresholds.
-    num_bootstrap : int
-    bootstrap_slope, bootstrap_r : numpy arrays (num_bootstrap,)
-        Replicates behind ``slope_interval`` and ``r_interval``.
-    weibull_bootstrap : numpy array (num_bootstrap, C)
-        Bootstrap thresholds behind ``weibull_interval``.
+    Raises
+    ------
+    InvalidInput
+        A condition with fewer than 2 distinct distances.
     """
+    weibull = []
+    for c in range(len(cond.refs)):
+        sel = cond.index == c
+        levels, n, k = level_counts(cond.distances[sel], y[sel])
+        if len(levels) < 2:
+            raise InvalidInput(
+                f"condition {c} (ref {np.round(cond.refs[c], 4).tolist()}, direction "
+                f"{np.round(cond.directions[c], 4).tolist()}) has {len(levels)} level; a "
+                "Weibull fit needs at least 2 distinct distances"
+            )
+        weibull.append(fit_weibull_counts(levels, n, k, guess, lapse, target))
+    return weibull
 
-    refs: np.ndarray = field(repr=False)
-    directions: np.ndarray = field(repr=False)
-    weibull: list = field(repr=False)
-    weibull_threshold: np.ndarray = field(repr=False)
-    weibull_interval: np.ndarray = field(repr=False)
-    fit_threshold: np.ndarray = field(repr=False)
-    fit_interval: np.ndarray | None = field(repr=False)
-    in_range: np.ndarray = field(repr=False)
-    used: np.ndarray = field(repr=False)
-    slope: float
-    slope_interval: np.ndarray
-    pearson_r: float
-    r_interval: np.ndarray
-    level: float
-    target: float
-    num_bootstrap: int
-    bootstrap_slope: np.ndarray = field(repr=False)
-    bootstrap_r: np.ndarray = field(repr=False)
-    weibull_bootstrap: np.ndarray = field(repr=False)
 
-    @property
-    def num_conditions(self) -> int:
-        return int(len(self.refs))
-
-    @property
-    def has_draws(self) -> bool:
-        """True when the fit was draw-based (``fit_interval`` is set)."""
-        return self.fit_interval is not None
-
-    def summary(self) -> str:
-        """One line: slope and r with their intervals, and how many conditions were used."""
-        pct = f"{100 * self.level:.0f}%"
-        s_lo, s_hi = self.slope_interval
-        r_lo, r_hi = self.r_interval
-        return (
-            f"slope {self.slope:.3f} [{s_lo:.3f}, {s_hi:.3f}], r {self.pearson_r:.3f} "
-            f"[{r_lo:.3f}, {r_hi:.3f}] ({pct} bootstrap intervals; "
-            f"{int(self.used.sum())} of {self.num_conditions} conditions)"
+def _warn_left_out(in_range, finite, include_out_of_range, target):
+    """Warn (at :func:`validate_mocs`'s caller) about extrapolated Weibull
+    thresholds and about conditions where the fit never reaches ``target``."""
+    C = len(in_range)
+    if (~in_range).any():
+        bad = np.flatnonzero(~in_range).tolist()
+        what = "included in" if include_out_of_range else "left out of"
+        warnings.warn(
+            f"validate_mocs: the Weibull threshold of {len(bad)} of {C} conditions lies "
+            f"outside the tested levels (conditions {bad}); marked in_range = 0 and {what} "
+            "slope and r",
+            RuntimeWarning, stacklevel=3,
+        )
+    if (~finite).any():
+        warnings.warn(
+            f"validate_mocs: the fit's p(correct) never reaches {target:.4g} inside the "
+            f"domain for {int((~finite).sum())} of {C} conditions "
+            f"({np.flatnonzero(~finite).tolist()}); left out of slope and r",
+            RuntimeWarning, stacklevel=3,
         )
 
-    def table(self) -> tuple[list[str], np.ndarray]:
-        """One row per condition.
 
-        Returns
-        -------
-        names : list of str
-            ``condition``, ``ref_x ...``, ``dir_x ...``, ``num_levels``,
-            ``num_trials``, ``level_min``, ``level_max``, ``weibull_alpha``,
-            ``weibull_beta``, ``weibull_threshold``, ``weibull_lo``,
-            ``weibull_hi``, ``fit_threshold``, for draw-based fits ``fit_lo``
-            and ``fit_hi``, then ``in_range`` and ``used`` (1/0).
-        values : numpy array (C, len(names))
-        """
-        axes = _AXES[: self.refs.shape[1]]
-        wf = self.weibull
-        cols = {"condition": np.arange(self.num_conditions, dtype=float)}
-        cols.update({f"ref_{a}": self.refs[:, j] for j, a in enumerate(axes)})
-        cols.update({f"dir_{a}": self.directions[:, j] for j, a in enumerate(axes)})
-        cols["num_levels"] = [len(w.levels) for w in wf]
-        cols["num_trials"] = [w.num_trials.sum() for w in wf]
-        cols["level_min"] = [w.levels.min() for w in wf]
-        cols["level_max"] = [w.levels.max() for w in wf]
-        cols["weibull_alpha"] = [w.alpha for w in wf]
-        cols["weibull_beta"] = [w.beta for w in wf]
-        cols["weibull_threshold"] = self.weibull_threshold
-        cols["weibull_lo"], cols["weibull_hi"] = self.weibull_interval
-        cols["fit_threshold"] = self.fit_threshold
-        if self.has_draws:
-            cols["fit_lo"], cols["fit_hi"] = self.fit_interval
-        cols["in_range"] = self.in_range
-        cols["used"] = self.used
-        names = list(cols)
-        return names, np.stack([np.asarray(cols[n], dtype=float) for n in names], axis=1)
+def _agreement(w_thr, w_boot, f_thr, used, rng, *, num_bootstrap, level,
+               propagate_trial_noise):
+    """Slope and Pearson r of the ``used`` conditions, with their bootstrap.
 
-    def to_csv(self, path) -> None:
-        """Write :meth:`table` to a CSV file, atomically; floats keep full precision."""
-        names, values = self.table()
-        ints = {"condition", "num_levels", "num_trials", "in_range", "used"}
-        write_csv(path, names,
-                  ([int(v) if n in ints else repr(float(v))
-                    for n, v in zip(names, row, strict=True)] for row in values))
+    Conditions are resampled with replacement; with ``propagate_trial_noise``
+    each replicate takes the Weibull thresholds from the same row of ``w_boot``
+    (B, C). With fewer than 3 used conditions r is NaN, with none the slope
+    too, and a ``RuntimeWarning`` goes to :func:`validate_mocs`'s caller.
 
-    def plot(self, ax=None, **kwargs):
-        """Scatter of fit against Weibull thresholds (:func:`~psyphy_numpyro.plotting.plot_mocs`).
-
-        Returns
-        -------
-        matplotlib Figure
-        """
-        from .plotting.mocs import plot_mocs
-
-        return plot_mocs(self, ax=ax, **kwargs)
+    Returns
+    -------
+    slope, slope_interval, bootstrap_slope, r, r_interval, bootstrap_r
+    """
+    idx = np.flatnonzero(used)
+    M = len(idx)
+    nan2 = np.full(2, np.nan)
+    slope = r = np.nan
+    s_boot = r_boot = np.full(num_bootstrap, np.nan)
+    s_int = r_int = nan2
+    if M:
+        slope, r = (float(v) for v in _slope_r(w_thr[idx], f_thr[idx]))
+        pick = idx[rng.integers(0, M, size=(num_bootstrap, M))]  # (B, M)
+        if propagate_trial_noise:
+            x = w_boot[np.arange(num_bootstrap)[:, None], pick]
+        else:
+            x = w_thr[pick]
+        s_boot, r_boot = _slope_r(x, f_thr[pick])
+        s_int = _interval(s_boot, level)
+        r_int = _interval(r_boot, level)
+    if M < 3:
+        r, r_int, r_boot = np.nan, nan2, np.full(num_bootstrap, np.nan)
+        warnings.warn(
+            f"validate_mocs: {M} usable condition(s); Pearson r needs at least 3"
+            + ("" if M else " and the slope at least 1"),
+            RuntimeWarning, stacklevel=3,
+        )
+    return slope, s_int, s_boot, r, r_int, r_boot
 
 
 def validate_mocs(
@@ -348,23 +293,12 @@ def validate_mocs(
     guess, lapse, target = check_weibull_rates(guess, lapse, target)
     cond = mocs_conditions(data, ref_tol=ref_tol, direction_tol=direction_tol)
     C = len(cond.refs)
-    y = data.responses.astype(float)
     f_thr, f_int = _fit_thresholds(
         fit, cond.refs, cond.directions, target=target, level=level, ref_tol=ref_tol,
         key=key, num_samples=num_samples, num_draws=num_draws, max_distance=max_distance,
     )
 
-    weibull = []
-    for c in range(C):
-        sel = cond.index == c
-        levels, n, k = level_counts(cond.distances[sel], y[sel])
-        if len(levels) < 2:
-            raise InvalidInput(
-                f"condition {c} (ref {np.round(cond.refs[c], 4).tolist()}, direction "
-                f"{np.round(cond.directions[c], 4).tolist()}) has {len(levels)} level; a "
-                "Weibull fit needs at least 2 distinct distances"
-            )
-        weibull.append(fit_weibull_counts(levels, n, k, guess, lapse, target))
+    weibull = _weibull_fits(cond, data.responses.astype(float), guess, lapse, target)
     w_thr = np.array([w.threshold for w in weibull])
     w_boot = np.stack([bootstrap_thresholds(w, num_bootstrap, rng) for w in weibull],
                       axis=1)  # (B, C)
@@ -373,46 +307,11 @@ def validate_mocs(
 
     finite = np.isfinite(f_thr)
     used = finite & (in_range | include_out_of_range)
-    if (~in_range).any():
-        bad = np.flatnonzero(~in_range).tolist()
-        what = "included in" if include_out_of_range else "left out of"
-        warnings.warn(
-            f"validate_mocs: the Weibull threshold of {len(bad)} of {C} conditions lies "
-            f"outside the tested levels (conditions {bad}); marked in_range = 0 and {what} "
-            "slope and r",
-            RuntimeWarning, stacklevel=2,
-        )
-    if (~finite).any():
-        warnings.warn(
-            f"validate_mocs: the fit's p(correct) never reaches {target:.4g} inside the "
-            f"domain for {int((~finite).sum())} of {C} conditions "
-            f"({np.flatnonzero(~finite).tolist()}); left out of slope and r",
-            RuntimeWarning, stacklevel=2,
-        )
-
-    idx = np.flatnonzero(used)
-    M = len(idx)
-    nan2 = np.full(2, np.nan)
-    slope = r = np.nan
-    s_boot = r_boot = np.full(num_bootstrap, np.nan)
-    s_int = r_int = nan2
-    if M:
-        slope, r = (float(v) for v in _slope_r(w_thr[idx], f_thr[idx]))
-        pick = idx[rng.integers(0, M, size=(num_bootstrap, M))]  # (B, M)
-        if propagate_trial_noise:
-            x = w_boot[np.arange(num_bootstrap)[:, None], pick]
-        else:
-            x = w_thr[pick]
-        s_boot, r_boot = _slope_r(x, f_thr[pick])
-        s_int = _interval(s_boot, level)
-        r_int = _interval(r_boot, level)
-    if M < 3:
-        r, r_int, r_boot = np.nan, nan2, np.full(num_bootstrap, np.nan)
-        warnings.warn(
-            f"validate_mocs: {M} usable condition(s); Pearson r needs at least 3"
-            + ("" if M else " and the slope at least 1"),
-            RuntimeWarning, stacklevel=2,
-        )
+    _warn_left_out(in_range, finite, include_out_of_range, target)
+    slope, s_int, s_boot, r, r_int, r_boot = _agreement(
+        w_thr, w_boot, f_thr, used, rng, num_bootstrap=num_bootstrap, level=level,
+        propagate_trial_noise=propagate_trial_noise,
+    )
     return MOCSValidation(
         refs=cond.refs, directions=cond.directions, weibull=weibull,
         weibull_threshold=w_thr, weibull_interval=w_int,

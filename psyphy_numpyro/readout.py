@@ -139,6 +139,101 @@ def _warn_missing(lengths, target, max_distance):
         )
 
 
+def _model_refs(space, refs, d):
+    """The references in the model's box, and as given in the lab (``None`` without a space)."""
+    if space is None:
+        return check_refs(refs, d), None
+    if space.input_dim != d:
+        raise InvalidInput(f"the space is {space.input_dim}-D, the model {d}-D")
+    refs_lab = lab_refs(space, refs, d)
+    return np.clip(space.to_model(refs_lab, check=False), -1.0, 1.0), refs_lab
+
+
+def _model_directions(space, dirs):
+    """Unit directions in the model's box, as given (``None`` without a space), and the
+    stretch of each: model length per lab length along it (1 without a space)."""
+    if space is None:
+        return dirs, None, np.ones(len(dirs))
+    model_dirs = space.vectors_to_model(dirs)
+    stretch = np.linalg.norm(model_dirs, axis=-1)
+    return model_dirs / stretch[:, None], dirs, stretch
+
+
+def _solve(model, W, origin, u, t_max, noise, targets, num_iter):
+    """Crossing lengths ``(num_draws, R*D)`` of every draw along every ray, in ``W``'s dtype."""
+    dt = W.dtype
+    args = (
+        jnp.asarray(origin, dt),
+        jnp.asarray(u, dt),
+        jnp.asarray(t_max, dt),
+        noise.astype(dt),
+        jnp.asarray(targets, dt),
+        num_iter,
+    )
+    return np.asarray(_lengths_draws(model, W, *args), dtype=float)
+
+
+def _draw_targets(W, lapse, target, num_draws):
+    """The draws to use (``num_draws`` evenly thinned) and each one's perceptual target.
+
+    ``lapse`` (a rate or one per draw; 0 for the perceptual contour) turns the
+    response-probability ``target`` into the perceptual level
+    ``(target - lapse / 3) / (1 - lapse)`` of each draw.
+
+    Returns
+    -------
+    W : array (num_draws, ...)
+    targets : numpy array (num_draws,)
+
+    Raises
+    ------
+    InvalidInput
+        ``target`` above what a draw's lapse rate allows.
+    """
+    lapse = np.broadcast_to(np.asarray(lapse, float), W.shape[:1])
+    if num_draws is not None and num_draws < W.shape[0]:
+        keep = np.linspace(0, W.shape[0] - 1, num_draws).round().astype(int)
+        W, lapse = W[keep], lapse[keep]
+    targets = (target - lapse / 3.0) / (1.0 - lapse)  # the perceptual level of each draw
+    if np.any(targets >= 1.0):
+        raise InvalidInput(
+            f"target={target:.4g} is above the highest response probability the fit's lapse "
+            f"rate allows ({1 - lapse.max() * 2 / 3:.4g}); lower target or use "
+            "include_lapse=False"
+        )
+    return W, targets
+
+
+def _ray_brackets(refs, dirs, stretch, max_distance, tol):
+    """Every ray (reference-major) with its bisection bracket ``[0, t_max]``.
+
+    Returns
+    -------
+    origin, u : numpy arrays (R*D, d)
+    t_max : numpy array (R*D,)
+        The domain's extent along the ray, capped at ``max_distance`` (in lab
+        units: times the ray's ``stretch``).
+    num_iter : int
+        Halvings that take the widest bracket below ``tol``.
+    """
+    R, D = len(refs), len(dirs)
+    origin = np.repeat(refs, D, axis=0)  # (R*D, d), reference-major
+    u = np.tile(dirs, (R, 1))
+    t_max = np.asarray(ray_extent(origin, u), dtype=float)
+    if max_distance is not None:
+        t_max = np.minimum(t_max, max_distance * np.tile(stretch, R))
+    span = float(t_max.max()) if t_max.size else 0.0
+    num_iter = max(1, math.ceil(math.log2(max(span, tol) / tol)))
+    return origin, u, t_max, num_iter
+
+
+def _credible(lengths, level):
+    """Posterior median and central ``level`` interval ``(2, ...)`` of draw-wise lengths."""
+    q = 0.5 * (1.0 - level)
+    median, lo, hi = length_quantiles(lengths, [0.5, q, 1.0 - q])
+    return median, np.stack([lo, hi])
+
+
 def thresholds(
     fit,
     refs,
@@ -220,13 +315,7 @@ def thresholds(
     model, W, point, lapse = fit_weights(fit)
     space = fit_space(fit, space)
     d = model.input_dim
-    if space is not None:
-        if space.input_dim != d:
-            raise InvalidInput(f"the space is {space.input_dim}-D, the model {d}-D")
-        refs_lab = lab_refs(space, refs, d)
-        refs = np.clip(space.to_model(refs_lab, check=False), -1.0, 1.0)
-    else:
-        refs = check_refs(refs, d)
+    refs, refs_lab = _model_refs(space, refs, d)
     target = check_real("target", target, 1.0 / 3.0, 1.0)
     tol = check_real("tol", tol, 0.0)
     level = check_real("level", level, 0.0, 1.0)
@@ -234,48 +323,18 @@ def thresholds(
             else check_directions(directions, d))
     if max_distance is not None:
         max_distance = check_real("max_distance", max_distance, 0.0)
-    stretch = np.ones(len(dirs))  # model length per lab length along each direction
-    if space is not None:
-        dirs_lab = dirs
-        dirs = space.vectors_to_model(dirs_lab)
-        stretch = np.linalg.norm(dirs, axis=-1)
-        dirs = dirs / stretch[:, None]
+    dirs, dirs_lab, stretch = _model_directions(space, dirs)
     if num_draws is not None:
         num_draws = check_int("num_draws", num_draws, 1)
     num_samples = readout_samples(model, num_samples)
     key = as_key(key)
-    lapse = np.broadcast_to(np.asarray(lapse if include_lapse else 0.0, float), W.shape[:1])
-    if num_draws is not None and num_draws < W.shape[0]:
-        keep = np.linspace(0, W.shape[0] - 1, num_draws).round().astype(int)
-        W, lapse = W[keep], lapse[keep]
-    targets = (target - lapse / 3.0) / (1.0 - lapse)  # the perceptual level of each draw
-    if np.any(targets >= 1.0):
-        raise InvalidInput(
-            f"target={target:.4g} is above the highest response probability the fit's lapse "
-            f"rate allows ({1 - lapse.max() * 2 / 3:.4g}); lower target or use "
-            "include_lapse=False"
-        )
+    W, targets = _draw_targets(W, lapse if include_lapse else 0.0, target, num_draws)
 
     R, D = len(refs), len(dirs)
-    origin = np.repeat(refs, D, axis=0)  # (R*D, d), reference-major
-    u = np.tile(dirs, (R, 1))
-    t_max = np.asarray(ray_extent(origin, u), dtype=float)
-    if max_distance is not None:
-        t_max = np.minimum(t_max, max_distance * np.tile(stretch, R))
-    span = float(t_max.max()) if t_max.size else 0.0
-    num_iter = max(1, math.ceil(math.log2(max(span, tol) / tol)))
+    origin, u, t_max, num_iter = _ray_brackets(refs, dirs, stretch, max_distance, tol)
 
     noise = fixed_noise(model, key, num_samples)
-    dt = W.dtype
-    args = (
-        jnp.asarray(origin, dt),
-        jnp.asarray(u, dt),
-        jnp.asarray(t_max, dt),
-        noise.astype(dt),
-        jnp.asarray(targets, dt),
-        num_iter,
-    )
-    lengths = np.asarray(_lengths_draws(model, W, *args), dtype=float).reshape(-1, R, D)
+    lengths = _solve(model, W, origin, u, t_max, noise, targets, num_iter).reshape(-1, R, D)
     if point:
         lengths = lengths[0]
 
@@ -295,9 +354,7 @@ def thresholds(
         ellipses = fit_ellipse(points - refs[:, None, :])
     median = interval = lvl = None
     if not point:
-        q = 0.5 * (1.0 - level)
-        median, lo, hi = length_quantiles(lengths, [0.5, q, 1.0 - q])
-        interval = np.stack([lo, hi])
+        median, interval = _credible(lengths, level)
         lvl = level
     return Thresholds(
         refs=refs,

@@ -182,7 +182,7 @@ def _xy_data(n=240, seed=0, lo=(0.24, 0.26), hi=(0.38, 0.40)):
 
 def test_small_box_warning_fires_on_xy_like_data_only():
     ref, comp, y = _xy_data(60)
-    from psyphy_numpyro.data import warn_small_range
+    from psyphy_numpyro.rangecheck import warn_small_range
 
     data = pn.TrialData.from_arrays(ref, comp, y)
     with pytest.warns(UserWarning, match=r"fill less than a quarter.*axis 0: \[0\.2.*"

@@ -30,6 +30,68 @@ def _axes_fraction(v, lims, log):
     return (v - lims[0]) / (lims[1] - lims[0])
 
 
+def _common_limits(ax, x, y, xerr, yerr, shown, log):
+    """One range for both axes (so the identity is the diagonal) over the ``shown``
+    points and their error bars; with ``log`` the axes become logarithmic.
+
+    Returns
+    -------
+    lims : (float, float)
+    line_x : numpy array (100,)
+        Abscissae of the regression line across ``lims``.
+    """
+    ends = [x[shown], y[shown]]
+    for err, c in ((xerr, x), (yerr, y)):
+        if err is not None:
+            ends += [(c - err[0])[shown], (c + err[1])[shown]]
+    vals = np.concatenate(ends) if shown.any() else np.array([1.0])
+    vals = vals[np.isfinite(vals) & (vals > 0)] if log else vals[np.isfinite(vals)]
+    top = float(vals.max()) if vals.size else 1.0
+    if not log:
+        lims = (0.0, 1.08 * top)
+        return lims, np.linspace(*lims, 100)
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    bottom = float(vals.min()) if vals.size else 0.1
+    lims = (bottom / 1.25, top * 1.25)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FormatStrFormatter("%g"))
+        axis.set_minor_formatter(NullFormatter())
+    return lims, np.geomspace(*lims, 100)
+
+
+def _regression_line(ax, validation, line_x, line_color):
+    """The line ``y = slope x`` with its bootstrap band, where finite; returns the slope."""
+    slope = float(validation.slope)
+    if np.isfinite(slope):
+        lo, hi = np.asarray(validation.slope_interval, dtype=float)
+        if np.isfinite(lo) and np.isfinite(hi):
+            ax.fill_between(line_x, lo * line_x, hi * line_x, color=line_color, alpha=0.15,
+                            lw=0, zorder=0)
+        ax.plot(line_x, slope * line_x, color=line_color, lw=1.5, zorder=2,
+                label=f"y = {slope:.2f} x")
+    return slope
+
+
+def _text_box(ax, validation, slope, box_upper):
+    """Slope and r with their intervals, in the upper-left or the lower-right corner."""
+    ci = f"{100 * validation.level:.0f}% CI"
+    s_lo, s_hi = validation.slope_interval
+    r_lo, r_hi = validation.r_interval
+    text = (f"slope = {slope:.2f} [{s_lo:.2f}, {s_hi:.2f}]\n"
+            f"r = {validation.pearson_r:.2f} [{r_lo:.2f}, {r_hi:.2f}]\n"
+            f"brackets: bootstrap {ci}")
+    # below the points, so a condition behind the box stays visible
+    ax.text(0.04 if box_upper else 0.96, 0.96 if box_upper else 0.04, text,
+            transform=ax.transAxes, va="top" if box_upper else "bottom",
+            ha="left" if box_upper else "right", multialignment="left", fontsize=8,
+            zorder=3.5,
+            bbox={"boxstyle": "round,pad=0.35", "fc": "white", "ec": "0.8", "alpha": 0.9})
+
+
 def plot_mocs(validation, ax=None, *, log=False, show_excluded=True, annotate=True,
               color=_BLUE, line_color=_VERMILLION, excluded_color=_ORANGE, **style):
     """Scatter of the WPPM fit's thresholds against the MOCS Weibull thresholds.
@@ -93,38 +155,9 @@ def plot_mocs(validation, ax=None, *, log=False, show_excluded=True, annotate=Tr
                     elinewidth=0.8, color=excluded_color, mfc="none", zorder=4,
                     label="outside tested levels (excluded)")
 
-    # common limits on both axes, so the identity is the diagonal
-    ends = [x[shown], y[shown]]
-    for err, c in ((xerr, x), (yerr, y)):
-        if err is not None:
-            ends += [(c - err[0])[shown], (c + err[1])[shown]]
-    vals = np.concatenate(ends) if shown.any() else np.array([1.0])
-    vals = vals[np.isfinite(vals) & (vals > 0)] if log else vals[np.isfinite(vals)]
-    top = float(vals.max()) if vals.size else 1.0
-    if log:
-        from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
-
-        bottom = float(vals.min()) if vals.size else 0.1
-        lims = (bottom / 1.25, top * 1.25)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        for axis in (ax.xaxis, ax.yaxis):
-            axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-            axis.set_major_formatter(FormatStrFormatter("%g"))
-            axis.set_minor_formatter(NullFormatter())
-        line_x = np.geomspace(*lims, 100)
-    else:
-        lims = (0.0, 1.08 * top)
-        line_x = np.linspace(*lims, 100)
+    lims, line_x = _common_limits(ax, x, y, xerr, yerr, shown, log)
     ax.plot(lims, lims, color="0.35", ls="--", lw=1.0, zorder=1, label="identity")
-    slope = float(validation.slope)
-    if np.isfinite(slope):
-        lo, hi = np.asarray(validation.slope_interval, dtype=float)
-        if np.isfinite(lo) and np.isfinite(hi):
-            ax.fill_between(line_x, lo * line_x, hi * line_x, color=line_color, alpha=0.15,
-                            lw=0, zorder=0)
-        ax.plot(line_x, slope * line_x, color=line_color, lw=1.5, zorder=2,
-                label=f"y = {slope:.2f} x")
+    slope = _regression_line(ax, validation, line_x, line_color)
     ax.set_xlim(lims)
     ax.set_ylim(lims)
     ax.set_aspect("equal", adjustable="box")
@@ -138,17 +171,6 @@ def plot_mocs(validation, ax=None, *, log=False, show_excluded=True, annotate=Tr
     lower_right = int(np.sum((frac[0] > 0.5) & (frac[1] < 0.25)))
     box_upper = upper_left <= lower_right
     if annotate:
-        ci = f"{100 * validation.level:.0f}% CI"
-        s_lo, s_hi = validation.slope_interval
-        r_lo, r_hi = validation.r_interval
-        text = (f"slope = {slope:.2f} [{s_lo:.2f}, {s_hi:.2f}]\n"
-                f"r = {validation.pearson_r:.2f} [{r_lo:.2f}, {r_hi:.2f}]\n"
-                f"brackets: bootstrap {ci}")
-        # below the points, so a condition behind the box stays visible
-        ax.text(0.04 if box_upper else 0.96, 0.96 if box_upper else 0.04, text,
-                transform=ax.transAxes, va="top" if box_upper else "bottom",
-                ha="left" if box_upper else "right", multialignment="left", fontsize=8,
-                zorder=3.5,
-                bbox={"boxstyle": "round,pad=0.35", "fc": "white", "ec": "0.8", "alpha": 0.9})
+        _text_box(ax, validation, slope, box_upper)
     ax.legend(loc="lower right" if box_upper else "upper left", fontsize=8, frameon=False)
     return fig
