@@ -5,7 +5,7 @@ carries about the field under a posterior fit and picks diverse batches;
 ``store`` is the session file (SQLite, WAL, the ownership lease; no JAX);
 ``refit`` the refit pipeline; ``session`` is :class:`Experiment`, the
 crash-safe ask/tell session that runs the space-filling start, the refits and
-the adaptive batches.
+the adaptive batches (``view`` its read-only side, the base class ``SessionView``).
 
 The names below load on first use (PEP 562), so importing
 :mod:`psyphy_numpyro.design.store` (the command line's read-only calls) does
