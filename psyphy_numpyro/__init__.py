@@ -47,7 +47,7 @@ _EXPORTS = {
     "fit_population": ".population",
     "fit_population_laplace": ".population_laplace",
     "fit_population_mcmc": ".population_mcmc",
-    "PopulationFit": ".population",
+    "PopulationFit": ".population_fit",
     "LaplaceFit": ".posterior",
     "MCMCFit": ".posterior",
     "WeightPrior": ".prior",
@@ -85,7 +85,8 @@ if TYPE_CHECKING:  # the same names, for type checkers and the API docs (griffe)
     from .mocs_result import MOCSValidation
     from .model import WPPM, wppm_model
     from .persist import load_fit
-    from .population import PopulationFit, fit_population
+    from .population import fit_population
+    from .population_fit import PopulationFit
     from .population_laplace import fit_population_laplace
     from .population_mcmc import fit_population_mcmc
     from .posterior import LaplaceFit, MCMCFit

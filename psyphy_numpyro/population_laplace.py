@@ -45,7 +45,8 @@ from numpyro.infer.util import potential_energy
 from .errors import FitFailedError, InvalidInput, InvalidType
 from .hierarchy import population_model
 from .laplace import fisher_information, floored_root, rotation_tangents
-from .population import PopulationFit, fit_population
+from .population import fit_population
+from .population_fit import PopulationFit
 from .populationfile import point_fit
 from .posterior import LaplaceFit
 from .progress import use_progress

@@ -22,7 +22,8 @@ from .estimators import check_fixed_noise, surrogate_model, surrogate_noise
 from .hierarchy import population_model, sample_observer_scales
 from .inference.trials import bucket_size, pad_trials
 from .noise import SharedNoise
-from .population import KAPPA_SD, PopulationFit
+from .population import KAPPA_SD
+from .population_fit import PopulationFit
 from .population_laplace import joint_weights, population_start
 from .populationfile import point_fit
 from .posterior import MCMCFit

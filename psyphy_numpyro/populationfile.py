@@ -1,4 +1,4 @@
-"""A :class:`~psyphy_numpyro.population.PopulationFit` on disk: one NetCDF file.
+"""A :class:`~psyphy_numpyro.population_fit.PopulationFit` on disk: one NetCDF file.
 
 The file holds the population's and every observer's weights, every observer's
 trials (``observer_of_trial`` says whose), the loss history, the learned lapse

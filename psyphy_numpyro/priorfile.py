@@ -52,7 +52,7 @@ def read_prior(path, name=None):
     except OSError as exc:
         raise InvalidInput(f"prior {name}: cannot be read ({exc.strerror or exc})") from None
     if head.startswith(_NETCDF):
-        from .population import PopulationFit
+        from .population_fit import PopulationFit
 
         try:
             return PopulationFit.load(path)

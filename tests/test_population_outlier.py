@@ -9,7 +9,7 @@ from numpyro.infer.util import log_density
 
 import psyphy_numpyro as pn
 from psyphy_numpyro.hierarchy import population_model
-from psyphy_numpyro.population import PopulationFit
+from psyphy_numpyro.population_fit import PopulationFit
 
 MODEL = pn.WPPM(input_dim=2, basis_degree=2, num_samples=16)
 

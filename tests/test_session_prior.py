@@ -8,7 +8,7 @@ import pytest
 
 import psyphy_numpyro as pn
 from psyphy_numpyro import cli
-from psyphy_numpyro.population import PopulationFit
+from psyphy_numpyro.population_fit import PopulationFit
 from psyphy_numpyro.priorfile import prior_model, read_prior
 
 PREFIX = "psyphy-numpyro: error:"

@@ -37,112 +37,17 @@ import numpy as np
 
 from ..errors import InvalidInput, InvalidType
 from ..validation import check_int, check_points, check_range, check_real, seed_from
+from .nonadaptive import inside_domain, random_directions, sobol_points
 
 __all__ = [
     "CRITERIA",
-    "space_filling_trials",
-    "random_trials",
     "candidate_trials",
     "score_trials",
     "propose_trials",
-    "inside_domain",
     "region_points",
 ]
 
 CRITERIA = ("info_gain", "global", "variance", "random")
-
-
-def _sobol(num: int, d: int, seed: int, skip: int = 0) -> np.ndarray:
-    """Points ``skip ... skip + num - 1`` of a scrambled Sobol sequence in ``[0, 1)^d``."""
-    from scipy.stats import qmc
-
-    total = skip + num
-    m = max(1, int(np.ceil(np.log2(max(total, 2)))))
-    pts = qmc.Sobol(d, scramble=True, seed=np.random.default_rng([seed, 101])).random_base2(m)
-    return pts[skip:total]
-
-
-def _directions(rng, num: int, d: int) -> np.ndarray:
-    u = rng.standard_normal((num, d))
-    return u / np.linalg.norm(u, axis=1, keepdims=True)
-
-
-def inside_domain(ref, step) -> np.ndarray:
-    """``ref + step``, or ``ref - step`` where that leaves ``[-1, 1]^d``; clipped if both do."""
-    ref, step = np.asarray(ref, float), np.asarray(step, float)
-    plus = ref + step
-    out = np.any(np.abs(plus) > 1.0, axis=-1, keepdims=True)
-    comp = np.where(out, ref - step, plus)
-    return np.clip(comp, -1.0, 1.0)
-
-
-def space_filling_trials(num_trials: int, input_dim: int, *, seed: int = 0, start: int = 0,
-                         distances=(0.005, 0.4), place=None):
-    """A non-adaptive design: Sobol references, random directions, log-uniform distances.
-
-    Trial ``i`` of the sequence depends only on ``seed`` and ``i``: trials
-    ``start ... start + num_trials - 1`` are returned, so a design can be
-    handed out in pieces and continued after a restart.
-
-    Parameters
-    ----------
-    num_trials, input_dim : int
-    seed : int
-    start : int
-        Index of the first trial of the sequence to return.
-    distances : (float, float)
-        Range of the ref-comparison distance (``[-1, 1]`` units), log-uniform.
-        The default spans thresholds from ~0.005 to ~0.3, the range of human
-        colour discrimination on the unit square.
-    place : callable, optional
-        Maps the Sobol points ``(n, d)`` in ``[0, 1)^d`` to references inside
-        ``[-1, 1]^d`` (default ``2 u - 1``; a session's region:
-        :meth:`~psyphy_numpyro.design.region.Region.place`).
-
-    Returns
-    -------
-    ref, comparison : numpy arrays ``(num_trials, input_dim)`` inside ``[-1, 1]^d``
-    """
-    num_trials = check_int("num_trials", num_trials, 1)
-    d = check_int("input_dim", input_dim, 1, 3)
-    start = check_int("start", start, 0)
-    lo, hi = check_range("distances", distances)
-    u01 = _sobol(num_trials, d, seed, start)
-    ref = 2.0 * u01 - 1.0 if place is None else np.asarray(place(u01), np.float64)
-    # directions and distances from two streams, so that trial i depends on i only (one
-    # stream would make the distances depend on how many directions were drawn first)
-    u = _directions(np.random.default_rng([seed, 202]), start + num_trials, d)[start:]
-    lengths = np.random.default_rng([seed, 203]).uniform(np.log(lo), np.log(hi),
-                                                         start + num_trials)[start:]
-    return ref, inside_domain(ref, u * np.exp(lengths)[:, None])
-
-
-def random_trials(num_trials: int, input_dim: int, *, seed: int = 0, distances=(0.005, 0.4)):
-    """The plain non-adaptive baseline: uniform references, random directions, log-uniform
-    distances.
-
-    References are uniform in ``[-1, 1]^d`` (not space-filling, unlike
-    :func:`space_filling_trials`), directions uniform (in 2-D a uniform
-    angle), distances log-uniform in ``distances``; a comparison that would
-    leave the domain is mirrored (:func:`inside_domain`). Drawn with
-    ``numpy.random.default_rng([seed, 11])``.
-
-    Returns
-    -------
-    ref, comparison : numpy arrays ``(num_trials, input_dim)`` inside ``[-1, 1]^d``
-    """
-    num_trials = check_int("num_trials", num_trials, 1)
-    d = check_int("input_dim", input_dim, 1, 3)
-    lo, hi = check_range("distances", distances)
-    rng = np.random.default_rng([seed, 11])
-    ref = rng.uniform(-1, 1, (num_trials, d))
-    if d == 2:
-        angle = rng.uniform(0, 2 * np.pi, num_trials)
-        u = np.stack([np.cos(angle), np.sin(angle)], -1)
-    else:
-        u = _directions(rng, num_trials, d)
-    dist = np.exp(rng.uniform(np.log(lo), np.log(hi), num_trials))
-    return ref, inside_domain(ref, u * dist[:, None])
 
 
 def _posterior(fit, max_draws: int):
@@ -184,7 +89,7 @@ def candidate_trials(fit, *, seed: int = 0, num_refs: int = 256, per_ref: int = 
     ``multipliers``: the candidates span the psychometric range from near
     chance to near ceiling wherever the threshold is. ``place`` (optional) maps
     the Sobol points in ``[0, 1)^d`` to the references (as in
-    :func:`space_filling_trials`).
+    :func:`~psyphy_numpyro.design.space_filling_trials`).
 
     Returns
     -------
@@ -197,14 +102,14 @@ def candidate_trials(fit, *, seed: int = 0, num_refs: int = 256, per_ref: int = 
     num_refs = check_int("num_refs", num_refs, 1)
     per_ref = check_int("per_ref", per_ref, 1)
     m_lo, m_hi = check_range("multipliers", multipliers)
-    u01 = _sobol(num_refs, d, seed)
+    u01 = sobol_points(num_refs, d, seed)
     refs = 2.0 * u01 - 1.0 if place is None else np.asarray(place(u01), np.float64)
     cov = np.asarray(fit.covariance(refs))
     if not fit.point:
         cov = cov.mean(0)
     rng = np.random.default_rng([seed, 303])
     ref = np.repeat(refs, per_ref, axis=0)
-    u = _directions(rng, len(ref), d)
+    u = random_directions(rng, len(ref), d)
     scale = np.sqrt(np.einsum("ni,nij,nj->n", u, np.repeat(cov, per_ref, axis=0), u))
     k = threshold_constant(d, model.bandwidth)
     m = np.exp(rng.uniform(np.log(m_lo), np.log(m_hi), len(ref)))

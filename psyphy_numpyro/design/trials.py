@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidInput, InvalidType
-from .acquisition import space_filling_trials
+from .nonadaptive import space_filling_trials
 
 __all__ = ["TrialSource", "check_ids", "check_binary"]
 

@@ -39,7 +39,7 @@ def _fields(fit, grid, space):
 
 
 def _check(pop, observers, level, points_per_axis, scale):
-    from ..population import PopulationFit
+    from ..population_fit import PopulationFit
 
     if not isinstance(pop, PopulationFit):
         raise InvalidType(f"plot_population needs a PopulationFit, got {type(pop).__name__}")

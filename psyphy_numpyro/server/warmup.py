@@ -44,7 +44,7 @@ def warm_up():
     """Import what the first ``ask`` needs (SciPy's Sobol sequences: about a second) when
     the first session opens, not in the first trial's request."""
     if not _WARM:
-        from ..design.acquisition import space_filling_trials
+        from ..design.nonadaptive import space_filling_trials
 
         space_filling_trials(1, 2, seed=0)
         _WARM.append(True)
