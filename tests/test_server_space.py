@@ -149,12 +149,15 @@ def _simulate(s, n, seed=0):
         s.tell(ids, [int(rng.uniform() < p)])
 
 
+REGION = [[0.26, 0.28], [0.34, 0.36]]  # a box inside SPACE, in its units
+
+
 @pytest.fixture(scope="module")
 def refitted(tmp_path_factory):
     srv = Server(tmp_path_factory.mktemp("refit_space"))
     c = Client(srv.url)
     s = c.session("fit.sqlite", seed=0, num_initial=60, refit_every=40, space=SPACE,
-                  model=SMALL_MODEL, fit_options=QUICK_FITS)
+                  model=SMALL_MODEL, fit_options=QUICK_FITS, region={"box": REGION})
     _simulate(s, 70)
     wait_for(lambda: s.thresholds()["state"] in ("ready", "failed"))
     _simulate(s, 5, seed=1)
@@ -171,7 +174,12 @@ def test_thresholds_in_the_lab_units(refitted):
     th = reply["thresholds"]
     assert th["axis_labels"] == ["CIE x", "CIE y"] and th["units"] == "CIE 1931 xy"
     refs = np.asarray(th["refs"])
-    np.testing.assert_allclose(refs, SPACE.to_lab(threshold_refs(2)), atol=1e-12)
+    # read at a 3 x 3 grid over the session's region (not the default grid)
+    axes = [np.linspace(REGION[0][k], REGION[1][k], 3) for k in range(2)]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 2)
+    np.testing.assert_allclose(refs, grid, atol=1e-12)
+    assert not np.allclose(refs[:4], SPACE.to_lab(threshold_refs(2))[:4])
+    assert c.request("GET", "/sessions/fit.sqlite/live.json")["region"] == {"box": REGION}
     assert _inside(refs)
     E = np.asarray(th["ellipses"])  # lab units: a box of width 0.14 maps to 2 model units
     assert np.all(np.sqrt(np.linalg.eigvalsh(E)) < 0.14)
@@ -186,3 +194,4 @@ def test_live_page_in_lab_units(refitted, tmp_path):
     assert "Stimulus plane (CIE x, CIE y)" in dom
     assert "CIE 1931 xy" in dom and 'id="ellipses"' in dom
     assert "0.30" in dom  # a tick in lab units
+    assert 'id="region"' in dom and "region: box 0.26\u20130.34 \u00d7 0.28\u20130.36" in dom
