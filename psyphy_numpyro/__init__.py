@@ -41,7 +41,7 @@ _EXPORTS = {
     "MOCSValidation": ".mocs",
     "validate_mocs": ".mocs",
     "simulate_mocs": ".mocs_design",
-    "WPPM": ".model",
+    "WPPM": ".wppm",
     "wppm_model": ".model",
     "load_fit": ".persist",
     "fit_population": ".population",
@@ -82,7 +82,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and the API docs (griffe)
     from .mcmc import fit_mcmc
     from .mocs import MOCSValidation, validate_mocs
     from .mocs_design import simulate_mocs
-    from .model import WPPM, wppm_model
+    from .model import wppm_model
     from .persist import load_fit
     from .population import PopulationFit, fit_population
     from .population_laplace import fit_population_laplace
@@ -99,6 +99,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and the API docs (griffe)
     )
     from .space import StimulusSpace
     from .weibull import fit_weibull
+    from .wppm import WPPM
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -22,9 +22,9 @@ from .inference.svi import (
     padded_size,
     whitened_adam,
 )
-from .model import WPPM, as_wppm, model_with_prior
 from .progress import Progress, use_progress
 from .validation import as_key, check_count, check_real
+from .wppm import WPPM, as_wppm, model_with_prior
 
 __all__ = ["MAPFit", "fit_map", "FitDivergedError", "resolve_model"]
 

@@ -50,8 +50,9 @@ from numpyro.infer.util import log_density
 
 from .. import field
 from ..errors import InvalidType
-from ..model import WPPM, as_wppm, pointwise_log_likelihood, wppm_model
+from ..model import pointwise_log_likelihood, wppm_model
 from ..validation import as_key, check_int, check_real
+from ..wppm import WPPM, as_wppm
 from .optim import OptaxOptim, lbfgs, set_schedule, whitened_adam
 from .trials import Trials, bucket_size, pad_trials, padded_size
 
