@@ -47,7 +47,8 @@ def one_fit(n, steps, seed):
     fit = pn.fit_map(data, model, seed=seed, progress=False, **kw)
     wall = time.perf_counter() - t0
     steps_run = fit.restart_histories.shape[1]
-    batch = "full" if n <= pn.map_fit.AUTO_FULL_BATCH else str(pn.map_fit.AUTO_BATCH_SIZE)
+    limits = pn.map_settings
+    batch = "full" if n <= limits.AUTO_FULL_BATCH else str(limits.AUTO_BATCH_SIZE)
     return {
         "trials": n,
         "batch": batch,

@@ -41,7 +41,7 @@ _EXPORTS = {
     "MOCSValidation": ".mocs_result",
     "validate_mocs": ".mocs",
     "simulate_mocs": ".mocs_design",
-    "WPPM": ".model",
+    "WPPM": ".wppm",
     "wppm_model": ".model",
     "load_fit": ".persist",
     "fit_population": ".population",
@@ -83,7 +83,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and the API docs (griffe)
     from .mocs import validate_mocs
     from .mocs_design import simulate_mocs
     from .mocs_result import MOCSValidation
-    from .model import WPPM, wppm_model
+    from .model import wppm_model
     from .persist import load_fit
     from .population import fit_population
     from .population_fit import PopulationFit
@@ -101,6 +101,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and the API docs (griffe)
     )
     from .space import StimulusSpace
     from .weibull import fit_weibull
+    from .wppm import WPPM
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

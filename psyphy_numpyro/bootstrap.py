@@ -16,9 +16,10 @@ import numpy as np
 
 from .errors import InvalidInput, InvalidType
 from .fits import MAPFit, PosteriorFit
-from .map_fit import fit_map, resolve_model
+from .map_fit import fit_map
 from .progress import use_progress
 from .refits import refit_batch
+from .resolve import resolve_model
 from .validation import check_count, check_real, seed_from
 
 __all__ = ["fit_bootstrap", "BootstrapFit", "resample_counts", "default_strata"]

@@ -25,11 +25,11 @@ from .bootstrap import default_strata
 from .errors import InvalidInput
 from .fits import MAPFit
 from .inference.svi import MAP, bucket_size, from_whitened
-from .map_fit import resolve_model
-from .model import WPPM, as_wppm
 from .progress import use_progress
 from .refits import refit_batch
+from .resolve import resolve_model
 from .validation import check_count, check_real, seed_from
+from .wppm import WPPM, as_wppm
 
 __all__ = ["cross_validate", "CrossValidation", "fold_labels"]
 

@@ -38,8 +38,9 @@ from .arviz_io import to_inference_data
 from .data import TrialData
 from .errors import InvalidInput
 from .field import covariance_field, sqrt_field
-from .model import WPPM, pointwise_log_likelihood, with_lapse
+from .model import pointwise_log_likelihood, with_lapse
 from .validation import as_key, check_array, check_int, check_points
+from .wppm import WPPM
 
 __all__ = ["Fit", "PosteriorFit", "baseline_nll_per_trial"]
 

@@ -49,7 +49,7 @@ from . import arviz_io
 from ._version import __version__
 from .data import TrialData
 from .errors import InvalidInput, InvalidType
-from .model import WPPM
+from .wppm import WPPM
 
 __all__ = ["FORMAT_VERSION", "GROUP", "FitSource", "write", "read", "as_jax", "to_json",
            "model_config", "model_from_config", "value", "metadata_extras", "read_metadata"]

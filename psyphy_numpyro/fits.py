@@ -20,7 +20,7 @@ from .data import TrialData
 from .errors import InvalidInput
 from .fitbase import Fit, PosteriorFit, baseline_nll_per_trial
 from .mapfile import read_map_fields, write_map_fields
-from .model import WPPM, as_wppm
+from .wppm import WPPM, as_wppm
 
 __all__ = ["Fit", "PosteriorFit", "MAPFit", "baseline_nll_per_trial"]
 

@@ -58,7 +58,8 @@ import numpyro.distributions as dist
 
 from . import noise as _noise
 from .errors import InvalidInput
-from .model import WPPM, observe_responses
+from .model import observe_responses
+from .wppm import WPPM
 
 __all__ = ["population_model", "sample_tau", "sample_observer_scales", "check_tau"]
 

@@ -143,7 +143,7 @@ class HyperparameterChoice:
         Settings the user fixed (kept as given).
     """
 
-    model: object  # the WPPM (model.py imports this module, so no import of WPPM here)
+    model: object  # the WPPM (wppm.py imports this module, so no import of WPPM here)
     centres: np.ndarray = field(repr=False)
     thresholds: np.ndarray = field(repr=False)
     counts: np.ndarray = field(repr=False)

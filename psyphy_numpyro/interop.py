@@ -2,7 +2,7 @@
 ``WPPM``'s settings and parameters as ours (without importing psyphy).
 
 :meth:`WPPM.from_psyphy <psyphy_numpyro.WPPM.from_psyphy>` builds our model from
-:func:`psyphy_settings`; :func:`~psyphy_numpyro.model.as_wppm` takes either model.
+:func:`psyphy_settings`; :func:`~psyphy_numpyro.wppm.as_wppm` takes either model.
 """
 
 from __future__ import annotations

@@ -15,11 +15,12 @@ from .errors import FitFailedError, InvalidInput, InvalidType
 from .estimators import check_fixed_noise, surrogate_model, surrogate_noise
 from .fits import MAPFit
 from .inference.svi import pad_trials, padded_size
-from .map_fit import fit_map, resolve_model
+from .map_fit import fit_map
 from .model import wppm_model
 from .noise import SharedNoise
 from .posterior import LaplaceFit
 from .progress import use_progress
+from .resolve import resolve_model
 from .validation import check_count, check_real, seed_from
 
 __all__ = ["fisher_information", "fit_laplace", "floored_root", "negative_log_joint",

@@ -10,113 +10,25 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .data import TrialData, as_trial_data, warn_small_range
+from .data import as_trial_data
 from .errors import FitDivergedError, InvalidInput, InvalidType
 from .fits import MAPFit
-from .inference.restarts import Run, Settings, fit_batch
-from .inference.svi import (
-    MAP,
-    from_whitened,
-    lbfgs,
-    negative_log_prior,
-    padded_size,
-    whitened_adam,
+from .inference.restarts import Run, fit_batch
+from .inference.svi import MAP, from_whitened, negative_log_prior, padded_size
+from .map_settings import (  # noqa: F401 - the limits re-exported (fit_map's docs name them)
+    AUTO_BATCH_SIZE,
+    AUTO_FULL_BATCH,
+    AUTO_LBFGS_MAX,
+    LBFGS_SCREEN,
+    LBFGS_STEPS,
+    check_settings,
 )
-from .model import WPPM, as_wppm, model_with_prior
 from .progress import Progress, use_progress
-from .validation import as_key, check_count, check_real
+from .resolve import resolve_model
+from .validation import as_key, check_count
+from .wppm import WPPM, as_wppm, model_with_prior
 
-__all__ = ["MAPFit", "fit_map", "FitDivergedError", "resolve_model"]
-
-
-def resolve_model(data, model, *, check=True) -> tuple[TrialData, WPPM]:
-    """Coerce data, default the model to one with hyperparameters from the data, check they
-    agree.
-
-    ``model=None`` gives :func:`~psyphy_numpyro.hyperparameters.choose_hyperparameters`'
-    model (``WPPM.for_data``); a given model is kept as it is (a psyphy WPPM is
-    converted by :meth:`WPPM.from_psyphy`), with a warning when its ``diag_term``
-    floor is above the thresholds the data imply (``check``).
-    """
-    from .hyperparameters import check_floor, choose_hyperparameters
-
-    data = as_trial_data(data)
-    warn_small_range(data, stacklevel=4)
-    if model is None:
-        return data, choose_hyperparameters(data, WPPM(input_dim=data.input_dim)).model
-    model = as_wppm(model)
-    if model.input_dim != data.input_dim:
-        raise InvalidInput(
-            f"data has stimulus dimension {data.input_dim} but the model has "
-            f"input_dim={model.input_dim}"
-        )
-    if check:
-        check_floor(data, model, stacklevel=4)
-    return data, model
-
-
-AUTO_FULL_BATCH = 16384  # Adam: every trial every step up to here, minibatches above
-AUTO_BATCH_SIZE = 8192
-AUTO_LBFGS_MAX = 65536  # the default route stays deterministic (L-BFGS, full batch) up to here
-LBFGS_STEPS = 150  # the most L-BFGS steps of the kept start (it usually converges first)
-LBFGS_SCREEN = 20  # L-BFGS steps of every start before the best one continues
-
-
-def _route(optimizer, batch_size):
-    """``(optax transformation, deterministic)`` of the ``optimizer`` argument."""
-    if optimizer is None:
-        optimizer = "adam" if batch_size is not None else "lbfgs"
-    if isinstance(optimizer, str):
-        if optimizer == "lbfgs":
-            if batch_size is not None:
-                raise InvalidInput('optimizer="lbfgs" needs every trial every step (its line '
-                                   'search needs a deterministic loss): use batch_size=None, '
-                                   'or optimizer="adam" for minibatches')
-            return lbfgs(), True
-        if optimizer == "adam":
-            return whitened_adam(), False
-        raise InvalidInput(f'optimizer must be "lbfgs", "adam", None or an optax '
-                           f'GradientTransformation, got {optimizer!r}')
-    if not isinstance(optimizer, optax.GradientTransformation):
-        raise InvalidType(
-            f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}"
-        )
-    return optimizer, False
-
-
-def _check_settings(data, model, steps, optimizer, learning_rate, num_restarts, batch_size,
-                    eval_samples, init_scale, screen_steps, tol=0.05) -> Settings:
-    """Every fit_map argument checked, before anything is compiled."""
-    num_restarts = check_count("num_restarts", num_restarts)
-    if isinstance(batch_size, str):
-        if batch_size != "auto":
-            raise InvalidInput(f'batch_size must be an int, None or "auto", got {batch_size!r}')
-        limit = AUTO_LBFGS_MAX if optimizer in (None, "lbfgs") else AUTO_FULL_BATCH
-        batch_size = AUTO_BATCH_SIZE if len(data) > limit else None
-    if batch_size is not None:
-        batch_size = check_count("batch_size", batch_size)
-        if batch_size >= len(data):
-            batch_size = None
-    learning_rate = check_real("learning_rate", learning_rate, 0.0)
-    custom = optimizer is not None and not isinstance(optimizer, str)
-    transformation, deterministic = _route(optimizer, batch_size)
-    if steps is None:
-        steps = LBFGS_STEPS if deterministic else 2000
-    steps = check_count("steps", steps)
-    if eval_samples is None:
-        eval_samples = max(8 * model.num_samples, 1024)
-    eval_samples = check_count("eval_samples", eval_samples)
-    if check_real("init_scale", init_scale) <= 0:
-        raise InvalidInput(f"init_scale must be > 0, got {init_scale!r}")
-    if screen_steps is None:
-        screen_steps = steps if num_restarts == 1 else (
-            LBFGS_SCREEN if deterministic else max(1, steps // 4))
-    screen_steps = min(check_count("screen_steps", screen_steps), steps)
-    if tol is not None:
-        tol = check_real("tol", tol, 0.0, lo_closed=True)
-    return Settings(steps, num_restarts, screen_steps, learning_rate, batch_size, eval_samples,
-                     float(init_scale), custom, transformation, deterministic,
-                     tol if deterministic else None)
+__all__ = ["MAPFit", "fit_map", "FitDivergedError"]
 
 
 def _fit_many(datas, model, cfg_args, seed, rng_key, progress, init_params):
@@ -138,7 +50,7 @@ def _fit_many(datas, model, cfg_args, seed, rng_key, progress, init_params):
         model = choice.model
     checked = [resolve_model(d, model, check=choice is None) for d in datas]
     datas = [d for d, _ in checked]
-    cfg = _check_settings(min(datas, key=len), model, *cfg_args)
+    cfg = check_settings(min(datas, key=len), model, *cfg_args)
     root, seed = _root_key(seed, rng_key)
     if init_params is not None:
         init_params = model.checked_params(init_params, "init", lapse_optional=True)
@@ -378,8 +290,8 @@ def fit_map(
         choice = choose_hyperparameters(data, WPPM(input_dim=data.input_dim))
         model = choice.model
     data, model = resolve_model(data, model, check=choice is None)
-    cfg = _check_settings(data, model, steps, optimizer, learning_rate, num_restarts,
-                          batch_size, eval_samples, init_scale, screen_steps, tol)
+    cfg = check_settings(data, model, steps, optimizer, learning_rate, num_restarts,
+                         batch_size, eval_samples, init_scale, screen_steps, tol)
     size = padded_size(len(data), trial_capacity)
     root, seed = _root_key(seed, rng_key)
     if init_params is not None:  # last: the only check that builds a JAX array

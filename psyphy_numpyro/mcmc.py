@@ -18,10 +18,11 @@ from .estimators import surrogate_model as surrogate_model_of
 from .fits import MAPFit
 from .inference.svi import bucket_size, pad_trials
 from .interop import as_params, is_psyphy_object
-from .map_fit import fit_map, resolve_model
+from .map_fit import fit_map
 from .model import wppm_model
 from .posterior import MCMCFit
 from .progress import use_progress
+from .resolve import resolve_model
 from .validation import check_count, check_real, seed_from
 
 __all__ = ["fit_mcmc", "surrogate_noise"]

@@ -67,12 +67,12 @@ from .fits import MAPFit
 from .hierarchy import check_tau, population_model
 from .inference.optim import OptaxOptim, lbfgs
 from .inference.trials import bucket_size, pad_trials
-from .model import WPPM, as_wppm
 from .population_fit import PopulationFit
 from .population_tau import fisher_eigenvalues, marginal_tau_model
 from .populationfile import observer_params
 from .progress import Progress, use_progress
 from .validation import check_count, check_real, seed_from
+from .wppm import WPPM, as_wppm
 
 __all__ = ["fit_population"]
 

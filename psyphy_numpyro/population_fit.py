@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .fits import MAPFit
-from .model import WPPM
 from .populationfile import read_population, write_population
+from .wppm import WPPM
 
 __all__ = ["PopulationFit"]
 

@@ -98,8 +98,8 @@ def prior_model(prior, model=None, input_dim=None, **options):
     ValueError
         ``input_dim`` differs from the prior's, or a weight prior's shape fits no WPPM.
     """
-    from .model import WPPM
     from .prior import WeightPrior
+    from .wppm import WPPM
 
     if model is not None:
         return model.replace(**options) if options else model

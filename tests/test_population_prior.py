@@ -9,8 +9,8 @@ from numpyro.infer.util import log_density
 import psyphy_numpyro as pn
 from psyphy_numpyro.design.refit import posterior_mode
 from psyphy_numpyro.inference.svi import from_whitened, to_whitened
-from psyphy_numpyro.model import model_with_prior
 from psyphy_numpyro.population_fit import PopulationFit
+from psyphy_numpyro.wppm import model_with_prior
 
 MODEL = pn.WPPM(input_dim=2, basis_degree=2, num_samples=16)
 TAU = 0.3

@@ -15,10 +15,10 @@ from psyphy_numpyro import (
     fitbase,
     laplace,
     mcmc,
-    model,
     plotting,
     psychometric_curve,
     readout,
+    wppm,
 )
 from psyphy_numpyro.inference import engine
 from psyphy_numpyro.validation import as_key, check_array, check_real
@@ -74,8 +74,8 @@ def no_compile(monkeypatch):
         (laplace, "fit_map"),
         (laplace, "surrogate_noise"),
         (laplace, "_curvature"),
-        (model, "_p_correct_jit"),
-        (model, "pointwise_log_likelihood"),
+        (wppm, "_p_correct_jit"),
+        (wppm, "pointwise_log_likelihood"),
         (field, "covariance_field"),
         (field, "sqrt_field"),
         (psychometric_curve, "_curves"),

@@ -121,7 +121,7 @@ def _cmd_fit(args):
     from ..laplace import fit_laplace
     from ..map_fit import fit_map
     from ..mcmc import fit_mcmc
-    from ..model import WPPM
+    from ..wppm import WPPM
 
     _check_input_file(args.trials)
     _check_output_path(args.out, "--out")

@@ -190,8 +190,8 @@ def _validation(args):
 
 def _new(args):
     from ..design.session import Experiment
-    from ..model import WPPM
     from ..validation import check_int
+    from ..wppm import WPPM
 
     path = args.session
     exists = f"{path}: already exists ('experiment ask' resumes it; --exist-ok reopens it)"

@@ -94,7 +94,7 @@ def _library_defaults():
     from ..laplace import fit_laplace
     from ..map_fit import fit_map
     from ..mcmc import fit_mcmc
-    from ..model import WPPM
+    from ..wppm import WPPM
 
     wppm = {f.name: f.default for f in dataclasses.fields(WPPM)}
     return (wppm, _signature_defaults(fit_map), _signature_defaults(fit_laplace),

@@ -48,7 +48,7 @@ def model_to_json(model):
 
 def model_from_json(obj):
     """The WPPM of a stored JSON object (None stays None)."""
-    from ..model import WPPM
+    from ..wppm import WPPM
 
     if obj is None:
         return None
@@ -134,7 +134,7 @@ def refit_job(job: dict) -> dict:
     from ..hyperparameters import floor_is_high
     from ..laplace import fit_laplace
     from ..map_fit import fit_map
-    from ..model import WPPM
+    from ..wppm import WPPM
 
     data, model, seq, seed = job["data"], job["model"], job["seq"], job["seed"]
     opts = job["options"]

@@ -42,10 +42,10 @@ def session_model(model, prior, input_dim):
     ValueError
         ``input_dim`` differs from the model's.
     """
-    from ..model import WPPM
+    from ..wppm import WPPM
 
     if prior is not None:
-        from ..model import model_with_prior
+        from ..wppm import model_with_prior
 
         model = model_with_prior(model, prior)
 

@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .svi import evaluate, negative_log_prior, scan_steps, state_step, state_z
+from .objective import evaluate, scan_steps, state_step, state_z
+from .whiten import negative_log_prior
 
 __all__ = ["compile_stats", "clear_cache", "run_batch", "first_bad", "run_chunk", "evaluate_batch",
            "shard", "unshard"]

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .svi import negative_log_posterior
+from .objective import negative_log_posterior
 
 __all__ = ["loss_hessian", "chord_inverse"]
 

@@ -19,7 +19,7 @@ import optax
 
 from .. import oddity
 from . import engine
-from .svi import init_state, state_z
+from .objective import init_state, state_z
 
 __all__ = ["Settings", "Run", "fit_batch"]
 

@@ -288,7 +288,7 @@ class Registry:
                 path.parent.mkdir(parents=True)
             created = not path.exists()
             if isinstance(kwargs.get("model"), dict):  # WPPM settings, as JSON gives them
-                from ..model import WPPM
+                from ..wppm import WPPM
 
                 kwargs["model"] = WPPM(**kwargs["model"])
             exp = Experiment(path, live=True, takeover=bool(takeover),
@@ -352,7 +352,7 @@ def _check_same(exp, settings, kwargs):
     if kwargs.get("prior") is not None:
         from ..design.refit import model_to_json
         from ..design.settings import check_settings
-        from ..model import model_with_prior
+        from ..wppm import model_with_prior
 
         model = model_with_prior(kwargs["model"], kwargs["prior"])
         check_settings(exp.path.name, exp.settings, {"model": model_to_json(model)},
