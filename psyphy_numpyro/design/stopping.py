@@ -42,7 +42,8 @@ import os
 import time
 
 __all__ = ["STOP_RULES", "LEVEL", "stop_setting", "precision_rays", "fit_precision",
-           "progress_report", "mark_started", "read_cached", "cached_progress", "Progress"]
+           "progress_report", "mark_started", "read_cached", "cache_precision", "cached_progress",
+           "Progress"]
 
 STOP_RULES = ("trials", "seconds", "precision")
 """The keys of ``stop``: a trial count, a time budget (s), a target precision (%)."""
@@ -182,6 +183,17 @@ def read_cached(fits_dir, seq):
     return rec if isinstance(rec, dict) and rec.get("fit") == seq else None
 
 
+def cache_precision(fits_dir, info: dict, fit, region, input_dim: int) -> dict:
+    """Compute the precision record of the fit ``info`` (``seq``, ``num_trials``) over
+    ``region`` (a :class:`~.region.Region` or None) and cache it in ``fits_dir``, where
+    :func:`read_cached` (of any process) finds it; returns the record."""
+    refs, dirs = precision_rays(region, input_dim)
+    rec = {"fit": info["seq"], "num_trials": info["num_trials"],
+           "precision": fit_precision(fit, refs, dirs), "rays": len(refs) * len(dirs)}
+    _write_cached(fits_dir, rec)
+    return rec
+
+
 def _write_cached(fits_dir, rec) -> None:
     """Write the cache atomically; a folder that cannot be written is left as it is."""
     path = os.path.join(fits_dir, CACHE_FILE)
@@ -305,12 +317,8 @@ class Progress:
             return rec
         rec = read_cached(self._store.fits_dir, seq)
         if rec is None and compute:
-            fit = load_fit()
-            refs, dirs = precision_rays(self._region, self._settings["input_dim"])
-            value = fit_precision(fit, refs, dirs)
-            rec = {"fit": seq, "num_trials": info["num_trials"], "precision": value,
-                   "rays": len(refs) * len(dirs)}
-            _write_cached(self._store.fits_dir, rec)
+            rec = cache_precision(self._store.fits_dir, info, load_fit(), self._region,
+                                  self._settings["input_dim"])
         if rec is not None:
             self._cached = (seq, rec)
         return rec

@@ -6,8 +6,9 @@ priority (one for the server, the sessions' refits queue for it), so they
 never hold the interpreter lock of the requests, and ``ask``/``tell`` never
 wait for them. A monitor thread records finished refits
 (so the fit's proposals are used at once), keeps the refit state for
-``status`` and computes the latest fit's thresholds and precision (the ``progress``
-of ``status``, :mod:`~psyphy_numpyro.design.stopping`) off the request path, once per fit.
+``status`` and has the latest fit's thresholds and precision (the ``progress``
+of ``status``, :mod:`~psyphy_numpyro.design.stopping`) read out off the request path,
+once per fit, in a read-out worker process of the server's (:mod:`.readouts`).
 
 Session names are resolved by :mod:`.names`, the JSON of thresholds and stimulus planes
 built by :mod:`.replies`, and the start-up imports done by :mod:`.warmup`.
@@ -25,7 +26,8 @@ from pathlib import Path
 from .. import protocol
 from ..errors import InvalidInput
 from .names import resolve_name
-from .replies import clean, plane_reply, thresholds_reply
+from .readouts import readout_executor, readout_job
+from .replies import clean, plane_reply
 from .warmup import IMPORT_LOCK, import_fitters, warm_up
 
 __all__ = ["Registry", "Hosted", "UnknownSession"]
@@ -57,7 +59,7 @@ class Hosted:
         self.thresholds: dict | None = None
         self.thresholds_state = "none"  # none, computing, ready, failed
         self.thresholds_error: str | None = None  # the traceback of a failed read-out
-        self._thresholds_thread = None
+        self._thresholds_job = None  # the running read-out (a Future)
         data = exp.data
         self.told = [[s[0], s[1], int(r)] for s, r in zip(data.stimuli.tolist(),
                                                           data.responses.tolist(), strict=True)]
@@ -169,36 +171,32 @@ class Hosted:
         return out
 
     # -- thresholds ---------------------------------------------------------------------
-    def update_thresholds(self) -> None:
-        """Start computing the latest fit's thresholds in a thread, if not done yet."""
+    def update_thresholds(self, executor) -> None:
+        """Start reading out the latest fit (thresholds, precision) on ``executor`` (see
+        :mod:`.readouts`), if not done yet; its result is kept when it is ready."""
         info = self.exp.latest_fit_info()
         if info is None:
             return
         have = None if self.thresholds is None else self.thresholds["fit"]
-        if have == info["seq"] or (self._thresholds_thread is not None
-                                   and self._thresholds_thread.is_alive()):
+        if have == info["seq"] or (self._thresholds_job is not None
+                                   and not self._thresholds_job.done()):
             return
-
-        def run():
-            try:
-                with IMPORT_LOCK:  # reading the fit file imports modules: never beside another
-                    from .. import readout  # noqa: F401
-
-                    fit = self.exp.fit
-                self.thresholds = thresholds_reply(fit, info["seq"], info["num_trials"],
-                                                   space=self.exp.space,
-                                                   refs=self.exp.region.points(3))
-                self.thresholds_state = "ready"
-                self.exp.progress()  # the fit's precision, cached for status (stop rules)
-            except Exception:  # noqa: BLE001 - reported by the thresholds endpoint
-                self.thresholds_error = traceback.format_exc(limit=3)
-                self.thresholds_state = "failed"
-                self.thresholds = {"fit": info["seq"], "error": self.thresholds_error}
-
+        space = None if self.exp.space is None else self.exp.space.to_dict()
         self.thresholds_state = "computing"
-        self._thresholds_thread = threading.Thread(target=run, daemon=True,
-                                                   name=f"thresholds:{self.name}")
-        self._thresholds_thread.start()
+        job = executor.submit(readout_job, info, space, self.exp.settings.get("region"),
+                              self.exp.input_dim)
+
+        def finished(job, seq=info["seq"]):
+            try:
+                self.thresholds = job.result()
+                self.thresholds_state = "ready"
+            except BaseException as exc:  # noqa: BLE001 - reported by the thresholds route
+                self.thresholds_error = "".join(traceback.format_exception(exc, limit=3))
+                self.thresholds_state = "failed"
+                self.thresholds = {"fit": seq, "error": self.thresholds_error}
+
+        self._thresholds_job = job
+        job.add_done_callback(finished)
 
     def live(self, since: int = 0) -> dict:
         """What the live page draws: status, the trials told from number ``since`` on, the
@@ -248,6 +246,7 @@ class Registry:
         self.durability = check_durability(durability)
         self.sync_every = float(sync_every)
         self.refit_in = refit_in
+        self._readouts = readout_executor(refit_in)  # the fits' read-outs (.readouts)
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise InvalidInput(f"{root}: no such folder (the server's --root)")
@@ -319,6 +318,7 @@ class Registry:
     def close_all(self, timeout: float = 10.0) -> list[str]:
         """Close every session; the names whose refit was still running (left open)."""
         self._stop.set()
+        self._readouts.shutdown(wait=False, cancel_futures=True)
         left = []
         for name in list(self.sessions):
             try:
@@ -338,7 +338,7 @@ class Registry:
                 try:
                     with hosted.lock:
                         hosted.observe()
-                    hosted.update_thresholds()
+                    hosted.update_thresholds(self._readouts)
                     if sync:  # outside the session's lock: ask and tell go on meanwhile
                         hosted.exp.sync()
                 except Exception:  # noqa: BLE001, S112 - a closed session; the next round
