@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .acquisition import propose_trials
+from .worker import become_worker
 
 __all__ = ["BackgroundRefit", "ProcessRefit", "model_to_json", "model_from_json", "session_data",
            "session_capacity", "posterior_mode", "make_job", "refit_job", "record_refit",
@@ -349,20 +350,7 @@ class _Worker:
 
 def _serve_refits(conn, nice: int, parent: int) -> None:  # pragma: no cover - a child
     """The worker process's loop: jobs in, results (or the error's text) out."""
-    import time
-
-    if nice:
-        try:
-            os.nice(nice)
-        except OSError:
-            pass
-
-    def orphaned():  # the parent ended (even by kill -9): so does the worker
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=orphaned, daemon=True).start()
+    become_worker(nice, parent)
     fits: dict = {}  # the latest fits by path: the next refit's warm start, not reloaded
     while True:
         try:

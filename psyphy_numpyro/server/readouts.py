@@ -6,7 +6,8 @@ compiling, computing). Done in the server's own process it would hold Python's
 interpreter lock for stretches of a second and hold up every request; so with the
 sessions' refits in worker processes (the default), read-outs run in one worker process
 of their own, at lower priority (``nice`` 10), which keeps its compiled programs from one
-fit to the next. :func:`readout_job` is the same either way.
+fit to the next and ends with the server (even one ended by ``kill -9``).
+:func:`readout_job` is the same either way.
 """
 
 from __future__ import annotations
@@ -16,24 +17,18 @@ import os
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
+from ..design.worker import become_worker
 from .replies import thresholds_reply
 from .warmup import IMPORT_LOCK
 
 __all__ = ["readout_executor", "readout_job"]
 
 
-def _lower_priority() -> None:
-    try:
-        os.nice(10)
-    except (AttributeError, OSError):  # no nice (Windows), or not allowed
-        pass
-
-
 def readout_executor(refit_in: str) -> Executor:
     """One worker for the read-outs: a process (``refit_in="process"``) or a thread."""
     if refit_in == "process":
         return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_lower_priority)
+                                   initializer=become_worker, initargs=(10, os.getpid()))
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="psyphy-numpyro-readout")
 
 
