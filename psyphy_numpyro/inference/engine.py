@@ -85,13 +85,9 @@ def _compiled(fn, static: tuple, args: tuple):
 def _chunk_program(model, optimizer, batch_size, length, noise_axes, states, trials, num_steps,
                    noise):
     """``length`` masked steps for every batch member (vmapped scan). ``noise``: fixed
-    estimator noise of the padded trials (None: fresh noise), shared by all members, or
-    with its own batch axis where ``noise_axes`` (a pytree of ``vmap`` axes) says so."""
-    if noise_axes is None:
-        return jax.vmap(
-            lambda s, tr: scan_steps(model, optimizer, batch_size, length, s, tr, num_steps,
-                                     noise)
-        )(states, trials)
+    estimator noise of the padded trials (None: fresh noise), shared by all members
+    (``noise_axes=None``) or with its own batch axis where ``noise_axes`` (a pytree of
+    ``vmap`` axes) says so."""
     return jax.vmap(
         lambda s, tr, nz: scan_steps(model, optimizer, batch_size, length, s, tr, num_steps, nz),
         in_axes=(0, 0, noise_axes),
