@@ -4,7 +4,7 @@ Its per-trial metadata columns are checked by :mod:`psyphy_numpyro.metadata`; CS
 input and output live in :mod:`psyphy_numpyro.csvio` (``TrialData.from_csv`` and
 ``to_csv`` call it) with the space sidecar in :mod:`psyphy_numpyro.sidecar`;
 simulation in :mod:`psyphy_numpyro.simulate`; the warning about data that look
-like they are in the lab's units (:func:`warn_small_range`, re-exported here) in
+like they are in the lab's units (``warn_small_range``) in
 :mod:`psyphy_numpyro.rangecheck`.
 """
 
@@ -23,7 +23,6 @@ from .csvio import (
 )
 from .errors import InvalidInput, InvalidType
 from .metadata import check_metadata, concat_column, same_column
-from .rangecheck import SMALL_RANGE, warn_small_range  # noqa: F401 - re-exported
 from .sidecar import read_sidecar, sidecar_path, write_sidecar  # noqa: F401 - re-exported
 from .space import StimulusSpace
 from .validation import check_points, check_responses
@@ -32,8 +31,6 @@ __all__ = [
     "TrialData",
     "as_trial_data",
     "as_space",
-    "warn_small_range",
-    "SMALL_RANGE",
 ]
 
 _ROLES = ("reference", "comparison")

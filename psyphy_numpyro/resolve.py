@@ -7,8 +7,9 @@ each other. Used by :func:`~psyphy_numpyro.fit_map`, :func:`~psyphy_numpyro.fit_
 
 from __future__ import annotations
 
-from .data import TrialData, as_trial_data, warn_small_range
+from .data import TrialData, as_trial_data
 from .errors import InvalidInput
+from .rangecheck import warn_small_range
 from .wppm import WPPM, as_wppm
 
 __all__ = ["resolve_model"]
