@@ -57,18 +57,16 @@ def calibration(fit, truth, level=0.9):
     return cover, width
 
 
-def ranking(laplace, nuts, criterion, seed, other=None):
-    """Spearman correlation of two posteriors' scores on one candidate set (of the
-    Laplace fit), and the share of the second's best 10% that the first also puts in its
-    best 10%: Laplace against NUTS, or (``other``) NUTS against another NUTS run."""
-    ref, comp = candidate_trials(laplace, seed=seed)
-    first = laplace if other is None else other
-    s_lap = score_trials(first, ref, comp, criterion=criterion, seed=seed)
-    s_nuts = score_trials(nuts, ref, comp, criterion=criterion, seed=seed + 1)
+def ranking(first, second, candidates, criterion, seed):
+    """Spearman correlation of two posteriors' scores on one candidate set, and the share
+    of the second's best 10% that the first also puts in its best 10%."""
+    ref, comp = candidates
+    s_first = score_trials(first, ref, comp, criterion=criterion, seed=seed)
+    s_second = score_trials(second, ref, comp, criterion=criterion, seed=seed + 1)
     k = max(1, len(ref) // 10)
-    top_lap = set(np.argsort(-s_lap)[:k].tolist())
-    top_nuts = set(np.argsort(-s_nuts)[:k].tolist())
-    return float(spearmanr(s_lap, s_nuts)[0]), len(top_lap & top_nuts) / k
+    top_first = set(np.argsort(-s_first)[:k].tolist())
+    top_second = set(np.argsort(-s_second)[:k].tolist())
+    return float(spearmanr(s_first, s_second)[0]), len(top_first & top_second) / k
 
 
 def main(argv=None):
@@ -101,9 +99,9 @@ def main(argv=None):
                 again = pn.fit_mcmc(data, seed=seed + 100, num_warmup=args.warmup,
                                     num_draws=args.draws, progress=False)
                 cov = [calibration(f, truth) for f in (lap, nuts)]
-                rank = [ranking(lap, nuts, c, seed) for c in ("info_gain", "global")]
-                base = [ranking(lap, nuts, c, seed, other=again)
-                        for c in ("info_gain", "global")]
+                cands = candidate_trials(lap, seed=seed)  # one set, of the Laplace fit
+                rank = [ranking(lap, nuts, cands, c, seed) for c in ("info_gain", "global")]
+                base = [ranking(again, nuts, cands, c, seed) for c in ("info_gain", "global")]
                 print(f"| {obs.name} | {seed} | {n} | {cov[0][0]:.2f} | {cov[1][0]:.2f} "
                       f"| {cov[0][1]:.0f} | {cov[1][1]:.0f} | {rank[0][0]:.2f} "
                       f"| {rank[0][1]:.2f} | {rank[1][0]:.2f} | {rank[1][1]:.2f} "
